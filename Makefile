@@ -1,0 +1,86 @@
+# hotstock — one PGXS Makefile for the extension, the daemon, the client
+# library and the tests.
+#
+#   make                build everything
+#   make install        install the extension (PGXS) and bin/hotstockd
+#   make demo           set up, start, run the flash-sale demo      (scripts/demo.sh)
+#   make check          set up, start, run every test                (scripts/check.sh)
+#   make start|stop|psql   the private cluster + daemon under $(RUN_DIR)
+#   make bench | crashtest | fuzz   long runs, not part of check
+
+PG_CONFIG ?= pg_config
+RUN_DIR ?= $(CURDIR)/.run
+export RUN_DIR PG_CONFIG
+
+# ---- the extension (PGXS) ----
+MODULE_big = hotstock
+OBJS = pg_ext/hotstock.o pg_ext/drain.o
+PGFILEDESC = "hotstock - flash-sale stock deduction"
+MODULEDIR = extension
+DATA = pg_ext/hotstock.control pg_ext/hotstock--1.0.sql
+REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+REGRESS_OPTS = --load-extension=hotstock
+PG_CPPFLAGS = -Ishmd
+PG_CFLAGS = -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
+            -Wno-missing-field-initializers -Wno-cast-function-type
+SHLIB_LINK = shmd/libhotstock.a -lpthread
+EXTRA_CLEAN = shmd/*.o shmd/libhotstock.a shmd/hotstockd $(TEST_BINS) tests/*/*.o
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# ---- shmd: libhotstock + hotstockd (own flags: C11, -Werror) ----
+SHMD_CFLAGS = -std=gnu11 -O2 -g -fPIC -pthread -Wall -Wextra -Werror \
+              -Wno-unused-parameter -D_GNU_SOURCE $(SHMD_EXTRA_CFLAGS)
+LIB_SRCS = shmd/segment.c shmd/queue_file.c shmd/checkpoint.c shmd/client.c
+LIB_OBJS = $(LIB_SRCS:.c=.o)
+DAEMON_SRCS = $(filter-out $(LIB_SRCS),$(wildcard shmd/*.c))
+DAEMON_OBJS = $(DAEMON_SRCS:.c=.o)
+DAEMON_LIBS = -lurcu -lurcu-common -ljemalloc -lpthread
+
+shmd/%.o: shmd/%.c $(wildcard shmd/*.h)
+	$(CC) $(SHMD_CFLAGS) -c -o $@ $<
+
+shmd/libhotstock.a: $(LIB_OBJS)
+	$(AR) rcs $@ $^
+
+shmd/hotstockd: $(DAEMON_OBJS) shmd/libhotstock.a
+	$(CC) $(SHMD_CFLAGS) -o $@ $(DAEMON_OBJS) shmd/libhotstock.a $(DAEMON_LIBS)
+
+$(shlib): shmd/libhotstock.a
+
+# ---- C tests: every tests/<dir>/test_*.c is one program ----
+TEST_SRCS = $(wildcard tests/unit/test_*.c tests/stress/*.c tests/crash/*.c)
+TEST_BINS = $(TEST_SRCS:.c=)
+TEST_CFLAGS = $(SHMD_CFLAGS) -Ishmd -Itests
+
+tests/%: tests/%.c shmd/libhotstock.a $(wildcard tests/*.h) $(wildcard shmd/*.h)
+	$(CC) $(TEST_CFLAGS) -o $@ $< $(filter-out shmd/hotstockd.o,$(DAEMON_OBJS)) \
+	    shmd/libhotstock.a $(DAEMON_LIBS)
+
+all: shmd/libhotstock.a shmd/hotstockd $(TEST_BINS)
+
+install: install-daemon
+install-daemon: shmd/hotstockd
+	$(INSTALL_PROGRAM) shmd/hotstockd '$(DESTDIR)$(bindir)/hotstockd'
+
+# ---- what users run (scripts/ does the work; see README.md) ----
+.PHONY: demo check start stop psql bench crashtest fuzz unit install-daemon
+demo:
+	@bash scripts/demo.sh
+check:
+	@bash scripts/check.sh
+start:
+	@bash scripts/cluster.sh start
+stop:
+	@bash scripts/cluster.sh stop
+psql:
+	@bash scripts/cluster.sh psql
+unit: all
+	@bash tests/run_unit.sh
+bench:
+	@bash tests/bench/run.sh
+crashtest:
+	@bash tests/crash/run.sh long
+fuzz:
+	@bash tests/fuzz/run.sh

@@ -1,0 +1,63 @@
+/*-------------------------------------------------------------------------
+ *
+ * checkpoint.h
+ *      Shadow counters (the exact fold of the queue up to an LSN) and their
+ *      durable checkpoint file.
+ *
+ * The spiller folds every record it writes into an hs_shadow; a checkpoint
+ * writes that shadow with its LSN to DIR/checkpoint durably (temp file,
+ * fsync, rename, fsync dir).  Recovery loads it and folds the queue after
+ * it.  Counters only: order state is rebuilt from the queue records after
+ * min(checkpoint LSN, applied LSN), which the daemon retains for that.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef HOTSTOCK_CHECKPOINT_H
+#define HOTSTOCK_CHECKPOINT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hotstock.h"
+
+/* "HSTKCKP1" little-endian; own format version. */
+#define HS_CKPT_MAGIC UINT64_C(0x31504B434B545348)
+#define HS_CKPT_FORMAT_VERSION 1
+#define HS_CKPT_FILE "checkpoint"
+
+typedef struct hs_shadow_sku {
+    char sku[HS_SKU_MAX + 1];
+    uint8_t sku_len;
+    int64_t available;
+} hs_shadow_sku;
+
+/* Counters by SKU name: a private open-addressing table (jemalloc). */
+typedef struct hs_shadow {
+    hs_shadow_sku *slots;
+    uint32_t capacity; /* power of two */
+    uint32_t count;
+    hs_lsn lsn;        /* every record <= lsn is folded, none after */
+    hs_lsn applied_lsn; /* the drain's position known when saved */
+    uint64_t generation; /* of the segment that was live when saved */
+} hs_shadow;
+
+int hs_shadow_init(hs_shadow *s, uint32_t capacity);
+void hs_shadow_free(hs_shadow *s);
+/* Find or add; NULL when full. */
+hs_shadow_sku *hs_shadow_get(hs_shadow *s, const char *sku, size_t sku_len, bool create);
+/* Fold one record (all types; counters only); sets s->lsn = rec->lsn.
+ * Returns -1 (hs_last_error()) if rec->lsn != s->lsn + 1 or the table is full. */
+int hs_shadow_fold(hs_shadow *s, const hs_record *rec);
+
+/* Write s durably to DIR/checkpoint.  0, or -1 with hs_last_error(). */
+int hs_checkpoint_write(const char *dir, const hs_shadow *s);
+
+/*
+ * Load DIR/checkpoint into s (initialised by the caller).  Returns 1 when
+ * loaded, 0 when there is no checkpoint file (a new directory), -1 with
+ * hs_last_error() on a bad magic, another format version, a bad checksum
+ * or a short file: the daemon refuses to start then.
+ */
+int hs_checkpoint_load(const char *dir, hs_shadow *s);
+
+#endif /* HOTSTOCK_CHECKPOINT_H */

@@ -1,0 +1,241 @@
+/*-------------------------------------------------------------------------
+ *
+ * hotstock.h
+ *      libhotstock: the client API of a hotstockd segment.
+ *
+ * A client attaches to the daemon that owns one data directory and runs
+ * deductions, refunds and reads directly on its shared memory.  Every call
+ * is thread-safe and lock-free on the fast path; a client handle may be
+ * shared by the threads of one process.  Every call first checks that the
+ * segment it maps is still served (state and heartbeat) and re-attaches
+ * transparently when a restarted daemon replaced it; it never acts on a
+ * segment nobody spills.
+ *
+ * Strings are (pointer, length) pairs, not NUL-terminated; a SKU is 1 to
+ * HS_SKU_MAX bytes, an order id 1 to HS_ORDER_ID_MAX bytes.
+ *
+ * "Error means unknown": HS_DAEMON_DOWN from hs_wait_durable() means the
+ * record may or may not become durable.  Retry with the same order id (a
+ * retry of a done deduction returns HS_DUPLICATE) or ask hs_order_status().
+ *
+ * The queue reader at the bottom reads the durable write-ahead queue files
+ * directly; the PostgreSQL drain uses it, also while the daemon is down.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef HOTSTOCK_H
+#define HOTSTOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HS_SKU_MAX 63
+#define HS_ORDER_ID_MAX 63
+#define HS_QTY_MAX 1000000         /* largest qty of one deduction */
+#define HS_STOCK_MAX INT64_C(1000000000000) /* largest stock of one SKU */
+
+typedef uint64_t hs_lsn;
+
+typedef enum hs_result {
+    HS_OK = 0,              /* done */
+    HS_DUPLICATE,           /* deduct: this order id was deducted already (a retry) */
+    HS_SOLD_OUT,            /* deduct: not enough available */
+    HS_UNKNOWN_SKU,         /* no such SKU in the segment */
+    HS_NOT_FOUND,           /* refund/status: order id not in the order index */
+    HS_ALREADY_REFUNDED,    /* refund: refunded before; deduct: order id was refunded */
+    HS_ORDER_MISMATCH,      /* deduct retry with another SKU or qty than the original */
+    HS_QUEUE_FULL,          /* ring full: the spiller is behind; retry */
+    HS_TABLE_FULL,          /* SKU table or order index full */
+    HS_BAD_ARGUMENT,        /* empty/oversized string, qty out of range */
+    HS_DAEMON_DOWN,         /* no daemon serves the segment (or it died mid-call) */
+    HS_VERSION_MISMATCH,    /* segment of another layout version or magic */
+    HS_IO_ERROR,            /* a system call failed; see hs_last_error() */
+    HS_RESULT_COUNT_
+} hs_result;
+
+/* Stable lower-case name of a result ("ok", "sold_out", ...). */
+const char *hs_result_name(hs_result r);
+
+/* Text of the last error of the calling thread (errno text, file, ...);
+ * valid until that thread's next call. */
+const char *hs_last_error(void);
+
+typedef struct hs_client hs_client;
+
+/*
+ * Attach to the daemon of data directory `dir`.  On HS_OK *out owns a handle
+ * to free with hs_detach().  Fails with HS_DAEMON_DOWN (no segment, not
+ * READY, stale heartbeat), HS_VERSION_MISMATCH (magic or layout version;
+ * hs_last_error() says which), HS_IO_ERROR.
+ */
+hs_result hs_attach(const char *dir, hs_client **out);
+void hs_detach(hs_client *c);
+
+/*
+ * Deduct qty (1..HS_QTY_MAX) units of sku for order_id.
+ *   HS_OK        deducted now; *lsn = its record's LSN (wait on it for durability)
+ *   HS_DUPLICATE this order id was deducted before, same sku and qty; *lsn = 0
+ *   HS_SOLD_OUT  available < qty; nothing changed (a later retry may succeed)
+ *   HS_ALREADY_REFUNDED, HS_ORDER_MISMATCH, HS_UNKNOWN_SKU, HS_BAD_ARGUMENT,
+ *   HS_QUEUE_FULL, HS_TABLE_FULL, HS_DAEMON_DOWN: nothing changed.
+ * xid: the caller's transaction id carried in the record, 0 for none.
+ */
+hs_result hs_deduct(hs_client *c, const char *sku, size_t sku_len, int32_t qty,
+                    const char *order_id, size_t order_len, uint64_t xid, hs_lsn *lsn);
+
+/*
+ * Refund order_id: the units of its deduction go back, at most once.
+ *   HS_OK               refunded now; *lsn, *qty and the SKU (into sku_out,
+ *                       HS_SKU_MAX + 1 bytes, NUL-terminated; may be NULL)
+ *   HS_ALREADY_REFUNDED refunded before
+ *   HS_NOT_FOUND        not in the order index: never deducted here, or
+ *                       evicted after it was drained (see hs_evicted_lsn())
+ *   HS_QUEUE_FULL, HS_DAEMON_DOWN: nothing changed.
+ * The REFUND record is appended before the counter is raised.
+ */
+hs_result hs_refund(hs_client *c, const char *order_id, size_t order_len, hs_lsn *lsn,
+                    int32_t *qty, char *sku_out);
+
+/*
+ * Two-phase refund for a refund inside a transaction: claim now (the order
+ * goes DEDUCTED -> REFUNDING; other refunds wait, deduct retries see a
+ * duplicate), then hs_refund_commit() at commit (record, counter) or
+ * hs_refund_release() at abort (back to DEDUCTED).  Claim results as for
+ * hs_refund().  A claim whose owner process dies is released by whoever
+ * next waits on it.
+ */
+hs_result hs_refund_claim(hs_client *c, const char *order_id, size_t order_len);
+hs_result hs_refund_commit(hs_client *c, const char *order_id, size_t order_len, hs_lsn *lsn,
+                           int32_t *qty, char *sku_out);
+hs_result hs_refund_release(hs_client *c, const char *order_id, size_t order_len);
+
+/*
+ * Refund an order that is no longer in the order index (evicted after its
+ * deduction was drained) once the caller has marked it refunded in its own
+ * durable ledger: appends REFUND(sku, qty), raises the counter, and records
+ * the order as REFUNDED in the index.  HS_ALREADY_REFUNDED if the index
+ * already knows it as refunded; HS_DUPLICATE if the index knows it as
+ * deducted (use hs_refund() then).
+ */
+hs_result hs_refund_evicted(hs_client *c, const char *sku, size_t sku_len, int32_t qty,
+                            const char *order_id, size_t order_len, hs_lsn *lsn);
+
+/* Block until the record at lsn is fdatasync'ed (group commit).  HS_OK, or
+ * HS_DAEMON_DOWN when the daemon died or the segment was fenced first
+ * ("unknown": see the top of this file).  timeout_ms < 0 waits forever
+ * (while the daemon lives). */
+hs_result hs_wait_durable(hs_client *c, hs_lsn lsn, int timeout_ms);
+
+/* Ask the spiller to flush now without waiting (used by asynchronous callers
+ * at a clean point, e.g. end of a batch). */
+void hs_kick(hs_client *c);
+
+/* Real-time available units of sku. */
+hs_result hs_available(hs_client *c, const char *sku, size_t sku_len, int64_t *available);
+
+typedef enum hs_order_state {
+    HS_ORDER_STATE_UNKNOWN = 0,
+    HS_ORDER_STATE_DEDUCTED = 1,  /* includes a refund claimed but not committed */
+    HS_ORDER_STATE_REFUNDED = 2,
+    HS_ORDER_STATE_PENDING = 3    /* a deduction is in flight right now */
+} hs_order_state;
+
+/* State of order_id in the index; HS_NOT_FOUND when absent.  sku_out and
+ * qty may be NULL. */
+hs_result hs_order_status(hs_client *c, const char *order_id, size_t order_len,
+                          hs_order_state *state, char *sku_out, int32_t *qty);
+
+/* Admin: create sku, or reset it to `stock` units available (0..HS_STOCK_MAX).
+ * The change travels through the queue as a delta.  *lsn may be NULL. */
+hs_result hs_put_sku(hs_client *c, const char *sku, size_t sku_len, int64_t stock, hs_lsn *lsn);
+
+/* Admin: restock (delta > 0) or withdraw (delta < 0, clamped so available
+ * never goes below zero).  *available = units available right after. */
+hs_result hs_add_stock(hs_client *c, const char *sku, size_t sku_len, int64_t delta,
+                       int64_t *available, hs_lsn *lsn);
+
+/* Orders whose every record has LSN <= this may be absent from the index
+ * (evicted after they were drained): consult the durable ledger for them. */
+hs_lsn hs_evicted_lsn(hs_client *c);
+
+/* Drain: publish the last LSN applied durably by the consumer. */
+hs_result hs_publish_applied(hs_client *c, hs_lsn applied);
+
+typedef struct hs_status {
+    uint64_t generation;
+    int32_t daemon_pid;
+    uint32_t state; /* hs_segment_state */
+    hs_lsn next_lsn, spilled_lsn, durable_lsn, applied_lsn, checkpoint_lsn, evicted_lsn;
+    uint32_t sku_count, sku_capacity;
+    uint32_t order_count, order_capacity;
+    uint32_t ring_used, ring_capacity;
+    uint64_t heartbeat_age_ms;
+    uint64_t abandoned_records;
+    uint64_t last_flush_unix_ms;
+} hs_status;
+
+hs_result hs_get_status(hs_client *c, hs_status *out);
+
+/*-------------------------------------------------------------------------
+ * Queue files (read side).  Format: see shmd/queue_file.c.
+ *-------------------------------------------------------------------------
+ */
+
+/* One decoded queue record. */
+typedef struct hs_record {
+    hs_lsn lsn;
+    uint8_t type;  /* hs_record_type in segment.h: 1 deduct, 2 refund, 3 put_sku,
+                      4 add_stock, 5 noop */
+    uint8_t flags;
+    uint8_t sku_len;
+    uint8_t order_len;
+    int64_t qty; /* qty (deduct, refund) or signed delta (put_sku, add_stock) */
+    uint64_t xid;
+    uint64_t timestamp_us; /* unix microseconds */
+    char sku[HS_SKU_MAX + 1];          /* NUL-terminated */
+    char order_id[HS_ORDER_ID_MAX + 1]; /* NUL-terminated; empty for stock records */
+} hs_record;
+
+typedef struct hs_queue_reader hs_queue_reader;
+
+/*
+ * Open the queue of data directory `dir` for reading records with LSN >=
+ * from_lsn.  HS_NOT_FOUND when no file holds from_lsn yet (nothing written
+ * past it); HS_IO_ERROR with hs_last_error() naming the file when a file
+ * holding it is unreadable, or from_lsn was recycled already (a gap).
+ */
+hs_result hs_queue_open(const char *dir, hs_lsn from_lsn, hs_queue_reader **out);
+
+/*
+ * Next record, if its LSN <= upto (HS_LSN_MAX for no bound).
+ *   1   *rec filled
+ *   0   no further complete, valid record for now (end of what is written,
+ *       or a partial tail being written); call again later
+ *  -1   corruption before the end of the queue: hs_last_error() gives file,
+ *       offset and LSN.  The reader does not move past it.
+ * The reader follows into the next file by itself.
+ */
+int hs_queue_next(hs_queue_reader *r, hs_lsn upto, hs_record *rec);
+
+/*
+ * For a reader running while the daemon is down: fdatasync every queue file
+ * from the reader's current one on, and set *durable_upto to the last LSN
+ * that lies whole in the bytes synced (what existed when the call started).
+ * Records past it may be in flight from a daemon that just started and must
+ * not be applied yet: pass durable_upto as `upto` to hs_queue_next().
+ */
+hs_result hs_queue_sync(hs_queue_reader *r, hs_lsn *durable_upto);
+
+void hs_queue_close(hs_queue_reader *r);
+
+#define HS_LSN_MAX UINT64_MAX
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HOTSTOCK_H */

@@ -1,0 +1,358 @@
+/*-------------------------------------------------------------------------
+ *
+ * segment.h
+ *      The shared-memory layout of hotstock, defined once.
+ *
+ * hotstockd creates one POSIX shared-memory object per data directory
+ * (name from hs_segment_name(), mode 0600) and is its only owner.  Clients
+ * (libhotstock: PostgreSQL backends, tests, tools) map it read-write and run
+ * the fast path on it directly.  Nothing else may know these structs.
+ *
+ * Layout (offsets are stored in the header; every table starts on a
+ * 64-byte boundary):
+ *
+ *     hs_header           positions, capacities, liveness
+ *     hs_sku_slot[]       sku_capacity slots, open addressing, linear probe
+ *     hs_order_slot[]     order_capacity slots, open addressing, linear probe
+ *     hs_ring_slot[]      ring_capacity slots, the write-ahead queue ring
+ *
+ * All three capacities are powers of two.  Slots are never deleted while a
+ * segment lives; a restarted daemon builds a fresh, compacted segment (a new
+ * generation) from the files on disk.
+ *
+ * WHO WRITES WHAT, AND WHICH ORDERING PROTECTS IT
+ *
+ *  header.state       daemon: STARTING -> READY -> (STOPPING | DEAD).  A
+ *                     client checks it (acquire) at the start of every call;
+ *                     anything but READY means "re-attach or fail".  DEAD is
+ *                     stored (release) by the next daemon after it fenced the
+ *                     segment; the name then points at a new segment.
+ *  header.heartbeat_ms daemon main thread, relaxed, every 100 ms
+ *                     (CLOCK_MONOTONIC).  A client that finds it older than
+ *                     HS_HEARTBEAT_DEAD_MS reports the daemon down.
+ *  header.next_lsn    clients, by CAS (acq_rel), to reserve one ring slot:
+ *                     allowed only while next_lsn - spilled_lsn < ring
+ *                     capacity and HS_LSN_FENCED is clear.  The daemon sets
+ *                     HS_LSN_FENCED (fetch_or, seq_cst) to stop all
+ *                     reservations before it salvages the ring.
+ *  header.spilled_lsn spiller (release) after the records up to it were
+ *                     handed to write(2): their ring slots are free again.
+ *                     Pairs with the acquire load in the reserving CAS loop.
+ *  header.durable_lsn spiller (release) after fdatasync; then it bumps
+ *                     durable_seq and FUTEX_WAKEs it.  Waiters load
+ *                     durable_seq, then durable_lsn (acquire), then sleep on
+ *                     durable_seq (so no wake-up is lost).
+ *  header.sync_waiters clients, fetch_add/sub around a durability wait; the
+ *                     spiller flushes at once while it is non-zero (group
+ *                     commit).
+ *  header.spiller_seq clients bump it and FUTEX_WAKE when spiller_sleeping
+ *                     is set, after publishing a record.
+ *  header.applied_lsn drain worker (release), after its transaction
+ *                     committed; the daemon reads it for recycling and
+ *                     persists it in the checkpoint.
+ *  header.checkpoint_lsn daemon (release) after a checkpoint is durable.
+ *  header.evicted_lsn daemon, at creation: orders whose every record has
+ *                     LSN <= evicted_lsn may be missing from the order index
+ *                     (they are in PostgreSQL's ledger).  0: none missing.
+ *
+ *  hs_sku_slot.state  EMPTY -> INSERTING(pid) -> READY, by CAS (acq_rel);
+ *                     the name is written between the two and published by
+ *                     the release store of READY.  Readers that meet
+ *                     INSERTING spin until READY, or until the owner pid is
+ *                     gone, then CAS it to DEAD (a slot probes pass over).
+ *  hs_sku_slot.available  clients only: CAS (acq_rel) decrement if
+ *                     available >= qty; fetch_add for increments.  The daemon
+ *                     writes it only while building a segment (state
+ *                     STARTING).
+ *
+ *  hs_order_slot.state (owner pid << 8 | HS_ORDER_*), by CAS (acq_rel).
+ *                     EMPTY -> INSERTING -> PENDING -> DEDUCTED | FAILED;
+ *                     FAILED -> PENDING (a retry after sold out);
+ *                     DEDUCTED -> REFUNDING -> REFUNDED | DEDUCTED (released);
+ *                     a waiter that finds a PENDING/REFUNDING owner dead waits
+ *                     until the spiller has passed every reserved LSN and
+ *                     then decides from `recorded`: the spiller marks each
+ *                     order slot whose record it folded (release), so a
+ *                     record that reached the queue is never denied.
+ *
+ *  hs_ring_slot.seq   the publication word.  For LSN L (slot L & mask):
+ *                     the reserver reads seq (anything but L), fills the
+ *                     slot, then CAS(seq, old, L) with release.  The spiller
+ *                     loads seq (acquire) and consumes the slot iff seq == L.
+ *                     The spiller (a slot stuck for HS_STALL_ABANDON_MS: its
+ *                     writer died) and a recovering daemon (fencing) CAS
+ *                     seq from old to L | HS_SEQ_ABANDONED; a writer whose
+ *                     publishing CAS then fails undoes its counter change and
+ *                     reports HS_DAEMON_DOWN.  Exactly one of the two CASes
+ *                     wins, so a record is either in the queue or undone.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef HOTSTOCK_SEGMENT_H
+#define HOTSTOCK_SEGMENT_H
+
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "hotstock.h"
+
+#define HS_CACHE_LINE 64
+
+/* "HSTKSEG1" little-endian; the layout version changes with any struct here. */
+#define HS_SEGMENT_MAGIC UINT64_C(0x3147455354534B48)
+#define HS_SEGMENT_LAYOUT_VERSION 1
+
+#define HS_HEARTBEAT_INTERVAL_MS 100
+#define HS_HEARTBEAT_DEAD_MS 3000
+#define HS_STALL_ABANDON_MS 2000
+
+/* header.state */
+typedef enum hs_segment_state {
+    HS_SEGMENT_STARTING = 1, /* being built by the daemon */
+    HS_SEGMENT_READY = 2,    /* serving */
+    HS_SEGMENT_STOPPING = 3, /* clean stop in progress: no new work */
+    HS_SEGMENT_DEAD = 4      /* fenced by a newer daemon: re-attach */
+} hs_segment_state;
+
+/* top bit of next_lsn: no more reservations in this segment */
+#define HS_LSN_FENCED (UINT64_C(1) << 63)
+/* top bit of ring seq: the slot for (seq & ~bit) was abandoned */
+#define HS_SEQ_ABANDONED (UINT64_C(1) << 63)
+
+/* slot state words: low 8 bits state, bits 8.. the owner's pid */
+#define HS_STATE_MASK UINT64_C(0xff)
+#define HS_STATE_OF(w) ((unsigned)((w)&HS_STATE_MASK))
+#define HS_PID_OF(w) ((pid_t)((w) >> 8))
+#define HS_STATE_WORD(state, pid) (((uint64_t)(uint32_t)(pid) << 8) | (uint64_t)(state))
+
+enum hs_sku_slot_state {
+    HS_SKU_EMPTY = 0,
+    HS_SKU_INSERTING = 1,
+    HS_SKU_READY = 2,
+    HS_SKU_DEAD = 3 /* insert abandoned by a dead process; never matches */
+};
+
+enum hs_order_slot_state {
+    HS_ORDER_EMPTY = 0,
+    HS_ORDER_INSERTING = 1,
+    HS_ORDER_PENDING = 2,   /* a deduct is in flight (owner pid) */
+    HS_ORDER_DEDUCTED = 3,  /* deducted; counter and record done */
+    HS_ORDER_FAILED = 4,    /* last deduct failed (sold out, ...); retryable */
+    HS_ORDER_REFUNDING = 5, /* a refund is in flight or claimed (owner pid) */
+    HS_ORDER_REFUNDED = 6,
+    HS_ORDER_DEAD = 7 /* insert abandoned by a dead process; never matches */
+};
+
+/*
+ * Header.  Fields written at different rates by different parties sit on
+ * their own cache lines so that, e.g., the spiller publishing durable_lsn
+ * does not invalidate the line every client reads next_lsn from.
+ */
+typedef struct hs_header {
+    /* immutable after creation (written before state = READY) */
+    uint64_t magic;
+    uint32_t layout_version;
+    uint32_t header_size;
+    uint64_t generation; /* +1 per segment built for this directory */
+    uint64_t total_size;
+    uint32_t sku_capacity;
+    uint32_t order_capacity;
+    uint32_t ring_capacity;
+    int32_t daemon_pid;
+    uint64_t sku_offset;
+    uint64_t order_offset;
+    uint64_t ring_offset;
+    uint64_t evicted_lsn;
+    uint64_t created_unix_ms;
+    char data_dir[256]; /* realpath of the data directory, for status */
+
+    alignas(HS_CACHE_LINE) _Atomic uint32_t state;
+    _Atomic uint64_t heartbeat_ms; /* CLOCK_MONOTONIC milliseconds */
+
+    alignas(HS_CACHE_LINE) _Atomic uint64_t next_lsn; /* next LSN to reserve */
+
+    alignas(HS_CACHE_LINE) _Atomic uint64_t spilled_lsn; /* last LSN handed to write(2) */
+
+    alignas(HS_CACHE_LINE) _Atomic uint64_t durable_lsn; /* last LSN fdatasync'ed */
+    _Atomic uint32_t durable_seq;                         /* futex word, bumped per flush */
+    _Atomic uint32_t sync_waiters;
+
+    alignas(HS_CACHE_LINE) _Atomic uint32_t spiller_seq; /* futex word: work arrived */
+    _Atomic uint32_t spiller_sleeping;
+
+    alignas(HS_CACHE_LINE) _Atomic uint64_t applied_lsn; /* published by the drain */
+    _Atomic uint64_t checkpoint_lsn;
+    _Atomic uint32_t sku_count;   /* READY sku slots */
+    _Atomic uint32_t order_count; /* claimed order slots */
+    _Atomic uint64_t abandoned_records;
+    _Atomic uint64_t last_flush_unix_ms;
+} hs_header;
+
+/*
+ * One SKU.  128 bytes, cache-line aligned: a hot SKU's counter is CASed by
+ * every buyer, and padding keeps that line from also holding a neighbour.
+ */
+typedef struct hs_sku_slot {
+    alignas(HS_CACHE_LINE) _Atomic uint64_t state; /* HS_STATE_WORD(hs_sku_slot_state, pid) */
+    _Atomic int64_t available;
+    uint64_t hash;
+    uint8_t sku_len;
+    char sku[HS_SKU_MAX + 1];
+    char pad_[128 - 8 - 8 - 8 - 1 - (HS_SKU_MAX + 1)];
+} hs_sku_slot;
+
+/* One order id.  128 bytes, aligned like the SKU slots for the same reason. */
+typedef struct hs_order_slot {
+    alignas(HS_CACHE_LINE) _Atomic uint64_t state; /* HS_STATE_WORD(hs_order_slot_state, pid) */
+    uint64_t hash;
+    _Atomic uint64_t recorded; /* LSN of the last record of this order the spiller folded */
+    uint32_t sku_index;        /* slot of its SKU in this segment */
+    int32_t qty;
+    uint8_t order_len;
+    char order_id[HS_ORDER_ID_MAX + 1];
+    char pad_[128 - 8 - 8 - 8 - 4 - 4 - 1 - (HS_ORDER_ID_MAX + 1)];
+} hs_order_slot;
+
+/* Record types, in the ring and in the queue files alike. */
+typedef enum hs_record_type {
+    HS_REC_DEDUCT = 1,    /* qty > 0 units of sku taken by order_id */
+    HS_REC_REFUND = 2,    /* qty > 0 units of sku given back by order_id */
+    HS_REC_PUT_SKU = 3,   /* sku created or reset: qty = delta applied */
+    HS_REC_ADD_STOCK = 4, /* restock/withdraw: qty = delta applied */
+    HS_REC_NOOP = 5       /* an abandoned LSN: keeps the LSN sequence dense */
+} hs_record_type;
+
+/* A record in the ring: the SKU travels as its slot index; the spiller
+ * copies the name out of the SKU table when it writes the file. */
+typedef struct hs_ring_record {
+    uint8_t type; /* hs_record_type */
+    uint8_t order_len;
+    uint16_t flags;
+    uint32_t sku_index;
+    uint32_t order_index; /* slot in the order index, or UINT32_MAX */
+    uint32_t reserved;
+    int64_t qty;           /* qty or signed delta */
+    uint64_t xid;          /* calling transaction's full xid, 0 if none */
+    uint64_t timestamp_us; /* CLOCK_REALTIME */
+    char order_id[HS_ORDER_ID_MAX + 1];
+} hs_ring_record;
+
+typedef struct hs_ring_slot {
+    alignas(HS_CACHE_LINE) _Atomic uint64_t seq;
+    uint32_t crc; /* CRC32C of rec, checked when salvaged after a crash */
+    uint32_t pad0_;
+    hs_ring_record rec;
+    char pad_[128 - 8 - 4 - 4 - sizeof(hs_ring_record)];
+} hs_ring_slot;
+
+_Static_assert(sizeof(hs_sku_slot) == 128, "hs_sku_slot must be 128 bytes");
+_Static_assert(sizeof(hs_order_slot) == 128, "hs_order_slot must be 128 bytes");
+_Static_assert(sizeof(hs_ring_slot) == 128, "hs_ring_slot must be 128 bytes");
+
+/* Capacities as the daemon was asked for them (rounded up to powers of 2). */
+typedef struct hs_segment_sizes {
+    uint32_t sku_capacity;
+    uint32_t order_capacity;
+    uint32_t ring_capacity;
+} hs_segment_sizes;
+
+/* Name of the shm object for a data directory: "/hotstock.<uid>.<hash>". */
+void hs_segment_name(const char *real_dir, char *out, size_t outlen);
+
+/* Total bytes and table offsets for these capacities; fills hdr's layout
+ * fields (magic, version, capacities, offsets, total_size). */
+void hs_segment_layout(const hs_segment_sizes *sizes, hs_header *hdr);
+
+static inline hs_sku_slot *
+hs_sku_table(hs_header *h)
+{
+    return (hs_sku_slot *)((char *)h + h->sku_offset);
+}
+
+static inline hs_order_slot *
+hs_order_table(hs_header *h)
+{
+    return (hs_order_slot *)((char *)h + h->order_offset);
+}
+
+static inline hs_ring_slot *
+hs_ring(hs_header *h)
+{
+    return (hs_ring_slot *)((char *)h + h->ring_offset);
+}
+
+/* 64-bit FNV-1a; never 0 (0 is reserved for "no hash"). */
+static inline uint64_t
+hs_hash(const char *s, size_t len)
+{
+    uint64_t h = UINT64_C(0xcbf29ce484222325);
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)s[i];
+        h *= UINT64_C(0x100000001b3);
+    }
+    return h ? h : 1;
+}
+
+uint64_t hs_now_monotonic_ms(void);
+uint64_t hs_now_unix_us(void);
+
+/* CRC32C (Castagnoli), hardware-accelerated where the CPU has SSE4.2. */
+uint32_t hs_crc32c(uint32_t crc, const void *data, size_t len);
+
+/* Linux futex wrappers on a 32-bit shared word. */
+int hs_futex_wait(_Atomic uint32_t *word, uint32_t expected, int timeout_ms);
+void hs_futex_wake_all(_Atomic uint32_t *word);
+
+/* Is process pid gone?  (kill(pid, 0) == ESRCH) */
+int hs_pid_gone(pid_t pid);
+
+/* Set the calling thread's hs_last_error() text (printf format). */
+void hs_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/*
+ * Segment lifecycle (segment.c).
+ *
+ * hs_segment_create: the daemon's.  Creates the shm object for real_dir
+ * (O_CREAT|O_EXCL, mode 0600; fails if one exists: unlink it first), sizes
+ * and maps it, writes the layout, generation, evicted_lsn, daemon_pid, and
+ * leaves state STARTING.  NULL with hs_last_error() on failure.
+ *
+ * hs_segment_map: map the existing segment of real_dir read-write and check
+ * magic and layout version: HS_DAEMON_DOWN when there is none,
+ * HS_VERSION_MISMATCH with a message naming both versions, HS_IO_ERROR.
+ * It does not look at state: callers do.
+ */
+hs_header *hs_segment_create(const char *real_dir, const hs_segment_sizes *sizes,
+                             uint64_t generation, hs_lsn evicted_lsn);
+hs_result hs_segment_map(const char *real_dir, hs_header **hdr);
+void hs_segment_unmap(hs_header *h);
+int hs_segment_unlink(const char *real_dir);
+
+/*
+ * Table operations shared by the client fast path and the daemon's segment
+ * build (implemented in client.c: one probing scheme, one place).
+ *
+ * hs_sku_find: find sku; with create, insert it (available 0) if absent.
+ *   HS_OK (*index set), HS_UNKNOWN_SKU, HS_TABLE_FULL.
+ * hs_order_find: HS_OK (*index set) or HS_NOT_FOUND.
+ * hs_order_install: daemon build only (state STARTING, one thread): insert
+ *   an order with its final state and the LSN of its last record.
+ */
+hs_result hs_sku_find(hs_header *h, const char *sku, size_t len, bool create, uint32_t *index);
+hs_result hs_order_find(hs_header *h, const char *order_id, size_t len, uint32_t *index);
+hs_result hs_order_install(hs_header *h, const char *order_id, size_t len, uint32_t sku_index,
+                           int32_t qty, enum hs_order_slot_state state, hs_lsn recorded,
+                           uint32_t *index);
+
+/* CRC of a ring record as the client computes it before publishing. */
+static inline uint32_t
+hs_ring_record_crc(const hs_ring_record *rec)
+{
+    return hs_crc32c(0, rec, sizeof(*rec));
+}
+
+#endif /* HOTSTOCK_SEGMENT_H */

@@ -90,7 +90,7 @@ typedef struct hs_qf_file {
     char path[4096];
 } hs_qf_file;
 
-/* List DIR/queue/*.hsq sorted by first LSN.  Returns the count (>= 0) and a
+/* List the files in DIR/queue sorted by first LSN.  Returns the count (>= 0) and a
  * malloc'd array in *files (caller frees), or -1 and hs_last_error(). */
 int hs_qf_list(const char *dir, hs_qf_file **files);
 

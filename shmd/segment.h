@@ -46,7 +46,12 @@
  *                     spiller flushes at once while it is non-zero (group
  *                     commit).
  *  header.spiller_seq clients bump it and FUTEX_WAKE when spiller_sleeping
- *                     is set, after publishing a record.
+ *                     is set, after publishing a record that leaves at
+ *                     least ring_capacity / 8 records unspilled, when they
+ *                     start a durability wait, and when the ring is full.
+ *                     Below that the spiller's own timed sleep (at most
+ *                     flush_interval_ms) picks the records up: a wake-up
+ *                     per record would cost every deduction a system call.
  *  header.applied_lsn drain worker (release), after its transaction
  *                     committed; the daemon reads it for recycling and
  *                     persists it in the checkpoint.
@@ -73,7 +78,18 @@
  *                     until the spiller has passed every reserved LSN and
  *                     then decides from `recorded`: the spiller marks each
  *                     order slot whose record it folded (release), so a
- *                     record that reached the queue is never denied.
+ *                     record that reached the queue is never denied.  The
+ *                     waiter first takes the slot over (CAS to its own pid).
+ *                     PENDING: recorded != 0 means its DEDUCT was folded.
+ *                     REFUNDING: recorded > deducted_lsn means its REFUND
+ *                     was folded (deducted_lsn: the LSN of the DEDUCT that
+ *                     made the order DEDUCTED, written by the PENDING owner
+ *                     before its release of DEDUCTED; 0 when the entry was
+ *                     inserted by hs_refund_evicted()).
+ *                     hs_refund_evicted() inserts an entry as REFUNDING, or
+ *                     takes a FAILED one FAILED -> PENDING -> REFUNDING (its
+ *                     fields written in between); such an entry
+ *                     (deducted_lsn == 0) is released to FAILED, not DEDUCTED.
  *
  *  hs_ring_slot.seq   the publication word.  For LSN L (slot L & mask):
  *                     the reserver reads seq (anything but L), fills the
@@ -190,6 +206,12 @@ typedef struct hs_header {
     _Atomic uint32_t order_count; /* claimed order slots */
     _Atomic uint64_t abandoned_records;
     _Atomic uint64_t last_flush_unix_ms;
+    /* spiller (release): errno of a write(2) that is failing (ENOSPC, EIO)
+     * while it keeps retrying; 0 once writing works again.  While non-zero,
+     * clients refuse new records with HS_IO_ERROR ("disk full" and the like)
+     * and durability waiters return HS_IO_ERROR; nothing already published
+     * is dropped.  (An fdatasync failure is fatal instead.) */
+    _Atomic int32_t spill_errno;
 } hs_header;
 
 /*
@@ -210,11 +232,13 @@ typedef struct hs_order_slot {
     alignas(HS_CACHE_LINE) _Atomic uint64_t state; /* HS_STATE_WORD(hs_order_slot_state, pid) */
     uint64_t hash;
     _Atomic uint64_t recorded; /* LSN of the last record of this order the spiller folded */
-    uint32_t sku_index;        /* slot of its SKU in this segment */
+    _Atomic uint64_t deducted_lsn; /* LSN of its DEDUCT (PENDING owner, relaxed, before the
+                                      release of DEDUCTED); 0 if never deducted here */
+    uint32_t sku_index;            /* slot of its SKU in this segment */
     int32_t qty;
     uint8_t order_len;
     char order_id[HS_ORDER_ID_MAX + 1];
-    char pad_[128 - 8 - 8 - 8 - 4 - 4 - 1 - (HS_ORDER_ID_MAX + 1)];
+    char pad_[128 - 8 - 8 - 8 - 8 - 4 - 4 - 1 - (HS_ORDER_ID_MAX + 1)];
 } hs_order_slot;
 
 /* Record types, in the ring and in the queue files alike. */

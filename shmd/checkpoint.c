@@ -1,0 +1,504 @@
+/*-------------------------------------------------------------------------
+ *
+ * checkpoint.c
+ *      Shadow counters (the exact fold of the queue up to an LSN) and the
+ *      durable checkpoint file that saves them.
+ *
+ * What it shares: nothing in memory.  An hs_shadow is private to the one
+ * thread that folds into it (the spiller, or recovery before the spiller
+ * starts); a caller that checkpoints from another thread hands over a copy
+ * or stops folding meanwhile.  DIR/checkpoint is written only by the daemon
+ * holding DIR's lock file, and replaced atomically: temp file, fsync,
+ * rename, fsync of the directory.  A crash at any point leaves either the
+ * old or the new checkpoint whole, never a mix.
+ *
+ *
+ * THE CHECKPOINT FILE (DIR/checkpoint, format version 1)
+ *
+ * Little-endian integers, written and read byte by byte.
+ *
+ *      offset  size  field
+ *           0     8  magic          HS_CKPT_MAGIC, "HSTKCKP1"
+ *           8     4  format version HS_CKPT_FORMAT_VERSION (1)
+ *          12     4  header size    64
+ *          16     8  lsn            every queue record <= lsn is folded in
+ *          24     8  applied_lsn    the drain's position known when saved
+ *          32     8  generation     of the segment live when saved
+ *          40     8  count          number of entries
+ *          48     8  created        unix microseconds, informational
+ *          56     8  reserved       zeros
+ *          64  80*n  entries, each:
+ *                      +0   8  available   signed
+ *                      +8   1  sku_len     1..63
+ *                      +9   7  reserved    zeros
+ *                      +16 64  sku         sku_len bytes, zero padded
+ *     64+80*n     4  CRC32C over bytes [0, 64 + 80 * count)
+ *
+ * The file is exactly 64 + 80 * count + 4 bytes.  Loading refuses a bad
+ * magic, another format version, a size that does not match the count
+ * (a torn or truncated file), a bad checksum, and entries with a bad
+ * length, non-zero reserved bytes or a SKU named twice.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "segment.h"
+
+#define CKPT_HEADER_SIZE 64
+#define CKPT_ENTRY_SIZE 80
+#define CKPT_TRAILER_SIZE 4
+#define CKPT_TMP_SUFFIX ".tmp"
+#define SHADOW_MIN_CAPACITY 16
+
+/*-------------------------------------------------------------------------
+ * Shadow table: open addressing by hs_hash of the SKU, linear probing,
+ * doubled when 3/4 full.  sku_len 0 marks an empty slot.
+ *-------------------------------------------------------------------------
+ */
+
+static uint32_t
+round_pow2(uint32_t x)
+{
+    uint32_t c = SHADOW_MIN_CAPACITY;
+
+    while (c < x && c < (UINT32_C(1) << 31))
+        c <<= 1;
+    return c;
+}
+
+/* Initialise s empty with room for capacity SKUs before it grows (rounded
+ * up to a power of two).  0, or -1 with hs_last_error() (out of memory). */
+int
+hs_shadow_init(hs_shadow *s, uint32_t capacity)
+{
+    memset(s, 0, sizeof(*s));
+    s->capacity = round_pow2(capacity);
+    s->slots = calloc(s->capacity, sizeof(hs_shadow_sku));
+    if (s->slots == NULL) {
+        hs_set_error("out of memory for %u shadow counters", s->capacity);
+        s->capacity = 0;
+        return -1;
+    }
+    return 0;
+}
+
+/* Free s's table; s may be initialised again. */
+void
+hs_shadow_free(hs_shadow *s)
+{
+    free(s->slots);
+    s->slots = NULL;
+    s->capacity = 0;
+    s->count = 0;
+}
+
+static hs_shadow_sku *
+shadow_probe(hs_shadow_sku *slots, uint32_t capacity, const char *sku, size_t len)
+{
+    uint32_t mask = capacity - 1;
+    uint32_t i = (uint32_t)hs_hash(sku, len) & mask;
+
+    for (;;) {
+        hs_shadow_sku *e = &slots[i];
+        if (e->sku_len == 0 || (e->sku_len == len && memcmp(e->sku, sku, len) == 0))
+            return e;
+        i = (i + 1) & mask;
+    }
+}
+
+static int
+shadow_grow(hs_shadow *s)
+{
+    uint32_t cap = s->capacity * 2;
+    hs_shadow_sku *slots;
+
+    if (cap == 0 || cap > (UINT32_C(1) << 31)) {
+        hs_set_error("shadow counter table cannot grow past %u SKUs", s->capacity);
+        return -1;
+    }
+    slots = calloc(cap, sizeof(*slots));
+    if (slots == NULL) {
+        hs_set_error("out of memory growing the shadow counters to %u", cap);
+        return -1;
+    }
+    for (uint32_t i = 0; i < s->capacity; i++) {
+        hs_shadow_sku *e = &s->slots[i];
+        if (e->sku_len != 0)
+            *shadow_probe(slots, cap, e->sku, e->sku_len) = *e;
+    }
+    free(s->slots);
+    s->slots = slots;
+    s->capacity = cap;
+    return 0;
+}
+
+/*
+ * Find sku (1..HS_SKU_MAX bytes); with create, add it with available 0 when
+ * absent.  NULL when absent (without create), for a bad length, or when
+ * the table cannot grow (hs_last_error() set).  A pointer returned stays
+ * valid until the next call that creates a SKU (the table may move).
+ */
+hs_shadow_sku *
+hs_shadow_get(hs_shadow *s, const char *sku, size_t sku_len, bool create)
+{
+    hs_shadow_sku *e;
+
+    if (sku_len == 0 || sku_len > HS_SKU_MAX) {
+        hs_set_error("shadow counter for a SKU of %zu bytes (1..%d)", sku_len, HS_SKU_MAX);
+        return NULL;
+    }
+    e = shadow_probe(s->slots, s->capacity, sku, sku_len);
+    if (e->sku_len != 0)
+        return e;
+    if (!create)
+        return NULL;
+    if ((uint64_t)(s->count + 1) * 4 > (uint64_t)s->capacity * 3) {
+        if (shadow_grow(s) != 0)
+            return NULL;
+        e = shadow_probe(s->slots, s->capacity, sku, sku_len);
+    }
+    memset(e, 0, sizeof(*e));
+    memcpy(e->sku, sku, sku_len);
+    e->sku_len = (uint8_t)sku_len;
+    s->count++;
+    return e;
+}
+
+/*
+ * Fold one record, of any type: DEDUCT subtracts qty, REFUND adds it,
+ * PUT_SKU and ADD_STOCK add their signed delta, NOOP changes no counter.
+ * Every type but NOOP creates its SKU when absent.  The fold judges no
+ * record (that is the daemon's work when it makes them); it fails, leaving
+ * s unchanged, only when rec->lsn != s->lsn + 1, for a record without a
+ * SKU, on an overflow, or when the table cannot grow.
+ */
+int
+hs_shadow_fold(hs_shadow *s, const hs_record *rec)
+{
+    hs_shadow_sku *e;
+    int64_t delta, sum;
+
+    if (rec->lsn != s->lsn + 1) {
+        hs_set_error("shadow fold of LSN %" PRIu64 " after LSN %" PRIu64 " (must be the next)",
+                     rec->lsn, s->lsn);
+        return -1;
+    }
+    switch (rec->type) {
+    case HS_REC_DEDUCT:
+        if (rec->qty == INT64_MIN)
+            goto overflow;
+        delta = -rec->qty;
+        break;
+    case HS_REC_REFUND:
+    case HS_REC_PUT_SKU:
+    case HS_REC_ADD_STOCK:
+        delta = rec->qty;
+        break;
+    case HS_REC_NOOP:
+        s->lsn = rec->lsn;
+        return 0;
+    default:
+        hs_set_error("shadow fold of LSN %" PRIu64 ": unknown record type %u", rec->lsn, rec->type);
+        return -1;
+    }
+    e = hs_shadow_get(s, rec->sku, rec->sku_len, true);
+    if (e == NULL) {
+        char why[256];
+        snprintf(why, sizeof(why), "%s", hs_last_error());
+        hs_set_error("shadow fold of LSN %" PRIu64 ": %s", rec->lsn, why);
+        return -1;
+    }
+    if (__builtin_add_overflow(e->available, delta, &sum))
+        goto overflow;
+    e->available = sum;
+    s->lsn = rec->lsn;
+    return 0;
+
+overflow:
+    hs_set_error("shadow fold of LSN %" PRIu64 ": qty %" PRId64 " overflows SKU %.*s", rec->lsn,
+                 rec->qty, (int)rec->sku_len, rec->sku);
+    return -1;
+}
+
+/*-------------------------------------------------------------------------
+ * Checkpoint file
+ *-------------------------------------------------------------------------
+ */
+static inline void
+put_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static inline void
+put_u64(uint8_t *p, uint64_t v)
+{
+    put_u32(p, (uint32_t)v);
+    put_u32(p + 4, (uint32_t)(v >> 32));
+}
+
+static inline uint32_t
+get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t
+get_u64(const uint8_t *p)
+{
+    return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
+}
+
+static int
+write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* See checkpoint.h.  On failure DIR/checkpoint is the old one, untouched
+ * (a DIR/checkpoint.tmp may be left behind; the next write replaces it). */
+int
+hs_checkpoint_write(const char *dir, const hs_shadow *s)
+{
+    char path[PATH_MAX], tmp[PATH_MAX];
+    size_t size = CKPT_HEADER_SIZE + (size_t)s->count * CKPT_ENTRY_SIZE + CKPT_TRAILER_SIZE;
+    uint8_t *buf, *p;
+    uint32_t n = 0;
+    int fd, dfd;
+
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, HS_CKPT_FILE) >= sizeof(path) ||
+        (size_t)snprintf(tmp, sizeof(tmp), "%s%s", path, CKPT_TMP_SUFFIX) >= sizeof(tmp)) {
+        hs_set_error("data directory path too long: %s", dir);
+        return -1;
+    }
+    buf = calloc(1, size);
+    if (buf == NULL) {
+        hs_set_error("out of memory for a %zu-byte checkpoint", size);
+        return -1;
+    }
+    put_u64(buf, HS_CKPT_MAGIC);
+    put_u32(buf + 8, HS_CKPT_FORMAT_VERSION);
+    put_u32(buf + 12, CKPT_HEADER_SIZE);
+    put_u64(buf + 16, s->lsn);
+    put_u64(buf + 24, s->applied_lsn);
+    put_u64(buf + 32, s->generation);
+    put_u64(buf + 40, s->count);
+    put_u64(buf + 48, hs_now_unix_us());
+    p = buf + CKPT_HEADER_SIZE;
+    for (uint32_t i = 0; i < s->capacity; i++) {
+        const hs_shadow_sku *e = &s->slots[i];
+        if (e->sku_len == 0)
+            continue;
+        put_u64(p, (uint64_t)e->available);
+        p[8] = e->sku_len;
+        memcpy(p + 16, e->sku, e->sku_len);
+        p += CKPT_ENTRY_SIZE;
+        n++;
+    }
+    if (n != s->count) {
+        hs_set_error("shadow counters inconsistent: %u entries, count %u", n, s->count);
+        free(buf);
+        return -1;
+    }
+    put_u32(p, hs_crc32c(0, buf, size - CKPT_TRAILER_SIZE));
+
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        hs_set_error("cannot create %s: %s", tmp, strerror(errno));
+        free(buf);
+        return -1;
+    }
+    if (write_all(fd, buf, size) != 0 || fsync(fd) != 0) {
+        hs_set_error("cannot write %s: %s", tmp, strerror(errno));
+        close(fd);
+        free(buf);
+        return -1;
+    }
+    free(buf);
+    if (close(fd) != 0) {
+        hs_set_error("cannot close %s: %s", tmp, strerror(errno));
+        return -1;
+    }
+    if (rename(tmp, path) != 0) {
+        hs_set_error("cannot rename %s to %s: %s", tmp, path, strerror(errno));
+        return -1;
+    }
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0 || fsync(dfd) != 0) {
+        hs_set_error("cannot fsync directory %s: %s", dir, strerror(errno));
+        if (dfd >= 0)
+            close(dfd);
+        return -1;
+    }
+    close(dfd);
+    return 0;
+}
+
+/* Read all of path into a malloc'd buffer. 1 loaded, 0 no such file, -1. */
+static int
+read_file(const char *path, uint8_t **out, size_t *outlen)
+{
+    struct stat sb;
+    uint8_t *buf;
+    size_t got = 0;
+    int fd;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 0;
+        hs_set_error("cannot open checkpoint %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &sb) != 0) {
+        hs_set_error("cannot stat checkpoint %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    buf = malloc((size_t)sb.st_size + 1);
+    if (buf == NULL) {
+        hs_set_error("out of memory reading checkpoint %s (%lld bytes)", path,
+                     (long long)sb.st_size);
+        close(fd);
+        return -1;
+    }
+    while (got < (size_t)sb.st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)sb.st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            hs_set_error("cannot read checkpoint %s: %s", path, strerror(errno));
+            free(buf);
+            close(fd);
+            return -1;
+        }
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    *out = buf;
+    *outlen = got;
+    return 1;
+}
+
+/* See checkpoint.h.  s's counters are replaced by the file's; on -1 s is
+ * left empty (count 0) with its positions untouched. */
+int
+hs_checkpoint_load(const char *dir, hs_shadow *s)
+{
+    char path[PATH_MAX];
+    uint8_t *buf = NULL;
+    size_t size;
+    uint64_t count, magic;
+    uint32_t version, hsize, crc;
+    int rc;
+
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, HS_CKPT_FILE) >= sizeof(path)) {
+        hs_set_error("data directory path too long: %s", dir);
+        return -1;
+    }
+    rc = read_file(path, &buf, &size);
+    if (rc <= 0)
+        return rc;
+    rc = -1;
+    if (size < CKPT_HEADER_SIZE + CKPT_TRAILER_SIZE) {
+        hs_set_error("checkpoint %s is short: %zu bytes, at least %d expected", path, size,
+                     CKPT_HEADER_SIZE + CKPT_TRAILER_SIZE);
+        goto done;
+    }
+    magic = get_u64(buf);
+    if (magic != HS_CKPT_MAGIC) {
+        hs_set_error("checkpoint %s has bad magic 0x%016" PRIx64 " (a checkpoint has 0x%016" PRIx64
+                     ")",
+                     path, magic, HS_CKPT_MAGIC);
+        goto done;
+    }
+    version = get_u32(buf + 8);
+    if (version != HS_CKPT_FORMAT_VERSION) {
+        hs_set_error("checkpoint %s has format version %u, this build reads version %d", path,
+                     version, HS_CKPT_FORMAT_VERSION);
+        goto done;
+    }
+    hsize = get_u32(buf + 12);
+    count = get_u64(buf + 40);
+    if (hsize != CKPT_HEADER_SIZE || count > (size - CKPT_HEADER_SIZE) / CKPT_ENTRY_SIZE ||
+        size != CKPT_HEADER_SIZE + count * CKPT_ENTRY_SIZE + CKPT_TRAILER_SIZE) {
+        hs_set_error("checkpoint %s is %zu bytes but its header (size %u) says %" PRIu64
+                     " entries: torn or truncated",
+                     path, size, hsize, count);
+        goto done;
+    }
+    crc = get_u32(buf + size - CKPT_TRAILER_SIZE);
+    if (crc != hs_crc32c(0, buf, size - CKPT_TRAILER_SIZE)) {
+        hs_set_error("checkpoint %s: checksum mismatch (stored 0x%08x, computed 0x%08x)", path, crc,
+                     hs_crc32c(0, buf, size - CKPT_TRAILER_SIZE));
+        goto done;
+    }
+
+    memset(s->slots, 0, (size_t)s->capacity * sizeof(hs_shadow_sku));
+    s->count = 0;
+    for (uint64_t i = 0; i < count; i++) {
+        const uint8_t *p = buf + CKPT_HEADER_SIZE + i * CKPT_ENTRY_SIZE;
+        unsigned len = p[8];
+        hs_shadow_sku *e;
+        uint64_t off = CKPT_HEADER_SIZE + i * CKPT_ENTRY_SIZE;
+        int pad_nonzero = 0;
+
+        for (size_t k = 9; k < 16; k++)
+            pad_nonzero |= p[k];
+        for (size_t k = 16 + len; k < CKPT_ENTRY_SIZE && len <= HS_SKU_MAX; k++)
+            pad_nonzero |= p[k];
+        if (len == 0 || len > HS_SKU_MAX || pad_nonzero) {
+            hs_set_error("checkpoint %s: entry %" PRIu64 " at offset %" PRIu64
+                         " has SKU length %u or non-zero reserved bytes",
+                         path, i, off, len);
+            goto reset;
+        }
+        if (hs_shadow_get(s, (const char *)p + 16, len, false) != NULL) {
+            hs_set_error("checkpoint %s: entry %" PRIu64 " at offset %" PRIu64
+                         " names SKU %.*s a second time",
+                         path, i, off, (int)len, (const char *)p + 16);
+            goto reset;
+        }
+        e = hs_shadow_get(s, (const char *)p + 16, len, true);
+        if (e == NULL)
+            goto reset;
+        e->available = (int64_t)get_u64(p);
+    }
+    s->lsn = get_u64(buf + 16);
+    s->applied_lsn = get_u64(buf + 24);
+    s->generation = get_u64(buf + 32);
+    rc = 1;
+    goto done;
+
+reset:
+    memset(s->slots, 0, (size_t)s->capacity * sizeof(hs_shadow_sku));
+    s->count = 0;
+done:
+    free(buf);
+    return rc;
+}

@@ -1,0 +1,1104 @@
+/*-------------------------------------------------------------------------
+ *
+ * test_queue_file.c
+ *      Unit tests of the on-disk queue (shmd/queue_file.c) and CRC32C.
+ *
+ * Each case builds a queue in a fresh temporary directory with the real
+ * writer, damages it with plain file operations where the case needs it,
+ * and checks what the scan, the writer and the reader make of it: exact
+ * record contents, exact byte counts cut, and the file, offset and LSN in
+ * every refusal.  The last case measures the format's size and speed
+ * (HS_PERF_RECORDS records, default 1,000,000; the timing bound is
+ * checked only at that default).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "test.h"
+
+#include "queue_file.h"
+#include "segment.h"
+
+/* the table-driven CRC32C of segment.c, exported for this comparison */
+uint32_t hs_crc32c_portable(uint32_t crc, const void *data, size_t len);
+
+/*-------------------------------------------------------------------------
+ * Helpers
+ *-------------------------------------------------------------------------
+ */
+
+/* The deterministic record at lsn: every type in turn, varied lengths. */
+static void
+gen_rec(hs_lsn lsn, hs_record *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->lsn = lsn;
+    r->type = (uint8_t)(1 + lsn % 5);
+    r->flags = (uint8_t)(lsn * 7);
+    r->xid = lsn * 3;
+    r->timestamp_us = UINT64_C(1700000000000000) + lsn;
+    switch (r->type) {
+    case HS_REC_DEDUCT:
+    case HS_REC_REFUND:
+        r->qty = 1 + (int64_t)(lsn % 7);
+        snprintf(r->order_id, sizeof(r->order_id), "order-%09" PRIu64, lsn);
+        break;
+    case HS_REC_PUT_SKU:
+        r->qty = (int64_t)(lsn % 1000);
+        break;
+    case HS_REC_ADD_STOCK:
+        r->qty = (lsn % 2 ? -1 : 1) * (int64_t)(lsn % 50);
+        break;
+    case HS_REC_NOOP:
+        break;
+    }
+    if (r->type != HS_REC_NOOP)
+        snprintf(r->sku, sizeof(r->sku), "sku-%" PRIu64, lsn % 97);
+    r->sku_len = (uint8_t)strlen(r->sku);
+    r->order_len = (uint8_t)strlen(r->order_id);
+}
+
+static bool
+rec_eq(const hs_record *a, const hs_record *b)
+{
+    return a->lsn == b->lsn && a->type == b->type && a->flags == b->flags &&
+           a->sku_len == b->sku_len && a->order_len == b->order_len && a->qty == b->qty &&
+           a->xid == b->xid && a->timestamp_us == b->timestamp_us && strcmp(a->sku, b->sku) == 0 &&
+           strcmp(a->order_id, b->order_id) == 0 && strlen(a->sku) == a->sku_len &&
+           strlen(a->order_id) == a->order_len;
+}
+
+static size_t
+rec_len(hs_lsn lsn)
+{
+    uint8_t buf[HS_QF_RECORD_MAX];
+    hs_record r;
+    gen_rec(lsn, &r);
+    return hs_qf_encode(&r, buf);
+}
+
+/* Offset of record lsn in a file whose first record is first. */
+static long long
+rec_offset(hs_lsn first, hs_lsn lsn)
+{
+    long long off = HS_QF_HEADER_SIZE;
+    for (hs_lsn l = first; l < lsn; l++)
+        off += (long long)rec_len(l);
+    return off;
+}
+
+/* Append gen_rec(last + 1 .. upto) with the real writer, then sync. */
+static bool
+write_records(const char *dir, hs_lsn last, hs_lsn upto, uint64_t segment_bytes)
+{
+    hs_qf_writer *w = hs_qf_writer_open(dir, last, segment_bytes);
+    bool ok = w != NULL;
+    hs_record r;
+
+    if (!ok)
+        fprintf(stderr, "writer_open: %s\n", hs_last_error());
+    for (hs_lsn l = last + 1; ok && l <= upto; l++) {
+        gen_rec(l, &r);
+        ok = hs_qf_writer_append(w, &r) == 0;
+    }
+    ok = ok && hs_qf_writer_sync(w) == 0 && hs_qf_writer_last_lsn(w) == upto;
+    hs_qf_writer_close(w);
+    return ok;
+}
+
+static void
+queue_path(const char *dir, hs_lsn first, char *out)
+{
+    snprintf(out, 4200, "%s/queue/%016" PRIx64 ".hsq", dir, first);
+}
+
+typedef struct seq_check {
+    hs_lsn next;
+    uint64_t seen;
+    bool ok;
+} seq_check;
+
+/* visit(): records must come in LSN order and equal gen_rec(). */
+static int
+visit_seq(const hs_record *rec, void *arg)
+{
+    seq_check *c = arg;
+    hs_record want;
+
+    gen_rec(rec->lsn, &want);
+    if (rec->lsn != c->next || !rec_eq(rec, &want))
+        c->ok = false;
+    c->next = rec->lsn + 1;
+    c->seen++;
+    return 0;
+}
+
+/* Scan dir from from_lsn; true when the scan succeeds and visits exactly
+ * from_lsn..last, all equal to gen_rec(). */
+static bool
+scan_ok(const char *dir, hs_lsn from_lsn, hs_lsn last, hs_qf_scan_result *res)
+{
+    seq_check c = {.next = from_lsn, .ok = true};
+    hs_qf_scan_result local;
+    int rc;
+
+    if (res == NULL)
+        res = &local;
+    rc = hs_qf_scan(dir, from_lsn, true, visit_seq, &c, res);
+    if (rc != 0)
+        fprintf(stderr, "scan: %s\n", hs_last_error());
+    return rc == 0 && c.ok && res->last_lsn == last && c.seen == last - from_lsn + 1 &&
+           res->records == c.seen;
+}
+
+/* Read with hs_queue_* from from_lsn; true when exactly from_lsn..last
+ * come back equal to gen_rec(), then 0. */
+static bool
+read_ok(const char *dir, hs_lsn from_lsn, hs_lsn last)
+{
+    hs_queue_reader *r;
+    hs_record rec, want;
+    bool ok = true;
+    int rc = 0;
+
+    if (hs_queue_open(dir, from_lsn, &r) != HS_OK) {
+        fprintf(stderr, "queue_open: %s\n", hs_last_error());
+        return false;
+    }
+    for (hs_lsn l = from_lsn ? from_lsn : 1; ok && l <= last; l++) {
+        rc = hs_queue_next(r, HS_LSN_MAX, &rec);
+        gen_rec(l, &want);
+        ok = rc == 1 && rec_eq(&rec, &want);
+    }
+    if (!ok)
+        fprintf(stderr, "read_ok: rc %d: %s\n", rc, hs_last_error());
+    ok = ok && hs_queue_next(r, HS_LSN_MAX, &rec) == 0;
+    hs_queue_close(r);
+    return ok;
+}
+
+/* visit(): stops the scan at LSN 3 with the value 7. */
+static int
+stop_at_3(const hs_record *rec, void *arg)
+{
+    (void)arg;
+    return rec->lsn == 3 ? 7 : 0;
+}
+
+static bool
+under_valgrind(void)
+{
+    const char *v = getenv("HS_UNDER_VALGRIND");
+    return v != NULL && *v != '\0' && strcmp(v, "0") != 0;
+}
+
+/*-------------------------------------------------------------------------
+ * CRC32C
+ *-------------------------------------------------------------------------
+ */
+static uint32_t
+crc32c_bitwise(const uint8_t *p, size_t n)
+{
+    uint32_t c = ~UINT32_C(0);
+    while (n--) {
+        c ^= *p++;
+        for (int k = 0; k < 8; k++)
+            c = (c >> 1) ^ (UINT32_C(0x82F63B78) & (0u - (c & 1)));
+    }
+    return ~c;
+}
+
+static void
+test_crc32c(void)
+{
+    uint8_t buf[600];
+    uint64_t seed = 42;
+    bool ok = true;
+
+    CHECK_EQ(hs_crc32c(0, "123456789", 9), 0xE3069283u);
+    CHECK_EQ(hs_crc32c_portable(0, "123456789", 9), 0xE3069283u);
+    CHECK_EQ(hs_crc32c(hs_crc32c(0, "1234", 4), "56789", 5), 0xE3069283u);
+    CHECK_EQ(hs_crc32c(0, "", 0), 0);
+    for (size_t i = 0; i < sizeof(buf); i++)
+        buf[i] = (uint8_t)hs_test_rand(&seed);
+    for (size_t off = 0; off < 8; off++)
+        for (size_t len = 0; len + off <= 300; len++) {
+            uint32_t want = crc32c_bitwise(buf + off, len);
+            ok = ok && hs_crc32c(0, buf + off, len) == want &&
+                 hs_crc32c_portable(0, buf + off, len) == want;
+        }
+    CHECK(ok); /* hardware and table paths agree with the bitwise definition */
+}
+
+/*-------------------------------------------------------------------------
+ * Codec
+ *-------------------------------------------------------------------------
+ */
+static void
+test_codec(void)
+{
+    uint8_t buf[HS_QF_RECORD_MAX + 8];
+    hs_record in, out;
+    size_t len, dlen;
+    bool ok;
+
+    /* every type, incl. maximum-length strings and extreme values */
+    for (int type = HS_REC_DEDUCT; type <= HS_REC_NOOP; type++) {
+        for (int variant = 0; variant < 3; variant++) {
+            memset(&in, 0, sizeof(in));
+            in.lsn = variant == 2 ? UINT64_MAX - 1 : (hs_lsn)(type * 10 + variant);
+            in.type = (uint8_t)type;
+            in.flags = (uint8_t)(variant == 2 ? 0xff : variant);
+            in.qty = variant == 0 ? 1 : variant == 1 ? -HS_STOCK_MAX : INT64_MIN;
+            in.xid = variant == 2 ? UINT64_MAX : 77;
+            in.timestamp_us = variant == 2 ? UINT64_MAX : 1234567;
+            in.sku_len = variant == 0 ? 1 : HS_SKU_MAX;
+            in.order_len = variant == 0 ? 0 : HS_ORDER_ID_MAX;
+            for (int i = 0; i < in.sku_len; i++)
+                in.sku[i] = (char)('a' + (i + type) % 26);
+            for (int i = 0; i < in.order_len; i++)
+                in.order_id[i] = (char)('A' + (i * 3 + variant) % 26);
+            memset(buf, 0xee, sizeof(buf));
+            len = hs_qf_encode(&in, buf);
+            memset(&out, 0x5a, sizeof(out));
+            CHECK(len % 8 == 0 && len <= HS_QF_RECORD_MAX);
+            CHECK_EQ(hs_qf_decode(buf, len, &out, &dlen), HS_QF_OK);
+            CHECK_EQ(dlen, len);
+            CHECK(rec_eq(&in, &out));
+        }
+    }
+    CHECK_EQ(len, 176); /* the largest record */
+
+    /* typical record: 48 + "sku-42" + "order-000123456" = 69 -> 72 bytes */
+    memset(&in, 0, sizeof(in));
+    in.lsn = 1;
+    in.type = HS_REC_DEDUCT;
+    in.qty = 1;
+    strcpy(in.sku, "sku-42");
+    in.sku_len = 6;
+    strcpy(in.order_id, "order-000123456");
+    in.order_len = 15;
+    len = hs_qf_encode(&in, buf);
+    CHECK_EQ(len, 72);
+
+    /* explicit little-endian layout */
+    CHECK(buf[4] == 72 && buf[5] == 0 && buf[8] == 1 && buf[16] == HS_REC_DEDUCT && buf[17] == 6 &&
+          buf[18] == 15 && buf[24] == 1 && memcmp(buf + 48, "sku-42", 6) == 0 &&
+          memcmp(buf + 54, "order-000123456", 15) == 0 && buf[69] == 0 && buf[71] == 0);
+
+    /* every prefix is short */
+    ok = true;
+    for (size_t n = 0; n < len; n++)
+        ok = ok && hs_qf_decode(buf, n, &out, &dlen) == HS_QF_SHORT;
+    CHECK(ok);
+
+    /* flip every bit of the typical and of the largest record: detected */
+    ok = true;
+    for (int which = 0; which < 2; which++) {
+        if (which == 1) {
+            in.sku_len = HS_SKU_MAX;
+            in.order_len = HS_ORDER_ID_MAX;
+            memset(in.sku, 's', HS_SKU_MAX);
+            memset(in.order_id, 'o', HS_ORDER_ID_MAX);
+        }
+        len = hs_qf_encode(&in, buf);
+        for (size_t bit = 0; bit < len * 8; bit++) {
+            buf[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+            ok = ok && hs_qf_decode(buf, len, &out, &dlen) != HS_QF_OK;
+            buf[bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        }
+        ok = ok && hs_qf_decode(buf, len, &out, &dlen) == HS_QF_OK;
+    }
+    CHECK(ok);
+
+    /* the rule's other clauses, with a recomputed CRC so only they fail */
+    in.sku_len = 6;
+    in.order_len = 15;
+    strcpy(in.sku, "sku-42");
+    strcpy(in.order_id, "order-000123456");
+    len = hs_qf_encode(&in, buf);
+    {
+        uint8_t b[HS_QF_RECORD_MAX];
+        uint32_t crc;
+#define PATCH_AND_CRC(stmt)                                                                        \
+    do {                                                                                           \
+        memcpy(b, buf, len);                                                                       \
+        stmt;                                                                                      \
+        crc = hs_crc32c(0, b + 4, len - 4);                                                        \
+        b[0] = (uint8_t)crc;                                                                       \
+        b[1] = (uint8_t)(crc >> 8);                                                                \
+        b[2] = (uint8_t)(crc >> 16);                                                               \
+        b[3] = (uint8_t)(crc >> 24);                                                               \
+    } while (0)
+        PATCH_AND_CRC(b[16] = 0);
+        CHECK_EQ(hs_qf_decode(b, len, &out, &dlen), HS_QF_BAD_TYPE);
+        PATCH_AND_CRC(b[16] = 6);
+        CHECK_EQ(hs_qf_decode(b, len, &out, &dlen), HS_QF_BAD_TYPE);
+        PATCH_AND_CRC(b[21] = 1);
+        CHECK_EQ(hs_qf_decode(b, len, &out, &dlen), HS_QF_BAD_TYPE);
+        PATCH_AND_CRC(b[70] = 1); /* padding */
+        CHECK_EQ(hs_qf_decode(b, len, &out, &dlen), HS_QF_BAD_TYPE);
+        PATCH_AND_CRC(b[17] = 64);
+        CHECK_EQ(hs_qf_decode(b, len, &out, &dlen), HS_QF_BAD_LEN);
+        PATCH_AND_CRC(b[18] = 30); /* strings no longer fit total_len */
+        CHECK_EQ(hs_qf_decode(b, len, &out, &dlen), HS_QF_BAD_LEN);
+        PATCH_AND_CRC(b[4] = 73);
+        CHECK_EQ(hs_qf_decode(b, len, &out, &dlen), HS_QF_BAD_LEN);
+        PATCH_AND_CRC(b[4] = 0; b[5] = 1); /* 256: over the maximum */
+        CHECK_EQ(hs_qf_decode(b, len, &out, &dlen), HS_QF_BAD_LEN);
+        PATCH_AND_CRC(b[8] ^= 1); /* another LSN: valid here, rule 5 is the scan's */
+        CHECK_EQ(hs_qf_decode(b, len, &out, &dlen), HS_QF_OK);
+        memset(b, 0, sizeof(b));
+        CHECK_EQ(hs_qf_decode(b, sizeof(b), &out, &dlen), HS_QF_ZERO);
+        CHECK_EQ(hs_qf_decode(b, 47, &out, &dlen), HS_QF_SHORT);
+    }
+#undef PATCH_AND_CRC
+
+    /* file header */
+    {
+        uint8_t h[HS_QF_HEADER_SIZE];
+        char why[200];
+        hs_lsn first = 0;
+        uint32_t crc;
+
+        hs_qf_encode_header(h, 12345);
+        CHECK(hs_qf_check_header(h, sizeof(h), &first, why, sizeof(why)));
+        CHECK_EQ(first, 12345);
+        CHECK(!hs_qf_check_header(h, 63, &first, why, sizeof(why)));
+        CHECK_CONTAINS(why, "short header");
+        h[0] ^= 1;
+        CHECK(!hs_qf_check_header(h, sizeof(h), &first, why, sizeof(why)));
+        CHECK_CONTAINS(why, "bad magic");
+        h[0] ^= 1;
+        h[8] = 2; /* version 2 with a correct CRC */
+        crc = hs_crc32c(0, h, 60);
+        h[60] = (uint8_t)crc, h[61] = (uint8_t)(crc >> 8), h[62] = (uint8_t)(crc >> 16),
+        h[63] = (uint8_t)(crc >> 24);
+        CHECK(!hs_qf_check_header(h, sizeof(h), &first, why, sizeof(why)));
+        CHECK_CONTAINS(why, "format version 2");
+        hs_qf_encode_header(h, 12345);
+        h[20] ^= 0x10;
+        CHECK(!hs_qf_check_header(h, sizeof(h), &first, why, sizeof(why)));
+        CHECK_CONTAINS(why, "checksum");
+    }
+}
+
+/*-------------------------------------------------------------------------
+ * Writer, scan, reader on good queues
+ *-------------------------------------------------------------------------
+ */
+static void
+test_round_trip(void)
+{
+    char dir[256], path[4200];
+    hs_qf_scan_result res;
+    hs_qf_file *files;
+    hs_qf_writer *w;
+    hs_record r;
+    int n;
+
+    hs_test_tmpdir("qf-rt", dir);
+
+    /* empty: no directory yet */
+    CHECK_EQ(hs_qf_scan(dir, 1, true, visit_seq, NULL, &res), 0);
+    CHECK_EQ(res.last_lsn, 0);
+    CHECK_EQ(hs_qf_list(dir, &files), 0);
+    {
+        hs_queue_reader *rd;
+        CHECK_EQ(hs_queue_open(dir, 1, &rd), HS_NOT_FOUND);
+    }
+
+    CHECK(write_records(dir, 0, 1000, 1 << 20));
+    CHECK(scan_ok(dir, 1, 1000, &res));
+    CHECK_EQ(res.first_lsn, 1);
+    CHECK(!res.tail_cut);
+    CHECK(scan_ok(dir, 600, 1000, NULL));
+    CHECK(read_ok(dir, 1, 1000));
+    CHECK(read_ok(dir, 0, 1000));
+    CHECK(read_ok(dir, 777, 1000));
+    n = hs_qf_list(dir, &files);
+    CHECK_EQ(n, 1);
+    free(files);
+    queue_path(dir, 1, path);
+    CHECK_EQ(hs_test_file_size(path), rec_offset(1, 1001));
+
+    /* continue the same file */
+    CHECK(write_records(dir, 1000, 1500, 1 << 20));
+    CHECK(scan_ok(dir, 1, 1500, NULL));
+    n = hs_qf_list(dir, &files);
+    CHECK_EQ(n, 1);
+    free(files);
+
+    /* a visit that stops the scan returns its value */
+    {
+        hs_qf_scan_result r2;
+        CHECK_EQ(hs_qf_scan(dir, 1, true, stop_at_3, NULL, &r2), 7);
+        CHECK_EQ(r2.last_lsn, 3);
+    }
+
+    /* the writer refuses what would break the format */
+    w = hs_qf_writer_open(dir, 1400, 1 << 20); /* the queue holds up to 1500 */
+    CHECK(w == NULL);
+    CHECK_CONTAINS(hs_last_error(), "ends at LSN 1500");
+    w = hs_qf_writer_open(dir, 1600, 1 << 20); /* a gap */
+    CHECK(w == NULL);
+    w = hs_qf_writer_open(dir, 1500, 1 << 20);
+    CHECK(w != NULL);
+    if (w != NULL) {
+        gen_rec(1502, &r);
+        CHECK_EQ(hs_qf_writer_append(w, &r), -1); /* not dense */
+        CHECK_CONTAINS(hs_last_error(), "LSN 1502 after LSN 1500");
+        gen_rec(1501, &r);
+        r.type = 9;
+        CHECK_EQ(hs_qf_writer_append(w, &r), -1);
+        gen_rec(1501, &r);
+        CHECK_EQ(hs_qf_writer_append(w, &r), 0);
+        CHECK_EQ(hs_qf_writer_write(w), 0); /* written, not synced: readable */
+        CHECK(read_ok(dir, 1490, 1501));
+        hs_qf_writer_close(w);
+    }
+    CHECK(scan_ok(dir, 1, 1501, NULL));
+
+    /* an empty queue continued from a later LSN starts its file there */
+    {
+        char dir2[256];
+        hs_test_tmpdir("qf-rt2", dir2);
+        CHECK(write_records(dir2, 41, 50, 1 << 20));
+        queue_path(dir2, 42, path);
+        CHECK(hs_test_file_size(path) > 0);
+        CHECK(scan_ok(dir2, 42, 50, &res));
+        CHECK_EQ(res.first_lsn, 42);
+        hs_test_rmrf(dir2);
+    }
+    hs_test_rmrf(dir);
+}
+
+static void
+test_rotation_and_recycling(void)
+{
+    char dir[256];
+    hs_qf_file *files;
+    hs_queue_reader *rd;
+    hs_qf_scan_result res;
+    const hs_lsn last = 20000;
+    int n, expect_removed = 0;
+
+    hs_test_tmpdir("qf-rot", dir);
+    CHECK(write_records(dir, 0, 7000, 4096));
+    CHECK(write_records(dir, 7000, last, 4096)); /* reopen: continues the newest file */
+    n = hs_qf_list(dir, &files);
+    CHECK(n > 200);
+    {
+        bool ok = files[0].first_lsn == 1;
+        for (int i = 1; i < n; i++) {
+            long long size = hs_test_file_size(files[i - 1].path);
+            /* a file rotates at the first record after it reached 4096 */
+            ok = ok && files[i].first_lsn > files[i - 1].first_lsn && size >= 4096 &&
+                 size < 4096 + HS_QF_RECORD_MAX &&
+                 size == rec_offset(files[i - 1].first_lsn, files[i].first_lsn);
+        }
+        CHECK(ok);
+    }
+    CHECK(scan_ok(dir, 1, last, &res));
+    CHECK(read_ok(dir, 1, last));
+    CHECK(read_ok(dir, 12345, last));
+    CHECK(read_ok(dir, files[n / 2].first_lsn, last));
+
+    /* recycle up to 10000: exactly the files whose last LSN <= 10000 */
+    for (int i = 0; i + 1 < n; i++)
+        if (files[i + 1].first_lsn - 1 <= 10000)
+            expect_removed++;
+    CHECK_EQ(hs_qf_recycle(dir, 10000), expect_removed);
+    CHECK_EQ(hs_qf_recycle(dir, 10000), 0);
+    free(files);
+    n = hs_qf_list(dir, &files);
+    CHECK(files[0].first_lsn <= 10001 && files[0].first_lsn > 10001 - 100);
+    CHECK(scan_ok(dir, files[0].first_lsn, last, &res));
+    CHECK_EQ(res.first_lsn, files[0].first_lsn);
+    CHECK(read_ok(dir, 10001, last));
+    CHECK_EQ(hs_queue_open(dir, 5000, &rd), HS_IO_ERROR);
+    CHECK_CONTAINS(hs_last_error(), "LSN 5000 was recycled");
+    free(files);
+
+    /* never the newest file */
+    CHECK(hs_qf_recycle(dir, HS_LSN_MAX) > 0);
+    n = hs_qf_list(dir, &files);
+    CHECK_EQ(n, 1);
+    CHECK(scan_ok(dir, files[0].first_lsn, last, NULL));
+    CHECK(write_records(dir, last, last + 10, 4096));
+    CHECK(scan_ok(dir, files[0].first_lsn, last + 10, NULL));
+    free(files);
+    hs_test_rmrf(dir);
+}
+
+/*-------------------------------------------------------------------------
+ * Torn tails: cut exactly, then appending continues cleanly
+ *-------------------------------------------------------------------------
+ */
+static void
+test_torn_tail(void)
+{
+    char dir[256], path[4200];
+    hs_qf_scan_result res;
+    long long size, cut_at;
+    uint8_t garbage[300];
+    uint64_t seed = 7;
+
+    hs_test_tmpdir("qf-torn", dir);
+    queue_path(dir, 1, path);
+
+    /* 1. truncated mid-record */
+    CHECK(write_records(dir, 0, 100, 1 << 20));
+    size = hs_test_file_size(path);
+    cut_at = rec_offset(1, 100);
+    CHECK_EQ(truncate(path, cut_at + 30), 0);
+    /* without cut_tail: reported, file untouched */
+    CHECK_EQ(hs_qf_scan(dir, 1, false, NULL, NULL, &res), 0);
+    CHECK(!res.tail_cut);
+    CHECK_EQ(res.tail_offset, cut_at);
+    CHECK_EQ(res.tail_bytes, 30);
+    CHECK_EQ(hs_test_file_size(path), cut_at + 30);
+    /* the writer refuses to append after an uncut torn tail */
+    CHECK(hs_qf_writer_open(dir, 99, 1 << 20) == NULL);
+    CHECK_CONTAINS(hs_last_error(), "torn tail");
+    /* the reader sees nothing past 99 */
+    CHECK(read_ok(dir, 1, 99));
+    /* cut */
+    CHECK(scan_ok(dir, 1, 99, &res));
+    CHECK(res.tail_cut);
+    CHECK_CONTAINS(res.tail_path, path);
+    CHECK_EQ(res.tail_offset, cut_at);
+    CHECK_EQ(res.tail_bytes, 30);
+    CHECK_EQ(hs_test_file_size(path), cut_at);
+    CHECK(size > cut_at + 30);
+    /* appending continues cleanly in the same file */
+    CHECK(write_records(dir, 99, 200, 1 << 20));
+    CHECK(scan_ok(dir, 1, 200, &res));
+    CHECK(!res.tail_cut);
+    CHECK(read_ok(dir, 1, 200));
+
+    /* 2. random garbage appended */
+    size = hs_test_file_size(path);
+    for (size_t i = 0; i < sizeof(garbage); i++)
+        garbage[i] = (uint8_t)hs_test_rand(&seed);
+    CHECK_EQ(hs_test_pwrite(path, size, garbage, sizeof(garbage)), 0);
+    CHECK(scan_ok(dir, 1, 200, &res));
+    CHECK(res.tail_cut);
+    CHECK_EQ(res.tail_offset, size);
+    CHECK_EQ(res.tail_bytes, sizeof(garbage));
+    CHECK_EQ(hs_test_file_size(path), size);
+    CHECK(write_records(dir, 200, 250, 1 << 20));
+    CHECK(scan_ok(dir, 1, 250, NULL));
+
+    /* 3. zeros appended (a file extended before its data reached disk) */
+    size = hs_test_file_size(path);
+    memset(garbage, 0, sizeof(garbage));
+    CHECK_EQ(hs_test_pwrite(path, size, garbage, 200), 0);
+    CHECK(scan_ok(dir, 1, 250, &res));
+    CHECK(res.tail_cut);
+    CHECK_EQ(res.tail_bytes, 200);
+    CHECK_EQ(hs_test_file_size(path), size);
+
+    /* 4. the last record with a damaged CRC and nothing after: torn */
+    cut_at = rec_offset(1, 250);
+    CHECK_EQ(hs_test_flip_bit(path, cut_at + 50, 3), 0);
+    CHECK(scan_ok(dir, 1, 249, &res));
+    CHECK_EQ(res.tail_offset, cut_at);
+    CHECK_EQ(res.tail_bytes, rec_len(250));
+    CHECK(write_records(dir, 249, 300, 1 << 20));
+    CHECK(scan_ok(dir, 1, 300, NULL));
+    hs_test_rmrf(dir);
+
+    /* 5. torn file creation: the newest file with a short or zeroed header */
+    hs_test_tmpdir("qf-torn2", dir);
+    CHECK(write_records(dir, 0, 400, 4096));
+    {
+        hs_qf_file *files;
+        int n = hs_qf_list(dir, &files);
+        char next[4200];
+        hs_lsn last_first = files[n - 1].first_lsn;
+        uint8_t zeros[64] = {0};
+
+        /* what a crash right after rotation leaves: file 401 of 20 bytes */
+        queue_path(dir, 401, next);
+        CHECK_EQ(hs_test_pwrite(next, 0, "HSTKQUE1garbage-half", 20), 0);
+        CHECK(scan_ok(dir, 1, 400, &res));
+        CHECK(res.tail_cut);
+        CHECK_EQ(res.tail_offset, 0);
+        CHECK_EQ(res.tail_bytes, 20);
+        CHECK_EQ(hs_test_file_size(next), -1);
+        /* ... or 64 zero bytes */
+        CHECK_EQ(hs_test_pwrite(next, 0, zeros, sizeof(zeros)), 0);
+        CHECK(scan_ok(dir, 1, 400, &res));
+        CHECK(res.tail_cut);
+        CHECK_EQ(hs_test_file_size(next), -1);
+        /* ... or 0 bytes */
+        CHECK_EQ(hs_test_pwrite(next, 0, zeros, 0), 0);
+        CHECK_EQ(hs_test_file_size(next), 0);
+        CHECK(scan_ok(dir, 1, 400, &res));
+        CHECK(res.tail_cut);
+        CHECK_EQ(hs_test_file_size(next), -1);
+        /* a header-only newest file is simply empty: continued */
+        CHECK(write_records(dir, 400, 450, 4096));
+        CHECK(scan_ok(dir, 1, 450, NULL));
+        CHECK(read_ok(dir, last_first, 450));
+        free(files);
+    }
+    hs_test_rmrf(dir);
+}
+
+/*-------------------------------------------------------------------------
+ * Corruption: refused with file, offset and LSN; nothing is cut
+ *-------------------------------------------------------------------------
+ */
+static void
+expect_refused(const char *dir, const char *path, long long offset, hs_lsn lsn, const char *what)
+{
+    char part[300];
+    hs_qf_scan_result res;
+    long long before = hs_test_file_size(path);
+
+    CHECK_EQ(hs_qf_scan(dir, 1, true, NULL, NULL, &res), -1);
+    CHECK_CONTAINS(hs_last_error(), path);
+    snprintf(part, sizeof(part), "offset %lld", offset);
+    CHECK_CONTAINS(hs_last_error(), part);
+    snprintf(part, sizeof(part), "LSN %" PRIu64, lsn);
+    CHECK_CONTAINS(hs_last_error(), part);
+    if (what != NULL)
+        CHECK_CONTAINS(hs_last_error(), what);
+    CHECK(!res.tail_cut);
+    CHECK_EQ(hs_test_file_size(path), before);
+}
+
+static void
+test_corruption(void)
+{
+    char dir[256], path[4200];
+    hs_qf_file *files;
+    bool ok;
+    int n;
+
+    /* a bit flip anywhere in a record with valid records after it */
+    hs_test_tmpdir("qf-bad", dir);
+    queue_path(dir, 1, path);
+    CHECK(write_records(dir, 0, 3, 1 << 20));
+    {
+        long long off = rec_offset(1, 2);
+        size_t len = rec_len(2);
+        char part[64];
+        hs_qf_scan_result res;
+
+        ok = true;
+        snprintf(part, sizeof(part), "offset %lld, expected LSN 2", off);
+        for (size_t bit = 0; bit < len * 8; bit++) {
+            hs_test_flip_bit(path, off + (long long)(bit / 8), (int)(bit % 8));
+            ok = ok && hs_qf_scan(dir, 1, true, NULL, NULL, &res) == -1 &&
+                 strstr(hs_last_error(), path) != NULL && strstr(hs_last_error(), part) != NULL &&
+                 !res.tail_cut;
+            hs_test_flip_bit(path, off + (long long)(bit / 8), (int)(bit % 8));
+        }
+        CHECK(ok);
+        CHECK(scan_ok(dir, 1, 3, NULL));
+    }
+    hs_test_rmrf(dir);
+
+    hs_test_tmpdir("qf-bad2", dir);
+    CHECK(write_records(dir, 0, 3000, 8192));
+    n = hs_qf_list(dir, &files);
+    CHECK(n > 10);
+
+    /* middle of the newest file */
+    {
+        const hs_qf_file *f = &files[n - 1];
+        hs_lsn lsn = f->first_lsn + 3;
+        long long off = rec_offset(f->first_lsn, lsn);
+        CHECK_EQ(hs_test_flip_bit(f->path, off + 20, 0), 0);
+        expect_refused(dir, f->path, off, lsn, "valid record after it");
+        /* the reader: never past it; -1 once the LSN is promised durable */
+        {
+            hs_queue_reader *rd;
+            hs_record rec;
+            int rc = 1;
+            CHECK_EQ(hs_queue_open(dir, lsn - 1, &rd), HS_OK);
+            CHECK_EQ(hs_queue_next(rd, HS_LSN_MAX, &rec), 1);
+            CHECK_EQ(rec.lsn, lsn - 1);
+            CHECK_EQ(hs_queue_next(rd, HS_LSN_MAX, &rec), 0);
+            CHECK_EQ(hs_queue_next(rd, lsn - 1, &rec), 0);
+            rc = hs_queue_next(rd, lsn, &rec);
+            CHECK_EQ(rc, -1);
+            CHECK_CONTAINS(hs_last_error(), f->path);
+            {
+                char part[64];
+                snprintf(part, sizeof(part), "offset %lld, expected LSN %" PRIu64, off, lsn);
+                CHECK_CONTAINS(hs_last_error(), part);
+            }
+            CHECK_EQ(hs_queue_next(rd, HS_LSN_MAX, &rec), 0); /* still not past it */
+            hs_queue_close(rd);
+        }
+        CHECK_EQ(hs_test_flip_bit(f->path, off + 20, 0), 0);
+    }
+
+    /* the last record of an older file: torn-looking, but not the newest */
+    {
+        const hs_qf_file *f = &files[n / 2];
+        hs_lsn lsn = files[n / 2 + 1].first_lsn - 1;
+        long long off = rec_offset(f->first_lsn, lsn);
+        CHECK_EQ(hs_test_flip_bit(f->path, off + 12, 5), 0);
+        expect_refused(dir, f->path, off, lsn, "not the newest");
+        {
+            /* the reader refuses it too: a newer file exists */
+            hs_queue_reader *rd;
+            hs_record rec;
+            CHECK_EQ(hs_queue_open(dir, lsn, &rd), HS_OK);
+            CHECK_EQ(hs_queue_next(rd, HS_LSN_MAX, &rec), -1);
+            CHECK_CONTAINS(hs_last_error(), "a newer file exists");
+            CHECK_CONTAINS(hs_last_error(), f->path);
+            hs_queue_close(rd);
+        }
+        CHECK_EQ(hs_test_flip_bit(f->path, off + 12, 5), 0);
+        /* ... and truncated there */
+        CHECK_EQ(truncate(f->path, off + 10), 0);
+        expect_refused(dir, f->path, off, lsn, "partial record");
+        CHECK(hs_qf_writer_open(dir, 0, 8192) == NULL); /* the newest file ends at 3000 */
+        CHECK(hs_test_file_size(f->path) == off + 10);
+        hs_test_rmrf(dir);
+        free(files);
+    }
+
+    /* headers: wrong magic, wrong version, garbage file, name mismatch */
+    hs_test_tmpdir("qf-bad3", dir);
+    CHECK(write_records(dir, 0, 1000, 8192));
+    n = hs_qf_list(dir, &files);
+    {
+        const hs_qf_file *f = &files[1];
+        uint8_t h[64], saved[64];
+        uint32_t crc;
+        uint64_t seed = 99;
+
+        hs_test_pread(f->path, 0, saved, 64);
+        CHECK_EQ(hs_test_flip_bit(f->path, 3, 1), 0);
+        expect_refused(dir, f->path, 0, f->first_lsn, "bad magic");
+
+        memcpy(h, saved, 64);
+        h[8] = 2;
+        crc = hs_crc32c(0, h, 60);
+        h[60] = (uint8_t)crc, h[61] = (uint8_t)(crc >> 8), h[62] = (uint8_t)(crc >> 16),
+        h[63] = (uint8_t)(crc >> 24);
+        hs_test_pwrite(f->path, 0, h, 64);
+        expect_refused(dir, f->path, 0, f->first_lsn, "format version 2, this build reads");
+
+        hs_qf_encode_header(h, f->first_lsn + 1);
+        hs_test_pwrite(f->path, 0, h, 64);
+        expect_refused(dir, f->path, 0, f->first_lsn, "name says");
+
+        /* the newest file's header is damaged: refused too, never cut */
+        hs_test_pwrite(f->path, 0, saved, 64);
+        CHECK(scan_ok(dir, 1, 1000, NULL));
+        {
+            const hs_qf_file *l = &files[n - 1];
+            uint8_t s2[64];
+            hs_test_pread(l->path, 0, s2, 64);
+            CHECK_EQ(hs_test_flip_bit(l->path, 40, 0), 0);
+            expect_refused(dir, l->path, 0, l->first_lsn, "header checksum");
+            hs_test_pwrite(l->path, 0, s2, 64);
+        }
+
+        /* a garbage file in the place of file 2 */
+        {
+            uint8_t junk[4096];
+            char junkpath[4200];
+            for (size_t i = 0; i < sizeof(junk); i++)
+                junk[i] = (uint8_t)hs_test_rand(&seed);
+            snprintf(junkpath, sizeof(junkpath), "%s.saved", f->path);
+            CHECK_EQ(rename(f->path, junkpath), 0);
+            CHECK_EQ(hs_test_pwrite(f->path, 0, junk, sizeof(junk)), 0);
+            expect_refused(dir, f->path, 0, f->first_lsn, "bad magic");
+            unlink(f->path);
+
+            /* a gap: file 2 missing */
+            expect_refused(dir, files[2].path, 0, f->first_lsn, "starts at LSN");
+            {
+                hs_queue_reader *rd;
+                hs_record rec;
+                int rc = 1;
+                CHECK_EQ(hs_queue_open(dir, 1, &rd), HS_OK);
+                for (hs_lsn l = 1; rc == 1 && l < f->first_lsn; l++)
+                    rc = hs_queue_next(rd, HS_LSN_MAX, &rec);
+                CHECK_EQ(rc, 1);
+                CHECK_EQ(hs_queue_next(rd, HS_LSN_MAX, &rec), -1);
+                CHECK_CONTAINS(hs_last_error(), "a gap");
+                hs_queue_close(rd);
+            }
+            CHECK_EQ(rename(junkpath, f->path), 0);
+            CHECK(scan_ok(dir, 1, 1000, NULL));
+        }
+
+        /* a CRC-valid record with the wrong LSN */
+        {
+            uint8_t rb[HS_QF_RECORD_MAX];
+            hs_record r;
+            long long off = rec_offset(f->first_lsn, f->first_lsn + 2);
+            gen_rec(f->first_lsn + 2, &r);
+            r.lsn += 5;
+            size_t len = hs_qf_encode(&r, rb);
+            hs_test_pwrite(f->path, off, rb, len);
+            expect_refused(dir, f->path, off, f->first_lsn + 2, "has LSN");
+            gen_rec(f->first_lsn + 2, &r);
+            hs_qf_encode(&r, rb);
+            hs_test_pwrite(f->path, off, rb, len);
+            CHECK(scan_ok(dir, 1, 1000, NULL));
+        }
+    }
+    free(files);
+    hs_test_rmrf(dir);
+}
+
+/*-------------------------------------------------------------------------
+ * The live reader: the drain reading while the spiller appends
+ *-------------------------------------------------------------------------
+ */
+static void
+test_live_reader(void)
+{
+    char dir[256], path[4200];
+    hs_queue_reader *rd;
+    hs_record rec, want;
+    uint8_t buf[HS_QF_RECORD_MAX];
+    hs_lsn durable;
+    long long size;
+    size_t len;
+
+    hs_test_tmpdir("qf-live", dir);
+    queue_path(dir, 1, path);
+    CHECK(write_records(dir, 0, 10, 1 << 20));
+    CHECK_EQ(hs_queue_open(dir, 1, &rd), HS_OK);
+    for (hs_lsn l = 1; l <= 10; l++)
+        CHECK_EQ(hs_queue_next(rd, HS_LSN_MAX, &rec), 1);
+    CHECK_EQ(hs_queue_next(rd, HS_LSN_MAX, &rec), 0);
+
+    /* half of record 11 is on disk */
+    gen_rec(11, &want);
+    len = hs_qf_encode(&want, buf);
+    size = hs_test_file_size(path);
+    CHECK_EQ(hs_test_pwrite(path, size, buf, 30), 0);
+    CHECK_EQ(hs_queue_next(rd, HS_LSN_MAX, &rec), 0);
+    CHECK_EQ(hs_queue_next(rd, 10, &rec), 0);
+    CHECK_EQ(hs_queue_sync(rd, &durable), HS_OK);
+    CHECK_EQ(durable, 10);
+    /* the rest arrives */
+    CHECK_EQ(hs_test_pwrite(path, size + 30, buf + 30, len - 30), 0);
+    CHECK_EQ(hs_queue_next(rd, 10, &rec), 0); /* beyond upto */
+    CHECK_EQ(hs_queue_sync(rd, &durable), HS_OK);
+    CHECK_EQ(durable, 11);
+    CHECK_EQ(hs_queue_next(rd, HS_LSN_MAX, &rec), 1);
+    CHECK(rec_eq(&rec, &want));
+    CHECK_EQ(hs_queue_next(rd, HS_LSN_MAX, &rec), 0);
+    hs_queue_close(rd);
+
+    /* promised durable but partial: corruption */
+    CHECK(scan_ok(dir, 1, 11, NULL));
+    gen_rec(12, &want);
+    len = hs_qf_encode(&want, buf);
+    size = hs_test_file_size(path);
+    CHECK_EQ(hs_test_pwrite(path, size, buf, len - 8), 0);
+    CHECK_EQ(hs_queue_open(dir, 12, &rd), HS_OK);
+    CHECK_EQ(hs_queue_next(rd, HS_LSN_MAX, &rec), 0);
+    CHECK_EQ(hs_queue_next(rd, 12, &rec), -1);
+    CHECK_CONTAINS(hs_last_error(), "reported durable");
+    CHECK_EQ(hs_test_pwrite(path, size + len - 8, buf + len - 8, 8), 0);
+    CHECK_EQ(hs_queue_next(rd, 12, &rec), 1);
+    CHECK(rec_eq(&rec, &want));
+    hs_queue_close(rd);
+    hs_test_rmrf(dir);
+
+    /* a crash right after a rotation left an empty newest file 11, and
+     * readers entered it; the restarted daemon removes it and appends to
+     * file 1 again: the readers find their records there */
+    hs_test_tmpdir("qf-live3", dir);
+    CHECK(write_records(dir, 0, 10, 1 << 20));
+    {
+        char empty[4200];
+        hs_queue_reader *rd2;
+        hs_qf_scan_result res;
+        hs_qf_writer *w;
+
+        queue_path(dir, 11, empty);
+        CHECK_EQ(hs_test_pwrite(empty, 0, "", 0), 0);
+        CHECK_EQ(hs_queue_open(dir, 1, &rd), HS_OK);
+        CHECK_EQ(hs_queue_open(dir, 11, &rd2), HS_OK);
+        for (hs_lsn l = 1; l <= 10; l++)
+            CHECK_EQ(hs_queue_next(rd, HS_LSN_MAX, &rec), 1);
+        CHECK_EQ(hs_queue_next(rd, HS_LSN_MAX, &rec), 0);
+        CHECK_EQ(hs_queue_next(rd2, HS_LSN_MAX, &rec), 0);
+        CHECK(scan_ok(dir, 1, 10, &res));
+        CHECK(res.tail_cut);
+        CHECK_EQ(hs_test_file_size(empty), -1);
+        w = hs_qf_writer_open(dir, 10, 1 << 20);
+        CHECK(w != NULL);
+        for (hs_lsn l = 11; w != NULL && l <= 15; l++) {
+            gen_rec(l, &rec);
+            CHECK_EQ(hs_qf_writer_append(w, &rec), 0);
+        }
+        CHECK_EQ(hs_qf_writer_write(w), 0);
+        hs_qf_writer_close(w);
+        for (hs_lsn l = 11; l <= 15; l++) {
+            gen_rec(l, &want);
+            CHECK(hs_queue_next(rd, HS_LSN_MAX, &rec) == 1 && rec_eq(&rec, &want));
+            CHECK(hs_queue_next(rd2, HS_LSN_MAX, &rec) == 1 && rec_eq(&rec, &want));
+        }
+        CHECK_EQ(hs_queue_next(rd, HS_LSN_MAX, &rec), 0);
+        CHECK_EQ(hs_queue_next(rd2, HS_LSN_MAX, &rec), 0);
+        hs_queue_close(rd);
+        hs_queue_close(rd2);
+    }
+    hs_test_rmrf(dir);
+
+    /* interleaved with a writer rotating every 1 KiB: the reader follows
+     * into every new file, also one that has only its header yet */
+    hs_test_tmpdir("qf-live2", dir);
+    {
+        hs_qf_writer *w = hs_qf_writer_open(dir, 0, 1024);
+        hs_lsn next_write = 1, next_read = 1;
+        uint64_t seed = 5;
+        bool ok = w != NULL;
+        int rc;
+
+        CHECK_EQ(hs_queue_open(dir, 1, &rd), HS_OK);
+        while (ok && next_write <= 5000) {
+            int batch = (int)(hs_test_rand(&seed) % 40);
+            for (int i = 0; ok && i < batch && next_write <= 5000; i++) {
+                gen_rec(next_write++, &rec);
+                ok = hs_qf_writer_append(w, &rec) == 0;
+            }
+            ok = ok && hs_qf_writer_write(w) == 0;
+            if (hs_test_rand(&seed) % 4 == 0)
+                ok = ok && hs_qf_writer_sync(w) == 0;
+            while (ok && (rc = hs_queue_next(rd, next_write - 1, &rec)) == 1) {
+                gen_rec(next_read++, &want);
+                ok = rec_eq(&rec, &want);
+            }
+            ok = ok && rc == 0 && next_read == next_write;
+            /* hs_queue_sync agrees with what was written */
+            if (hs_test_rand(&seed) % 8 == 0)
+                ok = ok && hs_queue_sync(rd, &durable) == HS_OK && durable == next_write - 1;
+        }
+        CHECK(ok);
+        CHECK_EQ(next_read, 5001);
+        hs_qf_writer_close(w);
+        hs_queue_close(rd);
+        {
+            hs_qf_file *files;
+            int n = hs_qf_list(dir, &files);
+            CHECK(n > 100);
+            free(files);
+        }
+        CHECK(scan_ok(dir, 1, 5000, NULL));
+    }
+    hs_test_rmrf(dir);
+}
+
+/*-------------------------------------------------------------------------
+ * Size and speed
+ *-------------------------------------------------------------------------
+ */
+typedef struct perf_sum {
+    uint64_t n;
+    int64_t qty;
+} perf_sum;
+
+static int
+visit_count(const hs_record *rec, void *arg)
+{
+    perf_sum *s = arg;
+    s->n++;
+    s->qty += rec->qty;
+    return 0;
+}
+
+static void
+test_perf(void)
+{
+    char dir[256];
+    const char *env = getenv("HS_PERF_RECORDS");
+    uint64_t count = env ? strtoull(env, NULL, 10) : 1000000;
+    hs_qf_writer *w;
+    hs_qf_file *files;
+    hs_qf_scan_result res;
+    hs_queue_reader *rd;
+    perf_sum sum = {0};
+    long long bytes = 0;
+    double t0, t_write, t_scan, t_read;
+    hs_record rec;
+    uint64_t got = 0;
+    bool ok = true;
+    int n;
+
+    if (under_valgrind() && env == NULL)
+        count = 20000;
+    hs_test_tmpdir("qf-perf", dir);
+    memset(&rec, 0, sizeof(rec));
+    rec.type = HS_REC_DEDUCT;
+    rec.qty = 1;
+    strcpy(rec.sku, "sku-42");
+    rec.sku_len = 6;
+    rec.order_len = 15;
+
+    t0 = hs_test_seconds();
+    w = hs_qf_writer_open(dir, 0, 64 << 20);
+    ok = w != NULL;
+    for (uint64_t l = 1; ok && l <= count; l++) {
+        rec.lsn = l;
+        rec.xid = l;
+        rec.timestamp_us = UINT64_C(1700000000000000) + l;
+        snprintf(rec.order_id, sizeof(rec.order_id), "order-%09" PRIu64, 123456 + l % 1000000);
+        ok = hs_qf_writer_append(w, &rec) == 0;
+        if (l % 1024 == 0)
+            ok = ok && hs_qf_writer_write(w) == 0;
+    }
+    ok = ok && hs_qf_writer_sync(w) == 0;
+    hs_qf_writer_close(w);
+    t_write = hs_test_seconds() - t0;
+    CHECK(ok);
+
+    n = hs_qf_list(dir, &files);
+    for (int i = 0; i < n; i++)
+        bytes += hs_test_file_size(files[i].path);
+    free(files);
+
+    t0 = hs_test_seconds();
+    CHECK_EQ(hs_qf_scan(dir, 1, true, visit_count, &sum, &res), 0);
+    t_scan = hs_test_seconds() - t0;
+    CHECK_EQ(sum.n, count);
+    CHECK_EQ(sum.qty, count);
+    CHECK_EQ(res.last_lsn, count);
+
+    t0 = hs_test_seconds();
+    CHECK_EQ(hs_queue_open(dir, 1, &rd), HS_OK);
+    while (hs_queue_next(rd, HS_LSN_MAX, &rec) == 1)
+        got++;
+    hs_queue_close(rd);
+    t_read = hs_test_seconds() - t0;
+    CHECK_EQ(got, count);
+
+    printf("perf: %" PRIu64 " records (sku \"sku-42\", order_id \"order-000123456\"): "
+           "%.2f bytes/record in %d file(s); append+write+sync %.3f s (%.0f records/s); "
+           "recovery scan %.3f s; hs_queue_next %.3f s\n",
+           count, (double)bytes / (double)count, n, t_write, (double)count / t_write, t_scan,
+           t_read);
+    if (count == 1000000 && !under_valgrind())
+        CHECK(t_scan < 1.0); /* recovery reads 1M records well under a second */
+    hs_test_rmrf(dir);
+}
+
+int
+main(void)
+{
+    test_crc32c();
+    test_codec();
+    test_round_trip();
+    test_rotation_and_recycling();
+    test_torn_tail();
+    test_corruption();
+    test_live_reader();
+    test_perf();
+    return hs_test_done();
+}

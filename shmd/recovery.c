@@ -1,0 +1,889 @@
+/*-------------------------------------------------------------------------
+ *
+ * recovery.c
+ *      Start-up recovery: fence and salvage an old segment, load the
+ *      checkpoint, replay the queue, and build the new segment.
+ *
+ * Runs once, single-threaded, while the daemon holds DIR's lock file and
+ * before it starts any thread.  What it shares:
+ *
+ *  - the OLD segment, still mapped by clients of the previous daemon (dead:
+ *    we hold the lock it held).  Clients may still be reserving, filling
+ *    and publishing ring slots in it.  We stop them with the fence
+ *    (fetch_or HS_LSN_FENCED into next_lsn, seq_cst): once it is set no CAS
+ *    on next_lsn succeeds, so every LSN that will ever exist in the old
+ *    segment is below the value we fenced.  Each slot in (last LSN on
+ *    disk, fenced next_lsn) is then settled by CAS on its seq word: either
+ *    the writer's publishing CAS (release) won and we read the record after
+ *    an acquire load, or our CAS to L | HS_SEQ_ABANDONED won and the writer
+ *    will see its CAS fail and undo (segment.h).  Exactly one wins per slot.
+ *    At the fence we also store state STOPPING (release), so that clients
+ *    stop treating the old segment as served even while its dead daemon's
+ *    heartbeat still looks fresh.  Once the salvage is durable we store
+ *    DEAD (release): clients that load it (acquire) re-attach to the new
+ *    segment.
+ *  - the NEW segment: built here in state STARTING, which clients treat as
+ *    "daemon down"; its magic is published by hs_segment_create() and every
+ *    field written here is published by lifecycle.c's release store of
+ *    READY.
+ *
+ * Order of the steps, and why:
+ *   1. fence the old segment          nothing new may enter its ring
+ *   2. load the checkpoint            counters up to C; its applied LSN A
+ *   3. scan the queue from min(C, A) + 1, cut a torn tail, fold records
+ *      > C into the shadow, index every order with a record > A (orders
+ *      whose records are all <= A were drained into PostgreSQL's ledger:
+ *      they are evicted, and the new segment's evicted_lsn says so)
+ *   4. salvage the old ring after the on-disk tail: published records
+ *      keep their LSNs, abandoned or damaged slots become NOOPs
+ *   5. fdatasync the salvaged records AND every queue file (the old daemon
+ *      may have died with written but unsynced data in the page cache)
+ *   6. mark the old segment DEAD and unlink its name; only now may it go,
+ *      since until step 5 its ring held the only copy of those records
+ *   7. checkpoint (counters at the last LSN, new generation) and recycle
+ *   8. create the new segment: counters, order index, positions
+ *
+ * Any failure refuses the start with one ERROR line naming the file,
+ * offset and LSN where that is known; nothing damaged is skipped.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon.h"
+
+/*-------------------------------------------------------------------------
+ * The order map: every order with a record after min(C, A), by order id,
+ * with the state its last record gives it.  Private to recovery; entries
+ * are compact (strings in an arena) because a big queue may hold a million
+ * orders.
+ *-------------------------------------------------------------------------
+ */
+typedef struct hsd_order_entry {
+    uint64_t hash;
+    hs_lsn lsn; /* its last record */
+    int64_t qty;
+    uint32_t id_off; /* order id in the arena */
+    uint32_t sku_off;
+    uint8_t id_len;
+    uint8_t sku_len;
+    uint8_t state; /* HS_ORDER_DEDUCTED or HS_ORDER_REFUNDED */
+} hsd_order_entry;
+
+typedef struct hsd_order_map {
+    hsd_order_entry *entries;
+    uint32_t count, entries_cap;
+    uint32_t *index; /* entry + 1, 0 empty; power-of-two size */
+    uint32_t index_cap;
+    char *arena;
+    size_t arena_len, arena_cap;
+} hsd_order_map;
+
+static void
+hsd_order_map_free(hsd_order_map *m)
+{
+    free(m->entries);
+    free(m->index);
+    free(m->arena);
+    memset(m, 0, sizeof(*m));
+}
+
+static int
+hsd_order_map_rehash(hsd_order_map *m, uint32_t cap)
+{
+    uint32_t *index = calloc(cap, sizeof(uint32_t));
+
+    if (index == NULL)
+        return -1;
+    for (uint32_t e = 0; e < m->count; e++) {
+        uint32_t i = (uint32_t)m->entries[e].hash & (cap - 1);
+        while (index[i] != 0)
+            i = (i + 1) & (cap - 1);
+        index[i] = e + 1;
+    }
+    free(m->index);
+    m->index = index;
+    m->index_cap = cap;
+    return 0;
+}
+
+/* Copy len bytes into the arena; returns the offset, or UINT32_MAX. */
+static uint32_t
+hsd_arena_put(hsd_order_map *m, const char *s, size_t len)
+{
+    uint32_t off;
+
+    if (m->arena_len + len > m->arena_cap) {
+        size_t cap = m->arena_cap ? m->arena_cap * 2 : 1 << 20;
+        char *grown;
+
+        while (cap < m->arena_len + len)
+            cap *= 2;
+        if (cap > UINT32_MAX)
+            return UINT32_MAX;
+        grown = realloc(m->arena, cap);
+        if (grown == NULL)
+            return UINT32_MAX;
+        m->arena = grown;
+        m->arena_cap = cap;
+    }
+    off = (uint32_t)m->arena_len;
+    memcpy(m->arena + off, s, len);
+    m->arena_len += len;
+    return off;
+}
+
+/*
+ * Size the map up front for at most `orders` orders (an estimate), so a
+ * big replay does not copy it while it grows.  Memory reserved but never
+ * touched costs nothing: only what is filled is faulted in.  0, or -1.
+ */
+static int
+hsd_order_map_reserve(hsd_order_map *m, uint64_t orders)
+{
+    uint32_t index_cap = 4096;
+
+    if (orders < 4096)
+        return 0;
+    while (index_cap < orders * 2 && index_cap < (UINT32_C(1) << 31))
+        index_cap <<= 1;
+    m->entries = malloc((size_t)orders * sizeof(hsd_order_entry));
+    m->arena = malloc((size_t)orders * 32);
+    if (m->entries == NULL || m->arena == NULL)
+        return -1;
+    m->entries_cap = (uint32_t)orders;
+    m->arena_cap = (size_t)orders * 32;
+    return hsd_order_map_rehash(m, index_cap);
+}
+
+/* Record that rec (a DEDUCT or REFUND with an order id) is the latest
+ * record of its order.  0, or -1 out of memory. */
+static int
+hsd_order_map_put(hsd_order_map *m, const hs_record *rec)
+{
+    uint64_t hash = hs_hash(rec->order_id, rec->order_len);
+    hsd_order_entry *e = NULL;
+    uint32_t i;
+
+    if ((uint64_t)(m->count + 1) * 2 > m->index_cap &&
+        hsd_order_map_rehash(m, m->index_cap ? m->index_cap * 2 : 4096) != 0)
+        return -1;
+    i = (uint32_t)hash & (m->index_cap - 1);
+    while (m->index[i] != 0) {
+        hsd_order_entry *c = &m->entries[m->index[i] - 1];
+        if (c->hash == hash && c->id_len == rec->order_len &&
+            memcmp(m->arena + c->id_off, rec->order_id, rec->order_len) == 0) {
+            e = c;
+            break;
+        }
+        i = (i + 1) & (m->index_cap - 1);
+    }
+    if (e == NULL) {
+        if (m->count == m->entries_cap) {
+            uint32_t cap = m->entries_cap ? m->entries_cap * 2 : 4096;
+            hsd_order_entry *grown = realloc(m->entries, (size_t)cap * sizeof(*grown));
+            if (grown == NULL)
+                return -1;
+            m->entries = grown;
+            m->entries_cap = cap;
+        }
+        e = &m->entries[m->count];
+        memset(e, 0, sizeof(*e));
+        e->hash = hash;
+        e->id_len = rec->order_len;
+        e->id_off = hsd_arena_put(m, rec->order_id, rec->order_len);
+        if (e->id_off == UINT32_MAX)
+            return -1;
+        m->index[i] = ++m->count;
+    }
+    /* the SKU of the latest record (a deduct and its refund name the same) */
+    if (e->sku_len != rec->sku_len || e->lsn == 0 ||
+        memcmp(m->arena + e->sku_off, rec->sku, rec->sku_len) != 0) {
+        e->sku_off = hsd_arena_put(m, rec->sku, rec->sku_len);
+        if (e->sku_off == UINT32_MAX)
+            return -1;
+        e->sku_len = rec->sku_len;
+    }
+    e->lsn = rec->lsn;
+    e->qty = rec->qty;
+    e->state = rec->type == HS_REC_DEDUCT ? HS_ORDER_DEDUCTED : HS_ORDER_REFUNDED;
+    return 0;
+}
+
+/*-------------------------------------------------------------------------
+ * Replay
+ *-------------------------------------------------------------------------
+ */
+typedef struct hsd_replay {
+    hs_shadow *shadow;
+    hs_lsn ckpt_lsn;    /* C: records after it are folded */
+    hs_lsn applied_lsn; /* A: orders with a record after it are indexed */
+    hsd_order_map orders;
+    uint64_t folded;
+    char error[1024];
+} hsd_replay;
+
+/* Fold rec into the counters when it is after the checkpoint, and into the
+ * order map when it names an order.  0, or 1 with rp->error set. */
+static int
+hsd_replay_record(hsd_replay *rp, const hs_record *rec)
+{
+    if (rec->lsn > rp->ckpt_lsn) {
+        if (hs_shadow_fold(rp->shadow, rec) != 0) {
+            snprintf(rp->error, sizeof(rp->error), "cannot replay LSN %" PRIu64 ": %s", rec->lsn,
+                     hs_last_error());
+            return 1;
+        }
+        rp->folded++;
+    }
+    if ((rec->type == HS_REC_DEDUCT || rec->type == HS_REC_REFUND) && rec->order_len > 0 &&
+        rec->lsn > rp->applied_lsn && hsd_order_map_put(&rp->orders, rec) != 0) {
+        snprintf(rp->error, sizeof(rp->error), "out of memory indexing orders at LSN %" PRIu64,
+                 rec->lsn);
+        return 1;
+    }
+    return 0;
+}
+
+static int
+hsd_replay_visit(const hs_record *rec, void *arg)
+{
+    return hsd_replay_record(arg, rec);
+}
+
+/*-------------------------------------------------------------------------
+ * The old segment
+ *-------------------------------------------------------------------------
+ */
+typedef struct hsd_old_segment {
+    hs_header *h; /* NULL: none */
+    uint64_t generation;
+    hs_lsn next;    /* first LSN never reserved (fence bit cleared) */
+    hs_lsn spilled; /* its spiller's position: handed to write(2) */
+    hs_lsn applied;
+    uint32_t state;
+    pid_t pid;
+} hsd_old_segment;
+
+static const char *
+hsd_state_name(uint32_t state)
+{
+    switch (state) {
+    case HS_SEGMENT_STARTING:
+        return "STARTING";
+    case HS_SEGMENT_READY:
+        return "READY";
+    case HS_SEGMENT_STOPPING:
+        return "STOPPING";
+    case HS_SEGMENT_DEAD:
+        return "DEAD";
+    }
+    return "?";
+}
+
+/* Map the old segment of d->dir, if any, and fence it.  0 (old->h NULL when
+ * there is none), or -1 after an ERROR line. */
+static int
+hsd_fence_old(hsd_daemon *d, hsd_old_segment *old)
+{
+    char name[128];
+    hs_result r;
+    hs_lsn prev;
+
+    memset(old, 0, sizeof(*old));
+    hs_segment_name(d->dir, name, sizeof(name));
+    r = hs_segment_map(d->dir, &old->h);
+    if (r == HS_DAEMON_DOWN) {
+        /* none, or one whose creator died before it published the magic:
+         * nothing in it was ever served.  Remove the name (we own DIR). */
+        if (hs_segment_unlink(d->dir) != 0) {
+            hsd_log(HSD_ERROR, "%s", hs_last_error());
+            return -1;
+        }
+        return 0;
+    }
+    if (r == HS_VERSION_MISMATCH) {
+        hsd_log(HSD_ERROR,
+                "refusing to start: %s; stop every client and daemon of that version, then "
+                "remove it (rm /dev/shm%s) and start again",
+                hs_last_error(), name);
+        return -1;
+    }
+    if (r != HS_OK) {
+        hsd_log(HSD_ERROR, "refusing to start: %s", hs_last_error());
+        return -1;
+    }
+
+    /* The fence: from here on no client reserves an LSN in the old ring.
+     * seq_cst so that it is ordered before every slot load below. */
+    prev = atomic_fetch_or_explicit(&old->h->next_lsn, HS_LSN_FENCED, memory_order_seq_cst);
+    old->next = prev & ~HS_LSN_FENCED;
+    old->generation = old->h->generation;
+    old->state = atomic_load_explicit(&old->h->state, memory_order_acquire);
+    /* Not serving any more: a client that attaches or checks liveness now
+     * (its dead daemon's heartbeat may look fresh for a few seconds) waits
+     * for the new segment instead of reading a frozen one.  Pairs with the
+     * clients' acquire load of state; DEAD follows once salvaged. */
+    if (old->state == HS_SEGMENT_READY || old->state == HS_SEGMENT_STARTING)
+        atomic_store_explicit(&old->h->state, HS_SEGMENT_STOPPING, memory_order_release);
+    old->spilled = atomic_load_explicit(&old->h->spilled_lsn, memory_order_acquire);
+    /* pairs with the drain's release store after its commit */
+    old->applied = atomic_load_explicit(&old->h->applied_lsn, memory_order_acquire);
+    old->pid = old->h->daemon_pid;
+    hsd_log(HSD_LOG,
+            "fenced the old segment %s: generation %" PRIu64 ", state %s, daemon pid %d, "
+            "next LSN %" PRIu64 ", spilled LSN %" PRIu64 ", applied LSN %" PRIu64,
+            name, old->generation, hsd_state_name(old->state), (int)old->pid, old->next,
+            old->spilled, old->applied);
+    return 0;
+}
+
+/* A NOOP record for an LSN whose ring slot holds no record to keep. */
+static void
+hsd_noop_record(hs_lsn lsn, hs_record *rec)
+{
+    memset(rec, 0, sizeof(*rec));
+    rec->lsn = lsn;
+    rec->type = HS_REC_NOOP;
+    rec->timestamp_us = hs_now_unix_us();
+}
+
+/*
+ * Settle every ring slot of the fenced old segment with LSN in (disk_last,
+ * old->next) and return one record per LSN in *out (malloc'd, *nout of
+ * them, LSNs disk_last + 1 onwards, dense): the published record when its
+ * CRC verifies, else a NOOP.  Every slot not published is CASed to
+ * abandoned first.  0, or -1 after an ERROR line: a slot the old spiller
+ * had handed to write(2) that is neither on disk nor in the ring any more.
+ *
+ * The records keep their LSNs (abandoned and damaged slots become NOOPs,
+ * as the spiller writes them), so salvage is idempotent: a start that dies
+ * half-way through appending them leaves a queue that ends at some LSN L,
+ * and the next start resumes at L + 1 in the same ring.
+ */
+static int
+hsd_salvage_ring(hsd_old_segment *old, hs_lsn disk_last, hs_record **out, uint32_t *nout)
+{
+    hs_header *h = old->h;
+    hs_ring_slot *ring = hs_ring(h);
+    uint32_t mask = h->ring_capacity - 1;
+    uint64_t published = 0, abandoned = 0, was_abandoned = 0, bad = 0;
+    hs_record *recs;
+    uint32_t n = 0;
+
+    *out = NULL;
+    *nout = 0;
+    if (old->next <= disk_last + 1)
+        return 0;
+    if (old->next - disk_last - 1 > h->ring_capacity) {
+        hsd_log(HSD_ERROR,
+                "refusing to start: the old segment reserved up to LSN %" PRIu64
+                " but the queue ends at LSN %" PRIu64 ", more than its ring of %u slots holds",
+                old->next - 1, disk_last, h->ring_capacity);
+        return -1;
+    }
+    recs = malloc((size_t)(old->next - disk_last - 1) * sizeof(hs_record));
+    if (recs == NULL) {
+        hsd_log(HSD_ERROR, "out of memory salvaging the old ring");
+        return -1;
+    }
+
+    for (hs_lsn lsn = disk_last + 1; lsn < old->next; lsn++, n++) {
+        hs_ring_slot *slot = &ring[lsn & mask];
+        /* pairs with the writer's publishing CAS (release) */
+        uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
+
+        for (;;) {
+            if (seq == lsn) {
+                hs_ring_record rr;
+                uint32_t crc;
+                char why[256];
+
+                memcpy(&rr, &slot->rec, sizeof(rr));
+                crc = slot->crc;
+                if (hs_ring_record_crc(&rr) != crc) {
+                    hsd_log(HSD_WARNING,
+                            "old ring slot for LSN %" PRIu64 " fails its CRC (stored 0x%08x, "
+                            "computed 0x%08x): written as a NOOP; it was never acknowledged "
+                            "as durable (a synchronous-off client may have been told it was "
+                            "taken)",
+                            lsn, crc, hs_ring_record_crc(&rr));
+                    hsd_noop_record(lsn, &recs[n]);
+                    bad++;
+                } else if (hsd_ring_to_record(h, &rr, lsn, &recs[n], why, sizeof(why)) != 0) {
+                    hsd_log(HSD_WARNING,
+                            "old ring slot for LSN %" PRIu64 " is not a valid record (%s): "
+                            "written as a NOOP; it was never acknowledged as durable",
+                            lsn, why);
+                    hsd_noop_record(lsn, &recs[n]);
+                    bad++;
+                } else {
+                    published++;
+                }
+                break;
+            }
+            if (seq == (lsn | HS_SEQ_ABANDONED)) {
+                hsd_noop_record(lsn, &recs[n]);
+                was_abandoned++;
+                break;
+            }
+            if (lsn <= old->spilled) {
+                hsd_log(HSD_ERROR,
+                        "refusing to start: LSN %" PRIu64 " was written by the old daemon "
+                        "(spilled up to LSN %" PRIu64 ") but the queue ends at LSN %" PRIu64
+                        " and the ring slot holds %" PRIu64 " now: queue files lost data",
+                        lsn, old->spilled, disk_last, seq);
+                free(recs);
+                return -1;
+            }
+            /* reserved, never published: take the slot from its writer.
+             * On failure seq holds the new value (maybe just published). */
+            if (atomic_compare_exchange_strong_explicit(&slot->seq, &seq, lsn | HS_SEQ_ABANDONED,
+                                                        memory_order_seq_cst,
+                                                        memory_order_acquire)) {
+                hsd_noop_record(lsn, &recs[n]);
+                abandoned++;
+                break;
+            }
+        }
+    }
+    hsd_log(HSD_LOG,
+            "salvaged the old ring, LSN %" PRIu64 "..%" PRIu64 ": %" PRIu64
+            " published records, %" PRIu64 " reservations abandoned now, %" PRIu64
+            " abandoned before, %" PRIu64 " damaged (NOOPs)",
+            disk_last + 1, old->next - 1, published, abandoned, was_abandoned, bad);
+    *out = recs;
+    *nout = n;
+    return 0;
+}
+
+/* Mark the old segment DEAD, wake its waiters so they see it, unmap it and
+ * remove its name. */
+static int
+hsd_retire_old(hsd_daemon *d, hsd_old_segment *old)
+{
+    if (old->h == NULL)
+        return 0;
+    /* pairs with the clients' acquire load of state on every call */
+    atomic_store_explicit(&old->h->state, HS_SEGMENT_DEAD, memory_order_release);
+    /* durability waiters sleep on durable_seq: wake them to see DEAD */
+    atomic_fetch_add_explicit(&old->h->durable_seq, 1, memory_order_release);
+    hs_futex_wake_all(&old->h->durable_seq);
+    hs_segment_unmap(old->h);
+    old->h = NULL;
+    if (hs_segment_unlink(d->dir) != 0) {
+        hsd_log(HSD_ERROR, "%s", hs_last_error());
+        return -1;
+    }
+    return 0;
+}
+
+/* fdatasync every queue file and the queue directory: the previous daemon
+ * (or a writer that failed) may have left records written but not synced. */
+int
+hsd_sync_queue_files(const char *dir)
+{
+    hs_qf_file *files;
+    char qdir[PATH_MAX + 16];
+    int n, fd;
+
+    n = hs_qf_list(dir, &files);
+    if (n < 0) {
+        hsd_log(HSD_ERROR, "%s", hs_last_error());
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        fd = open(files[i].path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fdatasync(fd) != 0) {
+            hsd_log(HSD_ERROR, "cannot fdatasync queue file %s: %s", files[i].path,
+                    strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            free(files);
+            return -1;
+        }
+        close(fd);
+    }
+    free(files);
+    snprintf(qdir, sizeof(qdir), "%s/%s", dir, HS_QF_SUBDIR);
+    fd = open(qdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (fsync(fd) != 0) {
+            hsd_log(HSD_ERROR, "cannot fsync directory %s: %s", qdir, strerror(errno));
+            close(fd);
+            return -1;
+        }
+        close(fd);
+    }
+    return 0;
+}
+
+/*-------------------------------------------------------------------------
+ * The new segment
+ *-------------------------------------------------------------------------
+ */
+
+/* Refuse early, with a clear line, when /dev/shm cannot hold the segment
+ * (a tmpfs that runs out while clients touch pages kills them with SIGBUS). */
+static int
+hsd_check_shm_space(const hs_segment_sizes *sizes)
+{
+    hs_header layout;
+    struct statvfs vfs;
+    uint64_t avail;
+
+    memset(&layout, 0, sizeof(layout));
+    hs_segment_layout(sizes, &layout);
+    if (statvfs("/dev/shm", &vfs) != 0)
+        return 0; /* no /dev/shm to ask: let shm_open speak */
+    avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    if (avail < layout.total_size) {
+        hsd_log(HSD_ERROR,
+                "the segment needs %" PRIu64 " MiB (sku_capacity %u, order_capacity %u, "
+                "ring_capacity %u) but /dev/shm has %" PRIu64 " MiB free: lower the capacities "
+                "or enlarge /dev/shm",
+                layout.total_size >> 20, sizes->sku_capacity, sizes->order_capacity,
+                sizes->ring_capacity, avail >> 20);
+        return -1;
+    }
+    return 0;
+}
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+
+typedef struct hsd_prefault {
+    char *start;
+    size_t len;
+} hsd_prefault;
+
+/* Fault in a range of the new segment (writable, contents untouched) while
+ * the main thread installs orders into it: on a machine where first-touch
+ * page faults are slow this halves the build of a big order index.  Only
+ * page tables change, no byte of the segment: safe alongside the install.
+ * Failure (an older kernel) only loses the speed-up. */
+static void *
+hsd_prefault_main(void *arg)
+{
+    hsd_prefault *p = arg;
+
+    (void)madvise(p->start, p->len, MADV_POPULATE_WRITE);
+    return NULL;
+}
+
+static int
+hsd_build_segment(hsd_daemon *d, hsd_replay *rp, hs_lsn last, hs_lsn evicted, hs_lsn applied,
+                  hs_lsn ckpt)
+{
+    hs_segment_sizes sizes = {
+        .sku_capacity = hsd_pow2_ceil(d->settings.sku_capacity),
+        .order_capacity = hsd_pow2_ceil(d->settings.order_capacity),
+        .ring_capacity = hsd_pow2_ceil(d->settings.ring_capacity),
+    };
+    hs_header *h;
+    uint32_t skus = 0, orders = 0;
+    hsd_prefault prefault;
+    pthread_t prefaulter;
+    bool prefaulting = false;
+    int rc = -1;
+
+    if (hsd_check_shm_space(&sizes) != 0)
+        return -1;
+    h = hs_segment_create(d->dir, &sizes, d->generation, evicted);
+    if (h == NULL) {
+        hsd_log(HSD_ERROR, "%s", hs_last_error());
+        return -1;
+    }
+    d->seg = h;
+
+    if (rp->orders.count > 65536) {
+        /* the order table and the ring; each page is faulted once, by
+         * whichever of the two threads gets there first */
+        size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        uintptr_t start = ((uintptr_t)hs_order_table(h) + page - 1) & ~(uintptr_t)(page - 1);
+        uintptr_t end = ((uintptr_t)h + h->total_size) & ~(uintptr_t)(page - 1);
+
+        prefault.start = (char *)start;
+        prefault.len = end > start ? end - start : 0;
+        prefaulting = prefault.len > 0 &&
+                      pthread_create(&prefaulter, NULL, hsd_prefault_main, &prefault) == 0;
+    }
+
+    for (uint32_t i = 0; i < d->shadow.capacity; i++) {
+        const hs_shadow_sku *s = &d->shadow.slots[i];
+        uint32_t idx;
+        hs_result r;
+
+        if (s->sku_len == 0)
+            continue;
+        r = hs_sku_find(h, s->sku, s->sku_len, true, &idx);
+        if (r != HS_OK) {
+            hsd_log(HSD_ERROR,
+                    "cannot rebuild SKU %.*s: %s (%u SKUs, sku_capacity %u: raise sku_capacity)",
+                    (int)s->sku_len, s->sku, hs_result_name(r), d->shadow.count,
+                    sizes.sku_capacity);
+            goto done;
+        }
+        /* published by the release store of READY */
+        atomic_store_explicit(&hs_sku_table(h)[idx].available, s->available, memory_order_relaxed);
+        skus++;
+    }
+
+    for (uint32_t e = 0; e < rp->orders.count; e++) {
+        const hsd_order_entry *o = &rp->orders.entries[e];
+        uint32_t sku_idx, idx;
+        hs_result r;
+
+        r = hs_sku_find(h, rp->orders.arena + o->sku_off, o->sku_len, true, &sku_idx);
+        if (r == HS_OK)
+            r = hs_order_install(h, rp->orders.arena + o->id_off, o->id_len, sku_idx,
+                                 (int32_t)o->qty, (enum hs_order_slot_state)o->state, o->lsn, &idx);
+        if (r != HS_OK) {
+            hsd_log(HSD_ERROR,
+                    "cannot rebuild the order index: %s after %u of %u orders with records "
+                    "after LSN %" PRIu64 " (order_capacity %u): raise order_capacity (online "
+                    "compaction of the order index is not implemented)",
+                    hs_result_name(r), orders, rp->orders.count, evicted, sizes.order_capacity);
+            goto done;
+        }
+        orders++;
+    }
+
+    atomic_store_explicit(&h->next_lsn, last + 1, memory_order_relaxed);
+    atomic_store_explicit(&h->spilled_lsn, last, memory_order_relaxed);
+    atomic_store_explicit(&h->durable_lsn, last, memory_order_relaxed);
+    atomic_store_explicit(&h->applied_lsn, applied, memory_order_relaxed);
+    atomic_store_explicit(&h->checkpoint_lsn, ckpt, memory_order_relaxed);
+    atomic_store_explicit(&h->last_flush_unix_ms, hs_now_unix_us() / 1000, memory_order_relaxed);
+    hsd_log(HSD_LOG,
+            "built segment generation %" PRIu64 ": %u SKUs, %u orders indexed (evicted LSN %" PRIu64
+            "), next LSN %" PRIu64 ", %" PRIu64 " MiB",
+            d->generation, skus, orders, evicted, last + 1, h->total_size >> 20);
+    rc = 0;
+done:
+    if (prefaulting)
+        pthread_join(prefaulter, NULL);
+    return rc;
+}
+
+/*-------------------------------------------------------------------------
+ * The whole sequence
+ *-------------------------------------------------------------------------
+ */
+/* CPU time of the whole process (every thread), in ms. */
+static uint64_t
+hsd_cpu_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int
+hsd_recover(hsd_daemon *d)
+{
+    uint64_t t0 = hs_now_monotonic_ms(), cpu0 = hsd_cpu_ms();
+    hsd_old_segment old;
+    hsd_replay rp;
+    hs_qf_scan_result res;
+    hs_record *salvage = NULL;
+    uint32_t nsalvage = 0;
+    hs_lsn ckpt, applied, from, last, start;
+    char error[1024];
+    int loaded, nfiles;
+    hs_qf_file *files;
+
+    memset(&rp, 0, sizeof(rp));
+
+    /* 1. fence */
+    if (hsd_fence_old(d, &old) != 0)
+        return -1;
+
+    /* 2. checkpoint.  The shadow starts small and grows with the SKUs. */
+    if (hs_shadow_init(&d->shadow, 1024) != 0) {
+        hsd_log(HSD_ERROR, "%s", hs_last_error());
+        goto fail;
+    }
+    loaded = hs_checkpoint_load(d->dir, &d->shadow);
+    if (loaded < 0) {
+        hsd_log(HSD_ERROR, "refusing to start: %s", hs_last_error());
+        goto fail;
+    }
+    ckpt = d->shadow.lsn;
+    applied = d->shadow.applied_lsn;
+    if (old.h != NULL && old.applied > applied)
+        applied = old.applied;
+    from = (ckpt < applied ? ckpt : applied) + 1;
+    if (loaded)
+        hsd_log(HSD_LOG,
+                "loaded checkpoint: LSN %" PRIu64 ", applied LSN %" PRIu64 ", generation %" PRIu64
+                ", %u SKUs",
+                ckpt, d->shadow.applied_lsn, d->shadow.generation, d->shadow.count);
+    else
+        hsd_log(HSD_LOG, "no checkpoint in %s: starting from an empty state", d->dir);
+    d->generation =
+        (d->shadow.generation > old.generation ? d->shadow.generation : old.generation) + 1;
+
+    /* 3. replay */
+    nfiles = hs_qf_list(d->dir, &files);
+    if (nfiles < 0) {
+        hsd_log(HSD_ERROR, "refusing to start: %s", hs_last_error());
+        goto fail;
+    }
+    {
+        /* at most one order per record of >= 56 bytes, and never more
+         * than the order index can take */
+        uint64_t bytes = 0, estimate;
+        struct stat st;
+
+        for (int i = 0; i < nfiles; i++)
+            if (stat(files[i].path, &st) == 0)
+                bytes += (uint64_t)st.st_size;
+        estimate = bytes / 56;
+        if (estimate > hsd_pow2_ceil(d->settings.order_capacity))
+            estimate = hsd_pow2_ceil(d->settings.order_capacity);
+        if (hsd_order_map_reserve(&rp.orders, estimate) != 0) {
+            hsd_log(HSD_ERROR, "out of memory reserving the order map for %" PRIu64 " orders",
+                    estimate);
+            free(files);
+            goto fail;
+        }
+    }
+    free(files);
+    rp.shadow = &d->shadow;
+    rp.ckpt_lsn = ckpt;
+    rp.applied_lsn = applied;
+    if (hs_qf_scan(d->dir, from, true, hsd_replay_visit, &rp, &res) != 0) {
+        if (rp.error[0] != '\0')
+            hsd_log(HSD_ERROR, "refusing to start: %s", rp.error);
+        else
+            hsd_log(HSD_ERROR, "refusing to start: queue damaged: %s", hs_last_error());
+        goto fail;
+    }
+    if (res.tail_cut)
+        hsd_log(HSD_LOG,
+                "cut a torn tail from queue file %s at offset %" PRIu64 ": %" PRIu64
+                " bytes removed (a write the previous daemon did not finish)",
+                res.tail_path, res.tail_offset, res.tail_bytes);
+    last = res.last_lsn;
+    if (nfiles == 0 && ckpt > 0) {
+        hsd_log(HSD_ERROR,
+                "refusing to start: the checkpoint is at LSN %" PRIu64 " but %s/%s holds no "
+                "queue file",
+                ckpt, d->dir, HS_QF_SUBDIR);
+        goto fail;
+    }
+    start = res.first_lsn ? res.first_lsn : last + 1;
+    if (nfiles > 0 && start > from) {
+        hsd_log(HSD_ERROR,
+                "refusing to start: recovery needs the queue from LSN %" PRIu64
+                " (checkpoint LSN %" PRIu64 ", applied LSN %" PRIu64 ") but it starts at LSN "
+                "%" PRIu64,
+                from, ckpt, applied, start);
+        goto fail;
+    }
+    if (last < ckpt) {
+        hsd_log(HSD_ERROR,
+                "refusing to start: the checkpoint is at LSN %" PRIu64
+                " but the queue ends at LSN %" PRIu64 ": queue files lost data",
+                ckpt, last);
+        goto fail;
+    }
+    d->recovered_records = rp.folded;
+    hsd_log(HSD_LOG,
+            "replayed the queue: %" PRIu64 " records after checkpoint LSN %" PRIu64
+            " folded, %" PRIu64 " records read from LSN %" PRIu64 ", last LSN %" PRIu64,
+            rp.folded, ckpt, res.records, from, last);
+
+    /* 4-5. salvage, then make everything durable */
+    if (old.h != NULL && hsd_salvage_ring(&old, last, &salvage, &nsalvage) != 0)
+        goto fail;
+    d->writer = hs_qf_writer_open(d->dir, last, d->settings.segment_size);
+    if (d->writer == NULL) {
+        hsd_log(HSD_ERROR, "refusing to start: %s", hs_last_error());
+        goto fail;
+    }
+    for (uint32_t i = 0; i < nsalvage; i++) {
+        last = salvage[i].lsn;
+        if (hsd_replay_record(&rp, &salvage[i]) != 0) {
+            hsd_log(HSD_ERROR, "refusing to start: %s", rp.error);
+            goto fail;
+        }
+        if (hs_qf_writer_append(d->writer, &salvage[i]) != 0) {
+            hsd_log(HSD_ERROR, "refusing to start: %s", hs_last_error());
+            goto fail;
+        }
+    }
+    if (hs_qf_writer_sync(d->writer) != 0) {
+        hsd_log(HSD_ERROR, "refusing to start: %s", hs_last_error());
+        goto fail;
+    }
+    if (hsd_sync_queue_files(d->dir) != 0)
+        goto fail;
+    for (uint32_t i = 0; i < nsalvage; i++)
+        if (salvage[i].type != HS_REC_NOOP)
+            d->salvaged_records++;
+    if (nsalvage > 0)
+        hsd_log(HSD_LOG,
+                "appended LSN %" PRIu64 "..%" PRIu64 " from the old ring (%" PRIu64
+                " records, the rest NOOPs) and synced them",
+                last - nsalvage + 1, last, d->salvaged_records);
+    free(salvage);
+    salvage = NULL;
+
+    /* 6. the old segment may go now */
+    if (hsd_retire_old(d, &old) != 0)
+        goto fail;
+
+    /* 7. checkpoint the recovered state under the new generation */
+    if (applied > last)
+        applied = last;
+    atomic_store_explicit(&d->applied_lsn, applied, memory_order_relaxed);
+    d->shadow.applied_lsn = applied;
+    d->shadow.generation = d->generation;
+    if (hsd_checkpoint_now(d, &d->shadow, error, sizeof(error)) != 0) {
+        hsd_log(HSD_ERROR, "refusing to start: %s", error);
+        goto fail;
+    }
+
+    /* 8. the new segment (state STARTING) */
+    /* orders whose every record is <= A are in PostgreSQL's ledger and
+     * were not indexed (the eviction rule): evicted_lsn = A */
+    if (hsd_build_segment(d, &rp, last, applied, applied, last) != 0)
+        goto fail;
+
+    hsd_order_map_free(&rp.orders);
+    d->recovery_ms = hs_now_monotonic_ms() - t0;
+    d->recovery_cpu_ms = hsd_cpu_ms() - cpu0;
+    hsd_log(HSD_LOG,
+            "recovery done in %" PRIu64 " ms (%" PRIu64 " ms of CPU): %" PRIu64
+            " queue records replayed, %" PRIu64 " ring records salvaged, generation %" PRIu64
+            ", last LSN %" PRIu64,
+            d->recovery_ms, d->recovery_cpu_ms, d->recovered_records, d->salvaged_records,
+            d->generation, last);
+    return 0;
+
+fail:
+    free(salvage);
+    hsd_order_map_free(&rp.orders);
+    if (d->seg != NULL) {
+        hs_segment_unmap(d->seg);
+        d->seg = NULL;
+        hs_segment_unlink(d->dir);
+    }
+    if (old.h != NULL)
+        hs_segment_unmap(old.h); /* fenced, still named: the next start salvages it */
+    return -1;
+}

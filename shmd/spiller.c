@@ -1,0 +1,883 @@
+/*-------------------------------------------------------------------------
+ *
+ * spiller.c
+ *      The spiller thread (ring -> queue files, group commit, shadow
+ *      counters) and the checkpointer thread.
+ *
+ * WHAT IT SHARES, WHO WRITES IT, WHICH ORDERING PROTECTS IT
+ *
+ * With the clients, through the segment (protocol in segment.h):
+ *   ring slot seq     clients publish L (CAS, release); the spiller consumes
+ *                     the slot for L only after an acquire load sees L.  A
+ *                     slot reserved but not published for HS_STALL_ABANDON_MS
+ *                     is taken by CAS(seq, old, L | HS_SEQ_ABANDONED): one of
+ *                     the two CASes wins, so the record is written or undone.
+ *   order.recorded    spiller, release, once a record with that order slot
+ *                     is appended; before spilled_lsn passes it.
+ *   spilled_lsn       spiller, release, after write(2) returned for every
+ *                     record up to it: their slots may be reused (pairs with
+ *                     the acquire load in the clients' reserving CAS loop).
+ *   durable_lsn       spiller, release, after fdatasync; then durable_seq is
+ *                     bumped (release) and FUTEX_WAKEd.  Never ahead of the
+ *                     disk: see hsd_group_commit().
+ *   spiller_sleeping  spiller, seq_cst, before it re-checks for work and
+ *                     sleeps on spiller_seq; clients load it after they
+ *                     publish (Dekker-style: one of the two sees the other).
+ *
+ * Inside the daemon:
+ *   d->writer, d->shadow  the spiller's alone.  The checkpointer gets a
+ *                     private copy of the shadow (hsd_ckpt_job), taken at a
+ *                     point where the shadow's LSN is durable, so a
+ *                     checkpoint never covers a record the disk may lose.
+ *   requests          a wait-free concurrent queue from liburcu (wfcqueue):
+ *                     the control thread and the main thread enqueue
+ *                     checkpoint and stop requests; the spiller alone
+ *                     dequeues, with the non-blocking dequeue, between two
+ *                     batches.  Why this queue: the spiller is on every
+ *                     synchronous client's latency path, so it must never
+ *                     wait for a lock another thread holds.  cds_wfcq_enqueue
+ *                     is wait-free and __cds_wfcq_dequeue_nonblocking never
+ *                     sleeps (an enqueue caught half-way answers WOULDBLOCK
+ *                     and is taken on the next pass).  d->req_mu orders the
+ *                     producers with the stop sequence only; the spiller
+ *                     never takes it.
+ *   ckpt_job          spiller -> checkpointer under ckpt_mu, held only to
+ *                     swap a pointer; the checkpointer writes and fsyncs
+ *                     outside it, so a slow checkpoint never stalls group
+ *                     commit.
+ *
+ * Failure policy.  A failed fdatasync ends the daemon (FATAL, abort()),
+ * like PostgreSQL with data_sync_retry = off: after a failed fsync the
+ * kernel may have dropped the dirty pages, so retrying could report as
+ * durable what is not.  Clients see the heartbeat stop and answer
+ * HS_DAEMON_DOWN ("unknown"); the next start recovers from the files and
+ * the ring.  A failed write(2) (ENOSPC, EIO) is not fatal: nothing it
+ * concerned is acknowledged as durable and every such record is still in
+ * the ring, so the spiller publishes spill_errno (clients refuse new
+ * records with HS_IO_ERROR), cuts the partial write, reopens the writer
+ * and retries every HSD_WRITE_RETRY_MS (segment.h, header.spill_errno).
+ * A published ring record that fails its CRC or names no valid SKU is
+ * fatal too: the client that published it may be waiting for durability,
+ * and only a restart can tell it "unknown" instead of a false yes.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+
+/* Records consumed between two write(2) calls at most, so slots are freed
+ * (spilled_lsn) steadily while a large backlog drains. */
+#define HSD_SPILL_BATCH 4096
+/* After a failed write(2), how often to try again. */
+#define HSD_WRITE_RETRY_MS 1000
+
+typedef struct hsd_batch_entry {
+    hs_record rec;
+    uint32_t order_index; /* UINT32_MAX: none */
+} hsd_batch_entry;
+
+typedef struct hsd_spiller {
+    hsd_daemon *d;
+    hs_header *h;
+    hs_ring_slot *ring;
+    uint32_t mask;
+    hs_lsn next;   /* next LSN to consume */
+    hs_lsn synced; /* last LSN fdatasync'ed (== durable_lsn) */
+    uint64_t last_sync_ms;
+    hs_lsn stall_lsn; /* a reserved, unpublished slot being watched */
+    uint64_t stall_since_ms;
+    hsd_request *checkpoints; /* waiting for the next durable point */
+    hsd_request *stop;
+    bool requests_blocked;  /* an enqueue was caught half-way */
+    hsd_batch_entry *batch; /* HSD_SPILL_BATCH entries */
+    uint32_t nbatch;
+    hs_lsn disk_last; /* after a failed write: last LSN found whole on disk */
+    hs_lsn ckpt_lsn;  /* LSN and applied LSN of the last snapshot handed over */
+    hs_lsn ckpt_applied;
+    uint64_t retry_at_ms; /* writer NULL: when to try again */
+} hsd_spiller;
+
+/*-------------------------------------------------------------------------
+ * Ring record -> queue record
+ *-------------------------------------------------------------------------
+ */
+int
+hsd_ring_to_record(hs_header *h, const hs_ring_record *rr, hs_lsn lsn, hs_record *out, char *why,
+                   size_t whylen)
+{
+    memset(out, 0, sizeof(*out));
+    out->lsn = lsn;
+    out->type = rr->type;
+    out->xid = rr->xid;
+    out->timestamp_us = rr->timestamp_us;
+    out->qty = rr->qty;
+    if (rr->type < HS_REC_DEDUCT || rr->type > HS_REC_NOOP) {
+        snprintf(why, whylen, "record type %u", rr->type);
+        return -1;
+    }
+    if (rr->flags > 0xff) {
+        snprintf(why, whylen, "flags 0x%x do not fit the queue format", rr->flags);
+        return -1;
+    }
+    out->flags = (uint8_t)rr->flags;
+    if (rr->order_len > HS_ORDER_ID_MAX) {
+        snprintf(why, whylen, "order id length %u", rr->order_len);
+        return -1;
+    }
+    out->order_len = rr->order_len;
+    memcpy(out->order_id, rr->order_id, rr->order_len);
+    out->order_id[rr->order_len] = '\0';
+    if (rr->type == HS_REC_NOOP)
+        return 0;
+
+    if (rr->sku_index >= h->sku_capacity) {
+        snprintf(why, whylen, "SKU slot %u out of range (capacity %u)", rr->sku_index,
+                 h->sku_capacity);
+        return -1;
+    }
+    {
+        hs_sku_slot *s = &hs_sku_table(h)[rr->sku_index];
+        /* pairs with the release store of READY that published the name */
+        uint64_t state = atomic_load_explicit(&s->state, memory_order_acquire);
+
+        if (HS_STATE_OF(state) != HS_SKU_READY || s->sku_len == 0 || s->sku_len > HS_SKU_MAX) {
+            snprintf(why, whylen, "SKU slot %u is not a ready SKU (state %u)", rr->sku_index,
+                     HS_STATE_OF(state));
+            return -1;
+        }
+        out->sku_len = s->sku_len;
+        memcpy(out->sku, s->sku, s->sku_len);
+        out->sku[s->sku_len] = '\0';
+    }
+    if ((rr->type == HS_REC_DEDUCT || rr->type == HS_REC_REFUND) &&
+        (rr->qty <= 0 || rr->qty > HS_QTY_MAX)) {
+        snprintf(why, whylen, "qty %" PRId64 " for a %s", rr->qty,
+                 rr->type == HS_REC_DEDUCT ? "deduct" : "refund");
+        return -1;
+    }
+    return 0;
+}
+
+/*-------------------------------------------------------------------------
+ * Requests
+ *-------------------------------------------------------------------------
+ */
+void
+hsd_requests_init(hsd_daemon *d)
+{
+    __cds_wfcq_init(&d->req_head, &d->req_tail);
+    pthread_mutex_init(&d->req_mu, NULL);
+    d->accepting_requests = true;
+}
+
+/* Wake the spiller if it sleeps (or is about to): it re-reads everything. */
+static void
+hsd_spiller_kick(hs_header *h)
+{
+    atomic_fetch_add_explicit(&h->spiller_seq, 1, memory_order_release);
+    hs_futex_wake_all(&h->spiller_seq);
+}
+
+int
+hsd_request_submit(hsd_daemon *d, hsd_request *req)
+{
+    cds_wfcq_node_init(&req->node);
+    atomic_store_explicit(&req->done, HSD_REQ_PENDING, memory_order_relaxed);
+    req->result = 0;
+    req->lsn = 0;
+    req->error[0] = '\0';
+    req->next = NULL;
+
+    pthread_mutex_lock(&d->req_mu);
+    if (!d->accepting_requests) {
+        pthread_mutex_unlock(&d->req_mu);
+        return -1;
+    }
+    cds_wfcq_enqueue(&d->req_head, &d->req_tail, &req->node);
+    pthread_mutex_unlock(&d->req_mu);
+    hsd_spiller_kick(d->seg);
+    return 0;
+}
+
+int
+hsd_request_wait(hsd_request *req)
+{
+    /* pairs with the CAS in hsd_request_complete() */
+    while (atomic_load_explicit(&req->done, memory_order_acquire) == HSD_REQ_PENDING)
+        hs_futex_wait(&req->done, HSD_REQ_PENDING, 1000);
+    return req->result;
+}
+
+int
+hsd_request_wait_for(hsd_request *req, int timeout_ms, hs_lsn *lsn, char *error, size_t errlen)
+{
+    uint64_t end = hs_now_monotonic_ms() + (uint64_t)timeout_ms;
+    uint32_t expected = HSD_REQ_PENDING;
+    int result;
+
+    while (atomic_load_explicit(&req->done, memory_order_acquire) == HSD_REQ_PENDING) {
+        uint64_t now = hs_now_monotonic_ms();
+        if (now >= end)
+            break;
+        hs_futex_wait(&req->done, HSD_REQ_PENDING, (int)(end - now < 1000 ? end - now : 1000));
+    }
+    /* give it up, unless the completer got there first */
+    if (atomic_compare_exchange_strong_explicit(&req->done, &expected, HSD_REQ_ABANDONED,
+                                                memory_order_acq_rel, memory_order_acquire))
+        return -2;
+    result = req->result;
+    *lsn = req->lsn;
+    snprintf(error, errlen, "%s", req->error);
+    free(req);
+    return result;
+}
+
+void
+hsd_request_complete(hsd_request *req, int result, hs_lsn lsn, const char *error)
+{
+    uint32_t expected = HSD_REQ_PENDING;
+
+    req->result = result;
+    req->lsn = lsn;
+    snprintf(req->error, sizeof(req->error), "%s", error ? error : "");
+    /* publishes the fields above to the requester's acquire load */
+    if (!atomic_compare_exchange_strong_explicit(&req->done, &expected, HSD_REQ_DONE,
+                                                 memory_order_acq_rel, memory_order_acquire)) {
+        free(req); /* abandoned by its requester: ours now */
+        return;
+    }
+    hs_futex_wake_all(&req->done);
+}
+
+void
+hsd_requests_close(hsd_daemon *d)
+{
+    struct cds_wfcq_node *node;
+
+    pthread_mutex_lock(&d->req_mu);
+    d->accepting_requests = false;
+    pthread_mutex_unlock(&d->req_mu);
+    /* no producer and no spiller any more: a blocking dequeue is safe */
+    while ((node = __cds_wfcq_dequeue_blocking(&d->req_head, &d->req_tail)) != NULL)
+        hsd_request_complete((hsd_request *)node, -1, 0, "the daemon is stopping");
+}
+
+/* Take every request that is fully enqueued; never blocks. */
+static void
+hsd_spiller_take_requests(hsd_spiller *sp)
+{
+    hsd_daemon *d = sp->d;
+
+    sp->requests_blocked = false;
+    for (;;) {
+        struct cds_wfcq_node *node = __cds_wfcq_dequeue_nonblocking(&d->req_head, &d->req_tail);
+        hsd_request *req;
+
+        if (node == NULL)
+            return;
+        if (node == CDS_WFCQ_WOULDBLOCK) {
+            sp->requests_blocked = true;
+            return;
+        }
+        req = (hsd_request *)node;
+        if (req->kind == HSD_REQ_STOP && sp->stop == NULL) {
+            sp->stop = req;
+            hsd_log(HSD_LOG, "spiller: stopping after LSN %" PRIu64, req->stop_lsn);
+        } else if (req->kind == HSD_REQ_CHECKPOINT && req->if_changed &&
+                   sp->next - 1 == sp->ckpt_lsn &&
+                   atomic_load_explicit(&d->applied_lsn, memory_order_acquire) ==
+                       sp->ckpt_applied) {
+            /* an interval checkpoint with nothing new to save */
+            hsd_request_complete(req, 0, sp->ckpt_lsn, NULL);
+        } else if (req->kind == HSD_REQ_CHECKPOINT) {
+            req->next = sp->checkpoints;
+            sp->checkpoints = req;
+        } else {
+            hsd_request_complete(req, -1, 0, "a stop is already in progress");
+        }
+    }
+}
+
+/*-------------------------------------------------------------------------
+ * Consuming the ring
+ *-------------------------------------------------------------------------
+ */
+
+/* Take the record for lsn as the next one of the batch. */
+static void
+hsd_batch_add(hsd_spiller *sp, const hs_record *rec, uint32_t order_index)
+{
+    hsd_batch_entry *e = &sp->batch[sp->nbatch++];
+
+    e->rec = *rec;
+    e->order_index = order_index;
+}
+
+static void
+hsd_batch_add_noop(hsd_spiller *sp, hs_lsn lsn)
+{
+    hs_record rec;
+
+    memset(&rec, 0, sizeof(rec));
+    rec.lsn = lsn;
+    rec.type = HS_REC_NOOP;
+    rec.timestamp_us = hs_now_unix_us();
+    hsd_batch_add(sp, &rec, UINT32_MAX);
+}
+
+/*
+ * Collect the published slots from sp->next on, in LSN order, up to the
+ * first unpublished one or HSD_SPILL_BATCH records, into sp->batch (a
+ * slot stalled for HS_STALL_ABANDON_MS is abandoned and becomes a NOOP).
+ * Nothing is written or folded yet, and sp->next does not move: the slots
+ * stay ours until spilled_lsn passes them, so a failed write can retry.
+ */
+static void
+hsd_collect_batch(hsd_spiller *sp, uint64_t now_ms)
+{
+    /* pairs with the clients' reserving CAS (acq_rel): LSNs below it exist */
+    hs_lsn end = atomic_load_explicit(&sp->h->next_lsn, memory_order_acquire) & ~HS_LSN_FENCED;
+    hs_lsn lsn = sp->next;
+
+    sp->nbatch = 0;
+    while (lsn < end && sp->nbatch < HSD_SPILL_BATCH) {
+        hs_ring_slot *slot = &sp->ring[lsn & sp->mask];
+        /* pairs with the writer's publishing CAS (release) */
+        uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
+
+        if (seq == lsn) {
+            hs_ring_record rr;
+            hs_record rec;
+            uint32_t crc;
+            char why[256];
+
+            memcpy(&rr, &slot->rec, sizeof(rr));
+            crc = slot->crc;
+            if (hs_ring_record_crc(&rr) != crc)
+                hsd_fatal("ring slot for LSN %" PRIu64 " fails its CRC (stored 0x%08x, computed "
+                          "0x%08x): shared memory is corrupted; stopping so that recovery "
+                          "decides (the record is not acknowledged as durable)",
+                          lsn, crc, hs_ring_record_crc(&rr));
+            if (hsd_ring_to_record(sp->h, &rr, lsn, &rec, why, sizeof(why)) != 0)
+                hsd_fatal("ring slot for LSN %" PRIu64 " is not a valid record: %s; stopping so "
+                          "that recovery decides (the record is not acknowledged as durable)",
+                          lsn, why);
+            if (rr.order_index != UINT32_MAX && rr.order_index >= sp->h->order_capacity)
+                hsd_fatal("ring record LSN %" PRIu64 " names order slot %u (capacity %u)", lsn,
+                          rr.order_index, sp->h->order_capacity);
+            hsd_batch_add(sp, &rec, rr.order_index);
+        } else if (seq == (lsn | HS_SEQ_ABANDONED)) {
+            hsd_batch_add_noop(sp, lsn);
+        } else {
+            /* reserved, not yet published */
+            if (sp->stall_lsn != lsn) {
+                sp->stall_lsn = lsn;
+                sp->stall_since_ms = now_ms;
+                break;
+            }
+            if (now_ms - sp->stall_since_ms < HS_STALL_ABANDON_MS)
+                break;
+            if (!atomic_compare_exchange_strong_explicit(&slot->seq, &seq, lsn | HS_SEQ_ABANDONED,
+                                                         memory_order_seq_cst,
+                                                         memory_order_acquire))
+                continue; /* published meanwhile: take it */
+            atomic_fetch_add_explicit(&sp->h->abandoned_records, 1, memory_order_relaxed);
+            hsd_log(HSD_WARNING,
+                    "ring slot for LSN %" PRIu64 " was reserved but not published for %d ms "
+                    "(its writer died between reservation and publication): abandoned, "
+                    "NOOP written",
+                    lsn, HS_STALL_ABANDON_MS);
+            hsd_batch_add_noop(sp, lsn);
+        }
+        lsn++;
+    }
+}
+
+/*
+ * A write(2) of the queue failed (ENOSPC, EIO...).  Publish spill_errno so
+ * clients refuse new records with HS_IO_ERROR (nothing published is
+ * dropped: those slots stay unspilled in the ring), drop the writer (its
+ * failure is sticky, its file may end in a partial record) and retry from
+ * hsd_spiller_reopen().
+ */
+static void
+hsd_write_failed(hsd_spiller *sp, int err, const char *what)
+{
+    hsd_daemon *d = sp->d;
+
+    if (err == 0)
+        err = EIO;
+    if (atomic_load_explicit(&sp->h->spill_errno, memory_order_relaxed) == 0)
+        hsd_log(HSD_ERROR,
+                "%s; refusing new records (clients get HS_IO_ERROR) and retrying every %d ms; "
+                "nothing published is dropped",
+                what, HSD_WRITE_RETRY_MS);
+    /* pairs with the clients' acquire load before they reserve or wait */
+    atomic_store_explicit(&sp->h->spill_errno, err, memory_order_release);
+    hs_qf_writer_close(d->writer);
+    d->writer = NULL;
+    sp->retry_at_ms = hs_now_monotonic_ms() + HSD_WRITE_RETRY_MS;
+}
+
+/*
+ * After a failed write: cut the partial record the failed write may have
+ * left (the recovery scan, on the newest file's tail), make every record
+ * already on disk durable, and open a new writer after them.  Records of
+ * the failed batch that did reach the disk whole are not written again
+ * (sp->disk_last).  0 when writing can go on; -1 to retry later.
+ */
+static int
+hsd_spiller_reopen(hsd_spiller *sp)
+{
+    hsd_daemon *d = sp->d;
+    hs_qf_scan_result res;
+    hs_lsn spilled = sp->next - 1;
+
+    if (hs_qf_scan(d->dir, HS_LSN_MAX, true, NULL, NULL, &res) != 0) {
+        hsd_log(HSD_WARNING, "queue rescan after a failed write: %s", hs_last_error());
+        return -1;
+    }
+    if (res.tail_cut)
+        hsd_log(HSD_LOG,
+                "cut the partial write from queue file %s at offset %" PRIu64 " (%" PRIu64
+                " bytes)",
+                res.tail_path, res.tail_offset, res.tail_bytes);
+    if (res.last_lsn < spilled)
+        hsd_fatal("the queue ends at LSN %" PRIu64 " after a failed write, but LSN %" PRIu64
+                  " was written before: queue files lost data",
+                  res.last_lsn, spilled);
+    /* what the failed writer wrote but never synced is synced here */
+    if (hsd_sync_queue_files(d->dir) != 0)
+        hsd_fatal("fdatasync of the queue failed after a write error; durable LSN stays %" PRIu64,
+                  sp->synced);
+    d->writer = hs_qf_writer_open(d->dir, res.last_lsn, d->settings.segment_size);
+    if (d->writer == NULL) {
+        hsd_log(HSD_WARNING, "cannot reopen the queue writer: %s", hs_last_error());
+        return -1;
+    }
+    sp->disk_last = res.last_lsn;
+    hsd_log(HSD_LOG, "queue writer reopened after LSN %" PRIu64 "; retrying the spill",
+            res.last_lsn);
+    return 0;
+}
+
+/*
+ * Write the collected batch: append what is not on disk yet, write(2);
+ * then fold every record into the shadow, mark its order slot `recorded`,
+ * and store spilled_lsn.  Returns the number of LSNs spilled (0 after a
+ * write failure: see hsd_write_failed()).
+ */
+static uint32_t
+hsd_write_batch(hsd_spiller *sp)
+{
+    hsd_daemon *d = sp->d;
+    uint32_t n = sp->nbatch;
+
+    for (uint32_t i = 0; i < n; i++) {
+        const hs_record *rec = &sp->batch[i].rec;
+
+        if (rec->lsn <= sp->disk_last)
+            continue; /* written whole before a failed write */
+        if (hs_qf_writer_append(d->writer, rec) != 0) {
+            hsd_write_failed(sp, errno, hs_last_error());
+            return 0;
+        }
+    }
+    if (hs_qf_writer_write(d->writer) != 0) {
+        hsd_write_failed(sp, errno, hs_last_error());
+        return 0;
+    }
+    if (atomic_load_explicit(&sp->h->spill_errno, memory_order_relaxed) != 0) {
+        hsd_log(HSD_LOG, "writing the queue works again (LSN %" PRIu64 ")",
+                sp->batch[n - 1].rec.lsn);
+        atomic_store_explicit(&sp->h->spill_errno, 0, memory_order_release);
+    }
+
+    for (uint32_t i = 0; i < n; i++) {
+        const hsd_batch_entry *e = &sp->batch[i];
+
+        if (hs_shadow_fold(&d->shadow, &e->rec) != 0)
+            hsd_fatal("cannot fold LSN %" PRIu64 " into the shadow counters: %s", e->rec.lsn,
+                      hs_last_error());
+        if (e->order_index != UINT32_MAX)
+            /* pairs with the acquire load of a waiter that found the
+             * order's owner dead (segment.h), after spilled_lsn below */
+            atomic_store_explicit(&hs_order_table(sp->h)[e->order_index].recorded, e->rec.lsn,
+                                  memory_order_release);
+    }
+    sp->next += n;
+    /* the slots up to it are free again; pairs with the acquire load in
+     * the clients' reserving CAS loop */
+    atomic_store_explicit(&sp->h->spilled_lsn, sp->next - 1, memory_order_release);
+    atomic_fetch_add_explicit(&d->stats.records_spilled, n, memory_order_relaxed);
+    return n;
+}
+
+/*
+ * hsd_group_commit: the one place that decides when records become
+ * durable, and the contract between acknowledgement and durability.
+ *
+ *   - durable_lsn is stored only after hs_qf_writer_sync() (fdatasync of
+ *     every queue file written, and of the directory when a file was
+ *     created) returned 0 for every record up to it.  A client with
+ *     hotstock.synchronous = on acknowledges a deduction only once
+ *     durable_lsn >= its LSN: an acknowledged synchronous deduction
+ *     survives power loss.
+ *   - A client with synchronous = off acknowledges once its record is
+ *     published in the ring.  It survives a crash of the daemon or of the
+ *     client (the next daemon salvages the ring), not power loss: at most
+ *     flush_interval_ms of such records may be lost then.
+ *   - We flush at once while anyone waits (sync_waiters > 0: group commit,
+ *     every record spilled by then rides on the same fdatasync), otherwise
+ *     flush_interval_ms after the previous flush, and whenever a checkpoint
+ *     or a stop needs a durable point.
+ *   - A failed fdatasync is FATAL: the daemon aborts and never stores a
+ *     durable_lsn past it.  Waiters see the heartbeat stop and answer
+ *     HS_DAEMON_DOWN, which means "unknown" (hotstock.h).  While write(2)
+ *     fails (spill_errno set) nothing new is written, so nothing is synced
+ *     or acknowledged; waiters answer HS_IO_ERROR, also "unknown".
+ */
+static void
+hsd_group_commit(hsd_spiller *sp, bool force, uint64_t now_ms)
+{
+    hsd_daemon *d = sp->d;
+    hs_lsn upto = sp->next - 1;
+    uint64_t t0, us;
+
+    if (upto == sp->synced || d->writer == NULL)
+        return;
+    if (!force && atomic_load_explicit(&sp->h->sync_waiters, memory_order_acquire) == 0 &&
+        now_ms - sp->last_sync_ms < d->settings.flush_interval_ms)
+        return;
+
+    t0 = hs_now_unix_us();
+    if (hs_qf_writer_sync(d->writer) != 0)
+        hsd_fatal("fdatasync of the queue failed, durable LSN stays %" PRIu64 ": %s", sp->synced,
+                  hs_last_error());
+    us = hs_now_unix_us() - t0;
+    sp->synced = upto;
+    sp->last_sync_ms = hs_now_monotonic_ms();
+    /* pairs with the waiters' acquire load of durable_lsn */
+    atomic_store_explicit(&sp->h->durable_lsn, upto, memory_order_release);
+    atomic_fetch_add_explicit(&sp->h->durable_seq, 1, memory_order_release);
+    hs_futex_wake_all(&sp->h->durable_seq);
+    atomic_store_explicit(&sp->h->last_flush_unix_ms, (t0 + us) / 1000, memory_order_relaxed);
+    atomic_fetch_add_explicit(&d->stats.flushes, 1, memory_order_relaxed);
+    atomic_store_explicit(&d->stats.last_flush_us, us, memory_order_relaxed);
+    if (us > atomic_load_explicit(&d->stats.max_flush_us, memory_order_relaxed))
+        atomic_store_explicit(&d->stats.max_flush_us, us, memory_order_relaxed);
+}
+
+/*-------------------------------------------------------------------------
+ * Checkpoints
+ *-------------------------------------------------------------------------
+ */
+
+/* A private copy of s.  0, or -1 out of memory. */
+static int
+hsd_shadow_copy(const hs_shadow *s, hs_shadow *copy)
+{
+    *copy = *s;
+    copy->slots = malloc((size_t)s->capacity * sizeof(hs_shadow_sku));
+    if (copy->slots == NULL)
+        return -1;
+    memcpy(copy->slots, s->slots, (size_t)s->capacity * sizeof(hs_shadow_sku));
+    return 0;
+}
+
+/* Hand a snapshot of the shadow, taken at a durable point, to the
+ * checkpointer with the requests waiting for it. */
+static void
+hsd_spiller_checkpoint(hsd_spiller *sp)
+{
+    hsd_daemon *d = sp->d;
+    hsd_ckpt_job *job, *superseded;
+    hs_lsn applied;
+
+    job = calloc(1, sizeof(*job));
+    if (job == NULL || hsd_shadow_copy(&d->shadow, &job->shadow) != 0) {
+        free(job);
+        for (hsd_request *r = sp->checkpoints, *next; r != NULL; r = next) {
+            next = r->next;
+            hsd_request_complete(r, -1, 0, "out of memory for the checkpoint snapshot");
+        }
+        sp->checkpoints = NULL;
+        hsd_log(HSD_WARNING, "checkpoint skipped: out of memory for the snapshot");
+        return;
+    }
+    /* pairs with the main thread's release store of its copy */
+    applied = atomic_load_explicit(&d->applied_lsn, memory_order_acquire);
+    job->shadow.applied_lsn = applied < sp->synced ? applied : sp->synced;
+    job->shadow.generation = d->generation;
+    sp->ckpt_lsn = job->shadow.lsn;
+    sp->ckpt_applied = applied;
+    job->requests = sp->checkpoints;
+    sp->checkpoints = NULL;
+
+    pthread_mutex_lock(&d->ckpt_mu);
+    superseded = d->ckpt_job;
+    if (superseded != NULL) {
+        /* not started yet: the newer snapshot serves its requests too */
+        hsd_request *tail = superseded->requests;
+        if (tail != NULL) {
+            while (tail->next != NULL)
+                tail = tail->next;
+            tail->next = job->requests;
+            job->requests = superseded->requests;
+        }
+    }
+    d->ckpt_job = job;
+    pthread_cond_signal(&d->ckpt_cv);
+    pthread_mutex_unlock(&d->ckpt_mu);
+    if (superseded != NULL) {
+        hs_shadow_free(&superseded->shadow);
+        free(superseded);
+    }
+}
+
+int
+hsd_checkpoint_now(hsd_daemon *d, const hs_shadow *shadow, char *error, size_t errlen)
+{
+    uint64_t t0 = hs_now_monotonic_ms();
+    hs_lsn upto;
+    int removed;
+
+    if (hs_checkpoint_write(d->dir, shadow) != 0) {
+        snprintf(error, errlen, "checkpoint at LSN %" PRIu64 " failed: %s", shadow->lsn,
+                 hs_last_error());
+        hsd_log(HSD_WARNING, "%s", error);
+        return -1;
+    }
+    if (d->seg != NULL) {
+        hs_lsn prev = atomic_load_explicit(&d->seg->checkpoint_lsn, memory_order_relaxed);
+        if (shadow->lsn > prev)
+            atomic_store_explicit(&d->seg->checkpoint_lsn, shadow->lsn, memory_order_release);
+    }
+    /* Files wholly <= min(checkpoint, applied) are needed neither for the
+     * counters (in the checkpoint) nor by the drain (applied) nor for the
+     * order index (rebuilt from records after min(C, A) only). */
+    upto = shadow->lsn < shadow->applied_lsn ? shadow->lsn : shadow->applied_lsn;
+    removed = hs_qf_recycle(d->dir, upto);
+    if (removed < 0) {
+        hsd_log(HSD_WARNING, "recycling queue files up to LSN %" PRIu64 " failed: %s", upto,
+                hs_last_error());
+        removed = 0;
+    }
+    atomic_fetch_add_explicit(&d->stats.checkpoints, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&d->stats.files_recycled, (uint64_t)removed, memory_order_relaxed);
+    atomic_store_explicit(&d->stats.last_checkpoint_unix_ms, hs_now_unix_us() / 1000,
+                          memory_order_relaxed);
+    hsd_log(HSD_LOG,
+            "checkpoint at LSN %" PRIu64 " (applied LSN %" PRIu64 ", %u SKUs) in %" PRIu64
+            " ms; %d queue files recycled",
+            shadow->lsn, shadow->applied_lsn, shadow->count, hs_now_monotonic_ms() - t0, removed);
+    return 0;
+}
+
+static void *
+hsd_checkpointer_main(void *arg)
+{
+    hsd_daemon *d = arg;
+
+    for (;;) {
+        hsd_ckpt_job *job;
+        char error[512] = "";
+        int rc;
+
+        pthread_mutex_lock(&d->ckpt_mu);
+        while (d->ckpt_job == NULL && !d->ckpt_exit)
+            pthread_cond_wait(&d->ckpt_cv, &d->ckpt_mu);
+        job = d->ckpt_job;
+        d->ckpt_job = NULL;
+        pthread_mutex_unlock(&d->ckpt_mu);
+        if (job == NULL)
+            return NULL; /* asked to exit and nothing left */
+
+        rc = hsd_checkpoint_now(d, &job->shadow, error, sizeof(error));
+        for (hsd_request *r = job->requests, *next; r != NULL; r = next) {
+            next = r->next;
+            hsd_request_complete(r, rc, job->shadow.lsn, error);
+        }
+        hs_shadow_free(&job->shadow);
+        free(job);
+    }
+}
+
+int
+hsd_checkpointer_start(hsd_daemon *d)
+{
+    int rc;
+
+    pthread_mutex_init(&d->ckpt_mu, NULL);
+    pthread_cond_init(&d->ckpt_cv, NULL);
+    d->ckpt_job = NULL;
+    d->ckpt_exit = false;
+    rc = pthread_create(&d->checkpointer_thread, NULL, hsd_checkpointer_main, d);
+    if (rc != 0) {
+        hsd_log(HSD_ERROR, "cannot start the checkpointer thread: %s", strerror(rc));
+        return -1;
+    }
+    d->checkpointer_running = true;
+    return 0;
+}
+
+void
+hsd_checkpointer_stop(hsd_daemon *d)
+{
+    if (!d->checkpointer_running)
+        return;
+    pthread_mutex_lock(&d->ckpt_mu);
+    d->ckpt_exit = true;
+    pthread_cond_signal(&d->ckpt_cv);
+    pthread_mutex_unlock(&d->ckpt_mu);
+    pthread_join(d->checkpointer_thread, NULL);
+    d->checkpointer_running = false;
+}
+
+/*-------------------------------------------------------------------------
+ * The spiller thread
+ *-------------------------------------------------------------------------
+ */
+
+/* Is there anything to do right now?  Called after spiller_sleeping was
+ * set, so a publisher that did not see the flag is visible here. */
+static bool
+hsd_spiller_has_work(hsd_spiller *sp)
+{
+    hsd_daemon *d = sp->d;
+    hs_ring_slot *slot = &sp->ring[sp->next & sp->mask];
+    uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
+
+    if (d->writer == NULL)
+        return !cds_wfcq_empty(&d->req_head, &d->req_tail);
+    if (seq == sp->next || seq == (sp->next | HS_SEQ_ABANDONED))
+        return true;
+    if (sp->synced != sp->next - 1 &&
+        atomic_load_explicit(&sp->h->sync_waiters, memory_order_seq_cst) > 0)
+        return true;
+    return !cds_wfcq_empty(&d->req_head, &d->req_tail);
+}
+
+/* How long to sleep when idle, in ms (0: do not sleep). */
+static int
+hsd_spiller_timeout(hsd_spiller *sp, uint64_t now_ms)
+{
+    hsd_daemon *d = sp->d;
+    uint64_t t = d->settings.flush_interval_ms;
+
+    if (sp->synced != sp->next - 1) {
+        uint64_t due = sp->last_sync_ms + d->settings.flush_interval_ms;
+        t = due > now_ms ? due - now_ms : 0;
+    }
+    if (sp->stall_lsn == sp->next) {
+        uint64_t due = sp->stall_since_ms + HS_STALL_ABANDON_MS;
+        uint64_t s = due > now_ms ? due - now_ms : 0;
+        if (s < t)
+            t = s;
+        if (t == 0)
+            t = 1;
+    }
+    if (sp->requests_blocked && t > 1)
+        t = 1;
+    if (d->writer == NULL)
+        t = sp->retry_at_ms > now_ms ? sp->retry_at_ms - now_ms : 1;
+    return (int)t;
+}
+
+static void *
+hsd_spiller_main(void *arg)
+{
+    hsd_spiller *sp = arg;
+    hsd_daemon *d = sp->d;
+
+    hsd_log(HSD_LOG, "spiller: running from LSN %" PRIu64 ", flush interval %u ms", sp->next,
+            d->settings.flush_interval_ms);
+    for (;;) {
+        uint64_t now_ms = hs_now_monotonic_ms();
+        uint32_t n;
+        int timeout;
+        uint32_t seq0;
+
+        hsd_spiller_take_requests(sp);
+        n = 0;
+        if (d->writer == NULL && now_ms >= sp->retry_at_ms && hsd_spiller_reopen(sp) != 0)
+            sp->retry_at_ms = now_ms + HSD_WRITE_RETRY_MS;
+        if (d->writer != NULL) {
+            hsd_collect_batch(sp, now_ms);
+            if (sp->nbatch > 0)
+                n = hsd_write_batch(sp);
+        }
+
+        hsd_group_commit(sp, sp->checkpoints != NULL || sp->stop != NULL, now_ms);
+        if (sp->checkpoints != NULL && sp->synced == sp->next - 1)
+            hsd_spiller_checkpoint(sp);
+
+        if (sp->stop != NULL && sp->next > sp->stop->stop_lsn && sp->synced == sp->next - 1) {
+            hsd_log(HSD_LOG, "spiller: stopped at durable LSN %" PRIu64, sp->synced);
+            hsd_request_complete(sp->stop, 0, sp->synced, NULL);
+            free(sp->batch);
+            free(sp);
+            return NULL;
+        }
+        if (n == HSD_SPILL_BATCH)
+            continue;
+        if (n > 0 && hsd_spiller_has_work(sp))
+            continue;
+
+        /* idle: announce the sleep, re-check, sleep on spiller_seq */
+        seq0 = atomic_load_explicit(&sp->h->spiller_seq, memory_order_acquire);
+        atomic_store_explicit(&sp->h->spiller_sleeping, 1, memory_order_seq_cst);
+        /* store-load: the re-check below must not be ordered before the
+         * flag.  Pairs with the publishers' seq_cst CAS of a slot (or of
+         * sync_waiters) followed by their seq_cst load of the flag: either
+         * we see their record or they see us asleep and wake us. */
+        atomic_thread_fence(memory_order_seq_cst);
+        if (!hsd_spiller_has_work(sp)) {
+            timeout = hsd_spiller_timeout(sp, hs_now_monotonic_ms());
+            if (timeout > 0)
+                hs_futex_wait(&sp->h->spiller_seq, seq0, timeout);
+        }
+        atomic_store_explicit(&sp->h->spiller_sleeping, 0, memory_order_relaxed);
+    }
+}
+
+int
+hsd_spiller_start(hsd_daemon *d)
+{
+    hsd_spiller *sp = calloc(1, sizeof(*sp));
+    int rc;
+
+    if (sp == NULL) {
+        hsd_log(HSD_ERROR, "out of memory starting the spiller");
+        return -1;
+    }
+    sp->batch = malloc(HSD_SPILL_BATCH * sizeof(hsd_batch_entry));
+    if (sp->batch == NULL) {
+        hsd_log(HSD_ERROR, "out of memory starting the spiller");
+        free(sp);
+        return -1;
+    }
+    sp->d = d;
+    sp->h = d->seg;
+    sp->ring = hs_ring(d->seg);
+    sp->mask = d->seg->ring_capacity - 1;
+    sp->synced = atomic_load_explicit(&d->seg->durable_lsn, memory_order_relaxed);
+    sp->next = sp->synced + 1;
+    /* recovery checkpointed exactly this state */
+    sp->ckpt_lsn = sp->synced;
+    sp->ckpt_applied = atomic_load_explicit(&d->applied_lsn, memory_order_relaxed);
+    sp->last_sync_ms = hs_now_monotonic_ms();
+    rc = pthread_create(&d->spiller_thread, NULL, hsd_spiller_main, sp);
+    if (rc != 0) {
+        hsd_log(HSD_ERROR, "cannot start the spiller thread: %s", strerror(rc));
+        free(sp->batch);
+        free(sp);
+        return -1;
+    }
+    d->spiller_running = true;
+    return 0;
+}

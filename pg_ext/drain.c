@@ -1,0 +1,852 @@
+/*-------------------------------------------------------------------------
+ *
+ * drain.c
+ *      The "hotstock drain" background worker: applies the daemon's durable
+ *      queue to hotstock.ledger, hotstock.stock and hotstock.drain_state,
+ *      exactly once.
+ *
+ * What it shares, who writes it, which ordering protects it:
+ *
+ *  - The queue files under hotstock.data_directory: written by hotstockd's
+ *    spiller only, read here through libhotstock's queue reader.  Only
+ *    records known to be on disk are applied: up to the segment's
+ *    durable_lsn while the daemon is up, up to hs_queue_sync()'s bound
+ *    while it is down (the drain goes on draining from the files then).
+ *
+ *  - hotstock.drain_state.applied_lsn: the position, written only here, in
+ *    the SAME transaction as the effects of the records up to it.  Each
+ *    batch reads it (FOR UPDATE), reads the records after it, and commits
+ *    ledger rows + stock deltas + the new position together.  A crash
+ *    before that commit loses the whole batch (it is read again from the
+ *    files); a crash after it loses nothing, and the next batch starts
+ *    after the committed position.  So every record is applied once: none
+ *    twice, none skipped.  The LSNs are dense: a record whose LSN is not
+ *    the one expected stops the drain (reported, never skipped).
+ *
+ *  - The segment's applied_lsn (hs_publish_applied): written here only,
+ *    after the commit, so the daemon never recycles a file or evicts an
+ *    order the tables do not hold yet.  Publishing late is harmless.
+ *
+ *  - HotstockDrainShared in PostgreSQL shared memory: this process writes
+ *    its report there under the spinlock; hotstock.status_info() reads it.
+ *
+ *  - hotstock_writer = HS_WRITER_DRAIN around the batch's statements: the
+ *    guard trigger lets only this process write hotstock.stock and
+ *    hotstock.drain_state.
+ *
+ * Each batch is one transaction with four set-oriented statements (unnest
+ * of arrays), whatever its size: INSERT the DEDUCT records into the ledger,
+ * UPDATE the ledger rows of the REFUND records, one INSERT .. ON CONFLICT
+ * for the per-SKU sums of all deltas, UPDATE drain_state.
+ *
+ * Between batches the drain also retries refunds that the ledger holds but
+ * the queue never received (a database-first refund of an evicted order
+ * whose hs_refund_evicted() failed after its commit): hs_refund_evicted is
+ * at most once per order in the daemon's index, so a retry cannot refund
+ * twice.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/array.h"
+#include "utils/resowner.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "hotstock.h"
+
+/* Log the same problem again at most this often. */
+#define DRAIN_LOG_INTERVAL_MS 10000
+
+/* Sleep this long after a problem, or while the extension is missing. */
+#define DRAIN_RETRY_MS 1000
+
+/* Retry ledger refunds missing from the queue this often, when older than
+ * DRAIN_REFUND_GRACE_S, at most DRAIN_REFUND_LIMIT at a time. */
+#define DRAIN_REFUND_SWEEP_MS 10000
+#define DRAIN_REFUND_GRACE_S 10
+#define DRAIN_REFUND_LIMIT 100
+
+/* drain_once() result when the loop should back off */
+#define DRAIN_BACK_OFF (-1)
+
+/* Per-SKU sum of one batch's deltas. */
+typedef struct SkuDelta {
+    char sku[HS_SKU_MAX + 1]; /* hash key */
+    int64 available;          /* sum of deltas to available */
+    int64 sold;               /* deducted - refunded */
+    int64 last_lsn;
+    TimestampTz at; /* time of its last record */
+} SkuDelta;
+
+/*---- local state (this process only) ----*/
+
+static hs_client *drain_client = NULL; /* NULL while the daemon is down */
+static hs_queue_reader *reader = NULL;
+static hs_lsn reader_next = 0;   /* LSN the open reader returns next */
+static hs_lsn known_applied = 0; /* last applied_lsn committed */
+static bool known_applied_valid = false;
+static hs_record *records = NULL; /* one batch */
+static int records_size = 0;
+static MemoryContext batch_context = NULL;
+static TimestampTz last_sweep_at = 0;
+static char last_problem[256];
+static TimestampTz last_problem_at = 0;
+
+static SPIPlanPtr read_applied_plan = NULL;
+static SPIPlanPtr insert_ledger_plan = NULL;
+static SPIPlanPtr insert_ledger_safe_plan = NULL;
+static SPIPlanPtr refund_ledger_plan = NULL;
+static SPIPlanPtr upsert_stock_plan = NULL;
+static SPIPlanPtr write_applied_plan = NULL;
+static SPIPlanPtr sweep_plan = NULL;
+
+static int drain_once(void);
+static void drain_sweep_refunds(void);
+
+/*
+ * Register the worker (from _PG_init, while preloading).
+ */
+void
+hotstock_drain_register(void)
+{
+    BackgroundWorker worker;
+
+    memset(&worker, 0, sizeof(worker));
+    worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+    worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+    worker.bgw_restart_time = 1;
+    strlcpy(worker.bgw_library_name, "hotstock", BGW_MAXLEN);
+    strlcpy(worker.bgw_function_name, "hotstock_drain_main", BGW_MAXLEN);
+    strlcpy(worker.bgw_name, "hotstock drain", BGW_MAXLEN);
+    strlcpy(worker.bgw_type, "hotstock drain", BGW_MAXLEN);
+    worker.bgw_main_arg = (Datum)0;
+    worker.bgw_notify_pid = 0;
+    RegisterBackgroundWorker(&worker);
+}
+
+/*
+ * Report a problem: to the server log (the same text at most every
+ * DRAIN_LOG_INTERVAL_MS) and to hotstock.status.  The text follows the
+ * errmsg style: lower case, no final period.
+ */
+static void pg_attribute_printf(3, 4)
+    drain_problem(int sqlstate, const char *detail, const char *fmt, ...)
+{
+    char buf[sizeof(last_problem)];
+    va_list ap;
+    TimestampTz now = GetCurrentTimestamp();
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+
+    if (strcmp(buf, last_problem) != 0 ||
+        TimestampDifferenceExceeds(last_problem_at, now, DRAIN_LOG_INTERVAL_MS)) {
+        ereport(WARNING, (errcode(sqlstate), errmsg_internal("%s", buf),
+                          detail && detail[0] ? errdetail_internal("%s", detail) : 0,
+                          errhint("The drain retries every %d ms and never skips a record.",
+                                  DRAIN_RETRY_MS)));
+        strlcpy(last_problem, buf, sizeof(last_problem));
+        last_problem_at = now;
+    }
+
+    SpinLockAcquire(&hotstock_drain_shared->mutex);
+    strlcpy(hotstock_drain_shared->last_error, buf, sizeof(hotstock_drain_shared->last_error));
+    SpinLockRelease(&hotstock_drain_shared->mutex);
+}
+
+/* Close the reader; the next batch reopens it at its position. */
+static void
+drain_close_reader(void)
+{
+    if (reader != NULL)
+        hs_queue_close(reader);
+    reader = NULL;
+    reader_next = 0;
+}
+
+/* At exit: say so in shared memory, let go of the files and the segment. */
+static void
+drain_exit(int code, Datum arg)
+{
+    drain_close_reader();
+    if (drain_client != NULL)
+        hs_detach(drain_client);
+    drain_client = NULL;
+    SpinLockAcquire(&hotstock_drain_shared->mutex);
+    hotstock_drain_shared->pid = 0;
+    SpinLockRelease(&hotstock_drain_shared->mutex);
+}
+
+/*
+ * Entry point of the worker.  Signals: SIGHUP rereads the configuration;
+ * SIGTERM ends the worker at the next CHECK_FOR_INTERRUPTS (die()), which
+ * also interrupts a running batch: its transaction rolls back and the
+ * next start reads it again.
+ */
+void
+hotstock_drain_main(Datum main_arg)
+{
+    pqsignal(SIGHUP, SignalHandlerForConfigReload);
+    pqsignal(SIGTERM, die);
+    BackgroundWorkerUnblockSignals();
+
+    BackgroundWorkerInitializeConnection(hotstock_drain_database, NULL, 0);
+    pgstat_report_appname("hotstock drain");
+    /* every name in our statements resolves in pg_catalog or is qualified */
+    SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
+    /* a position published to the daemon must be durable here first */
+    SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
+
+    batch_context =
+        AllocSetContextCreate(TopMemoryContext, "hotstock drain batch", ALLOCSET_DEFAULT_SIZES);
+
+    SpinLockAcquire(&hotstock_drain_shared->mutex);
+    hotstock_drain_shared->pid = MyProcPid;
+    hotstock_drain_shared->records_applied = 0;
+    hotstock_drain_shared->last_error[0] = '\0';
+    SpinLockRelease(&hotstock_drain_shared->mutex);
+    before_shmem_exit(drain_exit, (Datum)0);
+
+    ereport(LOG, (errmsg("hotstock drain started in database \"%s\" for data directory \"%s\"",
+                         hotstock_drain_database, hotstock_data_directory)));
+
+    for (;;) {
+        int n;
+        long sleep_ms;
+
+        CHECK_FOR_INTERRUPTS();
+        if (ConfigReloadPending) {
+            ConfigReloadPending = false;
+            ProcessConfigFile(PGC_SIGHUP);
+        }
+
+        n = drain_once();
+        pgstat_report_stat(false);
+
+        if (n >= hotstock_drain_batch_size)
+            continue; /* a full batch: more is likely waiting */
+
+        if (n == 0 && drain_client != NULL &&
+            TimestampDifferenceExceeds(last_sweep_at, GetCurrentTimestamp(), DRAIN_REFUND_SWEEP_MS))
+            drain_sweep_refunds();
+
+        sleep_ms = n == DRAIN_BACK_OFF ? Max(DRAIN_RETRY_MS, hotstock_drain_naptime)
+                                       : hotstock_drain_naptime;
+        (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, sleep_ms,
+                        PG_WAIT_EXTENSION);
+        ResetLatch(MyLatch);
+    }
+}
+
+/*
+ * Daemon status, attaching when needed.  True while a daemon serves the
+ * segment (then *st is filled).
+ */
+static bool
+drain_daemon_status(hs_status *st)
+{
+    if (drain_client == NULL) {
+        if (hotstock_data_directory == NULL || hotstock_data_directory[0] == '\0')
+            return false;
+        if (hs_attach(hotstock_data_directory, &drain_client) != HS_OK) {
+            drain_client = NULL;
+            return false;
+        }
+    }
+    return hs_get_status(drain_client, st) == HS_OK && st->state == 2 /* HS_SEGMENT_READY */;
+}
+
+/* Prepare and keep one statement of the drain. */
+static SPIPlanPtr
+drain_prepare(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
+{
+    if (*slot == NULL) {
+        SPIPlanPtr plan = SPI_prepare(sql, nargs, argtypes);
+
+        if (plan == NULL)
+            ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                            errmsg("hotstock drain could not prepare a statement: %s",
+                                   SPI_result_code_string(SPI_result)),
+                            errdetail_internal("%s", sql)));
+        SPI_keepplan(plan);
+        *slot = plan;
+    }
+    return *slot;
+}
+
+/* applied_lsn from hotstock.drain_state, its row locked till commit. */
+static hs_lsn
+drain_read_applied(void)
+{
+    SPIPlanPtr plan = drain_prepare(
+        &read_applied_plan, "SELECT applied_lsn FROM hotstock.drain_state FOR UPDATE", 0, NULL);
+    bool isnull;
+    Datum d;
+    int ret = SPI_execute_plan(plan, NULL, NULL, false, 0);
+
+    if (ret != SPI_OK_SELECT || SPI_processed != 1)
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("hotstock.drain_state must hold exactly one row"),
+                        errhint("Recreate the extension, or restore the row from a backup.")));
+    d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+    if (isnull || DatumGetInt64(d) < 0)
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("hotstock.drain_state.applied_lsn is null or negative")));
+    return (hs_lsn)DatumGetInt64(d);
+}
+
+/* Build a one-dimensional array of datums of a built-in type. */
+static Datum
+drain_array(Datum *elems, int n, Oid type)
+{
+    int16 typlen;
+    bool typbyval;
+    char typalign;
+
+    get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
+    return PointerGetDatum(construct_array(elems, n, type, typlen, typbyval, typalign));
+}
+
+/* Run a prepared write statement; returns rows processed. */
+static uint64
+drain_execute(SPIPlanPtr plan, Datum *values, int expected)
+{
+    int ret = SPI_execute_plan(plan, values, NULL, false, 0);
+
+    if (ret != expected)
+        ereport(ERROR,
+                (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                 errmsg("hotstock drain statement failed: %s", SPI_result_code_string(ret))));
+    return SPI_processed;
+}
+
+/*
+ * INSERT the DEDUCT records (values: order ids, skus, qtys, LSNs, times)
+ * into hotstock.ledger; returns the rows inserted.  The plain INSERT runs
+ * in a subtransaction: an order already in the ledger (a deduction of an
+ * order the daemon had evicted, deducted anew: see README.md) raises a
+ * unique violation, and only then the batch is inserted again with ON
+ * CONFLICT DO NOTHING, which is slower (speculative insertion).
+ */
+static uint64
+drain_insert_ledger(Datum *values)
+{
+    Oid types[5] = {TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID};
+    SPIPlanPtr fast =
+        drain_prepare(&insert_ledger_plan,
+                      "INSERT INTO hotstock.ledger "
+                      "(order_id, sku, qty, lsn, deducted_at) "
+                      "SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5)",
+                      5, types);
+    SPIPlanPtr safe =
+        drain_prepare(&insert_ledger_safe_plan,
+                      "INSERT INTO hotstock.ledger "
+                      "(order_id, sku, qty, lsn, deducted_at) "
+                      "SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5) "
+                      "ON CONFLICT (order_id, sku) DO NOTHING",
+                      5, types);
+    MemoryContext oldcxt = CurrentMemoryContext;
+    ResourceOwner oldowner = CurrentResourceOwner;
+    uint64 done = 0;
+    bool conflict = false;
+
+    BeginInternalSubTransaction(NULL);
+    MemoryContextSwitchTo(oldcxt);
+    PG_TRY();
+    {
+        done = drain_execute(fast, values, SPI_OK_INSERT);
+        ReleaseCurrentSubTransaction();
+        MemoryContextSwitchTo(oldcxt);
+        CurrentResourceOwner = oldowner;
+    }
+    PG_CATCH();
+    {
+        ErrorData *edata;
+
+        MemoryContextSwitchTo(oldcxt);
+        edata = CopyErrorData();
+        FlushErrorState();
+        RollbackAndReleaseCurrentSubTransaction();
+        MemoryContextSwitchTo(oldcxt);
+        CurrentResourceOwner = oldowner;
+        if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION)
+            ReThrowError(edata);
+        FreeErrorData(edata);
+        conflict = true;
+    }
+    PG_END_TRY();
+
+    if (conflict)
+        done = drain_execute(safe, values, SPI_OK_INSERT);
+    return done;
+}
+
+/*
+ * Apply records[0..n) and set applied_lsn to the last one's LSN, inside
+ * the caller's transaction.  The records are dense and start right after
+ * the committed applied_lsn (the caller checked).
+ */
+static void
+drain_apply(int n)
+{
+    MemoryContext oldcxt = MemoryContextSwitchTo(batch_context);
+    HASHCTL ctl;
+    HTAB *skus;
+    HASH_SEQ_STATUS seq;
+    SkuDelta *delta;
+    Datum *d_order = palloc(n * sizeof(Datum));
+    Datum *d_sku = palloc(n * sizeof(Datum));
+    Datum *d_qty = palloc(n * sizeof(Datum));
+    Datum *d_lsn = palloc(n * sizeof(Datum));
+    Datum *d_at = palloc(n * sizeof(Datum));
+    Datum *r_order = palloc(n * sizeof(Datum));
+    Datum *r_sku = palloc(n * sizeof(Datum));
+    Datum *r_lsn = palloc(n * sizeof(Datum));
+    Datum *r_at = palloc(n * sizeof(Datum));
+    int nd = 0;
+    int nr = 0;
+    int ns;
+    Datum values[5];
+    uint64 done;
+
+    memset(&ctl, 0, sizeof(ctl));
+    ctl.keysize = HS_SKU_MAX + 1;
+    ctl.entrysize = sizeof(SkuDelta);
+    ctl.hcxt = batch_context;
+    skus = hash_create("hotstock drain skus", 64, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+
+    for (int i = 0; i < n; i++) {
+        const hs_record *rec = &records[i];
+        TimestampTz at = hotstock_unix_us_to_timestamptz(rec->timestamp_us);
+        bool found;
+
+        if (rec->type == 5 /* HS_REC_NOOP */)
+            continue;
+
+        delta = hash_search(skus, rec->sku, HASH_ENTER, &found);
+        if (!found) {
+            delta->available = 0;
+            delta->sold = 0;
+        }
+        delta->last_lsn = (int64)rec->lsn;
+        delta->at = at;
+
+        switch (rec->type) {
+        case 1: /* HS_REC_DEDUCT */
+            delta->available -= rec->qty;
+            delta->sold += rec->qty;
+            d_order[nd] = CStringGetTextDatum(rec->order_id);
+            d_sku[nd] = CStringGetTextDatum(rec->sku);
+            d_qty[nd] = Int32GetDatum((int32)rec->qty);
+            d_lsn[nd] = Int64GetDatum((int64)rec->lsn);
+            d_at[nd] = TimestampTzGetDatum(at);
+            nd++;
+            break;
+        case 2: /* HS_REC_REFUND */
+            delta->available += rec->qty;
+            delta->sold -= rec->qty;
+            r_order[nr] = CStringGetTextDatum(rec->order_id);
+            r_sku[nr] = CStringGetTextDatum(rec->sku);
+            r_lsn[nr] = Int64GetDatum((int64)rec->lsn);
+            r_at[nr] = TimestampTzGetDatum(at);
+            nr++;
+            break;
+        case 3: /* HS_REC_PUT_SKU */
+        case 4: /* HS_REC_ADD_STOCK */
+            delta->available += rec->qty;
+            break;
+        default:
+            ereport(ERROR, (errcode(ERRCODE_HOTSTOCK_QUEUE_CORRUPT),
+                            errmsg("hotstock queue record %llu has unknown type %u",
+                                   (unsigned long long)rec->lsn, rec->type)));
+        }
+    }
+
+    hotstock_writer = HS_WRITER_DRAIN;
+    PG_TRY();
+    {
+        if (nd > 0) {
+            values[0] = drain_array(d_order, nd, TEXTOID);
+            values[1] = drain_array(d_sku, nd, TEXTOID);
+            values[2] = drain_array(d_qty, nd, INT4OID);
+            values[3] = drain_array(d_lsn, nd, INT8OID);
+            values[4] = drain_array(d_at, nd, TIMESTAMPTZOID);
+            done = drain_insert_ledger(values);
+            if (done != (uint64)nd)
+                drain_problem(
+                    ERRCODE_HOTSTOCK_ORDER_MISMATCH, NULL,
+                    "hotstock drain found %llu deductions of orders already in hotstock.ledger",
+                    (unsigned long long)(nd - done));
+        }
+        if (nr > 0) {
+            Oid types[4] = {TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID};
+            SPIPlanPtr plan =
+                drain_prepare(&refund_ledger_plan,
+                              "UPDATE hotstock.ledger AS l "
+                              "SET refunded_at = coalesce(l.refunded_at, u.at), "
+                              "refund_lsn = u.lsn "
+                              "FROM unnest($1, $2, $3, $4) AS u(order_id, sku, lsn, at) "
+                              "WHERE l.order_id = u.order_id AND l.sku = u.sku "
+                              "AND l.refund_lsn IS NULL",
+                              4, types);
+
+            values[0] = drain_array(r_order, nr, TEXTOID);
+            values[1] = drain_array(r_sku, nr, TEXTOID);
+            values[2] = drain_array(r_lsn, nr, INT8OID);
+            values[3] = drain_array(r_at, nr, TIMESTAMPTZOID);
+            done = drain_execute(plan, values, SPI_OK_UPDATE);
+            if (done != (uint64)nr)
+                drain_problem(
+                    ERRCODE_HOTSTOCK_ORDER_MISMATCH, NULL,
+                    "hotstock drain found %llu refunds of orders missing from hotstock.ledger",
+                    (unsigned long long)(nr - done));
+        }
+
+        ns = (int)hash_get_num_entries(skus);
+        if (ns > 0) {
+            Oid types[5] = {TEXTARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
+                            TIMESTAMPTZARRAYOID};
+            SPIPlanPtr plan =
+                drain_prepare(&upsert_stock_plan,
+                              "INSERT INTO hotstock.stock AS s "
+                              "(sku, available, sold, last_lsn, updated_at) "
+                              "SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5) "
+                              "ON CONFLICT (sku) DO UPDATE SET "
+                              "available = s.available + excluded.available, "
+                              "sold = s.sold + excluded.sold, "
+                              "last_lsn = excluded.last_lsn, "
+                              "updated_at = excluded.updated_at",
+                              5, types);
+            Datum *s_sku = palloc(ns * sizeof(Datum));
+            Datum *s_available = palloc(ns * sizeof(Datum));
+            Datum *s_sold = palloc(ns * sizeof(Datum));
+            Datum *s_lsn = palloc(ns * sizeof(Datum));
+            Datum *s_at = palloc(ns * sizeof(Datum));
+            int k = 0;
+
+            hash_seq_init(&seq, skus);
+            while ((delta = hash_seq_search(&seq)) != NULL) {
+                s_sku[k] = CStringGetTextDatum(delta->sku);
+                s_available[k] = Int64GetDatum(delta->available);
+                s_sold[k] = Int64GetDatum(delta->sold);
+                s_lsn[k] = Int64GetDatum(delta->last_lsn);
+                s_at[k] = TimestampTzGetDatum(delta->at);
+                k++;
+            }
+            values[0] = drain_array(s_sku, ns, TEXTOID);
+            values[1] = drain_array(s_available, ns, INT8OID);
+            values[2] = drain_array(s_sold, ns, INT8OID);
+            values[3] = drain_array(s_lsn, ns, INT8OID);
+            values[4] = drain_array(s_at, ns, TIMESTAMPTZOID);
+            (void)drain_execute(plan, values, SPI_OK_INSERT);
+        }
+
+        {
+            Oid types[1] = {INT8OID};
+            SPIPlanPtr plan = drain_prepare(&write_applied_plan,
+                                            "UPDATE hotstock.drain_state "
+                                            "SET applied_lsn = $1, updated_at = clock_timestamp()",
+                                            1, types);
+
+            values[0] = Int64GetDatum((int64)records[n - 1].lsn);
+            if (drain_execute(plan, values, SPI_OK_UPDATE) != 1)
+                ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                                errmsg("hotstock.drain_state must hold exactly one row")));
+        }
+    }
+    PG_FINALLY();
+    {
+        hotstock_writer = HS_WRITER_NONE;
+    }
+    PG_END_TRY();
+
+    MemoryContextSwitchTo(oldcxt);
+}
+
+/* Make room for one batch of records. */
+static void
+drain_reserve_records(void)
+{
+    if (records_size < hotstock_drain_batch_size) {
+        if (records != NULL)
+            pfree(records);
+        records = MemoryContextAllocHuge(TopMemoryContext,
+                                         (Size)hotstock_drain_batch_size * sizeof(hs_record));
+        records_size = hotstock_drain_batch_size;
+    }
+}
+
+/* End the batch transaction (commit; nothing was written when n == 0). */
+static void
+drain_finish_transaction(void)
+{
+    SPI_finish();
+    PopActiveSnapshot();
+    CommitTransactionCommand();
+}
+
+/*
+ * One batch.  Returns the number of records applied (0 when caught up),
+ * or DRAIN_BACK_OFF after a problem or while the extension is missing.
+ */
+static int
+drain_once(void)
+{
+    hs_status st;
+    bool up = drain_daemon_status(&st);
+    hs_lsn applied;
+    hs_lsn upto;
+    hs_result r;
+    int n = 0;
+    int k = 0;
+    TimestampTz started;
+
+    /* nothing durable past what we committed: no transaction needed */
+    if (up && known_applied_valid && st.durable_lsn <= known_applied) {
+        if (st.applied_lsn < known_applied)
+            (void)hs_publish_applied(drain_client, known_applied);
+        SpinLockAcquire(&hotstock_drain_shared->mutex);
+        hotstock_drain_shared->caught_up_at = GetCurrentTimestamp();
+        hotstock_drain_shared->applied_lsn = known_applied;
+        SpinLockRelease(&hotstock_drain_shared->mutex);
+        return 0;
+    }
+
+    started = GetCurrentTimestamp();
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    if (SPI_connect() != SPI_OK_CONNECT)
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("hotstock drain could not connect to SPI")));
+    PushActiveSnapshot(GetTransactionSnapshot());
+
+    if (!OidIsValid(get_extension_oid("hotstock", true))) {
+        drain_finish_transaction();
+        pgstat_report_activity(STATE_IDLE, "waiting for CREATE EXTENSION hotstock");
+        known_applied_valid = false;
+        return DRAIN_BACK_OFF;
+    }
+
+    applied = drain_read_applied();
+    known_applied = applied;
+    known_applied_valid = true;
+
+    /* a reader that is not exactly at applied + 1 is reopened there */
+    if (reader != NULL && reader_next != applied + 1)
+        drain_close_reader();
+    if (reader == NULL) {
+        r = hs_queue_open(hotstock_data_directory, applied + 1, &reader);
+        if (r == HS_NOT_FOUND) {
+            reader = NULL;
+            drain_finish_transaction();
+            SpinLockAcquire(&hotstock_drain_shared->mutex);
+            hotstock_drain_shared->caught_up_at = GetCurrentTimestamp();
+            hotstock_drain_shared->applied_lsn = applied;
+            SpinLockRelease(&hotstock_drain_shared->mutex);
+            return 0;
+        }
+        if (r != HS_OK) {
+            reader = NULL;
+            drain_finish_transaction();
+            drain_problem(
+                r == HS_IO_ERROR ? ERRCODE_IO_ERROR : ERRCODE_HOTSTOCK_QUEUE_CORRUPT,
+                hs_last_error(), "hotstock drain cannot open the queue of \"%s\" at LSN %llu: %s",
+                hotstock_data_directory, (unsigned long long)(applied + 1), hs_result_name(r));
+            return DRAIN_BACK_OFF;
+        }
+        reader_next = applied + 1;
+    }
+
+    if (up)
+        upto = st.durable_lsn;
+    else {
+        r = hs_queue_sync(reader, &upto);
+        if (r != HS_OK) {
+            drain_finish_transaction();
+            drain_close_reader();
+            drain_problem(
+                ERRCODE_IO_ERROR, hs_last_error(),
+                "hotstock drain cannot sync the queue of \"%s\" while hotstockd is down: %s",
+                hotstock_data_directory, hs_result_name(r));
+            return DRAIN_BACK_OFF;
+        }
+    }
+
+    drain_reserve_records();
+    while (n < hotstock_drain_batch_size && upto > applied + n) {
+        k = hs_queue_next(reader, upto, &records[n]);
+        if (k != 1)
+            break;
+        if (records[n].lsn != applied + n + 1) {
+            drain_finish_transaction();
+            drain_close_reader();
+            drain_problem(ERRCODE_HOTSTOCK_QUEUE_CORRUPT, NULL,
+                          "hotstock queue of \"%s\" has LSN %llu where %llu was expected",
+                          hotstock_data_directory, (unsigned long long)records[n].lsn,
+                          (unsigned long long)(applied + n + 1));
+            return DRAIN_BACK_OFF;
+        }
+        n++;
+    }
+    if (k == -1) {
+        /* apply the valid records before the damage, then stop there */
+        drain_problem(ERRCODE_HOTSTOCK_QUEUE_CORRUPT, hs_last_error(),
+                      "hotstock queue of \"%s\" is damaged after LSN %llu", hotstock_data_directory,
+                      (unsigned long long)(applied + n));
+    }
+
+    if (n == 0) {
+        drain_finish_transaction();
+        if (k == -1) {
+            drain_close_reader();
+            return DRAIN_BACK_OFF;
+        }
+        SpinLockAcquire(&hotstock_drain_shared->mutex);
+        hotstock_drain_shared->caught_up_at = GetCurrentTimestamp();
+        hotstock_drain_shared->applied_lsn = applied;
+        SpinLockRelease(&hotstock_drain_shared->mutex);
+        if (up && st.applied_lsn < applied)
+            (void)hs_publish_applied(drain_client, applied);
+        return 0;
+    }
+
+    {
+        char activity[128];
+
+        snprintf(activity, sizeof(activity), "draining %d records after LSN %llu", n,
+                 (unsigned long long)applied);
+        pgstat_report_activity(STATE_RUNNING, activity);
+    }
+
+    MemoryContextReset(batch_context);
+    drain_apply(n);
+    drain_finish_transaction();
+    MemoryContextReset(batch_context);
+
+    /* committed: the position moved with the effects */
+    applied += n;
+    known_applied = applied;
+    reader_next = applied + 1;
+    if (k == -1)
+        drain_close_reader();
+    if (drain_client != NULL)
+        (void)hs_publish_applied(drain_client, applied);
+
+    {
+        TimestampTz now = GetCurrentTimestamp();
+        long secs;
+        int usecs;
+        double elapsed;
+
+        TimestampDifference(started, now, &secs, &usecs);
+        elapsed = secs + usecs / 1e6;
+        SpinLockAcquire(&hotstock_drain_shared->mutex);
+        hotstock_drain_shared->applied_lsn = applied;
+        hotstock_drain_shared->last_batch_at = now;
+        hotstock_drain_shared->records_applied += n;
+        if (n >= 1000 && elapsed > 0)
+            hotstock_drain_shared->last_rate = n / elapsed;
+        if (applied >= upto)
+            hotstock_drain_shared->caught_up_at = now;
+        if (k != -1)
+            hotstock_drain_shared->last_error[0] = '\0';
+        SpinLockRelease(&hotstock_drain_shared->mutex);
+        elog(DEBUG1, "hotstock drain applied %d records up to LSN %llu in %.3f s", n,
+             (unsigned long long)applied, elapsed);
+    }
+    pgstat_report_activity(STATE_IDLE, NULL);
+
+    return k == -1 ? DRAIN_BACK_OFF : n;
+}
+
+/*
+ * Retry database-first refunds that never reached the queue (see the file
+ * header).  Each row found is handed to hs_refund_evicted(), which gives
+ * the units back at most once per order; the drain then records the REFUND
+ * record's LSN in the ledger like any other.
+ */
+static void
+drain_sweep_refunds(void)
+{
+    typedef struct {
+        char order_id[HS_ORDER_ID_MAX + 1];
+        char sku[HS_SKU_MAX + 1];
+        int32 qty;
+    } Pending;
+    Pending *rows = NULL;
+    int n = 0;
+
+    last_sweep_at = GetCurrentTimestamp();
+
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    if (SPI_connect() != SPI_OK_CONNECT)
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("hotstock drain could not connect to SPI")));
+    PushActiveSnapshot(GetTransactionSnapshot());
+    if (OidIsValid(get_extension_oid("hotstock", true))) {
+        Oid types[2] = {INT4OID, INT4OID};
+        SPIPlanPtr plan =
+            drain_prepare(&sweep_plan,
+                          "SELECT order_id, sku, qty FROM hotstock.ledger "
+                          "WHERE refunded_at IS NOT NULL AND refund_lsn IS NULL "
+                          "AND refunded_at < clock_timestamp() - make_interval(secs => $1) "
+                          "LIMIT $2",
+                          2, types);
+        Datum values[2] = {Int32GetDatum(DRAIN_REFUND_GRACE_S), Int32GetDatum(DRAIN_REFUND_LIMIT)};
+
+        if (SPI_execute_plan(plan, values, NULL, true, 0) == SPI_OK_SELECT && SPI_processed > 0) {
+            n = (int)SPI_processed;
+            rows = MemoryContextAlloc(TopMemoryContext, n * sizeof(Pending));
+            for (int i = 0; i < n; i++) {
+                HeapTuple tup = SPI_tuptable->vals[i];
+                TupleDesc desc = SPI_tuptable->tupdesc;
+                bool isnull;
+
+                strlcpy(rows[i].order_id, TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull)),
+                        sizeof(rows[i].order_id));
+                strlcpy(rows[i].sku, TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull)),
+                        sizeof(rows[i].sku));
+                rows[i].qty = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+            }
+        }
+    }
+    drain_finish_transaction();
+
+    for (int i = 0; i < n; i++) {
+        hs_lsn lsn;
+        hs_result r = hs_refund_evicted(drain_client, rows[i].sku, strlen(rows[i].sku), rows[i].qty,
+                                        rows[i].order_id, strlen(rows[i].order_id), &lsn);
+
+        if (r == HS_OK)
+            ereport(LOG, (errmsg("hotstock drain returned the %d units of order \"%s\" refunded in "
+                                 "hotstock.ledger",
+                                 rows[i].qty, rows[i].order_id)));
+        else if (r != HS_ALREADY_REFUNDED)
+            drain_problem(ERRCODE_HOTSTOCK_DAEMON_DOWN, hs_last_error(),
+                          "hotstock drain could not return the units of refunded order \"%s\": %s",
+                          rows[i].order_id, hs_result_name(r));
+    }
+    if (rows != NULL)
+        pfree(rows);
+}

@@ -1,0 +1,204 @@
+# tests/pg/lib.bash — shared by the PostgreSQL-side tests in tests/pg/*.sh.
+#
+# Sourced, not run (its name does not end in .sh, so runners that take every
+# tests/pg/*.sh as a suite skip it).  The cluster comes from the environment:
+# PGHOST, PGPORT, PGUSER, PGDATABASE and HOTSTOCK_DIR (the daemon's data
+# directory); when PGHOST is unset, ${RUN_DIR:-<repo>/.run}/env is read, as
+# written by `make start`.  Restarts go through scripts/cluster.sh start
+# (idempotent).  Every check is counted; finish prints `N passed, N failed`.
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+ME=$(basename "$0" .sh)
+
+if [ -z "${PGHOST:-}" ]; then
+    _env=${RUN_DIR:-$REPO/.run}/env
+    if [ -f "$_env" ]; then
+        # shellcheck disable=SC1090
+        . "$_env"
+    fi
+fi
+: "${PGDATABASE:=hotstock}"
+export PGDATABASE
+
+PG_CONFIG=${PG_CONFIG:-pg_config}
+[ "$PG_CONFIG" = pg_config ] && [ -x /usr/lib/postgresql/15/bin/pg_config ] &&
+    PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+PGBIN=$("$PG_CONFIG" --bindir)
+PSQL=$PGBIN/psql
+PGBENCH=$PGBIN/pgbench
+if [ -z "${HOTSTOCKD:-}" ]; then
+    HOTSTOCKD=$PGBIN/hotstockd
+    [ -x "$HOTSTOCKD" ] || HOTSTOCKD=$REPO/shmd/hotstockd
+fi
+export HOTSTOCKD
+
+# PostgreSQL and hotstockd run as postgres when we are root.
+if [ "$(id -u)" -eq 0 ]; then RUNAS=postgres; else RUNAS=; fi
+
+PASSED=0
+FAILED=0
+T0=$(date +%s)
+
+say() { printf '%s: %s\n' "$ME" "$*"; }
+
+pass() {
+    PASSED=$((PASSED + 1))
+    printf 'ok     %s\n' "$1"
+}
+
+fail() {
+    FAILED=$((FAILED + 1))
+    printf 'FAILED %s\n' "$1"
+}
+
+# check LABEL CMD...: pass when CMD succeeds.
+check() {
+    local label=$1
+    shift
+    if "$@"; then pass "$label"; else fail "$label"; fi
+}
+
+# expect LABEL GOT WANT: pass when the two strings are equal.
+expect() {
+    if [ "$2" = "$3" ]; then
+        pass "$1"
+    else
+        fail "$1 (got '$2', want '$3')"
+    fi
+}
+
+# expect_sql LABEL SQL: pass when SQL returns exactly t.
+expect_sql() {
+    local got
+    got=$(q "$2" 2>&1)
+    if [ "$got" = t ]; then pass "$1"; else fail "$1 (got '$got')"; fi
+}
+
+finish() {
+    say "done in $(($(date +%s) - T0)) s"
+    echo "$PASSED passed, $FAILED failed"
+    [ "$FAILED" -eq 0 ]
+    exit $?
+}
+
+# q SQL: one value per line, unaligned, stop on the first error.
+q() {
+    "$PSQL" -X -q -tA -v ON_ERROR_STOP=1 -c "$1"
+}
+
+# as_pg CMD...: as the PostgreSQL OS user.
+as_pg() {
+    if [ -n "$RUNAS" ]; then
+        (cd / && runuser -u "$RUNAS" -- "$@")
+    else
+        "$@"
+    fi
+}
+
+# wait_for SECONDS CMD...: poll CMD every 0.2 s; false after SECONDS.
+wait_for() {
+    local limit=$1 i
+    shift
+    for ((i = 0; i < limit * 5; i++)); do
+        "$@" && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+pg_ready() { "$PGBIN/pg_isready" -q >/dev/null 2>&1 && q "SELECT 1" >/dev/null 2>&1; }
+
+drain_running() {
+    [ "$(q "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'hotstock drain'" 2>/dev/null)" = 1 ]
+}
+
+daemon_up() {
+    [ "$(q "SELECT daemon_up FROM hotstock.status" 2>/dev/null)" = t ]
+}
+
+# The drain has applied every record written so far.
+drain_caught_up() {
+    [ "$(q "SELECT applied_lsn >= last_lsn FROM hotstock.status" 2>/dev/null)" = t ]
+}
+
+# wait_drain SECONDS: until drain_caught_up (the daemon must be up).
+wait_drain() {
+    wait_for "$1" drain_caught_up
+}
+
+cluster_start() {
+    if [ -f "$REPO/scripts/cluster.sh" ]; then
+        bash "$REPO/scripts/cluster.sh" start >/dev/null
+    else
+        say "scripts/cluster.sh is missing"
+        return 1
+    fi
+}
+
+daemon_stop() {
+    as_pg "$HOTSTOCKD" stop -D "$HOTSTOCK_DIR" >/dev/null 2>&1
+}
+
+daemon_start() {
+    as_pg "$HOTSTOCKD" start -D "$HOTSTOCK_DIR" >/dev/null 2>&1
+}
+
+# A unique prefix for this run's SKUs and order ids.
+RUN_ID=$(date +%s)-$$
+
+# Tables where the load scripts record what the app was told: ok holds the
+# orders whose deduction answered true and was not refunded (the row
+# commits with the deduction, or both roll back), refunded those refunded.
+make_test_tables() {
+    q "SET client_min_messages = warning;
+       CREATE SCHEMA IF NOT EXISTS hotstock_test;
+       CREATE TABLE IF NOT EXISTS hotstock_test.ok (order_id text PRIMARY KEY, sku text NOT NULL);
+       CREATE TABLE IF NOT EXISTS hotstock_test.refunded (order_id text PRIMARY KEY, sku text NOT NULL)"
+}
+
+# write_load_scripts DIR SKU PREFIX: pgbench scripts on SKU, order ids
+# PREFIX-<client>-<random>:
+#   deduct.sql        a deduction; its retry must answer true
+#   refund.sql        a deduction refunded in autocommit
+#   refund_block.sql  a deduction and its refund in one transaction block
+#   rollback.sql      a deduction whose transaction rolls back
+# A failed assertion divides by a zero pgbench cannot fold into a constant.
+write_load_scripts() {
+    local dir=$1 sku=$2 prefix=$3
+    local oid="'$prefix-' || :client_id || '-' || :id"
+    local ins="INSERT INTO hotstock_test.ok (order_id, sku) SELECT $oid, '$sku'
+WHERE hotstock.deduct('$sku', 1, $oid);"
+    local ref="WITH d AS (DELETE FROM hotstock_test.ok WHERE order_id = $oid AND hotstock.refund(order_id)
+           RETURNING order_id, sku)
+INSERT INTO hotstock_test.refunded SELECT * FROM d;"
+    cat >"$dir/deduct.sql" <<EOF
+\set id random(1, 1000000000000000)
+$ins
+SELECT CASE WHEN EXISTS (SELECT 1 FROM hotstock_test.ok WHERE order_id = $oid)
+            THEN CASE WHEN hotstock.deduct('$sku', 1, $oid) THEN 0 ELSE 1 / (random() * 0)::int END END;
+EOF
+    cat >"$dir/refund.sql" <<EOF
+\set id random(1, 1000000000000000)
+$ins
+$ref
+EOF
+    cat >"$dir/refund_block.sql" <<EOF
+\set id random(1, 1000000000000000)
+BEGIN;
+$ins
+$ref
+COMMIT;
+EOF
+    cat >"$dir/rollback.sql" <<EOF
+\set id random(1, 1000000000000000)
+BEGIN;
+$ins
+ROLLBACK;
+EOF
+}
+
+# Restart hotstockd (smart stop, start): its counters are rebuilt from the
+# checkpoint and the queue, and drained orders leave the order index.
+daemon_restart() {
+    daemon_stop && daemon_start && wait_for 30 daemon_up
+}

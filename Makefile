@@ -5,10 +5,10 @@
 #   make install        install the extension (PGXS) and bin/hotstockd
 #   make demo           set up, start, run the flash-sale demo      (scripts/demo.sh)
 #   make check          set up, start, run every test                (scripts/check.sh)
-#   make start|stop|psql   the private cluster + daemon under $(RUN_DIR)
+#   make start|stop|status|psql   the private cluster + daemon under $(RUN_DIR)
 #   make bench | crashtest | fuzz   long runs, not part of check
 
-PG_CONFIG ?= pg_config
+PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
 RUN_DIR ?= $(CURDIR)/.run
 export RUN_DIR PG_CONFIG
 
@@ -19,7 +19,10 @@ PGFILEDESC = "hotstock - flash-sale stock deduction"
 MODULEDIR = extension
 DATA = pg_ext/hotstock.control pg_ext/hotstock--1.0.sql
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
-REGRESS_OPTS = --load-extension=hotstock
+# The drain writes into one database (hotstock.drain_database), so the
+# regression tests run there, in the running cluster (--use-existing; the
+# tests CREATE EXTENSION IF NOT EXISTS themselves).
+REGRESS_OPTS = --use-existing
 PG_CPPFLAGS = -Ishmd
 PG_CFLAGS = -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
             -Wno-missing-field-initializers -Wno-cast-function-type
@@ -28,6 +31,7 @@ EXTRA_CLEAN = shmd/*.o shmd/libhotstock.a shmd/hotstockd $(TEST_BINS) tests/*/*.
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+CONTRIB_TESTDB = $(or $(PGDATABASE),hotstock)
 
 # ---- shmd: libhotstock + hotstockd (own flags: C11, -Werror) ----
 SHMD_CFLAGS = -std=gnu11 -O2 -g -fPIC -pthread -Wall -Wextra -Werror \
@@ -54,7 +58,7 @@ TEST_SRCS = $(wildcard tests/unit/test_*.c tests/stress/*.c tests/crash/*.c)
 TEST_BINS = $(TEST_SRCS:.c=)
 TEST_CFLAGS = $(SHMD_CFLAGS) -Ishmd -Itests
 
-tests/%: tests/%.c shmd/libhotstock.a $(wildcard tests/*.h) $(wildcard shmd/*.h)
+tests/%: tests/%.c shmd/libhotstock.a $(DAEMON_OBJS) $(wildcard tests/*.h) $(wildcard shmd/*.h)
 	$(CC) $(TEST_CFLAGS) -o $@ $< $(filter-out shmd/hotstockd.o,$(DAEMON_OBJS)) \
 	    shmd/libhotstock.a $(DAEMON_LIBS)
 
@@ -65,7 +69,7 @@ install-daemon: shmd/hotstockd
 	$(INSTALL_PROGRAM) shmd/hotstockd '$(DESTDIR)$(bindir)/hotstockd'
 
 # ---- what users run (scripts/ does the work; see README.md) ----
-.PHONY: demo check start stop psql bench crashtest fuzz unit install-daemon
+.PHONY: demo check start stop status psql bench crashtest fuzz unit install-daemon
 demo:
 	@bash scripts/demo.sh
 check:
@@ -74,6 +78,8 @@ start:
 	@bash scripts/cluster.sh start
 stop:
 	@bash scripts/cluster.sh stop
+status:
+	@bash scripts/cluster.sh status
 psql:
 	@bash scripts/cluster.sh psql
 unit: all

@@ -1,0 +1,114 @@
+# shellcheck shell=bash
+# scripts/lib.sh — shared by setup.sh, cluster.sh, check.sh and demo.sh.
+#
+# Sourced, not run.  Defines where things are (REPO, RUN_DIR, PG_CONFIG,
+# PGBIN), who runs PostgreSQL and hotstockd (RUNAS: `postgres` when we are
+# root, else nobody, i.e. ourselves), and small helpers.  Every message
+# starts with the script's name and is one line.
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+ME=$(basename "$0")
+
+say() { printf '%s: %s\n' "$ME" "$*"; }
+warn() { printf '%s: %s\n' "$ME" "$*" >&2; }
+die() {
+    printf '%s: %s\n' "$ME" "$*" >&2
+    exit 1
+}
+
+# PostgreSQL 15 is the target.  The Makefile exports PG_CONFIG=pg_config;
+# /usr/bin/pg_config picks the newest server-dev installed, so prefer 15's
+# own pg_config whenever it is there.
+# resolve_pg_config runs again after setup.sh may have installed it.
+PG15_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+resolve_pg_config() {
+    if [ -z "${PG_CONFIG:-}" ] || [ "$PG_CONFIG" = pg_config ]; then
+        if [ -x "$PG15_CONFIG" ]; then PG_CONFIG=$PG15_CONFIG; else PG_CONFIG=pg_config; fi
+    fi
+    export PG_CONFIG
+}
+resolve_pg_config
+
+# pg_bindir: PostgreSQL's bindir (initdb, pg_ctl, psql, pgbench, hotstockd).
+pg_bindir() {
+    if command -v "$PG_CONFIG" >/dev/null 2>&1; then
+        "$PG_CONFIG" --bindir
+    else
+        echo /usr/lib/postgresql/15/bin
+    fi
+}
+
+# The run folder: absolute, so that it can go into postgresql.conf.
+RUN_DIR=${RUN_DIR:-$REPO/.run}
+case $RUN_DIR in /*) ;; *) RUN_DIR=$PWD/$RUN_DIR ;; esac
+RUN_DIR=$(realpath -m "$RUN_DIR")
+# Unix socket paths are at most 107 bytes, and the longest one we make is
+# $RUN_DIR/hotstock/hotstockd.sock: a default folder deep in the file system
+# moves to /tmp (cluster.sh refuses an explicit one that is too long).
+RUN_DIR_MAX=80
+short_run_dir() { # short_run_dir NAME: a short stand-in for $REPO/NAME
+    echo "/tmp/hotstock-$(printf '%s' "$REPO" | md5sum | cut -c1-8)/$1"
+}
+if [ "$RUN_DIR" = "$REPO/.run" ] && [ ${#RUN_DIR} -gt $RUN_DIR_MAX ]; then
+    RUN_DIR=$(short_run_dir run)
+fi
+export RUN_DIR
+
+# How to say "make X" for this RUN_DIR.
+make_hint() {
+    if [ "$RUN_DIR" = "$REPO/.run" ]; then echo "make $1"; else echo "make $1 RUN_DIR=$RUN_DIR"; fi
+}
+
+# PostgreSQL refuses to run as root, and hotstockd must run as the same OS
+# user as PostgreSQL (its segment, files and socket are mode 0600).
+if [ "$(id -u)" -eq 0 ]; then
+    RUNAS=postgres
+else
+    RUNAS=
+fi
+# shellcheck disable=SC2034  # used by cluster.sh
+DBUSER=${RUNAS:-$(id -un)}
+
+# as_pg CMD...: run CMD as the PostgreSQL OS user, from /, with our
+# environment (runuser resets HOME, USER, LOGNAME and SHELL only).
+as_pg() {
+    if [ -n "$RUNAS" ]; then
+        (cd / && runuser -u "$RUNAS" -- "$@")
+    else
+        "$@"
+    fi
+}
+
+# as_pg_t SECONDS CMD...: as_pg, killed after SECONDS.
+as_pg_t() {
+    local t=$1
+    shift
+    if [ -n "$RUNAS" ]; then
+        (cd / && timeout "$t" runuser -u "$RUNAS" -- "$@")
+    else
+        timeout "$t" "$@"
+    fi
+}
+
+# as_root CMD...: run CMD as root, through sudo when we are not root.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        die "need root for: $* — run this as root or install sudo"
+    fi
+}
+
+# wait_for SECONDS CMD...: poll CMD every 0.2 s until it succeeds; returns 1
+# when SECONDS pass first.
+wait_for() {
+    local limit=$1 i=0
+    shift
+    while ! "$@" >/dev/null 2>&1; do
+        i=$((i + 1))
+        [ "$i" -ge $((limit * 5)) ] && return 1
+        sleep 0.2
+    done
+}

@@ -1,0 +1,2 @@
+-- the protocol floor: one round trip, nothing touched
+SELECT 1;

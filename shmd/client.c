@@ -412,39 +412,50 @@ ring_reserve(hs_client *c, hs_header *h, hs_lsn *lsn)
 }
 
 /*
- * Fill the ring slot of lsn (reserved by ring_reserve) with rec and publish
- * it.  rec must have been zeroed before it was filled: the CRC covers the
- * padding.  true when published: the record will reach the queue whatever
- * happens to this process.  false when the spiller or a restarting daemon
- * abandoned the slot first: the record will never be in the queue, and the
- * caller undoes what it did (HS_DAEMON_DOWN).
+ * Claim the ring slot of lsn (reserved by ring_reserve), fill it with rec
+ * and publish it.  rec must have been zeroed before it was filled: the CRC
+ * covers the padding.  true when published: the record will reach the
+ * queue whatever happens to this process.  false when the spiller or a
+ * restarting daemon abandoned the slot before we claimed it: we wrote
+ * nothing into it, the record will never be in the queue, and the caller
+ * undoes what it did (HS_DAEMON_DOWN).
+ *
+ * Claim first, fill second (segment.h, hs_ring_slot.seq): once the slot
+ * is abandoned it may be reused by lsn + capacity at once, so no check
+ * made before a copy could keep a descheduled writer from copying over
+ * the next lap's record; owning the slot does, because an abandoner takes
+ * a claimed slot only once its claimer is dead.
  */
 static bool
 ring_publish(hs_header *h, hs_lsn lsn, const hs_ring_record *rec)
 {
     hs_ring_slot *slot = &hs_ring(h)[lsn & (h->ring_capacity - 1)];
     uint32_t crc = hs_ring_record_crc(rec);
-    uint64_t old;
+    /* Relaxed: the CAS below only succeeds if this value is still current. */
+    uint64_t old = atomic_load_explicit(&slot->seq, memory_order_relaxed);
 
-    /* Relaxed: whatever value we see, the CAS below only succeeds if it is
-     * still current; an abandoned mark for this LSN is refused here so we
-     * do not even write into a slot that may be reused by now. */
-    old = atomic_load_explicit(&slot->seq, memory_order_relaxed);
-    if ((old & ~HS_SEQ_ABANDONED) >= lsn)
-        return false;
-    /* Acquire: pairs with the spiller's release of spilled_lsn.  Once it is
-     * at lsn, the spiller wrote a NOOP for it and the slot may belong to
-     * lsn + capacity already: do not touch it. */
-    if (atomic_load_explicit(&h->spilled_lsn, memory_order_acquire) >= lsn)
-        return false;
+    for (;;) {
+        /* L or a later lap (published or abandoned), or anyone's claim:
+         * not an earlier lap, so our LSN was abandoned already (a claim
+         * here would be a later lap's writer, after our abandonment). */
+        if (hs_seq_is_claim(old) || (old & ~HS_SEQ_ABANDONED) >= lsn)
+            return false;
+        /* Acquire: our writes to the slot stay after the claim, and after
+         * the spiller's reads of the earlier lap (it read the slot before
+         * its release of spilled_lsn, which our reservation acquired).
+         * Exactly one of this CAS and an abandoning CAS from `old` wins. */
+        if (atomic_compare_exchange_weak_explicit(&slot->seq, &old, hs_seq_claim(lsn, self_pid()),
+                                                  memory_order_acquire, memory_order_relaxed))
+            break;
+    }
     memcpy(&slot->rec, rec, sizeof(*rec));
     slot->crc = crc;
     /* seq_cst (a release at least): publishes rec and crc to the spiller's
-     * acquire load of seq, and to a salvaging daemon.  Exactly one of this
-     * CAS and an abandoning CAS(old -> lsn | HS_SEQ_ABANDONED) wins.  seq_cst
-     * also orders it before the load of spiller_sleeping in spiller_wake(). */
-    return atomic_compare_exchange_strong_explicit(&slot->seq, &old, lsn, memory_order_seq_cst,
-                                                   memory_order_relaxed);
+     * acquire load of seq, and to a salvaging daemon.  Nobody else moves a
+     * claimed slot while we live.  seq_cst also orders it before the load
+     * of spiller_sleeping in spiller_wake(). */
+    atomic_store_explicit(&slot->seq, lsn, memory_order_seq_cst);
+    return true;
 }
 
 /* A zeroed record of type for a SKU slot (order fields left empty). */
@@ -476,7 +487,7 @@ append_record(hs_client *c, hs_header *h, hs_ring_record *rec, hs_lsn *lsn)
         return r;
     if (!ring_publish(h, *lsn, rec)) {
         hs_set_error("hotstockd of %s is down: the ring slot of lsn %" PRIu64
-                     " was abandoned before it was published",
+                     " was abandoned before this writer claimed it",
                      c->dir, *lsn);
         return HS_DAEMON_DOWN;
     }

@@ -13,10 +13,11 @@
  *    (fetch_or HS_LSN_FENCED into next_lsn, seq_cst): once it is set no CAS
  *    on next_lsn succeeds, so every LSN that will ever exist in the old
  *    segment is below the value we fenced.  Each slot in (last LSN on
- *    disk, fenced next_lsn) is then settled by CAS on its seq word: either
- *    the writer's publishing CAS (release) won and we read the record after
- *    an acquire load, or our CAS to L | HS_SEQ_ABANDONED won and the writer
- *    will see its CAS fail and undo (segment.h).  Exactly one wins per slot.
+ *    disk, fenced next_lsn) is then settled on its seq word: either the
+ *    writer's claim won, and we wait until it publishes (release store;
+ *    we read the record after an acquire load) or its pid is gone, or our
+ *    CAS to L | HS_SEQ_ABANDONED won and the writer's claim fails and it
+ *    undoes (segment.h).  Exactly one of claim and abandonment wins.
  *    At the fence we also store state STOPPING (release), so that clients
  *    stop treating the old segment as served even while its dead daemon's
  *    heartbeat still looks fresh.  Once the salvage is durable we store
@@ -400,8 +401,9 @@ hsd_salvage_ring(hsd_old_segment *old, hs_lsn disk_last, hs_record **out, uint32
 
     for (hs_lsn lsn = disk_last + 1; lsn < old->next; lsn++, n++) {
         hs_ring_slot *slot = &ring[lsn & mask];
-        /* pairs with the writer's publishing CAS (release) */
+        /* pairs with the writer's publishing store (release) */
         uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
+        uint64_t waited_since = 0, logged = 0;
 
         for (;;) {
             if (seq == lsn) {
@@ -446,8 +448,28 @@ hsd_salvage_ring(hsd_old_segment *old, hs_lsn disk_last, hs_record **out, uint32
                 free(recs);
                 return -1;
             }
-            /* reserved, never published: take the slot from its writer.
-             * On failure seq holds the new value (maybe just published). */
+            /* claimed by a live writer: it is filling the slot and will
+             * publish (the fence stops only reservations); wait for it */
+            if (hs_seq_is_claim(seq) && !hs_pid_gone(hs_seq_claimer(seq))) {
+                uint64_t now = hs_now_monotonic_ms();
+
+                if (waited_since == 0)
+                    waited_since = now;
+                else if (now - waited_since >= 10000 && now - logged >= 10000) {
+                    logged = now;
+                    hsd_log(HSD_WARNING,
+                            "salvaging the old ring: the slot for LSN %" PRIu64
+                            " has been claimed by live process %d for %" PRIu64
+                            " ms without being published; waiting for it",
+                            lsn, (int)hs_seq_claimer(seq), now - waited_since);
+                }
+                usleep(1000);
+                seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
+                continue;
+            }
+            /* reserved and unclaimed, or claimed by a dead writer: take the
+             * slot.  On failure seq holds the new value (maybe just claimed
+             * or published). */
             if (atomic_compare_exchange_strong_explicit(&slot->seq, &seq, lsn | HS_SEQ_ABANDONED,
                                                         memory_order_seq_cst,
                                                         memory_order_acquire)) {

@@ -91,16 +91,31 @@
  *                     fields written in between); such an entry
  *                     (deducted_lsn == 0) is released to FAILED, not DEDUCTED.
  *
- *  hs_ring_slot.seq   the publication word.  For LSN L (slot L & mask):
- *                     the reserver reads seq (anything but L), fills the
- *                     slot, then CAS(seq, old, L) with release.  The spiller
- *                     loads seq (acquire) and consumes the slot iff seq == L.
- *                     The spiller (a slot stuck for HS_STALL_ABANDON_MS: its
- *                     writer died) and a recovering daemon (fencing) CAS
- *                     seq from old to L | HS_SEQ_ABANDONED; a writer whose
- *                     publishing CAS then fails undoes its counter change and
- *                     reports HS_DAEMON_DOWN.  Exactly one of the two CASes
- *                     wins, so a record is either in the queue or undone.
+ *  hs_ring_slot.seq   the publication word.  For LSN L (slot L & mask) it
+ *                     moves, by CAS only, through
+ *                       (an earlier lap's L' or L'|ABANDONED, L' < L)
+ *                         -> CLAIMED(L, pid) -> L          published
+ *                         -> L | HS_SEQ_ABANDONED          abandoned
+ *                     The writer claims the slot BEFORE it fills it: CAS
+ *                     (acquire) from the earlier lap's value to
+ *                     hs_seq_claim(L, its pid), failing if it finds L or a
+ *                     later lap (abandoned meanwhile); only then does it
+ *                     copy the record in and store L (seq_cst, a release:
+ *                     publishes the record).  The spiller loads seq
+ *                     (acquire) and consumes the slot iff seq == L.
+ *                     The spiller (slot unpublished for HS_STALL_ABANDON_MS)
+ *                     and a recovering daemon (fencing) CAS seq to
+ *                     L | HS_SEQ_ABANDONED, from an UNCLAIMED value at any
+ *                     time, from CLAIMED(L, pid) only once pid is gone; a
+ *                     live claimer is waited for.  A writer whose claim
+ *                     fails undoes its counter change and reports
+ *                     HS_DAEMON_DOWN.  So a record is either in the queue or
+ *                     undone, and a stalled writer never writes into a slot
+ *                     after it was abandoned and reused by L + capacity
+ *                     (checking before filling cannot give that; owning
+ *                     the slot does).  The pid is in the CASed word itself:
+ *                     a pid stored after the claim would be lost if the
+ *                     claimer died in between.
  *
  *-------------------------------------------------------------------------
  */
@@ -120,7 +135,7 @@
 
 /* "HSTKSEG1" little-endian; the layout version changes with any struct here. */
 #define HS_SEGMENT_MAGIC UINT64_C(0x3147455354534B48)
-#define HS_SEGMENT_LAYOUT_VERSION 1
+#define HS_SEGMENT_LAYOUT_VERSION 2
 
 #define HS_HEARTBEAT_INTERVAL_MS 100
 #define HS_HEARTBEAT_DEAD_MS 3000
@@ -138,6 +153,30 @@ typedef enum hs_segment_state {
 #define HS_LSN_FENCED (UINT64_C(1) << 63)
 /* top bit of ring seq: the slot for (seq & ~bit) was abandoned */
 #define HS_SEQ_ABANDONED (UINT64_C(1) << 63)
+/* bit 62 of ring seq: claimed by a writer that is filling it; bits 32-61
+ * are its pid (Linux pid_max <= 2^22), bits 0-31 the low half of its LSN
+ * (laps of one slot differ by the ring capacity, far below 2^32). */
+#define HS_SEQ_CLAIMED (UINT64_C(1) << 62)
+
+static inline uint64_t
+hs_seq_claim(uint64_t lsn, pid_t pid)
+{
+    return HS_SEQ_CLAIMED | ((uint64_t)((uint32_t)pid & 0x3fffffffu) << 32) | (uint32_t)lsn;
+}
+
+/* Is seq a claim (by anyone, for any lap)? */
+static inline bool
+hs_seq_is_claim(uint64_t seq)
+{
+    return (seq & (HS_SEQ_CLAIMED | HS_SEQ_ABANDONED)) == HS_SEQ_CLAIMED;
+}
+
+/* The claimer's pid of a claim. */
+static inline pid_t
+hs_seq_claimer(uint64_t seq)
+{
+    return (pid_t)((seq >> 32) & 0x3fffffffu);
+}
 
 /* slot state words: low 8 bits state, bits 8.. the owner's pid */
 #define HS_STATE_MASK UINT64_C(0xff)

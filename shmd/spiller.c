@@ -10,8 +10,10 @@
  *   ring slot seq     clients publish L (CAS, release); the spiller consumes
  *                     the slot for L only after an acquire load sees L.  A
  *                     slot reserved but not published for HS_STALL_ABANDON_MS
- *                     is taken by CAS(seq, old, L | HS_SEQ_ABANDONED): one of
- *                     the two CASes wins, so the record is written or undone.
+ *                     is taken by CAS(seq, old, L | HS_SEQ_ABANDONED) if it
+ *                     is unclaimed or its claimer's pid is gone (a live
+ *                     claimer is waited for): one of the writer's claim and
+ *                     this CAS wins, so the record is written or undone.
  *   order.recorded    spiller, release, once a record with that order slot
  *                     is appended; before spilled_lsn passes it.
  *   spilled_lsn       spiller, release, after write(2) returned for every
@@ -90,6 +92,7 @@ typedef struct hsd_spiller {
     uint64_t last_sync_ms;
     hs_lsn stall_lsn; /* a reserved, unpublished slot being watched */
     uint64_t stall_since_ms;
+    uint64_t stall_logged_ms; /* last warning about a live claimer that stalls */
     hsd_request *checkpoints; /* waiting for the next durable point */
     hsd_request *stop;
     bool requests_blocked;  /* an enqueue was caught half-way */
@@ -373,7 +376,7 @@ hsd_collect_batch(hsd_spiller *sp, uint64_t now_ms)
         } else if (seq == (lsn | HS_SEQ_ABANDONED)) {
             hsd_batch_add_noop(sp, lsn);
         } else {
-            /* reserved, not yet published */
+            /* reserved, not yet published (maybe claimed and being filled) */
             if (sp->stall_lsn != lsn) {
                 sp->stall_lsn = lsn;
                 sp->stall_since_ms = now_ms;
@@ -381,6 +384,18 @@ hsd_collect_batch(hsd_spiller *sp, uint64_t now_ms)
             }
             if (now_ms - sp->stall_since_ms < HS_STALL_ABANDON_MS)
                 break;
+            /* A live claimer owns the slot: it will publish (it may be
+             * descheduled, or stopped by a debugger); wait for it. */
+            if (hs_seq_is_claim(seq) && !hs_pid_gone(hs_seq_claimer(seq))) {
+                if (now_ms - sp->stall_logged_ms >= 10000) {
+                    sp->stall_logged_ms = now_ms;
+                    hsd_log(HSD_WARNING,
+                            "ring slot for LSN %" PRIu64 " has been claimed by live process %d "
+                            "for %" PRIu64 " ms without being published; waiting for it",
+                            lsn, (int)hs_seq_claimer(seq), now_ms - sp->stall_since_ms);
+                }
+                break;
+            }
             if (!atomic_compare_exchange_strong_explicit(&slot->seq, &seq, lsn | HS_SEQ_ABANDONED,
                                                          memory_order_seq_cst,
                                                          memory_order_acquire))
@@ -388,8 +403,8 @@ hsd_collect_batch(hsd_spiller *sp, uint64_t now_ms)
             atomic_fetch_add_explicit(&sp->h->abandoned_records, 1, memory_order_relaxed);
             hsd_log(HSD_WARNING,
                     "ring slot for LSN %" PRIu64 " was reserved but not published for %d ms "
-                    "(its writer died between reservation and publication): abandoned, "
-                    "NOOP written",
+                    "(its writer stalled or died before it claimed the slot, or died "
+                    "filling it): abandoned, NOOP written",
                     lsn, HS_STALL_ABANDON_MS);
             hsd_batch_add_noop(sp, lsn);
         }

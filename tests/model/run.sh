@@ -75,7 +75,7 @@ configs=(
     # segment.h / hotstock.h as written: findings of this model (README)
     "essay-seq|fail|quick|-DESSAY_SEQ -DNB=2 -DNOPS=1 -DNORD=2 -DCRASHES=0 -DDEATHS=0"
     "seq-lap-check|fail|quick|-DSEQ_LAP_CHECK -DRING=2 -DRESTOCK=1 -DNB=2 -DNOPS=1 -DNORD=2 -DCRASHES=0 -DDEATHS=0"
-    "client-c-publish|fail|quick|-DCLIENT_C_PUBLISH -DRING=2 -DRESTOCK=1 -DNB=2 -DNOPS=1 -DNORD=2 -DCRASHES=0 -DDEATHS=0"
+    "old-client-publish|fail|quick|-DCLIENT_C_PUBLISH -DRING=2 -DRESTOCK=1 -DNB=2 -DNOPS=1 -DNORD=2 -DCRASHES=0 -DDEATHS=0"
     "essay-release|fail|quick|-DESSAY_RELEASE -DONLY_REFUNDS -DPREEVICTED=1 -DNB=2 -DNOPS=1 -DNORD=1 -DCRASHES=0 -DDEATHS=1"
     "api-dup-nowait|fail|quick|-DAPI_DUP_NOWAIT -DNB=2 -DNOPS=1 -DNORD=2 -DCRASHES=0 -DDEATHS=0"
 

@@ -376,6 +376,56 @@ test_dead_owners(hsd_ctl *d, hs_client *c)
     CHECK_R(hs_get_status(c, &st1), HS_OK);
     CHECK_EQ(st1.abandoned_records, st0.abandoned_records + 1);
     CHECK_EQ(avail(c, "dead"), 8);
+
+    /* Claimed by a writer that died filling it (garbage in the slot): it
+     * is abandoned like an unclaimed one, the garbage is never spilled. */
+    CHECK_R(hs_get_status(c, &st0), HS_OK);
+    lsn1 = atomic_fetch_add(&h->next_lsn, 1);
+    {
+        hs_ring_slot *slot = &hs_ring(h)[lsn1 & (h->ring_capacity - 1)];
+        uint64_t seq = atomic_load(&slot->seq);
+
+        CHECK(!hs_seq_is_claim(seq) && (seq & ~HS_SEQ_ABANDONED) < lsn1);
+        CHECK(atomic_compare_exchange_strong(&slot->seq, &seq, hs_seq_claim(lsn1, gone)));
+        memset(&slot->rec, 0xA5, sizeof(slot->rec));
+    }
+    CHECK_R(hs_deduct(c, S("dead"), 1, S("do-5"), 0, &lsn), HS_OK);
+    CHECK_R(hs_wait_durable(c, lsn, 15000), HS_OK);
+    CHECK_R(hs_get_status(c, &st1), HS_OK);
+    CHECK_EQ(st1.abandoned_records, st0.abandoned_records + 1);
+    CHECK_EQ(avail(c, "dead"), 7);
+
+    /* Claimed by a live writer that stalls past HS_STALL_ABANDON_MS: the
+     * spiller waits for it (abandoning a claimed slot would let the writer
+     * copy over the slot's next lap), and it publishes in the end. */
+    CHECK_R(hs_get_status(c, &st0), HS_OK);
+    lsn2 = atomic_fetch_add(&h->next_lsn, 1);
+    {
+        hs_ring_slot *slot = &hs_ring(h)[lsn2 & (h->ring_capacity - 1)];
+        uint64_t seq = atomic_load(&slot->seq);
+        hs_ring_record rec;
+
+        CHECK(atomic_compare_exchange_strong(&slot->seq, &seq, hs_seq_claim(lsn2, getpid())));
+        CHECK_R(hs_deduct(c, S("dead"), 1, S("do-6"), 0, &lsn), HS_OK);
+        CHECK(lsn > lsn2);
+        r = hs_wait_durable(c, lsn, 3 * HS_STALL_ABANDON_MS);
+        CHECK(r != HS_OK);
+        CHECK_EQ(atomic_load(&slot->seq), hs_seq_claim(lsn2, getpid()));
+        CHECK_R(hs_get_status(c, &st1), HS_OK);
+        CHECK_EQ(st1.abandoned_records, st0.abandoned_records);
+        CHECK(st1.durable_lsn < lsn2);
+        /* now fill and publish it: a NOOP */
+        memset(&rec, 0, sizeof(rec));
+        rec.type = HS_REC_NOOP;
+        rec.order_index = UINT32_MAX;
+        memcpy(&slot->rec, &rec, sizeof(rec));
+        slot->crc = hs_ring_record_crc(&rec);
+        atomic_store(&slot->seq, lsn2);
+        CHECK_R(hs_wait_durable(c, lsn, 15000), HS_OK);
+        CHECK_R(hs_get_status(c, &st1), HS_OK);
+        CHECK_EQ(st1.abandoned_records, st0.abandoned_records);
+    }
+    CHECK_EQ(avail(c, "dead"), 6);
     hs_segment_unmap(h);
 }
 
@@ -456,7 +506,9 @@ test_stop_restart(hsd_ctl *d, hs_client *c)
     CHECK_EQ(status_of(c, "do-0", &r), HS_ORDER_STATE_DEDUCTED);
     CHECK_EQ(status_of(c, "do-1", &r), HS_ORDER_STATE_REFUNDED);
     CHECK_EQ(status_of(c, "do-3", &r), HS_ORDER_STATE_DEDUCTED);
-    CHECK_EQ(avail(c, "dead"), 8);
+    CHECK_EQ(status_of(c, "do-5", &r), HS_ORDER_STATE_DEDUCTED);
+    CHECK_EQ(status_of(c, "do-6", &r), HS_ORDER_STATE_DEDUCTED);
+    CHECK_EQ(avail(c, "dead"), 6);
     CHECK_R(hs_deduct(c, S("pear"), 1, S("p-4"), 0, &lsn), HS_DUPLICATE);
     CHECK_R(hs_deduct(c, S("pear"), 2, S("p-1"), 0, &lsn), HS_ALREADY_REFUNDED);
     CHECK_R(hs_refund(c, S("p-1"), NULL, NULL, NULL), HS_ALREADY_REFUNDED);

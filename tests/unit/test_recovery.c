@@ -404,6 +404,17 @@ out:
     cleanup(&d);
 }
 
+/* A pid that is certainly gone: a child that exited and was reaped. */
+static pid_t
+gone_pid(void)
+{
+    pid_t p = fork();
+    if (p == 0)
+        _exit(0);
+    waitpid(p, NULL, 0);
+    return p;
+}
+
 /*-------------------------------------------------------------------------
  * 2. the ring of a SIGKILLed daemon
  *-------------------------------------------------------------------------
@@ -422,7 +433,10 @@ test_ring_salvage(void)
     bool *deducted = calloc(n, sizeof(bool));
     bool *was_refunded = calloc(n, sizeof(bool));
     snapshot after;
-    double t0;
+    double t0, t_claim = 0;
+    char real[4096];
+    hs_header *h = NULL;
+    pid_t writer = -1;
 
     hs_test_tmpdir("recovery-salvage", d.dir);
     small_flags(&d);
@@ -469,9 +483,58 @@ test_ring_salvage(void)
     CHECK(acked > n * 2 / 3);
     hs_detach(c);
 
+    /* Two reservations more for the next daemon to settle: one claimed by
+     * a writer that died filling it (abandoned: a NOOP), one claimed by a
+     * live writer that publishes only 1.5 s later (waited for). */
+    if (CHECK(realpath(d.dir, real) != NULL) && CHECK_EQ(hs_segment_map(real, &h), HS_OK)) {
+        uint32_t mask = h->ring_capacity - 1;
+        hs_lsn dead_lsn = atomic_fetch_add(&h->next_lsn, 1);
+        hs_lsn live_lsn = atomic_fetch_add(&h->next_lsn, 1);
+        hs_ring_slot *ds = &hs_ring(h)[dead_lsn & mask];
+        hs_ring_slot *ls = &hs_ring(h)[live_lsn & mask];
+        uint64_t seq = atomic_load(&ds->seq);
+        int pfd[2];
+        char ch = 0;
+
+        CHECK(atomic_compare_exchange_strong(&ds->seq, &seq, hs_seq_claim(dead_lsn, gone_pid())));
+        memset(&ds->rec, 0x5A, sizeof(ds->rec));
+        CHECK_EQ(pipe(pfd), 0);
+        writer = fork();
+        if (writer == 0) {
+            hs_ring_record rec;
+
+            seq = atomic_load(&ls->seq);
+            if (!atomic_compare_exchange_strong(&ls->seq, &seq, hs_seq_claim(live_lsn, getpid())))
+                _exit(2);
+            if (write(pfd[1], "c", 1) != 1)
+                _exit(3);
+            hsd_ctl_nap_ms(1500);
+            memset(&rec, 0, sizeof(rec));
+            rec.type = HS_REC_NOOP;
+            rec.order_index = UINT32_MAX;
+            memcpy(&ls->rec, &rec, sizeof(rec));
+            ls->crc = hs_ring_record_crc(&rec);
+            atomic_store(&ls->seq, live_lsn);
+            _exit(0);
+        }
+        CHECK(writer > 0 && read(pfd[0], &ch, 1) == 1 && ch == 'c');
+        t_claim = hs_test_seconds();
+        close(pfd[0]);
+        close(pfd[1]);
+        hs_segment_unmap(h);
+    }
+
     hsd_ctl_kill(&d);
     if (!CHECK_EQ(start_generation(&d, 2, &c), 0))
         goto out;
+    /* the salvage waited for the live claimer, and abandoned the dead one */
+    CHECK(hs_test_seconds() - t_claim >= 1.4);
+    if (writer > 0) {
+        int wst = -1;
+        CHECK_EQ(waitpid(writer, &wst, 0), writer);
+        CHECK(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
+    }
+    CHECK(output_contains(&d, " 1 reservations abandoned now"));
     CHECK(output_contains(&d, "salvaged the old ring"));
     CHECK_EQ(status_value(&d, "salvaged_records"), acked + refunded);
 

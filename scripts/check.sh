@@ -224,5 +224,11 @@ else
     not_present model tests/model/run.sh
 fi
 
+if [ -f "$REPO/tests/fuzz/run.sh" ]; then
+    run_suite fuzz 300 plain bash tests/fuzz/run.sh quick
+else
+    not_present fuzz "tests/fuzz/run.sh quick"
+fi
+
 stop_cluster
 finish

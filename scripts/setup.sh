@@ -2,8 +2,9 @@
 # scripts/setup.sh — install what hotstock needs, build it, install it.
 #
 # 1. Debian packages: PostgreSQL 15 (server, client, pgbench, server-dev for
-#    PGXS), liburcu and jemalloc (the daemon links them), a C toolchain and
-#    spin (the model checker the tests use).  Only missing ones are
+#    PGXS), liburcu and jemalloc (the daemon links them), a C toolchain,
+#    and what the tests use: spin (the model checker), clang with libFuzzer
+#    (the queue reader's fuzz smoke run) and python3 (the fault harness).  Only missing ones are
 #    installed, with one `apt-get update` first; via sudo when not root.
 # 2. make (the daemon, libhotstock, the extension, the test programs).
 # 3. make install (the extension and hotstockd into PostgreSQL 15's
@@ -13,7 +14,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 PACKAGES=(postgresql-15 postgresql-client-15 postgresql-server-dev-15
-    liburcu-dev libjemalloc-dev build-essential spin)
+    liburcu-dev libjemalloc-dev build-essential spin clang libclang-rt-14-dev python3)
 
 installed() {
     [ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null)" = "ii " ]

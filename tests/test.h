@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -81,6 +82,17 @@ hs_test_done(void)
     printf("%d passed, %d failed\n", hs_test_passed_, hs_test_failed_);
     fflush(stdout);
     return hs_test_failed_ ? 1 : 0;
+}
+
+/* A pid that is certainly gone: a child that exited and was reaped. */
+static inline pid_t
+hs_test_gone_pid(void)
+{
+    pid_t p = fork();
+    if (p == 0)
+        _exit(0);
+    waitpid(p, NULL, 0);
+    return p;
 }
 
 /* Seconds on the monotonic clock, for measurements. */

@@ -238,17 +238,6 @@ test_semantics(hs_client *c)
     CHECK(st.heartbeat_age_ms < 3000);
 }
 
-/* A pid that is certainly gone: a child that exited and was reaped. */
-static pid_t
-gone_pid(void)
-{
-    pid_t p = fork();
-    if (p == 0)
-        _exit(0);
-    waitpid(p, NULL, 0);
-    return p;
-}
-
 /* Poll until the spiller has passed lsn (so `recorded` is set). */
 static bool
 wait_spilled(hs_client *c, hs_lsn lsn)
@@ -282,7 +271,7 @@ test_dead_owners(hsd_ctl *d, hs_client *c)
     hs_order_slot *o;
     uint32_t oi, k;
     hs_lsn lsn1 = 0, lsn2 = 0, lsn = 0;
-    pid_t gone = gone_pid();
+    pid_t gone = hs_test_gone_pid();
     hs_result r;
     hs_status st0, st1;
     double t0;

@@ -404,17 +404,6 @@ out:
     cleanup(&d);
 }
 
-/* A pid that is certainly gone: a child that exited and was reaped. */
-static pid_t
-gone_pid(void)
-{
-    pid_t p = fork();
-    if (p == 0)
-        _exit(0);
-    waitpid(p, NULL, 0);
-    return p;
-}
-
 /*-------------------------------------------------------------------------
  * 2. the ring of a SIGKILLed daemon
  *-------------------------------------------------------------------------
@@ -496,7 +485,7 @@ test_ring_salvage(void)
         int pfd[2];
         char ch = 0;
 
-        CHECK(atomic_compare_exchange_strong(&ds->seq, &seq, hs_seq_claim(dead_lsn, gone_pid())));
+        CHECK(atomic_compare_exchange_strong(&ds->seq, &seq, hs_seq_claim(dead_lsn, hs_test_gone_pid())));
         memset(&ds->rec, 0x5A, sizeof(ds->rec));
         CHECK_EQ(pipe(pfd), 0);
         writer = fork();

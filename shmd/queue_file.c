@@ -1135,6 +1135,25 @@ hs_qf_writer_close(hs_qf_writer *w)
  * moment.  An invalid record that stays is judged by the daemon's scan.
  * Cached bytes are dropped whenever the reader finds nothing valid, so it
  * never judges stale bytes twice (the daemon may cut them and write anew).
+ *
+ * Between files the reader holds the scan's rule (no gap, no overlap),
+ * from the file before the one it opens in onwards; nothing is skipped:
+ *
+ *   - at open, that previous file must be whole and end right before the
+ *     opened file's first LSN (qf_reader_check_previous);
+ *   - every survey refuses a file that starts after the current file's
+ *     first LSN but at or before the last LSN read from it (an overlap: a
+ *     copy of a file renamed, or a file left over from elsewhere), and at
+ *     the clean end of a file, a newer file that does not start at the next
+ *     LSN (a gap).
+ *
+ * Both name the two files and the LSN.  Neither can refuse a healthy
+ * directory: the writer names a file after the LSN that follows the last
+ * one written, recycling removes only files wholly before the reader's
+ * (hs_qf_recycle), and the one file the daemon removes without recycling
+ * (an empty newest file after a crash, before it appends to the file
+ * before again) is gone before any LSN it would overlap is written.
+ * Files before the previous one are the recovery scan's to judge.
  *-------------------------------------------------------------------------
  */
 struct hs_queue_reader {
@@ -1150,27 +1169,48 @@ struct hs_queue_reader {
     qf_window win;
 };
 
-/* Look at the directory: does a file newer than the current one exist, and
- * does one start at `expected`?  0 / -1. */
+/* What the directory holds beyond the reader's current file. */
+typedef struct qf_survey {
+    bool newer;        /* a file newer than the current one exists */
+    bool next_exists;  /* a file starts at `expected` */
+    hs_lsn next_first; /* lowest first LSN above the current file's; 0: none */
+    hs_lsn inside;     /* lowest first LSN in (file_first, expected); 0: none */
+} qf_survey;
+
+/*
+ * Look at the directory (see the note above the reader).  A file that
+ * starts after the current file's first LSN but before `expected` starts
+ * inside LSNs the reader has already read from the current file: an
+ * overlap, which sv->inside reports for the caller to refuse.  0 / -1.
+ */
 static int
-qf_reader_survey(hs_queue_reader *r, bool *newer, bool *next_exists)
+qf_reader_survey(hs_queue_reader *r, qf_survey *sv)
 {
     struct dirent *de;
     DIR *d;
 
-    *newer = *next_exists = false;
+    memset(sv, 0, sizeof(*sv));
     d = opendir(r->qdir);
     if (d == NULL) {
         hs_set_error("cannot open queue directory %s: %s", r->qdir, strerror(errno));
         return -1;
     }
-    while ((de = readdir(d)) != NULL) {
+    while ((errno = 0, de = readdir(d)) != NULL) {
         hs_lsn lsn;
         if (!qf_parse_name(de->d_name, &lsn) || lsn <= r->file_first)
             continue;
-        *newer = true;
+        sv->newer = true;
+        if (sv->next_first == 0 || lsn < sv->next_first)
+            sv->next_first = lsn;
         if (lsn == r->expected)
-            *next_exists = true;
+            sv->next_exists = true;
+        else if (lsn < r->expected && (sv->inside == 0 || lsn < sv->inside))
+            sv->inside = lsn;
+    }
+    if (errno != 0) {
+        hs_set_error("cannot read queue directory %s: %s", r->qdir, strerror(errno));
+        closedir(d);
+        return -1;
     }
     closedir(d);
     return 0;
@@ -1237,9 +1277,85 @@ qf_reader_relocate_if_removed(hs_queue_reader *r)
     return rc;
 }
 
+/*
+ * At open: the file before the one the reader opens in (prev) must be
+ * whole and end exactly at the LSN before the opened file's first, as the
+ * recovery scan requires of a file that is not the newest.  Otherwise the
+ * opened file lies inside prev's LSNs (an overlap: a copied or left-over
+ * file) or after a gap, and reading on from it would skip what the scan
+ * refuses.  Called with r->fd open on the opened file; borrows r->win.
+ * 0 (also when prev was recycled since the listing), -1 with an error
+ * naming both files.
+ */
+static int
+qf_reader_check_previous(hs_queue_reader *r, const hs_qf_file *prev)
+{
+    qf_file_state st;
+    qf_file_end end;
+    struct stat sb;
+    int fd;
+
+    fd = open(prev->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 0; /* recycled: wholly before the opened file */
+        hs_set_error("cannot open queue file %s: %s", prev->path, strerror(errno));
+        return -1;
+    }
+    end = qf_scan_file(&r->win, fd, prev->path, prev->first_lsn, HS_LSN_MAX, NULL, NULL, &st);
+    close(fd);
+    qf_window_reset(&r->win, r->fd);
+    if (end == QF_END_CLEAN && st.next_lsn == r->file_first)
+        return 0;
+
+    /* The one legitimate exception: after a crash right after a rotation
+     * the daemon removes the empty newest file (the opened one) and then
+     * appends to prev again.  It removes before it appends, so a file
+     * still linked now was there during the whole scan of prev. */
+    if (fstat(r->fd, &sb) != 0) {
+        hs_set_error("cannot stat queue file %s: %s", r->path, strerror(errno));
+        return -1;
+    }
+    if (sb.st_nlink == 0)
+        return 0; /* hs_queue_next() relocates */
+
+    if (end == QF_END_CLEAN && st.next_lsn > r->file_first)
+        hs_set_error("queue file %s starts at LSN %" PRIu64 ", inside LSNs %" PRIu64 "..%" PRIu64
+                     " of queue file %s: the files overlap at LSN %" PRIu64,
+                     r->path, r->file_first, prev->first_lsn, st.next_lsn - 1, prev->path,
+                     r->file_first);
+    else if (end == QF_END_CLEAN)
+        hs_set_error("queue file %s ends at offset %" PRIu64 " after LSN %" PRIu64
+                     ", but the next queue file %s starts at LSN %" PRIu64 ": LSNs %" PRIu64
+                     "..%" PRIu64 " are missing (a gap)",
+                     prev->path, st.size, st.next_lsn - 1, r->path, r->file_first, st.next_lsn,
+                     r->file_first - 1);
+    else if (end == QF_END_TORN)
+        hs_set_error("queue file %s: %s at offset %" PRIu64 ", expected LSN %" PRIu64
+                     ", in the file before queue file %s, where the reader starts",
+                     prev->path, hs_qf_decode_result_name(st.why), st.bad_off, st.next_lsn,
+                     r->path);
+    else if (end == QF_END_TORN_HEADER)
+        hs_set_error("queue file %s: missing header at offset 0, expected LSN %" PRIu64
+                     ", in the file before queue file %s, where the reader starts",
+                     prev->path, prev->first_lsn, r->path);
+    else {
+        /* qf_scan_file() named prev, the offset and the LSN (an error
+         * text is at most 1024 bytes, segment.c) */
+        char detail[1024];
+        snprintf(detail, sizeof(detail), "%s", hs_last_error());
+        hs_set_error("%s, in the file before queue file %s, where the reader starts", detail,
+                     r->path);
+    }
+    return -1;
+}
+
 /* See hotstock.h.  from_lsn 0 reads from LSN 1.  HS_NOT_FOUND only when
  * there is no queue file at all: a from_lsn past the end of the queue opens
- * in the newest file, and hs_queue_next() returns 0 until it is written. */
+ * in the newest file, and hs_queue_next() returns 0 until it is written.
+ * HS_IO_ERROR also when the file before the one holding from_lsn does not
+ * end right before it (qf_reader_check_previous): continuity is checked
+ * from that file on, files before it are the recovery scan's to judge. */
 hs_result
 hs_queue_open(const char *dir, hs_lsn from_lsn, hs_queue_reader **out)
 {
@@ -1278,7 +1394,8 @@ hs_queue_open(const char *dir, hs_lsn from_lsn, hs_queue_reader **out)
     r->expected = files[i].first_lsn;
     snprintf(r->dir, sizeof(r->dir), "%s", dir);
     if (qf_queue_dir(dir, r->qdir, sizeof(r->qdir)) != 0 ||
-        qf_reader_open_file(r, files[i].first_lsn) != 0) {
+        qf_reader_open_file(r, files[i].first_lsn) != 0 ||
+        (i > 0 && qf_reader_check_previous(r, &files[i - 1]) != 0)) {
         free(files);
         hs_queue_close(r);
         return HS_IO_ERROR;
@@ -1292,7 +1409,8 @@ hs_queue_open(const char *dir, hs_lsn from_lsn, hs_queue_reader **out)
 int
 hs_queue_next(hs_queue_reader *r, hs_lsn upto, hs_record *rec)
 {
-    bool surveyed = false, newer = false, next_exists = false;
+    bool surveyed = false;
+    qf_survey sv = {.newer = false};
     char why[160] = "";
 
     for (;;) {
@@ -1350,14 +1468,26 @@ hs_queue_next(hs_queue_reader *r, hs_lsn upto, hs_record *rec)
                 return -1;
             if (moved > 0)
                 continue;
-            if (qf_reader_survey(r, &newer, &next_exists) != 0)
+            if (qf_reader_survey(r, &sv) != 0)
                 return -1;
+            if (sv.inside != 0) {
+                /* Every LSN before `expected` was read from the current
+                 * file before the survey, so the other file cannot be one
+                 * the daemon is about to remove (it removes before it
+                 * writes those LSNs anew): a copied or left-over file. */
+                char other[PATH_MAX];
+                qf_file_path(other, sizeof(other), r->qdir, sv.inside);
+                hs_set_error("queue file %s starts at LSN %" PRIu64 ", inside LSNs %" PRIu64
+                             "..%" PRIu64 " of queue file %s: the files overlap at LSN %" PRIu64,
+                             other, sv.inside, r->file_first, r->expected - 1, r->path, sv.inside);
+                return -1;
+            }
             surveyed = true;
             r->win.len = 0; /* re-read from the file */
             continue;
         }
         r->win.len = 0; /* the next call re-reads too */
-        if (r->header_ok && avail == 0 && next_exists) {
+        if (r->header_ok && avail == 0 && sv.next_exists) {
             /* clean end of a complete file: follow into the next one */
             if (qf_reader_open_file(r, r->expected) != 0)
                 return -1;
@@ -1365,21 +1495,30 @@ hs_queue_next(hs_queue_reader *r, hs_lsn upto, hs_record *rec)
             continue;
         }
         promised = upto != HS_LSN_MAX && r->expected <= upto;
-        if (!newer && !promised)
+        if (!sv.newer && !promised)
             return 0;
-        if (!r->header_ok)
+        if (!r->header_ok) {
             hs_set_error("queue file %s: %s at offset 0, expected LSN %" PRIu64 " (%s)", r->path,
                          why, r->expected,
-                         newer ? "a newer file exists" : "the LSN was reported durable");
-        else if (avail == 0)
+                         sv.newer ? "a newer file exists" : "the LSN was reported durable");
+        } else if (avail == 0 && sv.newer) {
+            /* no overlap and no file at `expected`: next_first > expected */
+            char other[PATH_MAX];
+            qf_file_path(other, sizeof(other), r->qdir, sv.next_first);
+            hs_set_error("queue file %s ends at offset %" PRIu64 " after LSN %" PRIu64
+                         ", but the next queue file %s starts at LSN %" PRIu64 ": LSNs %" PRIu64
+                         "..%" PRIu64 " are missing (a gap)",
+                         r->path, r->pos, r->expected - 1, other, sv.next_first, r->expected,
+                         sv.next_first - 1);
+        } else if (avail == 0) {
             hs_set_error("queue file %s: ends at offset %" PRIu64 " but LSN %" PRIu64
-                         " is not there nor in a file of its own (%s)",
-                         r->path, r->pos, r->expected,
-                         newer ? "a newer file exists: a gap" : "the LSN was reported durable");
-        else
+                         " is not there nor in a file of its own (the LSN was reported durable)",
+                         r->path, r->pos, r->expected);
+        } else {
             hs_set_error("queue file %s: %s at offset %" PRIu64 ", expected LSN %" PRIu64 " (%s)",
                          r->path, hs_qf_decode_result_name(d), r->pos, r->expected,
-                         newer ? "a newer file exists" : "the LSN was reported durable");
+                         sv.newer ? "a newer file exists" : "the LSN was reported durable");
+        }
         return -1;
     }
 }

@@ -206,7 +206,8 @@ expect 1 "has format version 9, this build reads version 1" "$BIN" start -D "$D"
 cp "$TMP/checkpoint.bak" "$D/checkpoint"
 
 "$DRIVE" fakeseg "$D" 99 >/dev/null
-expect 1 "has layout version 99, this build speaks 1" "$BIN" start -D "$D" "${SMALL[@]}"
+LAYOUT=$(awk '/^#define HS_SEGMENT_LAYOUT_VERSION/ { print $3 }' shmd/segment.h)
+expect 1 "has layout version 99, this build speaks $LAYOUT" "$BIN" start -D "$D" "${SMALL[@]}"
 check "the refusal says what to do" grep -qF "stop every client and daemon of that version" <<<"$LAST_OUT"
 "$DRIVE" unlinkseg "$D"
 check "no daemon left by the refusals" test "$(flock -n "$D/hotstockd.lock" true; echo $?)" = 0

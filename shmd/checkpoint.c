@@ -234,50 +234,6 @@ overflow:
  * Checkpoint file
  *-------------------------------------------------------------------------
  */
-static inline void
-put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static inline void
-put_u64(uint8_t *p, uint64_t v)
-{
-    put_u32(p, (uint32_t)v);
-    put_u32(p + 4, (uint32_t)(v >> 32));
-}
-
-static inline uint32_t
-get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static inline uint64_t
-get_u64(const uint8_t *p)
-{
-    return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
-}
-
-static int
-write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
 /* See checkpoint.h.  On failure DIR/checkpoint is the old one, untouched
  * (a DIR/checkpoint.tmp may be left behind; the next write replaces it). */
 int
@@ -299,20 +255,20 @@ hs_checkpoint_write(const char *dir, const hs_shadow *s)
         hs_set_error("out of memory for a %zu-byte checkpoint", size);
         return -1;
     }
-    put_u64(buf, HS_CKPT_MAGIC);
-    put_u32(buf + 8, HS_CKPT_FORMAT_VERSION);
-    put_u32(buf + 12, CKPT_HEADER_SIZE);
-    put_u64(buf + 16, s->lsn);
-    put_u64(buf + 24, s->applied_lsn);
-    put_u64(buf + 32, s->generation);
-    put_u64(buf + 40, s->count);
-    put_u64(buf + 48, hs_now_unix_us());
+    hs_put_u64(buf, HS_CKPT_MAGIC);
+    hs_put_u32(buf + 8, HS_CKPT_FORMAT_VERSION);
+    hs_put_u32(buf + 12, CKPT_HEADER_SIZE);
+    hs_put_u64(buf + 16, s->lsn);
+    hs_put_u64(buf + 24, s->applied_lsn);
+    hs_put_u64(buf + 32, s->generation);
+    hs_put_u64(buf + 40, s->count);
+    hs_put_u64(buf + 48, hs_now_unix_us());
     p = buf + CKPT_HEADER_SIZE;
     for (uint32_t i = 0; i < s->capacity; i++) {
         const hs_shadow_sku *e = &s->slots[i];
         if (e->sku_len == 0)
             continue;
-        put_u64(p, (uint64_t)e->available);
+        hs_put_u64(p, (uint64_t)e->available);
         p[8] = e->sku_len;
         memcpy(p + 16, e->sku, e->sku_len);
         p += CKPT_ENTRY_SIZE;
@@ -323,7 +279,7 @@ hs_checkpoint_write(const char *dir, const hs_shadow *s)
         free(buf);
         return -1;
     }
-    put_u32(p, hs_crc32c(0, buf, size - CKPT_TRAILER_SIZE));
+    hs_put_u32(p, hs_crc32c(0, buf, size - CKPT_TRAILER_SIZE));
 
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
@@ -331,7 +287,7 @@ hs_checkpoint_write(const char *dir, const hs_shadow *s)
         free(buf);
         return -1;
     }
-    if (write_all(fd, buf, size) != 0 || fsync(fd) != 0) {
+    if (hs_write_all(fd, buf, size) != 0 || fsync(fd) != 0) {
         hs_set_error("cannot write %s: %s", tmp, strerror(errno));
         close(fd);
         free(buf);
@@ -430,21 +386,21 @@ hs_checkpoint_load(const char *dir, hs_shadow *s)
                      CKPT_HEADER_SIZE + CKPT_TRAILER_SIZE);
         goto done;
     }
-    magic = get_u64(buf);
+    magic = hs_get_u64(buf);
     if (magic != HS_CKPT_MAGIC) {
         hs_set_error("checkpoint %s has bad magic 0x%016" PRIx64 " (a checkpoint has 0x%016" PRIx64
                      ")",
                      path, magic, HS_CKPT_MAGIC);
         goto done;
     }
-    version = get_u32(buf + 8);
+    version = hs_get_u32(buf + 8);
     if (version != HS_CKPT_FORMAT_VERSION) {
         hs_set_error("checkpoint %s has format version %u, this build reads version %d", path,
                      version, HS_CKPT_FORMAT_VERSION);
         goto done;
     }
-    hsize = get_u32(buf + 12);
-    count = get_u64(buf + 40);
+    hsize = hs_get_u32(buf + 12);
+    count = hs_get_u64(buf + 40);
     if (hsize != CKPT_HEADER_SIZE || count > (size - CKPT_HEADER_SIZE) / CKPT_ENTRY_SIZE ||
         size != CKPT_HEADER_SIZE + count * CKPT_ENTRY_SIZE + CKPT_TRAILER_SIZE) {
         hs_set_error("checkpoint %s is %zu bytes but its header (size %u) says %" PRIu64
@@ -452,7 +408,7 @@ hs_checkpoint_load(const char *dir, hs_shadow *s)
                      path, size, hsize, count);
         goto done;
     }
-    crc = get_u32(buf + size - CKPT_TRAILER_SIZE);
+    crc = hs_get_u32(buf + size - CKPT_TRAILER_SIZE);
     if (crc != hs_crc32c(0, buf, size - CKPT_TRAILER_SIZE)) {
         hs_set_error("checkpoint %s: checksum mismatch (stored 0x%08x, computed 0x%08x)", path, crc,
                      hs_crc32c(0, buf, size - CKPT_TRAILER_SIZE));
@@ -487,11 +443,11 @@ hs_checkpoint_load(const char *dir, hs_shadow *s)
         e = hs_shadow_get(s, (const char *)p + 16, len, true);
         if (e == NULL)
             goto reset;
-        e->available = (int64_t)get_u64(p);
+        e->available = (int64_t)hs_get_u64(p);
     }
-    s->lsn = get_u64(buf + 16);
-    s->applied_lsn = get_u64(buf + 24);
-    s->generation = get_u64(buf + 32);
+    s->lsn = hs_get_u64(buf + 16);
+    s->applied_lsn = hs_get_u64(buf + 24);
+    s->generation = hs_get_u64(buf + 32);
     rc = 1;
     goto done;
 

@@ -76,22 +76,6 @@ hsd_socket_addr(const char *real_dir, struct sockaddr_un *addr, int *dirfd)
     return 0;
 }
 
-static int
-hsd_write_all(int fd, const char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /*-------------------------------------------------------------------------
  * Status
  *-------------------------------------------------------------------------
@@ -307,7 +291,7 @@ hsd_control_handle(hsd_daemon *d, int c)
     if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) == 0 && cred.uid != 0 &&
         cred.uid != geteuid()) {
         hsd_buf_printf(&b, "error permission denied\n");
-        hsd_write_all(c, reply, b.len);
+        hs_write_all(c, reply, b.len);
         return;
     }
     if (!hsd_read_line(c, line, sizeof(line)))
@@ -349,7 +333,7 @@ hsd_control_handle(hsd_daemon *d, int c)
     } else {
         hsd_buf_printf(&b, "error unknown command \"%.64s\"\n", line);
     }
-    hsd_write_all(c, reply, b.len);
+    hs_write_all(c, reply, b.len);
 
     if (stop != HSD_STOP_NONE) {
         hsd_log(HSD_LOG, "%s stop requested over the control socket",
@@ -486,7 +470,7 @@ hsd_control_call(const char *real_dir, const char *command, char *reply, size_t 
     }
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    if (hsd_write_all(fd, command, strlen(command)) != 0 || hsd_write_all(fd, "\n", 1) != 0) {
+    if (hs_write_all(fd, command, strlen(command)) != 0 || hs_write_all(fd, "\n", 1) != 0) {
         snprintf(reply, replylen, "cannot send to %s/%s: %s", real_dir, HSD_SOCKET_FILE,
                  strerror(errno));
         close(fd);

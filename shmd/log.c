@@ -71,23 +71,6 @@ hsd_log_fd(void)
     return hsd_log_fd_;
 }
 
-/* Write all of buf to fd, retrying short writes and EINTR; errors ignored
- * (there is nowhere left to report them). */
-static void
-hsd_write_all(int fd, const char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, buf, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return;
-        }
-        buf += n;
-        len -= (size_t)n;
-    }
-}
-
 static void
 hsd_vlog(hsd_log_level level, const char *fmt, va_list ap)
 {
@@ -108,12 +91,12 @@ hsd_vlog(hsd_log_level level, const char *fmt, va_list ap)
         n = sizeof(line) - 1;
         line[n - 1] = '\n';
     }
-    hsd_write_all(hsd_log_fd_, line, n);
+    (void)hs_write_all(hsd_log_fd_, line, n);
     if (hsd_log_echo && level >= HSD_ERROR && hsd_log_fd_ != STDERR_FILENO) {
         char echo[HSD_LOG_LINE_MAX];
         int m = snprintf(echo, sizeof(echo), "hotstockd: %s\n", msg);
         if (m > 0)
-            hsd_write_all(STDERR_FILENO, echo,
+            (void)hs_write_all(STDERR_FILENO, echo,
                           (size_t)m < sizeof(echo) ? (size_t)m : sizeof(echo) - 1);
     }
     errno = saved_errno;

@@ -144,37 +144,9 @@
 _Static_assert(QF_RECORD_LEN_MAX <= HS_QF_RECORD_MAX, "HS_QF_RECORD_MAX too small");
 
 /*-------------------------------------------------------------------------
- * Little-endian byte stores
+ * Helpers
  *-------------------------------------------------------------------------
  */
-static inline void
-put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static inline void
-put_u64(uint8_t *p, uint64_t v)
-{
-    put_u32(p, (uint32_t)v);
-    put_u32(p + 4, (uint32_t)(v >> 32));
-}
-
-static inline uint32_t
-get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static inline uint64_t
-get_u64(const uint8_t *p)
-{
-    return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
-}
-
 static bool
 all_zero(const uint8_t *p, size_t n)
 {
@@ -198,20 +170,20 @@ hs_qf_encode(const hs_record *rec, uint8_t *buf)
     size_t len = QF_RECORD_LEN(rec->sku_len, rec->order_len);
 
     assert(rec->sku_len <= HS_SKU_MAX && rec->order_len <= HS_ORDER_ID_MAX);
-    put_u32(buf + 4, (uint32_t)len);
-    put_u64(buf + 8, rec->lsn);
+    hs_put_u32(buf + 4, (uint32_t)len);
+    hs_put_u64(buf + 8, rec->lsn);
     buf[16] = rec->type;
     buf[17] = rec->sku_len;
     buf[18] = rec->order_len;
     buf[19] = rec->flags;
-    put_u32(buf + 20, 0);
-    put_u64(buf + 24, (uint64_t)rec->qty);
-    put_u64(buf + 32, rec->xid);
-    put_u64(buf + 40, rec->timestamp_us);
+    hs_put_u32(buf + 20, 0);
+    hs_put_u64(buf + 24, (uint64_t)rec->qty);
+    hs_put_u64(buf + 32, rec->xid);
+    hs_put_u64(buf + 40, rec->timestamp_us);
     memcpy(buf + HS_QF_RECORD_HEADER_SIZE, rec->sku, rec->sku_len);
     memcpy(buf + HS_QF_RECORD_HEADER_SIZE + rec->sku_len, rec->order_id, rec->order_len);
     memset(buf + HS_QF_RECORD_HEADER_SIZE + strings, 0, len - HS_QF_RECORD_HEADER_SIZE - strings);
-    put_u32(buf, hs_crc32c(0, buf + 4, len - 4));
+    hs_put_u32(buf, hs_crc32c(0, buf + 4, len - 4));
     return len;
 }
 
@@ -227,7 +199,7 @@ hs_qf_decode(const uint8_t *buf, size_t avail, hs_record *rec, size_t *len)
 
     if (avail < HS_QF_RECORD_HEADER_SIZE)
         return HS_QF_SHORT;
-    total = get_u32(buf + 4);
+    total = hs_get_u32(buf + 4);
     if (total == 0 && all_zero(buf, HS_QF_RECORD_HEADER_SIZE))
         return HS_QF_ZERO;
     if (total < HS_QF_RECORD_HEADER_SIZE || total > QF_RECORD_LEN_MAX || (total & 7) != 0)
@@ -239,23 +211,23 @@ hs_qf_decode(const uint8_t *buf, size_t avail, hs_record *rec, size_t *len)
         return HS_QF_BAD_LEN;
     if (total > avail)
         return HS_QF_SHORT;
-    crc = get_u32(buf);
+    crc = hs_get_u32(buf);
     if (crc != hs_crc32c(0, buf + 4, total - 4))
         return HS_QF_BAD_CRC;
     strings = sku_len + order_len;
-    if (buf[16] < HS_REC_DEDUCT || buf[16] > HS_REC_NOOP || get_u32(buf + 20) != 0 ||
+    if (buf[16] < HS_REC_DEDUCT || buf[16] > HS_REC_NOOP || hs_get_u32(buf + 20) != 0 ||
         !all_zero(buf + HS_QF_RECORD_HEADER_SIZE + strings,
                   total - HS_QF_RECORD_HEADER_SIZE - strings))
         return HS_QF_BAD_TYPE;
 
-    rec->lsn = get_u64(buf + 8);
+    rec->lsn = hs_get_u64(buf + 8);
     rec->type = buf[16];
     rec->sku_len = (uint8_t)sku_len;
     rec->order_len = (uint8_t)order_len;
     rec->flags = buf[19];
-    rec->qty = (int64_t)get_u64(buf + 24);
-    rec->xid = get_u64(buf + 32);
-    rec->timestamp_us = get_u64(buf + 40);
+    rec->qty = (int64_t)hs_get_u64(buf + 24);
+    rec->xid = hs_get_u64(buf + 32);
+    rec->timestamp_us = hs_get_u64(buf + 40);
     memcpy(rec->sku, buf + HS_QF_RECORD_HEADER_SIZE, sku_len);
     rec->sku[sku_len] = '\0';
     memcpy(rec->order_id, buf + HS_QF_RECORD_HEADER_SIZE + sku_len, order_len);
@@ -290,12 +262,12 @@ void
 hs_qf_encode_header(uint8_t *buf, hs_lsn first_lsn)
 {
     memset(buf, 0, HS_QF_HEADER_SIZE);
-    put_u64(buf, HS_QF_MAGIC);
-    put_u32(buf + 8, HS_QF_FORMAT_VERSION);
-    put_u32(buf + 12, HS_QF_HEADER_SIZE);
-    put_u64(buf + 16, first_lsn);
-    put_u64(buf + 24, hs_now_unix_us());
-    put_u32(buf + 60, hs_crc32c(0, buf, 60));
+    hs_put_u64(buf, HS_QF_MAGIC);
+    hs_put_u32(buf + 8, HS_QF_FORMAT_VERSION);
+    hs_put_u32(buf + 12, HS_QF_HEADER_SIZE);
+    hs_put_u64(buf + 16, first_lsn);
+    hs_put_u64(buf + 24, hs_now_unix_us());
+    hs_put_u32(buf + 60, hs_crc32c(0, buf, 60));
 }
 
 /* Check a file header; false with a phrase in why[] when it is not valid
@@ -310,24 +282,24 @@ hs_qf_check_header(const uint8_t *buf, size_t avail, hs_lsn *first_lsn, char *wh
         snprintf(why, whylen, "short header (%zu of %d bytes)", avail, HS_QF_HEADER_SIZE);
         return false;
     }
-    magic = get_u64(buf);
+    magic = hs_get_u64(buf);
     if (magic != HS_QF_MAGIC) {
         snprintf(why, whylen, "bad magic 0x%016" PRIx64 " (a queue file has 0x%016" PRIx64 ")",
                  magic, HS_QF_MAGIC);
         return false;
     }
-    version = get_u32(buf + 8);
+    version = hs_get_u32(buf + 8);
     if (version != HS_QF_FORMAT_VERSION) {
         snprintf(why, whylen, "format version %u, this build reads version %d", version,
                  HS_QF_FORMAT_VERSION);
         return false;
     }
-    size = get_u32(buf + 12);
+    size = hs_get_u32(buf + 12);
     if (size != HS_QF_HEADER_SIZE) {
         snprintf(why, whylen, "header size %u, expected %d", size, HS_QF_HEADER_SIZE);
         return false;
     }
-    crc = get_u32(buf + 60);
+    crc = hs_get_u32(buf + 60);
     if (crc != hs_crc32c(0, buf, 60)) {
         snprintf(why, whylen, "header checksum mismatch");
         return false;
@@ -336,7 +308,7 @@ hs_qf_check_header(const uint8_t *buf, size_t avail, hs_lsn *first_lsn, char *wh
         snprintf(why, whylen, "non-zero reserved header bytes");
         return false;
     }
-    *first_lsn = get_u64(buf + 16);
+    *first_lsn = hs_get_u64(buf + 16);
     if (*first_lsn == 0) {
         snprintf(why, whylen, "first LSN 0 in header");
         return false;
@@ -846,22 +818,6 @@ struct hs_qf_writer {
     size_t len;
 };
 
-static int
-qf_write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
 /* Create the file whose first record is first_lsn and write its header;
  * it becomes the current file. */
 static int
@@ -877,7 +833,7 @@ qf_writer_create(hs_qf_writer *w, hs_lsn first_lsn)
     }
     w->dir_dirty = true;
     hs_qf_encode_header(hdr, first_lsn);
-    if (qf_write_all(w->fd, hdr, sizeof(hdr)) != 0) {
+    if (hs_write_all(w->fd, hdr, sizeof(hdr)) != 0) {
         hs_set_error("cannot write the header of queue file %s: %s", w->path, strerror(errno));
         return -1;
     }
@@ -982,7 +938,7 @@ hs_qf_writer_write(hs_qf_writer *w)
     }
     if (w->len == 0)
         return 0;
-    if (qf_write_all(w->fd, w->buf, w->len) != 0) {
+    if (hs_write_all(w->fd, w->buf, w->len) != 0) {
         hs_set_error("cannot write %zu bytes to queue file %s: %s", w->len, w->path,
                      strerror(errno));
         w->failed = true;

@@ -256,6 +256,25 @@ hs_futex_wake_all(_Atomic uint32_t *word)
     syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
+/* See segment.h. */
+int
+hs_write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
 /* 1 when no process pid exists (kill(pid, 0) fails with ESRCH), else 0.  A
  * pid <= 0 names no owner at all and counts as gone.  EPERM (a process of
  * another user) counts as alive. */

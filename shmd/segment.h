@@ -370,6 +370,40 @@ uint32_t hs_crc32c(uint32_t crc, const void *data, size_t len);
 int hs_futex_wait(_Atomic uint32_t *word, uint32_t expected, int timeout_ms);
 void hs_futex_wake_all(_Atomic uint32_t *word);
 
+/* write(2) all len bytes of buf, retrying short writes and EINTR.  0, or
+ * -1 with errno set. */
+int hs_write_all(int fd, const void *buf, size_t len);
+
+/* Little-endian stores and loads: the on-disk formats (queue files,
+ * checkpoint) are little-endian whatever the CPU. */
+static inline void
+hs_put_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static inline void
+hs_put_u64(uint8_t *p, uint64_t v)
+{
+    hs_put_u32(p, (uint32_t)v);
+    hs_put_u32(p + 4, (uint32_t)(v >> 32));
+}
+
+static inline uint32_t
+hs_get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t
+hs_get_u64(const uint8_t *p)
+{
+    return (uint64_t)hs_get_u32(p) | (uint64_t)hs_get_u32(p + 4) << 32;
+}
+
 /* Is process pid gone?  (kill(pid, 0) == ESRCH) */
 int hs_pid_gone(pid_t pid);
 

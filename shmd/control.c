@@ -116,22 +116,6 @@ hsd_buf_json_string(hsd_buf *b, const char *s)
     hsd_buf_printf(b, "\"");
 }
 
-static const char *
-hsd_state_name(uint32_t state)
-{
-    switch (state) {
-    case HS_SEGMENT_STARTING:
-        return "STARTING";
-    case HS_SEGMENT_READY:
-        return "READY";
-    case HS_SEGMENT_STOPPING:
-        return "STOPPING";
-    case HS_SEGMENT_DEAD:
-        return "DEAD";
-    }
-    return "UNKNOWN";
-}
-
 /* jemalloc's stats.allocated (bytes the daemon has allocated), or 0. */
 static uint64_t
 hsd_jemalloc_allocated(void)
@@ -202,7 +186,7 @@ hsd_status(hsd_daemon *d, bool json, hsd_buf *b)
             ", \"jemalloc_allocated\": %" PRIu64
             ", \"settings\": {\"flush_interval_ms\": %u, \"segment_size\": %" PRIu64
             ", \"checkpoint_interval_s\": %u}, \"log\": ",
-            (int)h->daemon_pid, h->generation, hsd_state_name(state),
+            (int)h->daemon_pid, h->generation, hs_segment_state_name(state),
             (next & HS_LSN_FENCED) ? "true" : "false", next & ~HS_LSN_FENCED, spilled, durable,
             applied, ckpt, h->evicted_lsn, skus, h->sku_capacity, orders, h->order_capacity,
             ring_used, h->ring_capacity, ring_pct, last_flush, flush_age, last_flush_us,
@@ -217,7 +201,7 @@ hsd_status(hsd_daemon *d, bool json, hsd_buf *b)
 
     hsd_buf_printf(b, "hotstockd running in %s (pid %d)\n", d->dir, (int)h->daemon_pid);
     hsd_buf_printf(b, "generation:         %" PRIu64 "\n", h->generation);
-    hsd_buf_printf(b, "state:              %s%s\n", hsd_state_name(state),
+    hsd_buf_printf(b, "state:              %s%s\n", hs_segment_state_name(state),
                    (next & HS_LSN_FENCED) ? " (fenced)" : "");
     hsd_buf_printf(b, "next_lsn:           %" PRIu64 "\n", next & ~HS_LSN_FENCED);
     hsd_buf_printf(b, "spilled_lsn:        %" PRIu64 "\n", spilled);

@@ -276,22 +276,6 @@ typedef struct hsd_old_segment {
     pid_t pid;
 } hsd_old_segment;
 
-static const char *
-hsd_state_name(uint32_t state)
-{
-    switch (state) {
-    case HS_SEGMENT_STARTING:
-        return "STARTING";
-    case HS_SEGMENT_READY:
-        return "READY";
-    case HS_SEGMENT_STOPPING:
-        return "STOPPING";
-    case HS_SEGMENT_DEAD:
-        return "DEAD";
-    }
-    return "?";
-}
-
 /* Map the old segment of d->dir, if any, and fence it.  0 (old->h NULL when
  * there is none), or -1 after an ERROR line. */
 static int
@@ -344,7 +328,7 @@ hsd_fence_old(hsd_daemon *d, hsd_old_segment *old)
     hsd_log(HSD_LOG,
             "fenced the old segment %s: generation %" PRIu64 ", state %s, daemon pid %d, "
             "next LSN %" PRIu64 ", spilled LSN %" PRIu64 ", applied LSN %" PRIu64,
-            name, old->generation, hsd_state_name(old->state), (int)old->pid, old->next,
+            name, old->generation, hs_segment_state_name(old->state), (int)old->pid, old->next,
             old->spilled, old->applied);
     return 0;
 }

@@ -149,6 +149,23 @@ typedef enum hs_segment_state {
     HS_SEGMENT_DEAD = 4      /* fenced by a newer daemon: re-attach */
 } hs_segment_state;
 
+/* "STARTING", "READY", ... for messages; "UNKNOWN" for any other value. */
+static inline const char *
+hs_segment_state_name(uint32_t state)
+{
+    switch (state) {
+    case HS_SEGMENT_STARTING:
+        return "STARTING";
+    case HS_SEGMENT_READY:
+        return "READY";
+    case HS_SEGMENT_STOPPING:
+        return "STOPPING";
+    case HS_SEGMENT_DEAD:
+        return "DEAD";
+    }
+    return "UNKNOWN";
+}
+
 /* top bit of next_lsn: no more reservations in this segment */
 #define HS_LSN_FENCED (UINT64_C(1) << 63)
 /* top bit of ring seq: the slot for (seq & ~bit) was abandoned */

@@ -1037,6 +1037,22 @@ hs_deduct(hs_client *c, const char *sku, size_t sku_len, int32_t qty, const char
         return r;
     s = &hs_sku_table(h)[si];
 
+    /* 1a. Sold out and the order id unknown: answer without claiming an
+     * order slot, so a flash sale's sold-out attempts (most of them) do not
+     * fill the order index.  The order is looked up AFTER the counter:
+     * entries never leave the index while the segment lives, so absent now
+     * means absent at the load, where the answer takes effect (available <
+     * qty, order unknown).  A known order id goes the full way (a retry of
+     * a done deduction must answer HS_DUPLICATE even when sold out).
+     * Acquire: the lookup's loads stay after this one. */
+    if (atomic_load_explicit(&s->available, memory_order_acquire) < qty) {
+        r = order_probe(c, h, order_id, order_len, NULL, &oi, &inserted);
+        if (r == HS_NOT_FOUND)
+            return HS_SOLD_OUT;
+        if (r != HS_OK)
+            return r;
+    }
+
     /* 2. Claim the order id: absent -> PENDING(me). */
     mine = ins;
     mine.sku_index = si;

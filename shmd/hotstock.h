@@ -79,7 +79,9 @@ void hs_detach(hs_client *c);
  * Deduct qty (1..HS_QTY_MAX) units of sku for order_id.
  *   HS_OK        deducted now; *lsn = its record's LSN (wait on it for durability)
  *   HS_DUPLICATE this order id was deducted before, same sku and qty; *lsn = 0
- *   HS_SOLD_OUT  available < qty; nothing changed (a later retry may succeed)
+ *   HS_SOLD_OUT  available < qty; nothing changed (a later retry may succeed).
+ *                An order id the index does not know yet is not added to it
+ *                when the SKU is already sold out at the call.
  *   HS_ALREADY_REFUNDED, HS_ORDER_MISMATCH, HS_UNKNOWN_SKU, HS_BAD_ARGUMENT,
  *   HS_QUEUE_FULL, HS_TABLE_FULL, HS_DAEMON_DOWN: nothing changed.
  * xid: the caller's transaction id carried in the record, 0 for none.

@@ -439,7 +439,12 @@ hs_segment_map(const char *real_dir, hs_header **hdr)
         hs_set_error("segment %s is %zu bytes: not a hotstock segment", name, size);
         return HS_VERSION_MISMATCH;
     }
-    h = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    /* MAP_POPULATE: build the whole mapping's page tables now, once per
+     * attaching process, instead of one minor fault per page on the fast
+     * path (every new order id lands on a random page of the order index:
+     * without it, first touches cost a backend up to a fifth of its CPU
+     * time in a deduct-heavy load). */
+    h = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
     close(fd);
     if (h == MAP_FAILED) {
         hs_set_error("cannot map segment %s (%zu bytes): %s", name, size, strerror(errno));

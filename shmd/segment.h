@@ -374,6 +374,15 @@ hs_hash(const char *s, size_t len)
         h ^= (unsigned char)s[i];
         h *= UINT64_C(0x100000001b3);
     }
+    /* FNV-1a's low bits, which pick the slot, barely mix for ids that
+     * differ only in their last characters (order-1001, order-1002, ...):
+     * linear probing then walks long clusters.  Murmur3's finalizer mixes
+     * every bit into the low ones. */
+    h ^= h >> 33;
+    h *= UINT64_C(0xff51afd7ed558ccd);
+    h ^= h >> 33;
+    h *= UINT64_C(0xc4ceb9fe1a85ec53);
+    h ^= h >> 33;
     return h ? h : 1;
 }
 

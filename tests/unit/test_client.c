@@ -283,7 +283,12 @@ test_dead_owners(hsd_ctl *d, hs_client *c)
     /* PENDING of a dead process, no record: settled FAILED, then ours. */
     CHECK_R(hs_put_sku(c, S("dead0"), 0, NULL), HS_OK);
     CHECK_R(hs_deduct(c, S("dead0"), 1, S("do-0"), 0, &lsn), HS_SOLD_OUT);
-    CHECK_R(hs_order_find(h, S("do-0"), &oi), HS_OK);
+    /* a sold-out attempt of a new order id leaves no entry behind */
+    CHECK_R(hs_order_find(h, S("do-0"), &oi), HS_NOT_FOUND);
+    CHECK_EQ(status_of(c, "do-0", &r), HS_ORDER_STATE_UNKNOWN);
+    /* a FAILED entry (an attempt that lost the race for the last unit) */
+    CHECK_R(hs_sku_find(h, S("dead0"), false, &k), HS_OK);
+    CHECK_R(hs_order_install(h, S("do-0"), k, 1, HS_ORDER_FAILED, 0, &oi), HS_OK);
     o = &hs_order_table(h)[oi];
     CHECK(forge(&o->state, HS_ORDER_FAILED, HS_STATE_WORD(HS_ORDER_PENDING, gone)));
     CHECK_R(hs_put_sku(c, S("dead0"), 1, NULL), HS_OK);
@@ -291,6 +296,8 @@ test_dead_owners(hsd_ctl *d, hs_client *c)
     CHECK_R(hs_deduct(c, S("dead0"), 1, S("do-0"), 0, &lsn), HS_OK);
     CHECK(now_s() - t0 < 2.0);
     CHECK_EQ(avail(c, "dead0"), 0);
+    /* sold out now: a retry of the done order still answers DUPLICATE */
+    CHECK_R(hs_deduct(c, S("dead0"), 1, S("do-0"), 0, &lsn), HS_DUPLICATE);
 
     /* PENDING of a dead process whose DEDUCT was folded: it stands. */
     CHECK_R(hs_put_sku(c, S("dead"), 10, NULL), HS_OK);

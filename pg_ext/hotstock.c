@@ -174,7 +174,8 @@ static PendingAction *remember(PendingKind kind, const char *order_id, size_t or
 static PendingAction *find_pending(PendingKind kind, const char *order_id, size_t order_len);
 static void undo_actions(SubTransactionId subid);
 static int ledger_lookup(const char *order_id, size_t order_len, LedgerRow *rows);
-static int ledger_refund(const char *order_id, size_t order_len, LedgerRow *rows);
+static int ledger_refund(const char *order_id, size_t order_len, hs_lsn evicted_lsn,
+                         LedgerRow *rows);
 
 /*
  * Module load callback.  Refuses unless preloaded: the drain worker and
@@ -836,15 +837,18 @@ ledger_lookup(const char *order_id, size_t order_len, LedgerRow *rows)
  * Database-first refund of an evicted order: mark its unrefunded ledger
  * rows refunded in the caller's transaction (the row lock serialises
  * concurrent refunds; a waiter re-checks refunded_at and finds it set).
+ * Only rows at or below evicted_lsn count: a row drained after the
+ * segment was built belongs to an order the index still holds, which
+ * must be refunded through the index (else both paths could succeed).
  * Returns the rows it marked.
  */
 static int
-ledger_refund(const char *order_id, size_t order_len, LedgerRow *rows)
+ledger_refund(const char *order_id, size_t order_len, hs_lsn evicted_lsn, LedgerRow *rows)
 {
     Oid owner = ledger_owner();
     Oid save_userid;
     int save_sec;
-    Datum values[1];
+    Datum values[2];
     int ret = 0;
     int n;
 
@@ -852,13 +856,14 @@ ledger_refund(const char *order_id, size_t order_len, LedgerRow *rows)
         ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                         errmsg("could not connect to SPI to update hotstock.ledger")));
     if (ledger_refund_plan == NULL) {
-        Oid argtypes[1] = {TEXTOID};
+        Oid argtypes[2] = {TEXTOID, INT8OID};
         SPIPlanPtr plan = SPI_prepare("UPDATE hotstock.ledger "
                                       "SET refunded_at = pg_catalog.clock_timestamp() "
                                       "WHERE order_id OPERATOR(pg_catalog.=) $1 "
+                                      "AND lsn OPERATOR(pg_catalog.<=) $2 "
                                       "AND refunded_at IS NULL "
                                       "RETURNING sku, qty",
-                                      1, argtypes);
+                                      2, argtypes);
 
         if (plan == NULL)
             ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -868,6 +873,7 @@ ledger_refund(const char *order_id, size_t order_len, LedgerRow *rows)
         ledger_refund_plan = plan;
     }
     values[0] = PointerGetDatum(cstring_to_text_with_len(order_id, (int)order_len));
+    values[1] = Int64GetDatum((int64)evicted_lsn);
 
     GetUserIdAndSecContext(&save_userid, &save_sec);
     SetUserIdAndSecContext(owner,
@@ -1081,6 +1087,7 @@ hotstock_refund(PG_FUNCTION_ARGS)
     hs_client *c;
     hs_result r;
     LedgerRow rows[HS_LEDGER_ROWS_MAX];
+    hs_lsn evicted_lsn;
     int n;
 
     get_name_arg(fcinfo, 0, "order_id", &order_id, &order_len);
@@ -1091,20 +1098,27 @@ hotstock_refund(PG_FUNCTION_ARGS)
         find_pending(PENDING_REFUND_EVICTED, order_id, order_len) != NULL)
         PG_RETURN_BOOL(false);
 
-    r = hs_refund_claim(c, order_id, order_len);
-    if (r == HS_OK) {
-        remember(PENDING_REFUND_CLAIM, order_id, order_len);
-        PG_RETURN_BOOL(true);
-    }
-    if (r == HS_ALREADY_REFUNDED)
-        PG_RETURN_BOOL(false);
-    if (r != HS_NOT_FOUND)
-        hotstock_raise(r, pnstrdup(order_id, order_len));
-    if (hs_evicted_lsn(c) == 0)
-        PG_RETURN_BOOL(false); /* never deducted here */
+    for (int attempt = 0;; attempt++) {
+        r = hs_refund_claim(c, order_id, order_len);
+        if (r == HS_OK) {
+            remember(PENDING_REFUND_CLAIM, order_id, order_len);
+            PG_RETURN_BOOL(true);
+        }
+        if (r == HS_ALREADY_REFUNDED)
+            PG_RETURN_BOOL(false);
+        if (r != HS_NOT_FOUND)
+            hotstock_raise(r, pnstrdup(order_id, order_len));
+        evicted_lsn = hs_evicted_lsn(c);
+        if (evicted_lsn == 0)
+            PG_RETURN_BOOL(false); /* never deducted here */
 
-    /* evicted: database first, units at commit */
-    n = ledger_refund(order_id, order_len, rows);
+        /* evicted: database first, units at commit */
+        n = ledger_refund(order_id, order_len, evicted_lsn, rows);
+        if (n > 0 || attempt > 0 || ledger_lookup(order_id, order_len, rows) == 0)
+            break;
+        /* A ledger row after evicted_lsn: the order was deducted and
+         * drained after we looked in the index, so the index has it now. */
+    }
     for (int i = 0; i < n; i++) {
         PendingAction *a = remember(PENDING_REFUND_EVICTED, order_id, order_len);
 

@@ -1028,20 +1028,33 @@ hotstock_deduct(PG_FUNCTION_ARGS)
     get_name_arg(fcinfo, 2, "order_id", &order_id, &order_len);
 
     c = hotstock_client();
-
-    if (hs_evicted_lsn(c) > 0) {
-        hs_order_state state;
-
-        r = hs_order_status(c, order_id, order_len, &state, NULL, NULL);
-        if (r == HS_NOT_FOUND) {
-            if (deduct_is_drained_retry(sku, sku_len, qty, order_id, order_len))
-                PG_RETURN_BOOL(true);
-        } else if (r != HS_OK)
-            hotstock_raise(r, pnstrdup(order_id, order_len));
-    }
-
     xid = U64FromFullTransactionId(GetTopFullTransactionIdIfAny());
-    r = hs_deduct(c, sku, sku_len, qty, order_id, order_len, xid, &lsn);
+
+    /*
+     * An order id the index does not know may be an evicted, drained one:
+     * the ledger answers for it.  The claim must then happen in a segment
+     * that evicted no more than was checked: hs_deduct_checked() says
+     * HS_EVICTED_CHANGED when the handle re-attached to a restarted daemon
+     * in between, and we check again.
+     */
+    for (;;) {
+        hs_lsn evicted_lsn = hs_evicted_lsn(c);
+
+        if (evicted_lsn > 0) {
+            hs_order_state state;
+
+            r = hs_order_status(c, order_id, order_len, &state, NULL, NULL);
+            if (r == HS_NOT_FOUND) {
+                if (deduct_is_drained_retry(sku, sku_len, qty, order_id, order_len))
+                    PG_RETURN_BOOL(true);
+            } else if (r != HS_OK)
+                hotstock_raise(r, pnstrdup(order_id, order_len));
+        }
+        r = hs_deduct_checked(c, sku, sku_len, qty, order_id, order_len, xid, evicted_lsn, &lsn);
+        if (r != HS_EVICTED_CHANGED)
+            break;
+        CHECK_FOR_INTERRUPTS();
+    }
     switch (r) {
     case HS_OK:
 

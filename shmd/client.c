@@ -1003,6 +1003,15 @@ hs_result
 hs_deduct(hs_client *c, const char *sku, size_t sku_len, int32_t qty, const char *order_id,
           size_t order_len, uint64_t xid, hs_lsn *lsn)
 {
+    return hs_deduct_checked(c, sku, sku_len, qty, order_id, order_len, xid, UINT64_MAX, lsn);
+}
+
+/* See hotstock.h. */
+hs_result
+hs_deduct_checked(hs_client *c, const char *sku, size_t sku_len, int32_t qty,
+                  const char *order_id, size_t order_len, uint64_t xid, hs_lsn evicted_checked,
+                  hs_lsn *lsn)
+{
     const order_insert ins = {HS_ORDER_PENDING, 0, qty};
     order_insert mine;
     hs_header *h;
@@ -1026,6 +1035,15 @@ hs_deduct(hs_client *c, const char *sku, size_t sku_len, int32_t qty, const char
     h = client_segment(c, &r);
     if (h == NULL)
         return r;
+    /* Plain load: evicted_lsn is written while the segment is built and
+     * published by the release store of READY, which client_segment()
+     * acquired.  It never changes in a live segment, so this check holds
+     * for the claim below, which happens in this same segment. */
+    if (h->evicted_lsn > evicted_checked) {
+        hs_set_error("orders up to LSN %" PRIu64 " were evicted, the caller checked up to LSN %" PRIu64,
+                     h->evicted_lsn, evicted_checked);
+        return HS_EVICTED_CHANGED;
+    }
     /* The order slot is a cache (and TLB) miss in a large table: start it
      * now so it overlaps the SKU lookup. */
     __builtin_prefetch(&hs_order_table(h)[hs_hash(order_id, order_len) & (h->order_capacity - 1)],

@@ -54,6 +54,7 @@ typedef enum hs_result {
     HS_DAEMON_DOWN,         /* no daemon serves the segment (or it died mid-call) */
     HS_VERSION_MISMATCH,    /* segment of another layout version or magic */
     HS_IO_ERROR,            /* a system call failed; see hs_last_error() */
+    HS_EVICTED_CHANGED,     /* hs_deduct_checked: more orders were evicted than checked */
     HS_RESULT_COUNT_
 } hs_result;
 
@@ -88,6 +89,19 @@ void hs_detach(hs_client *c);
  */
 hs_result hs_deduct(hs_client *c, const char *sku, size_t sku_len, int32_t qty,
                     const char *order_id, size_t order_len, uint64_t xid, hs_lsn *lsn);
+
+/*
+ * hs_deduct for a caller that keeps evicted orders elsewhere (the SQL
+ * layer's ledger) and has checked that order_id is not one of the orders
+ * evicted up to evicted_checked (a value of hs_evicted_lsn()).  If the
+ * segment the call runs in evicted more (the handle re-attached to a
+ * restarted daemon in between), nothing is done and HS_EVICTED_CHANGED
+ * asks the caller to check again: claiming the id there could deduct an
+ * evicted order a second time.  hs_deduct() checks nothing.
+ */
+hs_result hs_deduct_checked(hs_client *c, const char *sku, size_t sku_len, int32_t qty,
+                            const char *order_id, size_t order_len, uint64_t xid,
+                            hs_lsn evicted_checked, hs_lsn *lsn);
 
 /*
  * Refund order_id: the units of its deduction go back, at most once.

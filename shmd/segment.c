@@ -65,6 +65,7 @@ static const char *const hs_result_names[HS_RESULT_COUNT_] = {
     [HS_DAEMON_DOWN] = "daemon_down",
     [HS_VERSION_MISMATCH] = "version_mismatch",
     [HS_IO_ERROR] = "io_error",
+    [HS_EVICTED_CHANGED] = "evicted_changed",
 };
 
 /* Exported for the unit tests, which compare it with the hardware path. */

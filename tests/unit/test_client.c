@@ -551,6 +551,29 @@ test_kill_restart(hsd_ctl *d, hs_client *c)
         CHECK_EQ(avail(c, "pear"), before.pear);
     CHECK_EQ(avail(c, "apple"), before.apple);
     CHECK_EQ(avail(c, "plum"), before.plum);
+
+    /* Everything applied, then a clean restart: the new segment evicts
+     * every order.  A deduct that checked fewer evictions (the handle still
+     * knew the old segment) is refused without claiming the id. */
+    {
+        hs_lsn last = 0, ev0;
+        hs_order_state st;
+
+        CHECK_R(hs_deduct(c, S("pear"), 1, S("k-3"), 0, &last), HS_OK);
+        CHECK_R(hs_wait_durable(c, last, 5000), HS_OK);
+        CHECK_R(hs_publish_applied(c, last), HS_OK);
+        ev0 = hs_evicted_lsn(c);
+        CHECK(ev0 < last);
+        CHECK_EQ(hsd_ctl_stop(d), 0);
+        if (!CHECK_EQ(hsd_ctl_start(d, NULL), 0))
+            return;
+        CHECK_R(hs_deduct_checked(c, S("pear"), 1, S("k-4"), 0, ev0, &lsn), HS_EVICTED_CHANGED);
+        CHECK_EQ(hs_evicted_lsn(c), last);
+        CHECK_R(hs_order_status(c, S("k-4"), &st, NULL, NULL), HS_NOT_FOUND);
+        CHECK_R(hs_order_status(c, S("k-3"), &st, NULL, NULL), HS_NOT_FOUND); /* evicted */
+        CHECK_R(hs_deduct_checked(c, S("pear"), 1, S("k-4"), 0, last, &lsn), HS_OK);
+        CHECK(lsn > last);
+    }
 }
 
 /* Tiny tables and ring: HS_TABLE_FULL and HS_QUEUE_FULL. */

@@ -34,6 +34,8 @@
 #                        (default <repo>/.run-bench, 55452) and Redis (56452)
 #                        live: never the user's own cluster
 #   BENCH_KEEP=1         keep BENCH_RUN_DIR (logs, data) after the run
+#   BENCH_HUGE=0         leave /dev/shm alone (default: as root, remount it
+#                        huge=advise for the run so the segment gets 2 MB pages)
 #
 # Everything it starts (cluster, daemon, Redis, helper psql) is stopped on
 # exit by the trap at the bottom of the setup section.  Exit status: 0 when
@@ -107,6 +109,7 @@ exec > >(tee "$OUT/bench.log") 2>&1
 CLUSTER_STARTED=0
 REDIS_PID=
 LOCK_PID=
+SHM_RESTORE= # /dev/shm's huge= option to put back, when this run changed it
 
 cleanup() {
     local rc=$?
@@ -129,11 +132,34 @@ cleanup() {
             rm -rf "$RUN_DIR"
         fi
     fi
+    if [ -n "$SHM_RESTORE" ]; then
+        mount -o remount,huge="$SHM_RESTORE" /dev/shm || log "could not put /dev/shm back to huge=$SHM_RESTORE"
+    fi
     [ $rc -eq 0 ] || log "failed (exit $rc); output in $OUT/bench.log"
     exit $rc
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# Huge pages for the segment (BENCH_HUGE=1, the default): hotstockd asks for
+# them (MADV_HUGEPAGE), which tmpfs grants only when /dev/shm is mounted
+# huge=advise (README, "Huge pages").  As root the run remounts /dev/shm so
+# for its duration and puts the old option back at exit; machine.txt says
+# which page size the run had.  BENCH_HUGE=0 measures 4 kB pages.
+if [ "${BENCH_HUGE:-1}" = 1 ] && [ "$(id -u)" -eq 0 ]; then
+    shm_huge=$(findmnt -no OPTIONS /dev/shm 2>/dev/null | tr ',' '\n' | sed -n 's/^huge=//p' | tail -n 1)
+    case "${shm_huge:-never}" in
+    advise | within_size | always) ;;
+    *)
+        if mount -o remount,huge=advise /dev/shm; then
+            SHM_RESTORE=${shm_huge:-never}
+            log "/dev/shm remounted huge=advise for this run (was huge=${shm_huge:-never})"
+        else
+            log "warning: could not remount /dev/shm huge=advise: the segment uses 4 kB pages"
+        fi
+        ;;
+    esac
+fi
 
 cd "$REPO"
 log "building and installing (scripts/setup.sh)"
@@ -231,6 +257,10 @@ prefault() {
 }
 prefault
 {
+    # Huge pages matter here: with 4 kB pages every backend that touches a
+    # random order-index page pays a TLB (on a VM, shadow page table) miss
+    # that grows with the number of processes mapping the segment.
+    echo "segment pages: /dev/shm mounted $(findmnt -no OPTIONS /dev/shm 2>/dev/null | tail -n 1); $(grep -E '^ShmemHugePages' /proc/meminfo | tr -s ' ') after prefault"
     echo "postgresql settings: $(psql_q -c "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ' ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers', 'max_connections', 'synchronous_commit', 'wal_sync_method', 'max_wal_size', 'hotstock.synchronous', 'hotstock.drain_batch_size', 'hotstock.drain_naptime')")"
 } >>"$OUT/machine.txt"
 

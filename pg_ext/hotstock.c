@@ -785,52 +785,73 @@ copy_ledger_rows(LedgerRow *rows, bool with_refunded)
 }
 
 /*
- * Rows of hotstock.ledger for order_id, read with the latest snapshot (a
- * row the drain committed after this transaction's snapshot must count:
- * the daemon evicted the order because that row exists).  Returns the
- * number of rows copied into rows[HS_LEDGER_ROWS_MAX].
+ * Run one of the ledger statements below as the ledger's owner, with the
+ * latest snapshot (a row the drain committed after this transaction's
+ * snapshot must count: the daemon evicted the order because that row
+ * exists), and copy up to HS_LEDGER_ROWS_MAX result rows (sku, qty[,
+ * refunded]) into rows.  *plan is prepared on first use.  writer is what
+ * the guard trigger sees while the statement runs.  Returns the rows copied.
  */
 static int
-ledger_lookup(const char *order_id, size_t order_len, LedgerRow *rows)
+ledger_run(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *values, bool read_only,
+           HotstockWriter writer, int expected, LedgerRow *rows, bool with_refunded)
 {
     Oid owner = ledger_owner();
     Oid save_userid;
     int save_sec;
-    Datum values[1];
-    int ret;
+    int ret = 0;
     int n;
 
     if (SPI_connect() != SPI_OK_CONNECT)
         ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                        errmsg("could not connect to SPI to read hotstock.ledger")));
-    if (ledger_lookup_plan == NULL) {
-        Oid argtypes[1] = {TEXTOID};
-        SPIPlanPtr plan = SPI_prepare("SELECT sku, qty, refunded_at IS NOT NULL "
-                                      "FROM hotstock.ledger "
-                                      "WHERE order_id OPERATOR(pg_catalog.=) $1",
-                                      1, argtypes);
+                        errmsg("could not connect to SPI to use hotstock.ledger")));
+    if (*plan == NULL) {
+        SPIPlanPtr p = SPI_prepare(sql, nargs, types);
 
-        if (plan == NULL)
+        if (p == NULL)
             ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                            errmsg("could not prepare the hotstock.ledger lookup: %s",
+                            errmsg("could not prepare a hotstock.ledger statement: %s",
                                    SPI_result_code_string(SPI_result))));
-        SPI_keepplan(plan);
-        ledger_lookup_plan = plan;
+        SPI_keepplan(p);
+        *plan = p;
     }
-    values[0] = PointerGetDatum(cstring_to_text_with_len(order_id, (int)order_len));
 
     GetUserIdAndSecContext(&save_userid, &save_sec);
     SetUserIdAndSecContext(owner,
                            save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
-    ret = SPI_execute_snapshot(ledger_lookup_plan, values, NULL, GetLatestSnapshot(),
-                               InvalidSnapshot, true, true, HS_LEDGER_ROWS_MAX);
+    hotstock_writer = writer;
+    PG_TRY();
+    {
+        ret = SPI_execute_snapshot(*plan, values, NULL, GetLatestSnapshot(), InvalidSnapshot,
+                                   read_only, true, read_only ? HS_LEDGER_ROWS_MAX : 0);
+    }
+    PG_FINALLY();
+    {
+        hotstock_writer = HS_WRITER_NONE;
+    }
+    PG_END_TRY();
     SetUserIdAndSecContext(save_userid, save_sec);
-    if (ret != SPI_OK_SELECT)
+    if (ret != expected)
         ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                        errmsg("could not read hotstock.ledger: %s", SPI_result_code_string(ret))));
-    n = copy_ledger_rows(rows, true);
+                        errmsg("could not use hotstock.ledger: %s", SPI_result_code_string(ret))));
+    n = copy_ledger_rows(rows, with_refunded);
     SPI_finish();
     return n;
+}
+
+/* Rows of hotstock.ledger for order_id (see ledger_run). */
+static int
+ledger_lookup(const char *order_id, size_t order_len, LedgerRow *rows)
+{
+    Oid types[1] = {TEXTOID};
+    Datum values[1];
+
+    values[0] = PointerGetDatum(cstring_to_text_with_len(order_id, (int)order_len));
+    return ledger_run(&ledger_lookup_plan,
+                      "SELECT sku, qty, refunded_at IS NOT NULL "
+                      "FROM hotstock.ledger "
+                      "WHERE order_id OPERATOR(pg_catalog.=) $1",
+                      1, types, values, true, HS_WRITER_NONE, SPI_OK_SELECT, rows, true);
 }
 
 /*
@@ -845,58 +866,20 @@ ledger_lookup(const char *order_id, size_t order_len, LedgerRow *rows)
 static int
 ledger_refund(const char *order_id, size_t order_len, hs_lsn evicted_lsn, LedgerRow *rows)
 {
-    Oid owner = ledger_owner();
-    Oid save_userid;
-    int save_sec;
+    Oid types[2] = {TEXTOID, INT8OID};
     Datum values[2];
-    int ret = 0;
-    int n;
 
-    if (SPI_connect() != SPI_OK_CONNECT)
-        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                        errmsg("could not connect to SPI to update hotstock.ledger")));
-    if (ledger_refund_plan == NULL) {
-        Oid argtypes[2] = {TEXTOID, INT8OID};
-        SPIPlanPtr plan = SPI_prepare("UPDATE hotstock.ledger "
-                                      "SET refunded_at = pg_catalog.clock_timestamp() "
-                                      "WHERE order_id OPERATOR(pg_catalog.=) $1 "
-                                      "AND lsn OPERATOR(pg_catalog.<=) $2 "
-                                      "AND refunded_at IS NULL "
-                                      "RETURNING sku, qty",
-                                      2, argtypes);
-
-        if (plan == NULL)
-            ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                            errmsg("could not prepare the hotstock.ledger refund: %s",
-                                   SPI_result_code_string(SPI_result))));
-        SPI_keepplan(plan);
-        ledger_refund_plan = plan;
-    }
     values[0] = PointerGetDatum(cstring_to_text_with_len(order_id, (int)order_len));
     values[1] = Int64GetDatum((int64)evicted_lsn);
-
-    GetUserIdAndSecContext(&save_userid, &save_sec);
-    SetUserIdAndSecContext(owner,
-                           save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
-    hotstock_writer = HS_WRITER_REFUND;
-    PG_TRY();
-    {
-        ret = SPI_execute_snapshot(ledger_refund_plan, values, NULL, GetLatestSnapshot(),
-                                   InvalidSnapshot, false, true, 0);
-    }
-    PG_FINALLY();
-    {
-        hotstock_writer = HS_WRITER_NONE;
-    }
-    PG_END_TRY();
-    SetUserIdAndSecContext(save_userid, save_sec);
-    if (ret != SPI_OK_UPDATE_RETURNING)
-        ereport(ERROR,
-                (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                 errmsg("could not update hotstock.ledger: %s", SPI_result_code_string(ret))));
-    n = copy_ledger_rows(rows, false);
-    SPI_finish();
-    return n;
+    return ledger_run(&ledger_refund_plan,
+                      "UPDATE hotstock.ledger "
+                      "SET refunded_at = pg_catalog.clock_timestamp() "
+                      "WHERE order_id OPERATOR(pg_catalog.=) $1 "
+                      "AND lsn OPERATOR(pg_catalog.<=) $2 "
+                      "AND refunded_at IS NULL "
+                      "RETURNING sku, qty",
+                      2, types, values, false, HS_WRITER_REFUND, SPI_OK_UPDATE_RETURNING, rows,
+                      false);
 }
 
 /*

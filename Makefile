@@ -5,6 +5,7 @@
 #   make install        install the extension (PGXS) and bin/hotstockd
 #   make demo           set up, start, run the flash-sale demo      (scripts/demo.sh)
 #   make check          set up, start, run every test                (scripts/check.sh)
+#   make check-fresh    make demo + make check in a fresh minbase Debian 12 root (tests/install)
 #   make start|stop|status|psql   the private cluster + daemon under $(RUN_DIR)
 #   make bench | crashtest | fuzz   long runs, not part of check
 
@@ -29,8 +30,19 @@ PG_CFLAGS = -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
 SHLIB_LINK = shmd/libhotstock.a -lpthread
 EXTRA_CLEAN = shmd/*.o shmd/libhotstock.a shmd/hotstockd $(TEST_BINS) tests/*/*.o
 
+# Before scripts/setup.sh has installed PostgreSQL 15's server headers there
+# is no pg_config, hence no PGXS: `make demo` and `make check` still work
+# (they run setup.sh first); the build targets say what to do.
+ifneq ($(shell command -v $(PG_CONFIG) 2>/dev/null),)
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+else
+.DEFAULT_GOAL := all
+all install installcheck: pg-config-missing
+.PHONY: pg-config-missing
+pg-config-missing:
+	@echo "make: $(PG_CONFIG) not found: PostgreSQL 15's server headers are not installed yet; run 'make demo' or 'make check' (they install them), or 'bash scripts/setup.sh'" >&2; exit 2
+endif
 CONTRIB_TESTDB = $(or $(PGDATABASE),hotstock)
 
 # ---- shmd: libhotstock + hotstockd (own flags: C11, -Werror) ----
@@ -69,11 +81,13 @@ install-daemon: shmd/hotstockd
 	$(INSTALL_PROGRAM) shmd/hotstockd '$(DESTDIR)$(bindir)/hotstockd'
 
 # ---- what users run (scripts/ does the work; see README.md) ----
-.PHONY: demo check start stop status psql bench crashtest fuzz unit install-daemon
+.PHONY: demo check check-fresh start stop status psql bench crashtest fuzz unit install-daemon
 demo:
 	@bash scripts/demo.sh
 check:
 	@bash scripts/check.sh
+check-fresh:
+	@bash tests/install/run.sh
 start:
 	@bash scripts/cluster.sh start
 stop:

@@ -16,6 +16,19 @@ die() {
     exit 1
 }
 
+# trap_errors: in a script run with `set -Eeuo pipefail`, a command that
+# fails where no explicit check catches it ends the script with one line
+# naming the step (STEP, when the script sets it), the line and the command,
+# never silently.  A `die` has already said why and exits 1 (not an ERR).
+# Only the script's own shell speaks: a subshell or process substitution
+# that fails just exits, and the command that ran it fails in turn.
+STEP=
+trap_errors() {
+    trap '_rc=$?; [ "$BASHPID" = "$$" ] || exit "$_rc"; trap - ERR
+        printf "%s: %sline %s: \`%s\` failed (exit %s); nothing after it ran\n" \
+        "$ME" "${STEP:+$STEP failed at }" "$LINENO" "$BASH_COMMAND" "$_rc" >&2; exit "$_rc"' ERR
+}
+
 # PostgreSQL 15 is the target.  The Makefile exports PG_CONFIG=pg_config;
 # /usr/bin/pg_config picks the newest server-dev installed, so prefer 15's
 # own pg_config whenever it is there.

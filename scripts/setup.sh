@@ -4,22 +4,53 @@
 # 1. Debian packages: PostgreSQL 15 (server, client, pgbench, server-dev for
 #    PGXS), liburcu and jemalloc (the daemon links them), a C toolchain,
 #    and what the tests use: spin (the model checker), clang with libFuzzer
-#    (the queue reader's fuzz smoke run) and python3 (the fault harness).  Only missing ones are
-#    installed, with one `apt-get update` first; via sudo when not root.
+#    (the queue reader's fuzz smoke run) and python3 (the fault harness).
+#    Only missing ones are installed, with one `apt-get update` first; via
+#    sudo when not root.
 # 2. make (the daemon, libhotstock, the extension, the test programs).
 # 3. make install (the extension and hotstockd into PostgreSQL 15's
 #    directories), skipped when the installed files are already these.
 # Runs in a second or two when everything is in place.
-set -euo pipefail
+#
+# It never fails silently: each step is named (STEP) and every failure
+# ends with one line "setup.sh: <step> failed: <what> — <what to do>",
+# either from an explicit check or from the ERR trap (lib.sh), which names
+# the line and command that failed.
+set -Eeuo pipefail
 . "$(dirname "$0")/lib.sh"
+trap_errors
 
 PACKAGES=(postgresql-15 postgresql-client-15 postgresql-server-dev-15
     liburcu-dev libjemalloc-dev build-essential spin clang libclang-rt-14-dev python3)
 
+# installed PKG: is PKG installed ("ii")?  A package dpkg has never heard
+# of is simply not installed: dpkg-query's exit 1 for it is an answer here,
+# not an error.
 installed() {
-    [ "$(dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null)" = "ii " ]
+    local status
+    status=$(dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null) || return 1
+    [ "$status" = "ii " ]
 }
 
+LOGDIR=${TMPDIR:-/tmp}
+APT_LOG=$LOGDIR/hotstock-setup-apt.$$.log
+
+# apt STEP HINT ARGS...: apt-get ARGS as root, output to APT_LOG; on failure
+# one line with apt's last error and the hint.
+apt() {
+    local step=$1 hint=$2
+    shift 2
+    STEP=$step
+    if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get "$@" >"$APT_LOG" 2>&1; then
+        local why
+        why=$(grep -E '^(E|Err|W):' "$APT_LOG" | tail -n 1)
+        [ -n "$why" ] || why=$(tail -n 1 "$APT_LOG")
+        die "$step failed: apt-get $* said: ${why:-nothing} — $hint (full output: $APT_LOG)"
+    fi
+    rm -f "$APT_LOG"
+}
+
+STEP="finding the missing packages"
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
     # Not Debian-like: say what is needed and check only the essentials.
     for tool in cc make "$PG_CONFIG" spin; do
@@ -27,45 +58,48 @@ if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>
             die "apt-get not found and '$tool' is missing: install PostgreSQL 15 with its server headers, pgbench, liburcu, jemalloc, a C compiler, make and spin, then run this again"
     done
 else
-    # One dpkg-query for all: "ii  name" for each installed package.
-    have=$(dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' "${PACKAGES[@]}" 2>/dev/null |
-        awk '$1 == "ii" { print $2 }')
     missing=()
     for p in "${PACKAGES[@]}"; do
-        grep -qx -- "$p" <<<"$have" || missing+=("$p")
+        installed "$p" || missing+=("$p")
     done
     if [ ${#missing[@]} -gt 0 ]; then
         if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null 2>&1; then
             die "missing packages: ${missing[*]} — run as root: apt-get install ${missing[*]} (or install sudo)"
         fi
         say "installing: ${missing[*]}"
-        export DEBIAN_FRONTEND=noninteractive
-        as_root apt-get update -qq
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-            --no-install-recommends "${missing[@]}" >/dev/null
+        apt "apt-get update" "check that this machine reaches its Debian mirror (/etc/apt/sources.list*), then run this again" \
+            update -qq
+        apt "installing ${missing[*]}" "check the mirror and the disk space, or install them by hand: apt-get install ${missing[*]}" \
+            install -y -qq --no-install-recommends "${missing[@]}"
+        STEP="checking the installed packages"
         for p in "${missing[@]}"; do
-            installed "$p" || die "apt-get did not install $p"
+            installed "$p" || die "apt-get install reported success but $p is not installed — run: apt-get install $p"
         done
     fi
 fi
 
+STEP="finding pg_config"
 resolve_pg_config
-command -v "$PG_CONFIG" >/dev/null 2>&1 || die "pg_config not found: install postgresql-server-dev-15"
+command -v "$PG_CONFIG" >/dev/null 2>&1 || die "pg_config not found ($PG_CONFIG): install postgresql-server-dev-15"
 command -v runuser >/dev/null 2>&1 || [ "$(id -u)" -ne 0 ] ||
     die "runuser not found (package util-linux): it is needed to run PostgreSQL as user postgres"
 
 # ---- build ----
+STEP="building"
+cd "$REPO"
+[ -w "$REPO" ] && [ -w "$REPO/shmd" ] ||
+    die "the clone $REPO is not writable by $(id -un): the build writes into it — clone it into a folder you can write"
 # The top Makefile replaces PGXS's `check` recipe with its own; make warns
 # about that on every run.  Those two lines are expected: keep them out.
 quiet_make() {
     make -s PG_CONFIG="$PG_CONFIG" "$@" 2> >(grep -v -e "overriding recipe for target 'check'" \
-        -e "ignoring old recipe for target 'check'" >&2)
+        -e "ignoring old recipe for target 'check'" >&2 || true)
 }
-cd "$REPO"
 quiet_make all ||
-    die "build failed (see the compiler output above)"
+    die "build failed: make all (see the compiler output above)"
 
 # ---- install, unless the installed files already are these ----
+STEP="installing"
 bindir=$("$PG_CONFIG" --bindir)
 pkglibdir=$("$PG_CONFIG" --pkglibdir)
 extdir=$("$PG_CONFIG" --sharedir)/extension
@@ -85,6 +119,6 @@ if [ -n "$stale" ]; then
     else
         as_root make -s PG_CONFIG="$PG_CONFIG" install >/dev/null
     fi ||
-        die "make install failed"
+        die "make install failed (see above) — it writes into $bindir, $pkglibdir and $extdir: run as root or with sudo"
 fi
 say "ready: built and installed ($("$PG_CONFIG" --version))"

@@ -66,10 +66,13 @@ progress_from() {
     [ "${now:-0}" -ge "$1" ]
 }
 
+# The load (started just now) makes progress: 200 more orders within 20 s,
+# and pgbench is still running.  A count that cannot be read is a failure,
+# never a base of 0.
 load_running() {
     local base
-    base=$(q "SELECT count(*) FROM hotstock_test.ok WHERE sku = '$SKU'")
-    wait_for 20 progress_from $((base + 200))
+    base=$(q "SELECT count(*) FROM hotstock_test.ok WHERE sku = '$SKU'") && [ -n "$base" ] || return 1
+    wait_for 20 progress_from $((base + 200)) && kill -0 "$LOAD_PID" 2>/dev/null
 }
 
 load_stop() {
@@ -82,35 +85,51 @@ load_stop() {
 
 serving() { pg_ready && drain_running && daemon_up; }
 
+drain_pid() { q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'hotstock drain'" 2>/dev/null; }
+
+# serving_after_reset OLD_DRAIN_PID: the crash reset a kill set off is over.
+# Right after the kill, the old postmaster may still answer and still list
+# the dead drain: only a drain with another pid shows that the reset ran.
+serving_after_reset() {
+    local now
+    pg_ready && now=$(drain_pid) && [ -n "$now" ] && [ "$now" != "$1" ] && daemon_up
+}
+
 # ---- 1. the drain worker ----
 load_start drain
 check "1. load running" load_running
-DRAIN_PID=$(q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'hotstock drain'")
-check "1. SIGKILL the drain (pid ${DRAIN_PID:-none})" kill -KILL "${DRAIN_PID:-0}"
+DRAIN_PID=$(drain_pid)
+check "1. SIGKILL the drain (pid ${DRAIN_PID:-none})" kill_pid KILL "$DRAIN_PID"
 load_stop
-check "1. serving again after the reset" wait_for 60 serving
+check "1. serving again after the reset" wait_for 60 serving_after_reset "$DRAIN_PID"
 
 # ---- 2. a backend in mid-deduct ----
 load_start backend
 check "2. load running" load_running
-VICTIM=
-for _ in $(seq 1 50); do
+# A backend in mid-deduct, looked for for at most 15 s (on a loaded machine
+# the load may still be reconnecting after the reset of step 1).
+victim_found() {
     VICTIM=$(q "SELECT pid FROM pg_stat_activity
                 WHERE application_name = 'pgbench' AND state = 'active'
-                  AND query LIKE '%hotstock.deduct%' LIMIT 1")
-    [ -n "$VICTIM" ] && break
-    sleep 0.05
-done
-check "2. SIGKILL a backend running hotstock.deduct (pid ${VICTIM:-none})" kill -KILL "${VICTIM:-0}"
+                  AND query LIKE '%hotstock.deduct%' LIMIT 1" 2>/dev/null)
+    [ -n "$VICTIM" ]
+}
+VICTIM=
+wait_for 15 victim_found
+DRAIN_PID=$(drain_pid)
+check "2. SIGKILL a backend running hotstock.deduct (pid ${VICTIM:-none})" kill_pid KILL "$VICTIM"
 load_stop
-check "2. serving again after the reset" wait_for 60 serving
+check "2. serving again after the reset" wait_for 60 serving_after_reset "$DRAIN_PID"
 
 # ---- 3. the postmaster ----
 load_start postmaster
 check "3. load running" load_running
 PM_PID=$(head -n 1 "$PGDATA_DIR/postmaster.pid" 2>/dev/null)
-CHILDREN=$(ps -o pid= --ppid "${PM_PID:-0}" 2>/dev/null | tr -d ' ')
-check "3. SIGKILL the postmaster (pid ${PM_PID:-none})" kill -KILL "${PM_PID:-0}"
+DRAIN_PID=$(drain_pid)
+CHILDREN=
+# (ps --ppid with an empty or 0 pid would list init and the kernel threads)
+[ -n "$PM_PID" ] && CHILDREN=$(ps -o pid= --ppid "$PM_PID" 2>/dev/null | tr -d ' ')
+check "3. SIGKILL the postmaster (pid ${PM_PID:-none})" kill_pid KILL "$PM_PID"
 load_stop # its orphaned backends exit once their clients are gone
 children_gone() {
     local p
@@ -121,18 +140,18 @@ children_gone() {
 }
 if ! wait_for 60 children_gone; then
     say "orphaned children of the killed postmaster still alive after 60 s: killing them"
-    for p in $CHILDREN; do kill -KILL "$p" 2>/dev/null; done
+    for p in $CHILDREN; do kill_pid KILL "$p" 2>/dev/null; done
     wait_for 10 children_gone
 fi
 check "3. cluster started again" cluster_start
-check "3. serving again" wait_for 60 serving
+check "3. serving again" wait_for 60 serving_after_reset "$DRAIN_PID"
 
 # ---- 4. hotstockd; the drain goes on from the files ----
 load_start daemon
 check "4. load running" load_running
 DAEMON_PID=$(q "SELECT daemon_pid FROM hotstock.status")
 DURABLE=$(q "SELECT durable_lsn FROM hotstock.status")
-check "4. SIGKILL hotstockd (pid ${DAEMON_PID:-none})" kill -KILL "${DAEMON_PID:-0}"
+check "4. SIGKILL hotstockd (pid ${DAEMON_PID:-none})" kill_pid KILL "$DAEMON_PID"
 load_stop
 check "4. deduct while the daemon is down fails with HS001" \
     bash -c "'$PSQL' -X -q -tA -v VERBOSITY=sqlstate -c \"SELECT hotstock.deduct('$SKU', 1, 'K$RUN_ID-down')\" 2>&1 | grep -q HS001"

@@ -95,6 +95,25 @@ as_pg() {
     fi
 }
 
+# kill_pid SIGNAL PID: send SIGNAL to the one process PID, which the test
+# found itself (a query, a pid file).  False, with nothing sent, unless PID
+# is a number above 1 naming a live process: an empty PID must never become
+# `kill 0` (the test's own process group) or a group kill.
+kill_pid() {
+    local sig=$1 pid=${2:-}
+    case $pid in
+        '' | *[!0-9]* | 0 | 1)
+            echo "kill_pid: no process to send SIG$sig to (pid '$pid')" >&2
+            return 1
+            ;;
+    esac
+    [ -d "/proc/$pid" ] || {
+        echo "kill_pid: pid $pid not found" >&2
+        return 1
+    }
+    kill -s "$sig" -- "$pid"
+}
+
 # wait_for SECONDS CMD...: poll CMD every 0.2 s; false after SECONDS.
 wait_for() {
     local limit=$1 i

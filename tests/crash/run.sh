@@ -26,11 +26,14 @@ MODE=${1:-quick}
 shift || true
 
 # One run per port at a time: take the first free port from 55442 on (a
-# lock file held for the whole run), and a base directory of its own, so
-# that two runs (two checkouts, or make check beside make crashtest) never
-# share a cluster.
+# lock file held for the whole run, and nothing else listening on it: a
+# cluster from make demo may), and a base directory of its own, so that two
+# runs (two checkouts, or make check beside make crashtest) never share a
+# cluster.
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 if [ -z "${CRASH_PORT:-}" ]; then
     for port in $(seq 55442 55461); do
+        port_busy "$port" && continue
         exec 9>"/tmp/hs-crash-$port.lock"
         if flock -n 9; then
             CRASH_PORT=$port

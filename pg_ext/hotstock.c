@@ -591,6 +591,19 @@ undo_actions(SubTransactionId subid)
             int32 qty;
             hs_result r = hs_refund(client, a->order_id, a->order_len, &lsn, &qty, NULL);
 
+            /*
+             * hotstock.synchronous covers the undo too: a ROLLBACK returns
+             * only once the compensating REFUND record is on disk, so a
+             * power loss cannot keep the deduct and drop its undo.
+             */
+            if (r == HS_OK && hotstock_synchronous && wait_durable_core(client, lsn, false) != HS_OK)
+                ereport(WARNING,
+                        (errcode(ERRCODE_HOTSTOCK_DAEMON_DOWN),
+                         errmsg("could not undo the deduction of order \"%s\" durably", a->order_id),
+                         errdetail("The undo is applied, but hotstockd stopped before its record was "
+                                   "synced: a crash may lose it, and the units then stay held back "
+                                   "until hotstock.refund('%s') succeeds.",
+                                   a->order_id)));
             if (r != HS_OK && r != HS_ALREADY_REFUNDED)
                 ereport(WARNING,
                         (errcode(ERRCODE_HOTSTOCK_DAEMON_DOWN),

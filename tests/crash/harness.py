@@ -31,7 +31,10 @@
 #                    when no power was lost since) is in the ledger once,
 #                    with its SKU and qty; no ledger row no client asked for;
 #                    no order refunded twice; every acknowledged refund
-#                    marked in the ledger; a ROLLBACK leaves nothing sold
+#                    marked in the ledger; a ROLLBACK leaves nothing sold,
+#                    unless a power loss after it kept the deduct's record
+#                    but erased the compensating refund's (never synced):
+#                    then the order is held back (undersold), counted
 #   quiescent        once drained, hotstock.stock == hotstock.available()
 #
 # Clients (crash_load.c, pq/crash_sqlload.c) log each acknowledged outcome
@@ -424,7 +427,7 @@ ORDER_RE = re.compile(r"^([cq])(\d+)\.(\d+)\.(\d+)\.(\d+)\.(\d+)$")
 
 def parse_logs(log_dir):
     ev = {"D": {}, "S": set(), "R": {}, "RF": set(), "TR": set(), "U": set(), "X": {}, "RW": 0,
-          "TX": set(), "V": [], "TA": {}, "A": {}, "A_sync": {}, "A_async": []}
+          "TX": set(), "V": [], "TA": {}, "A": {}, "A_sync": {}, "A_async": [], "XT": {}}
     for name in sorted(os.listdir(log_dir)):
         if not name.endswith(".log"):
             continue
@@ -451,6 +454,7 @@ def parse_logs(log_dir):
                     ev["U"].add(order)
                 elif kind == "X":
                     ev["X"][order] = result
+                    ev["XT"][order] = ts
                 elif kind == "TX":
                     ev["TX"].add(order)
                 elif kind == "V":
@@ -474,6 +478,7 @@ class Scenario:
         self.loads = 0  # load generations started (their client ids differ)
         self.seen = {}  # cumulative figures already charged to a fault
         self.powerloss_us = []  # times after which unsynced acks may be gone
+        self.powerloss_cuts = []  # (cut_us, durable_lsn) of each power loss, in order
         self.known_failures = set()
 
     def setup_skus(self):
@@ -484,6 +489,17 @@ class Scenario:
     def lossy(self, ts, sync):
         """May an acknowledgement at ts be gone (unsynchronous, power lost after)?"""
         return (not sync) and any(ts <= p for p in self.powerloss_us)
+
+    def compensation_lost(self, ts, lsn):
+        """A ROLLBACK acknowledged at ts undid its deduct (LSN lsn) with a
+        REFUND record appended after it and never waited for (pg_ext/
+        hotstock.c undo_actions).  True when the first power loss after ts
+        kept the deduct (lsn <= that cut's durable_lsn): the refund record,
+        whose LSN is higher, can then have been cut."""
+        for cut_us, durable in self.powerloss_cuts:
+            if ts <= cut_us:
+                return lsn <= durable
+        return False
 
 
 def quiesce(cluster, timeout=90):
@@ -563,13 +579,16 @@ def check_invariants(sc, stats):
             fails.append(f"acknowledged refund of {order} not in the ledger "
                          f"({'no row' if row is None else 'row not refunded'})")
     uncompensated = warned_rollbacks = 0
-    for order, (sku, qty, _, refunded, _) in ledger.items():
+    rb_lost = []  # (order, sku, qty): rolled back, compensation erased by a power loss
+    for order, (sku, qty, lsn, refunded, _) in ledger.items():
         if refunded and order not in ev["TR"] and order in ev["D"]:
             fails.append(f"order {order} was sold (acknowledged) and is refunded in the "
                          "ledger though no refund was asked")
         if order in ev["X"] and order not in ev["D"] and not refunded:
             if ev["X"][order].endswith("_warned"):
                 warned_rollbacks += 1  # the server said so: "could not undo"
+            elif sc.compensation_lost(ev["XT"][order], lsn):
+                rb_lost.append((order, sku, qty))  # proven below, or a failure
             else:
                 fails.append(f"order {order}: its transaction was rolled back, yet it is sold")
         if order in ev["TX"] and order not in ev["X"] and order not in ev["D"] and not refunded:
@@ -581,6 +600,24 @@ def check_invariants(sc, stats):
     stats["uncompensated_crashed_txn"] = uncompensated
     stats["refunds_true_not_applied"] = ev["RW"]
     stats["warned_rollbacks"] = warned_rollbacks
+
+    # held back by a lost compensation: only if the daemon, too, holds the
+    # order as deducted (nothing sells its units again) -- the per-SKU
+    # checks below then make sure the supply covers them on top of every
+    # sale the clients were told of
+    rb_units, rb_orders = {}, 0
+    if rb_lost:
+        ids = ",".join(f"'{o}'" for o, _, _ in rb_lost)
+        state = dict(c.sql(f"SELECT o, hotstock.order_status(o) FROM unnest(array[{ids}]) o"))
+        for order, sku, qty in rb_lost:
+            if state.get(order) != "deducted":
+                fails.append(f"order {order}: its transaction was rolled back, yet it is sold "
+                             f"in the ledger (the daemon says {state.get(order)!r})")
+            else:
+                rb_units[sku] = rb_units.get(sku, 0) + qty
+                rb_orders += 1
+    stats["rollbacks_lost_at_power_loss"] = rb_orders
+    stats["rollback_units_held"] = sum(rb_units.values())
 
     # counters: the ledger, the stock table and the daemon agree; nothing oversold
     held_total = 0
@@ -613,6 +650,10 @@ def check_invariants(sc, stats):
         if told > STOCK[sku] + restock_max:
             fails.append(f"{sku}: OVERSOLD: clients were told {told} units sold of "
                          f"{STOCK[sku] + restock_max}")
+        if rb_units.get(sku) and available > supply - told - rb_units[sku]:
+            fails.append(f"{sku}: {rb_units[sku]} units of rolled-back orders counted as held "
+                         f"back, but available {available} > supply {supply} - told sold {told} "
+                         f"- held {rb_units[sku]}: they are not held back")
         d = daemon.get(sku)
         if d is None:
             fails.append(f"{sku}: hotstock.available() has no answer")
@@ -755,6 +796,7 @@ def fault_power_loss(sc, c, load, it, note, fails):
     os.kill(dpid, signal.SIGCONT)
     wait_until("daemon dead", lambda: not pid_alive(dpid), 10)
     sc.powerloss_us.append(cut_us)
+    sc.powerloss_cuts.append((cut_us, durable))
     with open(os.path.join(c.log_dir, "powerloss"), "a") as f:
         f.write(f"{cut_us}\n")  # for a post-mortem check of a kept cluster
     if checkpoint > durable:
@@ -883,10 +925,15 @@ def live_iteration(sc, fault, it, res):
                            ("uncompensated_crashed_txn", "crashed transactions left sold"),
                            ("warned_rollbacks", "rollbacks not undone (warned)"),
                            ("refunds_true_not_applied", "refunds true but not applied (warned)"),
-                           ("lost_unsynced_deducts", "unsynchronous deductions lost")):
+                           ("lost_unsynced_deducts", "unsynchronous deductions lost"),
+                           ("rollbacks_lost_at_power_loss",
+                            "rolled-back deducts whose undo a power loss erased (held back)"),
+                           ("rollback_units_held", "units held back by them (undersold)")):
             delta = stats.get(key, 0) - sc.seen.get(key, 0)
             sc.seen[key] = stats.get(key, 0)
-            if delta > 0:
+            if delta > 0 and key.startswith("rollback"):
+                note.append(f"{delta} {label}")  # in this iteration's line and the table
+            elif delta > 0:
                 res.note(f"{delta} {label}")
     except Exception as e:  # noqa: BLE001
         fails.append(f"check: {e}")

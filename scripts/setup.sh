@@ -47,8 +47,18 @@ apt() {
         [ -n "$why" ] || why=$(tail -n 1 "$APT_LOG")
         die "$step failed: apt-get $* said: ${why:-nothing} — $hint (full output: $APT_LOG)"
     fi
-    rm -f "$APT_LOG"
 }
+# Kept when setup fails: the message points to it.
+trap '[ $? -ne 0 ] || rm -f "$APT_LOG"' EXIT
+
+# The build writes into the clone and the run folders live in it: say so
+# now, before anything is installed, rather than at the first compiler.
+STEP="checking the clone"
+probe=$REPO/.setup-write-probe.$$
+if ! (: >"$probe") 2>/dev/null; then
+    die "the clone $REPO is not writable by $(id -un): the build and the run folders go into it — clone it into a folder you can write"
+fi
+rm -f "$probe"
 
 STEP="finding the missing packages"
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
@@ -67,8 +77,13 @@ else
             die "missing packages: ${missing[*]} — run as root: apt-get install ${missing[*]} (or install sudo)"
         fi
         say "installing: ${missing[*]}"
-        apt "apt-get update" "check that this machine reaches its Debian mirror (/etc/apt/sources.list*), then run this again" \
-            update -qq
+        mirror_hint="check that this machine reaches its Debian mirror (/etc/apt/sources.list*), then run this again"
+        apt "apt-get update" "$mirror_hint" update -qq
+        # apt-get update exits 0 when it could not reach the mirror, with
+        # only a warning: look for it, or install would fail less clearly.
+        if [ -f "$APT_LOG" ] && grep -qE '^(W|E): (Failed to fetch|Some index files failed)' "$APT_LOG"; then
+            die "apt-get update failed: $(grep -E '^(W|E): Failed to fetch' "$APT_LOG" | head -n 1) — $mirror_hint"
+        fi
         apt "installing ${missing[*]}" "check the mirror and the disk space, or install them by hand: apt-get install ${missing[*]}" \
             install -y -qq --no-install-recommends "${missing[@]}"
         STEP="checking the installed packages"
@@ -87,8 +102,6 @@ command -v runuser >/dev/null 2>&1 || [ "$(id -u)" -ne 0 ] ||
 # ---- build ----
 STEP="building"
 cd "$REPO"
-[ -w "$REPO" ] && [ -w "$REPO/shmd" ] ||
-    die "the clone $REPO is not writable by $(id -un): the build writes into it — clone it into a folder you can write"
 # The top Makefile replaces PGXS's `check` recipe with its own; make warns
 # about that on every run.  Those two lines are expected: keep them out.
 quiet_make() {

@@ -435,8 +435,11 @@ test_ring_salvage(void)
     for (int i = 0; i < NSKU; i++)
         expect[i] = STOCK;
 
-    /* nothing spills from here on */
-    CHECK_EQ(kill(d.pid, SIGSTOP), 0);
+    /* nothing spills from here on: SIGSTOP is delivered asynchronously, so
+     * wait until every thread of the daemon has stopped (on a loaded
+     * machine the spiller could otherwise spill the whole loop below, and
+     * nothing would be left for the salvage) */
+    CHECK_EQ(hsd_ctl_pause(&d), 0);
     t0 = hs_test_seconds();
     for (int j = 0; j < n; j++) {
         int i = j % NSKU, qty = 1 + j % 2;
@@ -739,7 +742,7 @@ test_spill_throughput(void)
            n, secs * 1000, n / secs, full);
 
     /* the spiller alone: a backlog published while it is stopped */
-    CHECK_EQ(kill(d.pid, SIGSTOP), 0);
+    CHECK_EQ(hsd_ctl_pause(&d), 0);
     for (int j = 0; j < backlog; j++) {
         sku_name(j % NSKU, sku);
         order_name("b", j, order);
@@ -749,7 +752,7 @@ test_spill_throughput(void)
             errors++;
     }
     t0 = hs_test_seconds();
-    CHECK_EQ(kill(d.pid, SIGCONT), 0);
+    hsd_ctl_resume(&d);
     CHECK_EQ(errors, 0);
     CHECK_EQ(hs_wait_durable(c, last, 30000), HS_OK);
     secs = hs_test_seconds() - t0;

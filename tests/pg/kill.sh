@@ -126,23 +126,26 @@ load_start postmaster
 check "3. load running" load_running
 PM_PID=$(head -n 1 "$PGDATA_DIR/postmaster.pid" 2>/dev/null)
 DRAIN_PID=$(drain_pid)
-CHILDREN=
-# (ps --ppid with an empty or 0 pid would list init and the kernel threads)
-[ -n "$PM_PID" ] && CHILDREN=$(ps -o pid= --ppid "$PM_PID" 2>/dev/null | tr -d ' ')
+CHILDREN=$(children_of "$PM_PID")
+check "3. the postmaster has children to orphan (${CHILDREN//$'\n'/ })" test -n "$CHILDREN"
 check "3. SIGKILL the postmaster (pid ${PM_PID:-none})" kill_pid KILL "$PM_PID"
 load_stop # its orphaned backends exit once their clients are gone
 children_gone() {
     local p
     for p in $CHILDREN; do
-        kill -0 "$p" 2>/dev/null && return 1
+        pid_gone "$p" || return 1
     done
     return 0
 }
 if ! wait_for 60 children_gone; then
     say "orphaned children of the killed postmaster still alive after 60 s: killing them"
-    for p in $CHILDREN; do kill_pid KILL "$p" 2>/dev/null; done
+    for p in $CHILDREN; do pid_gone "$p" || kill_pid KILL "$p"; done
     wait_for 10 children_gone
 fi
+# A new postmaster refuses to start while the old pid still answers
+# kill(pid, 0), as a zombie does until init reaps it (on some machines
+# seconds later): wait until it has left the process table.
+check "3. the killed postmaster has been reaped" wait_for 60 pid_reaped "$PM_PID"
 check "3. cluster started again" cluster_start
 check "3. serving again" wait_for 60 serving_after_reset "$DRAIN_PID"
 

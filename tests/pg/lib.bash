@@ -114,6 +114,32 @@ kill_pid() {
     kill -s "$sig" -- "$pid"
 }
 
+# children_of PID: the pids of PID's children, one a line, from /proc (no
+# ps: a minimal machine has no procps).  Nothing for an empty PID.
+children_of() {
+    local f rest
+    case ${1:-} in '' | *[!0-9]*) return 0 ;; esac
+    for f in /proc/[0-9]*/stat; do
+        read -r rest <"$f" 2>/dev/null || continue
+        rest=${rest##*) } # after "pid (comm) ": "state ppid ..."
+        rest=${rest#* }
+        [ "${rest%% *}" = "$1" ] && { f=${f#/proc/}; echo "${f%/stat}"; }
+    done
+    return 0
+}
+
+# pid_gone PID: PID has exited (no such process, or a zombie).
+pid_gone() {
+    local st
+    [ -e "/proc/$1" ] || return 0
+    st=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+    st=${st##*) }
+    [ "${st%% *}" = Z ]
+}
+
+# pid_reaped PID: PID is not in the process table at all (not even a zombie).
+pid_reaped() { [ ! -e "/proc/$1" ]; }
+
 # wait_for SECONDS CMD...: poll CMD every 0.2 s; false after SECONDS.
 wait_for() {
     local limit=$1 i

@@ -48,7 +48,7 @@ LOG=${FRESH_LOG:-$FRESH_CACHE/logs}
 DEMO_PORT=${FRESH_DEMO_PORT:-55482}
 CHECK_PORT=${FRESH_CHECK_PORT:-55483}
 # The demo in the root: the README's command with a smaller sale.
-DEMO_ENV=${FRESH_DEMO_ENV:-DEMO_STOCK=2000 DEMO_ATTEMPTS=20000}
+DEMO_ENV=${FRESH_DEMO_ENV:-DEMO_STOCK=3000 DEMO_ATTEMPTS=4500}
 T0=$(date +%s)
 
 say() { printf '%s: %s\n' "$ME" "$*"; }

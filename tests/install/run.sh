@@ -44,7 +44,9 @@ ME=install
 FRESH_CACHE=${FRESH_CACHE:-/var/tmp/hotstock-fresh}
 BASE=$FRESH_CACHE/base
 ROOT=$FRESH_CACHE/run-$$
-LOG=${FRESH_LOG:-$FRESH_CACHE/logs}
+# Each run's logs in a folder of its own (two runs may overlap); the five
+# newest are kept.
+LOG=${FRESH_LOG:-$FRESH_CACHE/logs/$(date +%Y%m%d-%H%M%S)-$$}
 DEMO_PORT=${FRESH_DEMO_PORT:-55482}
 CHECK_PORT=${FRESH_CHECK_PORT:-55483}
 # The demo in the root: the README's command with a smaller sale.
@@ -76,6 +78,7 @@ give_up() {
 
 [ "$(id -u)" -eq 0 ] || give_up "the clean-install test needs root (debootstrap, mount, chroot); run: sudo make check-fresh"
 mkdir -p "$FRESH_CACHE" "$LOG" || give_up "cannot create $FRESH_CACHE"
+ls -1d "$FRESH_CACHE"/logs/*/ 2>/dev/null | head -n -5 | xargs -r rm -rf --
 
 # ---- the base root, made once ----
 host_mirror() {

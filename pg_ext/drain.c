@@ -71,7 +71,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "hotstock.h"
+#include "hotstock_ext.h"
 
 /* Log the same problem again at most this often. */
 #define DRAIN_LOG_INTERVAL_MS 10000

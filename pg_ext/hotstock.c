@@ -80,7 +80,7 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-#include "hotstock.h"
+#include "hotstock_ext.h"
 
 PG_MODULE_MAGIC;
 

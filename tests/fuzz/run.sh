@@ -37,8 +37,11 @@ if [ -z "$CC_FUZZ" ]; then
 fi
 
 mkdir -p "$BUILD"
-SRCS="$REPO/shmd/queue_file.c $REPO/shmd/segment.c"
-CFLAGS="-g -O1 -std=gnu11 -D_GNU_SOURCE -I$REPO/shmd -fno-omit-frame-pointer"
+# the queue format's reader and writer and the helpers they use (the
+# Makefile's shmd/format and shmd/lib rooms)
+QF_SRC=$REPO/shmd/format/queue_file.c
+SRCS="$QF_SRC $REPO/shmd/lib/segment.c"
+CFLAGS="-g -O1 -std=gnu11 -D_GNU_SOURCE -I$REPO/shmd/include -I$REPO/shmd/lib -I$REPO/shmd/format -fno-omit-frame-pointer"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 
 # Rebuild when a source is newer than the binary.
@@ -46,7 +49,7 @@ needs_build() {
     local bin=$1
     shift
     [ -x "$bin" ] || return 0
-    for f in "$@" "$REPO"/shmd/*.h; do
+    for f in "$@" "$REPO"/shmd/*/*.h; do
         [ "$f" -nt "$bin" ] && return 0
     done
     return 1
@@ -57,9 +60,9 @@ needs_build() {
 if needs_build "$BUILD/fuzz_queue" "$HERE/fuzz_queue.c" "$HERE/bufcache.c" "$HERE/bufcache.h" $SRCS; then
     # shellcheck disable=SC2086
     if ! { "$CC_FUZZ" $CFLAGS $SAN -fsanitize=fuzzer-no-link -include "$HERE/bufcache.h" \
-        -c -o "$BUILD/queue_file.o" "$REPO/shmd/queue_file.c" &&
+        -c -o "$BUILD/queue_file.o" "$QF_SRC" &&
         "$CC_FUZZ" $CFLAGS $SAN -fsanitize=fuzzer -o "$BUILD/fuzz_queue" \
-            "$HERE/fuzz_queue.c" "$HERE/bufcache.c" "$BUILD/queue_file.o" "$REPO/shmd/segment.c" \
+            "$HERE/fuzz_queue.c" "$HERE/bufcache.c" "$BUILD/queue_file.o" "$REPO/shmd/lib/segment.c" \
             -lpthread; } 2>"$BUILD/build.log"; then
         cat "$BUILD/build.log" >&2
         say "could not build the fuzz target (is libclang-rt-dev installed?)"

@@ -1,6 +1,6 @@
 /*-------------------------------------------------------------------------
  *
- * hotstock.h
+ * hotstock_ext.h
  *      Internal interface between the two halves of the hotstock extension:
  *      hotstock.c (GUCs, SQL functions, transaction callbacks) and drain.c
  *      (the "hotstock drain" background worker).
@@ -28,7 +28,7 @@
 #include "datatype/timestamp.h"
 #include "storage/spin.h"
 
-#include "shmd/hotstock.h"
+#include "hotstock.h"
 
 /*
  * SQLSTATEs of our own, class "HS" (documented in pg_ext/README.md).

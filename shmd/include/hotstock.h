@@ -35,26 +35,61 @@ extern "C" {
 
 #define HS_SKU_MAX 63
 #define HS_ORDER_ID_MAX 63
-#define HS_QTY_MAX 1000000         /* largest qty of one deduction */
+#define HS_QTY_MAX 1000000                  /* largest qty of one deduction */
 #define HS_STOCK_MAX INT64_C(1000000000000) /* largest stock of one SKU */
 
 typedef uint64_t hs_lsn;
 
+/* header.state */
+typedef enum hs_segment_state {
+    HS_SEGMENT_STARTING = 1, /* being built by the daemon */
+    HS_SEGMENT_READY = 2,    /* serving */
+    HS_SEGMENT_STOPPING = 3, /* clean stop in progress: no new work */
+    HS_SEGMENT_DEAD = 4      /* fenced by a newer daemon: re-attach */
+} hs_segment_state;
+
+/* Record types, in the ring and in the queue files alike. */
+typedef enum hs_record_type {
+    HS_REC_DEDUCT = 1,    /* qty > 0 units of sku taken by order_id */
+    HS_REC_REFUND = 2,    /* qty > 0 units of sku given back by order_id */
+    HS_REC_PUT_SKU = 3,   /* sku created or reset: qty = delta applied */
+    HS_REC_ADD_STOCK = 4, /* restock/withdraw: qty = delta applied */
+    HS_REC_NOOP = 5       /* an abandoned LSN: keeps the LSN sequence dense */
+} hs_record_type;
+
+enum hs_sku_slot_state {
+    HS_SKU_EMPTY = 0,
+    HS_SKU_INSERTING = 1,
+    HS_SKU_READY = 2,
+    HS_SKU_DEAD = 3 /* insert abandoned by a dead process; never matches */
+};
+
+enum hs_order_slot_state {
+    HS_ORDER_EMPTY = 0,
+    HS_ORDER_INSERTING = 1,
+    HS_ORDER_PENDING = 2,   /* a deduct is in flight (owner pid) */
+    HS_ORDER_DEDUCTED = 3,  /* deducted; counter and record done */
+    HS_ORDER_FAILED = 4,    /* last deduct failed (sold out, ...); retryable */
+    HS_ORDER_REFUNDING = 5, /* a refund is in flight or claimed (owner pid) */
+    HS_ORDER_REFUNDED = 6,
+    HS_ORDER_DEAD = 7 /* insert abandoned by a dead process; never matches */
+};
+
 typedef enum hs_result {
-    HS_OK = 0,              /* done */
-    HS_DUPLICATE,           /* deduct: this order id was deducted already (a retry) */
-    HS_SOLD_OUT,            /* deduct: not enough available */
-    HS_UNKNOWN_SKU,         /* no such SKU in the segment */
-    HS_NOT_FOUND,           /* refund/status: order id not in the order index */
-    HS_ALREADY_REFUNDED,    /* refund: refunded before; deduct: order id was refunded */
-    HS_ORDER_MISMATCH,      /* deduct retry with another SKU or qty than the original */
-    HS_QUEUE_FULL,          /* ring full: the spiller is behind; retry */
-    HS_TABLE_FULL,          /* SKU table or order index full */
-    HS_BAD_ARGUMENT,        /* empty/oversized string, qty out of range */
-    HS_DAEMON_DOWN,         /* no daemon serves the segment (or it died mid-call) */
-    HS_VERSION_MISMATCH,    /* segment of another layout version or magic */
-    HS_IO_ERROR,            /* a system call failed; see hs_last_error() */
-    HS_EVICTED_CHANGED,     /* hs_deduct_checked: more orders were evicted than checked */
+    HS_OK = 0,           /* done */
+    HS_DUPLICATE,        /* deduct: this order id was deducted already (a retry) */
+    HS_SOLD_OUT,         /* deduct: not enough available */
+    HS_UNKNOWN_SKU,      /* no such SKU in the segment */
+    HS_NOT_FOUND,        /* refund/status: order id not in the order index */
+    HS_ALREADY_REFUNDED, /* refund: refunded before; deduct: order id was refunded */
+    HS_ORDER_MISMATCH,   /* deduct retry with another SKU or qty than the original */
+    HS_QUEUE_FULL,       /* ring full: the spiller is behind; retry */
+    HS_TABLE_FULL,       /* SKU table or order index full */
+    HS_BAD_ARGUMENT,     /* empty/oversized string, qty out of range */
+    HS_DAEMON_DOWN,      /* no daemon serves the segment (or it died mid-call) */
+    HS_VERSION_MISMATCH, /* segment of another layout version or magic */
+    HS_IO_ERROR,         /* a system call failed; see hs_last_error() */
+    HS_EVICTED_CHANGED,  /* hs_deduct_checked: more orders were evicted than checked */
     HS_RESULT_COUNT_
 } hs_result;
 
@@ -113,8 +148,8 @@ hs_result hs_deduct_checked(hs_client *c, const char *sku, size_t sku_len, int32
  *   HS_QUEUE_FULL, HS_DAEMON_DOWN: nothing changed.
  * The REFUND record is appended before the counter is raised.
  */
-hs_result hs_refund(hs_client *c, const char *order_id, size_t order_len, hs_lsn *lsn,
-                    int32_t *qty, char *sku_out);
+hs_result hs_refund(hs_client *c, const char *order_id, size_t order_len, hs_lsn *lsn, int32_t *qty,
+                    char *sku_out);
 
 /*
  * Two-phase refund for a refund inside a transaction: claim now (the order
@@ -155,9 +190,9 @@ hs_result hs_available(hs_client *c, const char *sku, size_t sku_len, int64_t *a
 
 typedef enum hs_order_state {
     HS_ORDER_STATE_UNKNOWN = 0,
-    HS_ORDER_STATE_DEDUCTED = 1,  /* includes a refund claimed but not committed */
+    HS_ORDER_STATE_DEDUCTED = 1, /* includes a refund claimed but not committed */
     HS_ORDER_STATE_REFUNDED = 2,
-    HS_ORDER_STATE_PENDING = 3    /* a deduction is in flight right now */
+    HS_ORDER_STATE_PENDING = 3 /* a deduction is in flight right now */
 } hs_order_state;
 
 /* State of order_id in the index; HS_NOT_FOUND when absent.  sku_out and
@@ -204,15 +239,15 @@ hs_result hs_get_status(hs_client *c, hs_status *out);
 /* One decoded queue record. */
 typedef struct hs_record {
     hs_lsn lsn;
-    uint8_t type;  /* hs_record_type in segment.h: 1 deduct, 2 refund, 3 put_sku,
-                      4 add_stock, 5 noop */
+    uint8_t type; /* hs_record_type in segment.h: 1 deduct, 2 refund, 3 put_sku,
+                     4 add_stock, 5 noop */
     uint8_t flags;
     uint8_t sku_len;
     uint8_t order_len;
     int64_t qty; /* qty (deduct, refund) or signed delta (put_sku, add_stock) */
     uint64_t xid;
-    uint64_t timestamp_us; /* unix microseconds */
-    char sku[HS_SKU_MAX + 1];          /* NUL-terminated */
+    uint64_t timestamp_us;              /* unix microseconds */
+    char sku[HS_SKU_MAX + 1];           /* NUL-terminated */
     char order_id[HS_ORDER_ID_MAX + 1]; /* NUL-terminated; empty for stock records */
 } hs_record;
 

@@ -37,10 +37,11 @@ if [ -z "$CC_FUZZ" ]; then
 fi
 
 mkdir -p "$BUILD"
+: >"$BUILD/build.log"
 # the queue format's reader and writer and the helpers they use (the
 # Makefile's shmd/format and shmd/lib rooms)
-QF_SRC=$REPO/shmd/format/queue_file.c
-SRCS="$QF_SRC $REPO/shmd/lib/segment.c"
+QF_SRCS="$REPO/shmd/format/queue_file.c $REPO/shmd/format/queue_scan.c $REPO/shmd/format/queue_reader.c $REPO/shmd/format/queue_writer.c"
+SRCS="$QF_SRCS $REPO/shmd/lib/util.c"
 CFLAGS="-g -O1 -std=gnu11 -D_GNU_SOURCE -I$REPO/shmd/include -I$REPO/shmd/lib -I$REPO/shmd/format -fno-omit-frame-pointer"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 
@@ -55,15 +56,23 @@ needs_build() {
     return 1
 }
 
-# queue_file.c gets bufcache.h forced in (its 1 MiB read windows are
-# recycled instead of mmap'ed afresh by ASan on every scan: ~4x faster).
+# The queue format's files get bufcache.h forced in (their 1 MiB read
+# windows are recycled instead of mmap'ed afresh by ASan on every scan: ~4x
+# faster).
 if needs_build "$BUILD/fuzz_queue" "$HERE/fuzz_queue.c" "$HERE/bufcache.c" "$HERE/bufcache.h" $SRCS; then
+    objs=()
+    ok=1
+    for src in $QF_SRCS; do
+        obj=$BUILD/$(basename "$src" .c).o
+        objs+=("$obj")
+        # shellcheck disable=SC2086
+        "$CC_FUZZ" $CFLAGS $SAN -fsanitize=fuzzer-no-link -include "$HERE/bufcache.h" \
+            -c -o "$obj" "$src" 2>>"$BUILD/build.log" || ok=0
+    done
     # shellcheck disable=SC2086
-    if ! { "$CC_FUZZ" $CFLAGS $SAN -fsanitize=fuzzer-no-link -include "$HERE/bufcache.h" \
-        -c -o "$BUILD/queue_file.o" "$QF_SRC" &&
-        "$CC_FUZZ" $CFLAGS $SAN -fsanitize=fuzzer -o "$BUILD/fuzz_queue" \
-            "$HERE/fuzz_queue.c" "$HERE/bufcache.c" "$BUILD/queue_file.o" "$REPO/shmd/lib/segment.c" \
-            -lpthread; } 2>"$BUILD/build.log"; then
+    if [ $ok = 0 ] || ! "$CC_FUZZ" $CFLAGS $SAN -fsanitize=fuzzer -o "$BUILD/fuzz_queue" \
+        "$HERE/fuzz_queue.c" "$HERE/bufcache.c" "${objs[@]}" "$REPO/shmd/lib/util.c" \
+        -lpthread 2>>"$BUILD/build.log"; then
         cat "$BUILD/build.log" >&2
         say "could not build the fuzz target (is libclang-rt-dev installed?)"
         echo "0 passed, 1 failed"

@@ -494,46 +494,6 @@ hsd_retire_old(hsd_daemon *d, hsd_old_segment *old)
     return 0;
 }
 
-/* fdatasync every queue file and the queue directory: the previous daemon
- * (or a writer that failed) may have left records written but not synced. */
-int
-hsd_sync_queue_files(const char *dir)
-{
-    hs_qf_file *files;
-    char qdir[PATH_MAX + 16];
-    int n, fd;
-
-    n = hs_qf_list(dir, &files);
-    if (n < 0) {
-        hsd_log(HSD_ERROR, "%s", hs_last_error());
-        return -1;
-    }
-    for (int i = 0; i < n; i++) {
-        fd = open(files[i].path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || fdatasync(fd) != 0) {
-            hsd_log(HSD_ERROR, "cannot fdatasync queue file %s: %s", files[i].path,
-                    strerror(errno));
-            if (fd >= 0)
-                close(fd);
-            free(files);
-            return -1;
-        }
-        close(fd);
-    }
-    free(files);
-    snprintf(qdir, sizeof(qdir), "%s/%s", dir, HS_QF_SUBDIR);
-    fd = open(qdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        if (fsync(fd) != 0) {
-            hsd_log(HSD_ERROR, "cannot fsync directory %s: %s", qdir, strerror(errno));
-            close(fd);
-            return -1;
-        }
-        close(fd);
-    }
-    return 0;
-}
-
 /*-------------------------------------------------------------------------
  * The new segment
  *-------------------------------------------------------------------------

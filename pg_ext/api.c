@@ -213,7 +213,7 @@ hotstock_deduct(PG_FUNCTION_ARGS)
         hs_lsn evicted_lsn = hs_evicted_lsn(c);
 
         if (evicted_lsn > 0) {
-            hs_order_state state;
+            hs_order_status_code state;
 
             r = hs_order_status(c, order_id, order_len, &state, NULL, NULL);
             if (r == HS_NOT_FOUND) {
@@ -346,7 +346,7 @@ hotstock_order_status(PG_FUNCTION_ARGS)
     const char *order_id;
     size_t order_len;
     hs_client *c;
-    hs_order_state state = HS_ORDER_STATE_UNKNOWN;
+    hs_order_status_code state = HS_ORDER_STATUS_UNKNOWN;
     hs_result r;
     const char *answer;
 
@@ -355,7 +355,7 @@ hotstock_order_status(PG_FUNCTION_ARGS)
 
     for (int waited = 0;; waited++) {
         r = hs_order_status(c, order_id, order_len, &state, NULL, NULL);
-        if (r != HS_OK || state != HS_ORDER_STATE_PENDING || waited >= HS_PENDING_WAIT_MS)
+        if (r != HS_OK || state != HS_ORDER_STATUS_PENDING || waited >= HS_PENDING_WAIT_MS)
             break;
         CHECK_FOR_INTERRUPTS();
         pg_usleep(1000L);
@@ -372,13 +372,13 @@ hotstock_order_status(PG_FUNCTION_ARGS)
         hotstock_raise(r, pnstrdup(order_id, order_len));
     else {
         switch (state) {
-        case HS_ORDER_STATE_DEDUCTED:
+        case HS_ORDER_STATUS_DEDUCTED:
             answer = "deducted";
             break;
-        case HS_ORDER_STATE_REFUNDED:
+        case HS_ORDER_STATUS_REFUNDED:
             answer = "refunded";
             break;
-        case HS_ORDER_STATE_PENDING:
+        case HS_ORDER_STATUS_PENDING:
             answer = "pending";
             break;
         default:
@@ -421,7 +421,7 @@ hotstock_status_info(PG_FUNCTION_ARGS)
     hotstock_check_database();
     (void)hotstock_try_attach();
     if (hotstock_backend_client != NULL && hs_get_status(hotstock_backend_client, &st) == HS_OK &&
-        st.state == 2)
+        st.state == HS_SEGMENT_READY)
         up = true;
 
     SpinLockAcquire(&hotstock_drain_shared->mutex);

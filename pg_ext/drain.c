@@ -260,7 +260,7 @@ drain_daemon_status(hs_status *st)
             return false;
         }
     }
-    return hs_get_status(drain_client, st) == HS_OK && st->state == 2 /* HS_SEGMENT_READY */;
+    return hs_get_status(drain_client, st) == HS_OK && st->state == HS_SEGMENT_READY;
 }
 
 /* applied_lsn from hotstock.drain_state, its row locked till commit. */

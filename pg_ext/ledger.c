@@ -384,7 +384,7 @@ hotstock_ledger_apply(const hs_record *records, int n, MemoryContext batch_conte
         TimestampTz at = hotstock_unix_us_to_timestamptz(rec->timestamp_us);
         bool found;
 
-        if (rec->type == 5 /* HS_REC_NOOP */)
+        if (rec->type == HS_REC_NOOP)
             continue;
 
         delta = hash_search(skus, rec->sku, HASH_ENTER, &found);
@@ -396,7 +396,7 @@ hotstock_ledger_apply(const hs_record *records, int n, MemoryContext batch_conte
         delta->at = at;
 
         switch (rec->type) {
-        case 1: /* HS_REC_DEDUCT */
+        case HS_REC_DEDUCT:
             delta->available -= rec->qty;
             delta->sold += rec->qty;
             d_order[nd] = CStringGetTextDatum(rec->order_id);
@@ -406,7 +406,7 @@ hotstock_ledger_apply(const hs_record *records, int n, MemoryContext batch_conte
             d_at[nd] = TimestampTzGetDatum(at);
             nd++;
             break;
-        case 2: /* HS_REC_REFUND */
+        case HS_REC_REFUND:
             delta->available += rec->qty;
             delta->sold -= rec->qty;
             r_order[nr] = CStringGetTextDatum(rec->order_id);
@@ -415,8 +415,8 @@ hotstock_ledger_apply(const hs_record *records, int n, MemoryContext batch_conte
             r_at[nr] = TimestampTzGetDatum(at);
             nr++;
             break;
-        case 3: /* HS_REC_PUT_SKU */
-        case 4: /* HS_REC_ADD_STOCK */
+        case HS_REC_PUT_SKU:
+        case HS_REC_ADD_STOCK:
             delta->available += rec->qty;
             break;
         default:

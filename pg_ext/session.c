@@ -146,7 +146,7 @@ hotstock_wait_durable_core(hs_client *c, hs_lsn lsn, bool interruptible)
          * still answers for our LSN; if it does not cover it, we stop
          * rather than wait on an LSN the new generation may reuse.
          */
-        if (hs_get_status(c, &st) != HS_OK || st.state != 2 /* HS_SEGMENT_READY */)
+        if (hs_get_status(c, &st) != HS_OK || st.state != HS_SEGMENT_READY)
             return HS_DAEMON_DOWN;
         if (st.durable_lsn >= lsn)
             return HS_OK;

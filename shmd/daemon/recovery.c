@@ -78,7 +78,7 @@ typedef struct hsd_order_entry {
     uint32_t sku_off;
     uint8_t id_len;
     uint8_t sku_len;
-    uint8_t state; /* HS_ORDER_DEDUCTED or HS_ORDER_REFUNDED */
+    uint8_t state; /* HS_INDEX_DEDUCTED or HS_INDEX_REFUNDED */
 } hsd_order_entry;
 
 typedef struct hsd_order_map {
@@ -217,7 +217,7 @@ hsd_order_map_put(hsd_order_map *m, const hs_record *rec)
     }
     e->lsn = rec->lsn;
     e->qty = rec->qty;
-    e->state = rec->type == HS_REC_DEDUCT ? HS_ORDER_DEDUCTED : HS_ORDER_REFUNDED;
+    e->state = rec->type == HS_REC_DEDUCT ? HS_INDEX_DEDUCTED : HS_INDEX_REFUNDED;
     return 0;
 }
 

@@ -147,7 +147,7 @@ hs_order_install(hs_header *h, const char *order_id, size_t len, uint32_t sku_in
     hs_order_slot *table = hs_order_table(h);
 
     if (!valid_len(order_id, len, HS_ORDER_ID_MAX) ||
-        (state != HS_ORDER_DEDUCTED && state != HS_ORDER_FAILED && state != HS_ORDER_REFUNDED)) {
+        (state != HS_INDEX_DEDUCTED && state != HS_INDEX_FAILED && state != HS_INDEX_REFUNDED)) {
         hs_set_error("cannot install order: bad id length %zu or state %d", len, (int)state);
         return HS_BAD_ARGUMENT;
     }
@@ -156,7 +156,7 @@ hs_order_install(hs_header *h, const char *order_id, size_t len, uint32_t sku_in
         hs_order_slot *o = &table[k];
         uint64_t w = atomic_load_explicit(&o->state, memory_order_relaxed);
 
-        if (HS_STATE_OF(w) == HS_ORDER_EMPTY) {
+        if (HS_STATE_OF(w) == HS_INDEX_EMPTY) {
             o->hash = hash;
             o->order_len = (uint8_t)len;
             memcpy(o->order_id, order_id, len);
@@ -166,14 +166,14 @@ hs_order_install(hs_header *h, const char *order_id, size_t len, uint32_t sku_in
             /* Relaxed: the segment is published as a whole by the release
              * store of READY in the header. */
             atomic_store_explicit(&o->recorded, recorded, memory_order_relaxed);
-            atomic_store_explicit(&o->deducted_lsn, state == HS_ORDER_DEDUCTED ? recorded : 0,
+            atomic_store_explicit(&o->deducted_lsn, state == HS_INDEX_DEDUCTED ? recorded : 0,
                                   memory_order_relaxed);
             atomic_store_explicit(&o->state, HS_STATE_WORD(state, 0), memory_order_relaxed);
             atomic_fetch_add_explicit(&h->order_count, 1, memory_order_relaxed);
             *index = k;
             return HS_OK;
         }
-        if (HS_STATE_OF(w) != HS_ORDER_DEAD && o->hash == hash && o->order_len == len &&
+        if (HS_STATE_OF(w) != HS_INDEX_DEAD && o->hash == hash && o->order_len == len &&
             memcmp(o->order_id, order_id, len) == 0) {
             *index = k;
             return HS_DUPLICATE;

@@ -95,7 +95,7 @@ typedef struct owner_wait {
 
 /* What to insert when the order id is absent. */
 typedef struct order_insert {
-    enum hs_order_slot_state state; /* HS_ORDER_PENDING or HS_ORDER_REFUNDING */
+    enum hs_order_slot_state state; /* HS_INDEX_PENDING or HS_INDEX_REFUNDING */
     uint32_t sku_index;
     int32_t qty;
 } order_insert;

@@ -39,7 +39,7 @@ hs_result
 hs_deduct_checked(hs_client *c, const char *sku, size_t sku_len, int32_t qty, const char *order_id,
                   size_t order_len, uint64_t xid, hs_lsn evicted_checked, hs_lsn *lsn)
 {
-    const order_insert ins = {HS_ORDER_PENDING, 0, qty};
+    const order_insert ins = {HS_INDEX_PENDING, 0, qty};
     order_insert mine;
     hs_header *h;
     hs_sku_slot *s;
@@ -113,7 +113,7 @@ hs_deduct_checked(hs_client *c, const char *sku, size_t sku_len, int32_t qty, co
         unsigned state = HS_STATE_OF(w);
         int step;
 
-        if (state == HS_ORDER_DEDUCTED || state == HS_ORDER_REFUNDING) {
+        if (state == HS_INDEX_DEDUCTED || state == HS_INDEX_REFUNDING) {
             if (o->sku_index != si || o->qty != qty) {
                 hs_set_error("order %.*s was deducted with another sku or qty (%d)", (int)order_len,
                              order_id, (int)o->qty);
@@ -121,12 +121,12 @@ hs_deduct_checked(hs_client *c, const char *sku, size_t sku_len, int32_t qty, co
             }
             return HS_DUPLICATE;
         }
-        if (state == HS_ORDER_REFUNDED)
+        if (state == HS_INDEX_REFUNDED)
             return HS_ALREADY_REFUNDED;
-        if (state == HS_ORDER_FAILED) {
+        if (state == HS_INDEX_FAILED) {
             /* A retry after a failed attempt.  acq_rel: we own it now. */
             if (atomic_compare_exchange_strong_explicit(
-                    &o->state, &w, HS_STATE_WORD(HS_ORDER_PENDING, self_pid()),
+                    &o->state, &w, HS_STATE_WORD(HS_INDEX_PENDING, self_pid()),
                     memory_order_acq_rel, memory_order_relaxed)) {
                 o->sku_index = si;
                 o->qty = qty;
@@ -169,7 +169,7 @@ hs_deduct_checked(hs_client *c, const char *sku, size_t sku_len, int32_t qty, co
     atomic_store_explicit(&o->deducted_lsn, at, memory_order_relaxed);
     /* Release: publishes deducted_lsn with DEDUCTED; pairs with the
      * acquire load of retries, refunds and waiters. */
-    atomic_store_explicit(&o->state, HS_STATE_WORD(HS_ORDER_DEDUCTED, 0), memory_order_release);
+    atomic_store_explicit(&o->state, HS_STATE_WORD(HS_INDEX_DEDUCTED, 0), memory_order_release);
     if (lsn != NULL)
         *lsn = at;
     return HS_OK;

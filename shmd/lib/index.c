@@ -154,7 +154,7 @@ sku_lookup(hs_client *c, hs_header *h, const char *sku, size_t len, bool create,
 static inline bool
 order_owned_state(unsigned state)
 {
-    return state == HS_ORDER_PENDING || state == HS_ORDER_REFUNDING;
+    return state == HS_INDEX_PENDING || state == HS_INDEX_REFUNDING;
 }
 
 /*
@@ -186,13 +186,13 @@ order_probe(const hs_client *c, hs_header *h, const char *order_id, size_t len,
             uint64_t w = atomic_load_explicit(&o->state, memory_order_acquire);
             unsigned state = HS_STATE_OF(w);
 
-            if (state == HS_ORDER_EMPTY) {
+            if (state == HS_INDEX_EMPTY) {
                 if (ins == NULL)
                     return HS_NOT_FOUND;
                 /* acq_rel: we own the slot from here; on failure we look at
                  * the winner's word (acquire). */
                 if (!atomic_compare_exchange_strong_explicit(
-                        &o->state, &w, HS_STATE_WORD(HS_ORDER_INSERTING, me), memory_order_acq_rel,
+                        &o->state, &w, HS_STATE_WORD(HS_INDEX_INSERTING, me), memory_order_acq_rel,
                         memory_order_acquire))
                     continue;
                 o->hash = hash;
@@ -213,7 +213,7 @@ order_probe(const hs_client *c, hs_header *h, const char *order_id, size_t len,
                 *inserted = true;
                 return HS_OK;
             }
-            if (state == HS_ORDER_INSERTING) {
+            if (state == HS_INDEX_INSERTING) {
                 /* The key is not written yet and may be ours: wait. */
                 int step = owner_wait_step(c, h, &ow, w, &r);
                 if (step < 0)
@@ -221,11 +221,11 @@ order_probe(const hs_client *c, hs_header *h, const char *order_id, size_t len,
                 if (step > 0)
                     /* acq_rel; see hs_sku_find(). */
                     atomic_compare_exchange_strong_explicit(
-                        &o->state, &w, HS_STATE_WORD(HS_ORDER_DEAD, 0), memory_order_acq_rel,
+                        &o->state, &w, HS_STATE_WORD(HS_INDEX_DEAD, 0), memory_order_acq_rel,
                         memory_order_acquire);
                 continue;
             }
-            if (state == HS_ORDER_DEAD || state > HS_ORDER_DEAD)
+            if (state == HS_INDEX_DEAD || state > HS_INDEX_DEAD)
                 break;
             /* A state with the key written (immutable from now on). */
             if (o->hash == hash && o->order_len == len && memcmp(o->order_id, order_id, len) == 0) {
@@ -327,18 +327,18 @@ order_resolve_dead(hs_client *c, hs_header *h, hs_order_slot *o, uint64_t w)
     /* Relaxed: written by a PENDING owner before its release of DEDUCTED,
      * which our take-over CAS acquired. */
     deducted = atomic_load_explicit(&o->deducted_lsn, memory_order_relaxed);
-    if (state == HS_ORDER_PENDING) {
+    if (state == HS_INDEX_PENDING) {
         if (recorded != 0) {
             atomic_store_explicit(&o->deducted_lsn, recorded, memory_order_relaxed);
-            final = HS_STATE_WORD(HS_ORDER_DEDUCTED, 0);
+            final = HS_STATE_WORD(HS_INDEX_DEDUCTED, 0);
         } else {
-            final = HS_STATE_WORD(HS_ORDER_FAILED, 0);
+            final = HS_STATE_WORD(HS_INDEX_FAILED, 0);
         }
     } else {
         if (recorded > deducted)
-            final = HS_STATE_WORD(HS_ORDER_REFUNDED, 0);
+            final = HS_STATE_WORD(HS_INDEX_REFUNDED, 0);
         else
-            final = HS_STATE_WORD(deducted != 0 ? HS_ORDER_DEDUCTED : HS_ORDER_FAILED, 0);
+            final = HS_STATE_WORD(deducted != 0 ? HS_INDEX_DEDUCTED : HS_INDEX_FAILED, 0);
     }
     /* Release: publishes deducted_lsn with the settled state; we own it. */
     atomic_store_explicit(&o->state, final, memory_order_release);
@@ -350,7 +350,7 @@ void
 order_fail(hs_order_slot *o)
 {
     /* Release: pairs with the acquire load of waiters. */
-    atomic_store_explicit(&o->state, HS_STATE_WORD(HS_ORDER_FAILED, 0), memory_order_release);
+    atomic_store_explicit(&o->state, HS_STATE_WORD(HS_INDEX_FAILED, 0), memory_order_release);
 }
 
 /* Release our REFUNDING claim without a refund. */
@@ -363,6 +363,6 @@ order_unclaim(hs_order_slot *o)
 
     /* Release: pairs with the acquire load of waiters. */
     atomic_store_explicit(&o->state,
-                          HS_STATE_WORD(deducted != 0 ? HS_ORDER_DEDUCTED : HS_ORDER_FAILED, 0),
+                          HS_STATE_WORD(deducted != 0 ? HS_INDEX_DEDUCTED : HS_INDEX_FAILED, 0),
                           memory_order_release);
 }

@@ -79,7 +79,7 @@ refund_apply(hs_client *c, hs_header *h, uint32_t oi, hs_lsn *lsn, int32_t *qty,
     /* The record is published: now the units may be sold again. */
     counter_give(&hs_sku_table(h)[si], q);
     /* Release: pairs with the acquire load of waiters and retries. */
-    atomic_store_explicit(&o->state, HS_STATE_WORD(HS_ORDER_REFUNDED, 0), memory_order_release);
+    atomic_store_explicit(&o->state, HS_STATE_WORD(HS_INDEX_REFUNDED, 0), memory_order_release);
     if (lsn != NULL)
         *lsn = at;
     if (qty != NULL)
@@ -129,24 +129,24 @@ refund_common(hs_client *c, const char *order_id, size_t order_len, refund_mode 
         pid_t owner = HS_PID_OF(w);
         int step;
 
-        if (state == HS_ORDER_DEDUCTED) {
+        if (state == HS_INDEX_DEDUCTED) {
             /* acq_rel: the claim; its acquire half makes deducted_lsn,
              * sku_index and qty ours to read. */
             if (!atomic_compare_exchange_strong_explicit(
-                    &o->state, &w, HS_STATE_WORD(HS_ORDER_REFUNDING, self_pid()),
+                    &o->state, &w, HS_STATE_WORD(HS_INDEX_REFUNDING, self_pid()),
                     memory_order_acq_rel, memory_order_relaxed))
                 continue;
             if (mode == REFUND_CLAIM)
                 return HS_OK;
             return refund_apply(c, h, oi, lsn, qty, sku_out);
         }
-        if (state == HS_ORDER_REFUNDED)
+        if (state == HS_INDEX_REFUNDED)
             return HS_ALREADY_REFUNDED;
-        if (state == HS_ORDER_FAILED) {
+        if (state == HS_INDEX_FAILED) {
             hs_set_error("order %.*s has no deduction to refund", (int)order_len, order_id);
             return HS_NOT_FOUND;
         }
-        if (state == HS_ORDER_REFUNDING && owner == self_pid()) {
+        if (state == HS_INDEX_REFUNDING && owner == self_pid()) {
             if (mode == REFUND_COMMIT)
                 return refund_apply(c, h, oi, lsn, qty, sku_out);
             if (mode == REFUND_CLAIM)
@@ -211,9 +211,9 @@ hs_refund_release(hs_client *c, const char *order_id, size_t order_len)
     o = &hs_order_table(h)[oi];
     /* Acquire: pairs with the release store of the last state change. */
     w = atomic_load_explicit(&o->state, memory_order_acquire);
-    if (HS_STATE_OF(w) == HS_ORDER_REFUNDED)
+    if (HS_STATE_OF(w) == HS_INDEX_REFUNDED)
         return HS_ALREADY_REFUNDED;
-    if (HS_STATE_OF(w) == HS_ORDER_REFUNDING && HS_PID_OF(w) == self_pid())
+    if (HS_STATE_OF(w) == HS_INDEX_REFUNDING && HS_PID_OF(w) == self_pid())
         order_unclaim(o);
     return HS_OK;
 }
@@ -222,7 +222,7 @@ hs_result
 hs_refund_evicted(hs_client *c, const char *sku, size_t sku_len, int32_t qty, const char *order_id,
                   size_t order_len, hs_lsn *lsn)
 {
-    order_insert ins = {HS_ORDER_REFUNDING, 0, qty};
+    order_insert ins = {HS_INDEX_REFUNDING, 0, qty};
     hs_header *h;
     hs_order_slot *o;
     uint32_t si, oi;
@@ -255,25 +255,25 @@ hs_refund_evicted(hs_client *c, const char *sku, size_t sku_len, int32_t qty, co
         unsigned state = HS_STATE_OF(w);
         int step;
 
-        if (state == HS_ORDER_REFUNDED)
+        if (state == HS_INDEX_REFUNDED)
             return HS_ALREADY_REFUNDED;
-        if (state == HS_ORDER_DEDUCTED) {
+        if (state == HS_INDEX_DEDUCTED) {
             hs_set_error("order %.*s is deducted in the index: use hs_refund()", (int)order_len,
                          order_id);
             return HS_DUPLICATE;
         }
-        if (state == HS_ORDER_FAILED) {
+        if (state == HS_INDEX_FAILED) {
             /* acq_rel: we own it now.  Through PENDING first: a deduct
              * retry reads sku_index and qty of a REFUNDING slot, so they
              * are written before REFUNDING is released. */
             if (atomic_compare_exchange_strong_explicit(
-                    &o->state, &w, HS_STATE_WORD(HS_ORDER_PENDING, self_pid()),
+                    &o->state, &w, HS_STATE_WORD(HS_INDEX_PENDING, self_pid()),
                     memory_order_acq_rel, memory_order_relaxed)) {
                 o->sku_index = si;
                 o->qty = qty;
                 atomic_store_explicit(&o->deducted_lsn, 0, memory_order_relaxed);
                 /* Release: publishes the fields with the state. */
-                atomic_store_explicit(&o->state, HS_STATE_WORD(HS_ORDER_REFUNDING, self_pid()),
+                atomic_store_explicit(&o->state, HS_STATE_WORD(HS_INDEX_REFUNDING, self_pid()),
                                       memory_order_release);
                 break;
             }

@@ -51,7 +51,7 @@ hs_available(hs_client *c, const char *sku, size_t sku_len, int64_t *available)
 }
 
 hs_result
-hs_order_status(hs_client *c, const char *order_id, size_t order_len, hs_order_state *state,
+hs_order_status(hs_client *c, const char *order_id, size_t order_len, hs_order_status_code *state,
                 char *sku_out, int32_t *qty)
 {
     hs_header *h;
@@ -60,10 +60,10 @@ hs_order_status(hs_client *c, const char *order_id, size_t order_len, hs_order_s
     uint64_t w;
     bool inserted;
     hs_result r = HS_OK;
-    hs_order_state st;
+    hs_order_status_code st;
 
     if (state != NULL)
-        *state = HS_ORDER_STATE_UNKNOWN;
+        *state = HS_ORDER_STATUS_UNKNOWN;
     if (sku_out != NULL)
         sku_out[0] = '\0';
     if (qty != NULL)
@@ -83,16 +83,16 @@ hs_order_status(hs_client *c, const char *order_id, size_t order_len, hs_order_s
      * sku_index and qty of a deducted order are the final ones. */
     w = atomic_load_explicit(&o->state, memory_order_acquire);
     switch (HS_STATE_OF(w)) {
-    case HS_ORDER_DEDUCTED:
-    case HS_ORDER_REFUNDING:
-        st = HS_ORDER_STATE_DEDUCTED;
+    case HS_INDEX_DEDUCTED:
+    case HS_INDEX_REFUNDING:
+        st = HS_ORDER_STATUS_DEDUCTED;
         break;
-    case HS_ORDER_REFUNDED:
-        st = HS_ORDER_STATE_REFUNDED;
+    case HS_INDEX_REFUNDED:
+        st = HS_ORDER_STATUS_REFUNDED;
         break;
-    case HS_ORDER_PENDING:
+    case HS_INDEX_PENDING:
         if (state != NULL)
-            *state = HS_ORDER_STATE_PENDING;
+            *state = HS_ORDER_STATUS_PENDING;
         return HS_OK;
     default: /* FAILED: nothing deducted */
         return HS_NOT_FOUND;

@@ -73,7 +73,7 @@ typedef struct hsd_settings {
     uint32_t order_capacity;        /* order index slots (idem) */
     uint32_t ring_capacity;         /* ring slots (idem) */
     uint32_t flush_interval_ms;     /* fdatasync at least this often while data waits */
-    uint64_t segment_size;          /* bytes per queue file before rotation */
+    uint64_t queue_file_size;       /* bytes per queue file before rotation */
     uint32_t checkpoint_interval_s; /* 0: only on request and at a smart stop */
 } hsd_settings;
 

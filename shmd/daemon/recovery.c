@@ -776,7 +776,7 @@ hsd_recover(hsd_daemon *d)
     /* 4-5. salvage, then make everything durable */
     if (old.h != NULL && hsd_salvage_ring(&old, last, &salvage, &nsalvage) != 0)
         goto fail;
-    d->writer = hs_qf_writer_open(d->dir, last, d->settings.segment_size);
+    d->writer = hs_qf_writer_open(d->dir, last, d->settings.queue_file_size);
     if (d->writer == NULL) {
         hsd_log(HSD_ERROR, "refusing to start: %s", hs_last_error());
         goto fail;

@@ -304,7 +304,7 @@ hsd_spiller_reopen(hsd_spiller *sp)
     if (hsd_sync_queue_files(d->dir) != 0)
         hsd_fatal("fdatasync of the queue failed after a write error; durable LSN stays %" PRIu64,
                   sp->synced);
-    d->writer = hs_qf_writer_open(d->dir, res.last_lsn, d->settings.segment_size);
+    d->writer = hs_qf_writer_open(d->dir, res.last_lsn, d->settings.queue_file_size);
     if (d->writer == NULL) {
         hsd_log(HSD_WARNING, "cannot reopen the queue writer: %s", hs_last_error());
         return -1;

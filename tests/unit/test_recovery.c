@@ -262,7 +262,7 @@ small_flags(hsd_ctl *d)
     hsd_ctl_flag(d, "--sku-capacity", "256");
     hsd_ctl_flag(d, "--order-capacity", "65536");
     hsd_ctl_flag(d, "--ring-capacity", "8192");
-    hsd_ctl_flag(d, "--segment-size", "256K"); /* several queue files */
+    hsd_ctl_flag(d, "--queue-file-size", "256K"); /* several queue files */
     hsd_ctl_flag(d, "--checkpoint-interval-s", "0");
 }
 

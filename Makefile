@@ -14,8 +14,12 @@ RUN_DIR ?= $(CURDIR)/.run
 export RUN_DIR PG_CONFIG
 
 # ---- the extension (PGXS) ----
+# pg_ext/ is split by job (see pg_ext/README.md); every .c there is one
+# object of hotstock.so, which links the client library and the queue
+# reader (shmd/libhotstock.a) and nothing of the daemon or the writers
+# (tests/layout/check.sh checks that with nm).
 MODULE_big = hotstock
-OBJS = pg_ext/hotstock.o pg_ext/drain.o
+OBJS = $(patsubst %.c,%.o,$(sort $(wildcard pg_ext/*.c)))
 PGFILEDESC = "hotstock - flash-sale stock deduction"
 MODULEDIR = extension
 DATA = pg_ext/hotstock.control pg_ext/hotstock--1.0.sql
@@ -24,11 +28,15 @@ REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 # regression tests run there, in the running cluster (--use-existing; the
 # tests CREATE EXTENSION IF NOT EXISTS themselves).
 REGRESS_OPTS = --use-existing
-PG_CPPFLAGS = -Ishmd
+# Automatic header dependencies: -MF names the file after the target, so
+# the gcc object (x.o.d) and PGXS's clang bitcode (x.bc.d) do not share one.
+DEPFLAGS = -MMD -MP -MF $@.d
+PG_CPPFLAGS = -Ishmd/include
 PG_CFLAGS = -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
             -Wno-missing-field-initializers -Wno-cast-function-type
 SHLIB_LINK = shmd/libhotstock.a -lpthread
-EXTRA_CLEAN = shmd/*.o shmd/libhotstock.a shmd/hotstockd $(TEST_BINS) tests/*/*.o
+EXTRA_CLEAN = shmd/*/*.o shmd/*.a shmd/hotstockd $(TEST_BINS) tests/*/*.o \
+              pg_ext/*.d shmd/*/*.d tests/*/*.d
 
 # Before scripts/setup.sh has installed PostgreSQL 15's server headers there
 # is no pg_config, hence no PGXS: `make demo` and `make check` still work
@@ -44,37 +52,71 @@ pg-config-missing:
 	@echo "make: $(PG_CONFIG) not found: PostgreSQL 15's server headers are not installed yet; run 'make demo' or 'make check' (they install them), or 'bash scripts/setup.sh'" >&2; exit 2
 endif
 CONTRIB_TESTDB = $(or $(PGDATABASE),hotstock)
+# PGXS fixes CPPFLAGS with :=, so the extension's objects get DEPFLAGS here,
+# where $@ is theirs.
+$(OBJS): override CPPFLAGS += $(DEPFLAGS)
 
-# ---- shmd: libhotstock + hotstockd (own flags: C11, -Werror) ----
+# ---- shmd: the client library, the formats, the daemon (C11, -Werror) ----
+#   shmd/include/   the one public header (hotstock.h)
+#   shmd/lib/       libhotstock: attach, deduct, refund, wait, status
+#   shmd/format/    on-disk formats: readers (in libhotstock) and writers
+#   shmd/daemon/    hotstockd
+# Each room sees only the headers of the rooms below it.
 SHMD_CFLAGS = -std=gnu11 -O2 -g -fPIC -pthread -Wall -Wextra -Werror \
               -Wno-unused-parameter -D_GNU_SOURCE $(SHMD_EXTRA_CFLAGS)
-LIB_SRCS = shmd/segment.c shmd/queue_file.c shmd/checkpoint.c shmd/client.c
-LIB_OBJS = $(LIB_SRCS:.c=.o)
-DAEMON_SRCS = $(filter-out $(LIB_SRCS),$(wildcard shmd/*.c))
+INC_LIB = -Ishmd/include -Ishmd/lib
+INC_FORMAT = $(INC_LIB) -Ishmd/format
+INC_DAEMON = $(INC_FORMAT) -Ishmd/daemon
+
+LIB_SRCS = $(sort $(wildcard shmd/lib/*.c))
+# the writers of the on-disk formats: the daemon's (and tools') only
+FORMAT_WRITER_SRCS = $(sort $(wildcard shmd/format/*_writer.c shmd/format/*_write.c))
+FORMAT_READER_SRCS = $(filter-out $(FORMAT_WRITER_SRCS),$(sort $(wildcard shmd/format/*.c)))
+DAEMON_SRCS = $(sort $(wildcard shmd/daemon/*.c))
+LIB_OBJS = $(LIB_SRCS:.c=.o) $(FORMAT_READER_SRCS:.c=.o)
+WRITER_OBJS = $(FORMAT_WRITER_SRCS:.c=.o)
 DAEMON_OBJS = $(DAEMON_SRCS:.c=.o)
+DAEMON_MAIN_OBJ = shmd/daemon/hotstockd.o
 DAEMON_LIBS = -lurcu -lurcu-common -ljemalloc -lpthread
 
-shmd/%.o: shmd/%.c $(wildcard shmd/*.h)
-	$(CC) $(SHMD_CFLAGS) -c -o $@ $<
+shmd/lib/%.o: shmd/lib/%.c
+	$(CC) $(SHMD_CFLAGS) $(INC_LIB) $(DEPFLAGS) -c -o $@ $<
+shmd/format/%.o: shmd/format/%.c
+	$(CC) $(SHMD_CFLAGS) $(INC_FORMAT) $(DEPFLAGS) -c -o $@ $<
+shmd/daemon/%.o: shmd/daemon/%.c
+	$(CC) $(SHMD_CFLAGS) $(INC_DAEMON) $(DEPFLAGS) -c -o $@ $<
 
+# libhotstock: what a backend or any C program links (client + readers)
 shmd/libhotstock.a: $(LIB_OBJS)
+	rm -f $@
 	$(AR) rcs $@ $^
 
-shmd/hotstockd: $(DAEMON_OBJS) shmd/libhotstock.a
-	$(CC) $(SHMD_CFLAGS) -o $@ $(DAEMON_OBJS) shmd/libhotstock.a $(DAEMON_LIBS)
+# the format writers, linked by the daemon and the tools that forge files
+shmd/libhotstock_writer.a: $(WRITER_OBJS)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+shmd/hotstockd: $(DAEMON_OBJS) shmd/libhotstock_writer.a shmd/libhotstock.a
+	$(CC) $(SHMD_CFLAGS) -o $@ $(DAEMON_OBJS) shmd/libhotstock_writer.a shmd/libhotstock.a \
+	    $(DAEMON_LIBS)
 
 $(shlib): shmd/libhotstock.a
 
-# ---- C tests: every tests/<dir>/test_*.c is one program ----
-TEST_SRCS = $(wildcard tests/unit/test_*.c tests/stress/*.c tests/crash/*.c)
+# ---- C test programs: every tests/<dir>/test_*.c (unit), and the
+# stress, crash, daemon-CLI and bench programs, is one program ----
+TEST_SRCS = $(wildcard tests/unit/test_*.c tests/stress/*.c tests/crash/*.c \
+                       tests/daemon/*.c tests/bench/*.c)
 TEST_BINS = $(TEST_SRCS:.c=)
-TEST_CFLAGS = $(SHMD_CFLAGS) -Ishmd -Itests
+TEST_CFLAGS = $(SHMD_CFLAGS) $(INC_DAEMON) -Itests
 
-tests/%: tests/%.c shmd/libhotstock.a $(DAEMON_OBJS) $(wildcard tests/*.h) $(wildcard shmd/*.h)
-	$(CC) $(TEST_CFLAGS) -o $@ $< $(filter-out shmd/hotstockd.o,$(DAEMON_OBJS)) \
-	    shmd/libhotstock.a $(DAEMON_LIBS)
+tests/%: tests/%.c shmd/libhotstock.a shmd/libhotstock_writer.a $(DAEMON_OBJS)
+	$(CC) $(TEST_CFLAGS) $(DEPFLAGS) -o $@ $< $(filter-out $(DAEMON_MAIN_OBJ),$(DAEMON_OBJS)) \
+	    shmd/libhotstock_writer.a shmd/libhotstock.a $(DAEMON_LIBS)
 
-all: shmd/libhotstock.a shmd/hotstockd $(TEST_BINS)
+all: shmd/libhotstock.a shmd/libhotstock_writer.a shmd/hotstockd $(TEST_BINS)
+
+# automatic header dependencies of every object and program above
+-include $(wildcard pg_ext/*.d shmd/*/*.d tests/*/*.d)
 
 install: install-daemon
 install-daemon: shmd/hotstockd

@@ -30,7 +30,8 @@
  *  - HotstockDrainShared in PostgreSQL shared memory: this process writes
  *    its report there under the spinlock; hotstock.status_info() reads it.
  *
- *  - hotstock_writer = HS_WRITER_DRAIN around the batch's statements: the
+ *  - hotstock_writer = HS_WRITER_DRAIN around the batch's statements (run by
+ *    ledger.c, the ledger writer, inside the drain's transaction): the
  *    guard trigger lets only this process write hotstock.stock and
  *    hotstock.drain_state.
  *
@@ -71,7 +72,7 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-#include "hotstock.h"
+#include "hotstock_ext.h"
 
 /* Log the same problem again at most this often. */
 #define DRAIN_LOG_INTERVAL_MS 10000
@@ -88,15 +89,6 @@
 /* drain_once() result when the loop should back off */
 #define DRAIN_BACK_OFF (-1)
 
-/* Per-SKU sum of one batch's deltas. */
-typedef struct SkuDelta {
-    char sku[HS_SKU_MAX + 1]; /* hash key */
-    int64 available;          /* sum of deltas to available */
-    int64 sold;               /* deducted - refunded */
-    int64 last_lsn;
-    TimestampTz at; /* time of its last record */
-} SkuDelta;
-
 /*---- local state (this process only) ----*/
 
 static hs_client *drain_client = NULL; /* NULL while the daemon is down */
@@ -112,11 +104,6 @@ static char last_problem[256];
 static TimestampTz last_problem_at = 0;
 
 static SPIPlanPtr read_applied_plan = NULL;
-static SPIPlanPtr insert_ledger_plan = NULL;
-static SPIPlanPtr insert_ledger_safe_plan = NULL;
-static SPIPlanPtr refund_ledger_plan = NULL;
-static SPIPlanPtr upsert_stock_plan = NULL;
-static SPIPlanPtr write_applied_plan = NULL;
 static SPIPlanPtr sweep_plan = NULL;
 
 static int drain_once(void);
@@ -273,32 +260,14 @@ drain_daemon_status(hs_status *st)
             return false;
         }
     }
-    return hs_get_status(drain_client, st) == HS_OK && st->state == 2 /* HS_SEGMENT_READY */;
-}
-
-/* Prepare and keep one statement of the drain. */
-static SPIPlanPtr
-drain_prepare(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
-{
-    if (*slot == NULL) {
-        SPIPlanPtr plan = SPI_prepare(sql, nargs, argtypes);
-
-        if (plan == NULL)
-            ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                            errmsg("hotstock drain could not prepare a statement: %s",
-                                   SPI_result_code_string(SPI_result)),
-                            errdetail_internal("%s", sql)));
-        SPI_keepplan(plan);
-        *slot = plan;
-    }
-    return *slot;
+    return hs_get_status(drain_client, st) == HS_OK && st->state == HS_SEGMENT_READY;
 }
 
 /* applied_lsn from hotstock.drain_state, its row locked till commit. */
 static hs_lsn
 drain_read_applied(void)
 {
-    SPIPlanPtr plan = drain_prepare(
+    SPIPlanPtr plan = hotstock_prepare(
         &read_applied_plan, "SELECT applied_lsn FROM hotstock.drain_state FOR UPDATE", 0, NULL);
     bool isnull;
     Datum d;
@@ -313,274 +282,6 @@ drain_read_applied(void)
         ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                         errmsg("hotstock.drain_state.applied_lsn is null or negative")));
     return (hs_lsn)DatumGetInt64(d);
-}
-
-/* Build a one-dimensional array of datums of a built-in type. */
-static Datum
-drain_array(Datum *elems, int n, Oid type)
-{
-    int16 typlen;
-    bool typbyval;
-    char typalign;
-
-    get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
-    return PointerGetDatum(construct_array(elems, n, type, typlen, typbyval, typalign));
-}
-
-/* Run a prepared write statement; returns rows processed. */
-static uint64
-drain_execute(SPIPlanPtr plan, Datum *values, int expected)
-{
-    int ret = SPI_execute_plan(plan, values, NULL, false, 0);
-
-    if (ret != expected)
-        ereport(ERROR,
-                (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                 errmsg("hotstock drain statement failed: %s", SPI_result_code_string(ret))));
-    return SPI_processed;
-}
-
-/*
- * INSERT the DEDUCT records (values: order ids, skus, qtys, LSNs, times)
- * into hotstock.ledger; returns the rows inserted.  The plain INSERT runs
- * in a subtransaction: an order already in the ledger (a deduction of an
- * order the daemon had evicted, deducted anew: see README.md) raises a
- * unique violation, and only then the batch is inserted again with ON
- * CONFLICT DO NOTHING, which is slower (speculative insertion).
- */
-static uint64
-drain_insert_ledger(Datum *values)
-{
-    Oid types[5] = {TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID};
-    SPIPlanPtr fast =
-        drain_prepare(&insert_ledger_plan,
-                      "INSERT INTO hotstock.ledger "
-                      "(order_id, sku, qty, lsn, deducted_at) "
-                      "SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5)",
-                      5, types);
-    SPIPlanPtr safe =
-        drain_prepare(&insert_ledger_safe_plan,
-                      "INSERT INTO hotstock.ledger "
-                      "(order_id, sku, qty, lsn, deducted_at) "
-                      "SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5) "
-                      "ON CONFLICT (order_id, sku) DO NOTHING",
-                      5, types);
-    MemoryContext oldcxt = CurrentMemoryContext;
-    ResourceOwner oldowner = CurrentResourceOwner;
-    uint64 done = 0;
-    bool conflict = false;
-
-    BeginInternalSubTransaction(NULL);
-    MemoryContextSwitchTo(oldcxt);
-    PG_TRY();
-    {
-        done = drain_execute(fast, values, SPI_OK_INSERT);
-        ReleaseCurrentSubTransaction();
-        MemoryContextSwitchTo(oldcxt);
-        CurrentResourceOwner = oldowner;
-    }
-    PG_CATCH();
-    {
-        ErrorData *edata;
-
-        MemoryContextSwitchTo(oldcxt);
-        edata = CopyErrorData();
-        FlushErrorState();
-        RollbackAndReleaseCurrentSubTransaction();
-        MemoryContextSwitchTo(oldcxt);
-        CurrentResourceOwner = oldowner;
-        if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION)
-            ReThrowError(edata);
-        FreeErrorData(edata);
-        conflict = true;
-    }
-    PG_END_TRY();
-
-    if (conflict)
-        done = drain_execute(safe, values, SPI_OK_INSERT);
-    return done;
-}
-
-/*
- * Apply records[0..n) and set applied_lsn to the last one's LSN, inside
- * the caller's transaction.  The records are dense and start right after
- * the committed applied_lsn (the caller checked).
- */
-static void
-drain_apply(int n)
-{
-    MemoryContext oldcxt = MemoryContextSwitchTo(batch_context);
-    HASHCTL ctl;
-    HTAB *skus;
-    HASH_SEQ_STATUS seq;
-    SkuDelta *delta;
-    Datum *d_order = palloc(n * sizeof(Datum));
-    Datum *d_sku = palloc(n * sizeof(Datum));
-    Datum *d_qty = palloc(n * sizeof(Datum));
-    Datum *d_lsn = palloc(n * sizeof(Datum));
-    Datum *d_at = palloc(n * sizeof(Datum));
-    Datum *r_order = palloc(n * sizeof(Datum));
-    Datum *r_sku = palloc(n * sizeof(Datum));
-    Datum *r_lsn = palloc(n * sizeof(Datum));
-    Datum *r_at = palloc(n * sizeof(Datum));
-    int nd = 0;
-    int nr = 0;
-    int ns;
-    Datum values[5];
-    uint64 done;
-
-    memset(&ctl, 0, sizeof(ctl));
-    ctl.keysize = HS_SKU_MAX + 1;
-    ctl.entrysize = sizeof(SkuDelta);
-    ctl.hcxt = batch_context;
-    skus = hash_create("hotstock drain skus", 64, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-
-    for (int i = 0; i < n; i++) {
-        const hs_record *rec = &records[i];
-        TimestampTz at = hotstock_unix_us_to_timestamptz(rec->timestamp_us);
-        bool found;
-
-        if (rec->type == 5 /* HS_REC_NOOP */)
-            continue;
-
-        delta = hash_search(skus, rec->sku, HASH_ENTER, &found);
-        if (!found) {
-            delta->available = 0;
-            delta->sold = 0;
-        }
-        delta->last_lsn = (int64)rec->lsn;
-        delta->at = at;
-
-        switch (rec->type) {
-        case 1: /* HS_REC_DEDUCT */
-            delta->available -= rec->qty;
-            delta->sold += rec->qty;
-            d_order[nd] = CStringGetTextDatum(rec->order_id);
-            d_sku[nd] = CStringGetTextDatum(rec->sku);
-            d_qty[nd] = Int32GetDatum((int32)rec->qty);
-            d_lsn[nd] = Int64GetDatum((int64)rec->lsn);
-            d_at[nd] = TimestampTzGetDatum(at);
-            nd++;
-            break;
-        case 2: /* HS_REC_REFUND */
-            delta->available += rec->qty;
-            delta->sold -= rec->qty;
-            r_order[nr] = CStringGetTextDatum(rec->order_id);
-            r_sku[nr] = CStringGetTextDatum(rec->sku);
-            r_lsn[nr] = Int64GetDatum((int64)rec->lsn);
-            r_at[nr] = TimestampTzGetDatum(at);
-            nr++;
-            break;
-        case 3: /* HS_REC_PUT_SKU */
-        case 4: /* HS_REC_ADD_STOCK */
-            delta->available += rec->qty;
-            break;
-        default:
-            ereport(ERROR, (errcode(ERRCODE_HOTSTOCK_QUEUE_CORRUPT),
-                            errmsg("hotstock queue record %llu has unknown type %u",
-                                   (unsigned long long)rec->lsn, rec->type)));
-        }
-    }
-
-    hotstock_writer = HS_WRITER_DRAIN;
-    PG_TRY();
-    {
-        if (nd > 0) {
-            values[0] = drain_array(d_order, nd, TEXTOID);
-            values[1] = drain_array(d_sku, nd, TEXTOID);
-            values[2] = drain_array(d_qty, nd, INT4OID);
-            values[3] = drain_array(d_lsn, nd, INT8OID);
-            values[4] = drain_array(d_at, nd, TIMESTAMPTZOID);
-            done = drain_insert_ledger(values);
-            if (done != (uint64)nd)
-                drain_problem(
-                    ERRCODE_HOTSTOCK_ORDER_MISMATCH, NULL,
-                    "hotstock drain found %llu deductions of orders already in hotstock.ledger",
-                    (unsigned long long)(nd - done));
-        }
-        if (nr > 0) {
-            Oid types[4] = {TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID};
-            SPIPlanPtr plan =
-                drain_prepare(&refund_ledger_plan,
-                              "UPDATE hotstock.ledger AS l "
-                              "SET refunded_at = coalesce(l.refunded_at, u.at), "
-                              "refund_lsn = u.lsn "
-                              "FROM unnest($1, $2, $3, $4) AS u(order_id, sku, lsn, at) "
-                              "WHERE l.order_id = u.order_id AND l.sku = u.sku "
-                              "AND l.refund_lsn IS NULL",
-                              4, types);
-
-            values[0] = drain_array(r_order, nr, TEXTOID);
-            values[1] = drain_array(r_sku, nr, TEXTOID);
-            values[2] = drain_array(r_lsn, nr, INT8OID);
-            values[3] = drain_array(r_at, nr, TIMESTAMPTZOID);
-            done = drain_execute(plan, values, SPI_OK_UPDATE);
-            if (done != (uint64)nr)
-                drain_problem(
-                    ERRCODE_HOTSTOCK_ORDER_MISMATCH, NULL,
-                    "hotstock drain found %llu refunds of orders missing from hotstock.ledger",
-                    (unsigned long long)(nr - done));
-        }
-
-        ns = (int)hash_get_num_entries(skus);
-        if (ns > 0) {
-            Oid types[5] = {TEXTARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
-                            TIMESTAMPTZARRAYOID};
-            SPIPlanPtr plan =
-                drain_prepare(&upsert_stock_plan,
-                              "INSERT INTO hotstock.stock AS s "
-                              "(sku, available, sold, last_lsn, updated_at) "
-                              "SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5) "
-                              "ON CONFLICT (sku) DO UPDATE SET "
-                              "available = s.available + excluded.available, "
-                              "sold = s.sold + excluded.sold, "
-                              "last_lsn = excluded.last_lsn, "
-                              "updated_at = excluded.updated_at",
-                              5, types);
-            Datum *s_sku = palloc(ns * sizeof(Datum));
-            Datum *s_available = palloc(ns * sizeof(Datum));
-            Datum *s_sold = palloc(ns * sizeof(Datum));
-            Datum *s_lsn = palloc(ns * sizeof(Datum));
-            Datum *s_at = palloc(ns * sizeof(Datum));
-            int k = 0;
-
-            hash_seq_init(&seq, skus);
-            while ((delta = hash_seq_search(&seq)) != NULL) {
-                s_sku[k] = CStringGetTextDatum(delta->sku);
-                s_available[k] = Int64GetDatum(delta->available);
-                s_sold[k] = Int64GetDatum(delta->sold);
-                s_lsn[k] = Int64GetDatum(delta->last_lsn);
-                s_at[k] = TimestampTzGetDatum(delta->at);
-                k++;
-            }
-            values[0] = drain_array(s_sku, ns, TEXTOID);
-            values[1] = drain_array(s_available, ns, INT8OID);
-            values[2] = drain_array(s_sold, ns, INT8OID);
-            values[3] = drain_array(s_lsn, ns, INT8OID);
-            values[4] = drain_array(s_at, ns, TIMESTAMPTZOID);
-            (void)drain_execute(plan, values, SPI_OK_INSERT);
-        }
-
-        {
-            Oid types[1] = {INT8OID};
-            SPIPlanPtr plan = drain_prepare(&write_applied_plan,
-                                            "UPDATE hotstock.drain_state "
-                                            "SET applied_lsn = $1, updated_at = clock_timestamp()",
-                                            1, types);
-
-            values[0] = Int64GetDatum((int64)records[n - 1].lsn);
-            if (drain_execute(plan, values, SPI_OK_UPDATE) != 1)
-                ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                                errmsg("hotstock.drain_state must hold exactly one row")));
-        }
-    }
-    PG_FINALLY();
-    {
-        hotstock_writer = HS_WRITER_NONE;
-    }
-    PG_END_TRY();
-
-    MemoryContextSwitchTo(oldcxt);
 }
 
 /* Make room for one batch of records. */
@@ -739,7 +440,21 @@ drain_once(void)
     }
 
     MemoryContextReset(batch_context);
-    drain_apply(n);
+    {
+        uint64 dup_deducts, missing_refunds;
+
+        hotstock_ledger_apply(records, n, batch_context, &dup_deducts, &missing_refunds);
+        if (dup_deducts > 0)
+            drain_problem(
+                ERRCODE_HOTSTOCK_ORDER_MISMATCH, NULL,
+                "hotstock drain found %llu deductions of orders already in hotstock.ledger",
+                (unsigned long long)dup_deducts);
+        if (missing_refunds > 0)
+            drain_problem(
+                ERRCODE_HOTSTOCK_ORDER_MISMATCH, NULL,
+                "hotstock drain found %llu refunds of orders missing from hotstock.ledger",
+                (unsigned long long)missing_refunds);
+    }
     drain_finish_transaction();
     MemoryContextReset(batch_context);
 
@@ -807,12 +522,12 @@ drain_sweep_refunds(void)
     if (OidIsValid(get_extension_oid("hotstock", true))) {
         Oid types[2] = {INT4OID, INT4OID};
         SPIPlanPtr plan =
-            drain_prepare(&sweep_plan,
-                          "SELECT order_id, sku, qty FROM hotstock.ledger "
-                          "WHERE refunded_at IS NOT NULL AND refund_lsn IS NULL "
-                          "AND refunded_at < clock_timestamp() - make_interval(secs => $1) "
-                          "LIMIT $2",
-                          2, types);
+            hotstock_prepare(&sweep_plan,
+                             "SELECT order_id, sku, qty FROM hotstock.ledger "
+                             "WHERE refunded_at IS NOT NULL AND refund_lsn IS NULL "
+                             "AND refunded_at < clock_timestamp() - make_interval(secs => $1) "
+                             "LIMIT $2",
+                             2, types);
         Datum values[2] = {Int32GetDatum(DRAIN_REFUND_GRACE_S), Int32GetDatum(DRAIN_REFUND_LIMIT)};
 
         if (SPI_execute_plan(plan, values, NULL, true, 0) == SPI_OK_SELECT && SPI_processed > 0) {

@@ -167,17 +167,11 @@ bash scripts/setup.sh >"$OUT/setup.out" 2>&1 || {
     cat "$OUT/setup.out" >&2
     die "scripts/setup.sh failed"
 }
-BENCH_CC=(cc -std=gnu11 -O2 -pthread -D_GNU_SOURCE -Ishmd)
-"${BENCH_CC[@]}" -Wall -Wextra -Werror -o tests/bench/hsprobe tests/bench/hsprobe.c \
-    shmd/libhotstock.a || die "building tests/bench/hsprobe failed"
-"${BENCH_CC[@]}" -Wall -Wextra -Werror -o tests/bench/backlog tests/bench/backlog.c \
-    shmd/libhotstock.a || die "building tests/bench/backlog failed"
-HAVE_LIBBENCH=0
-if [ -f tests/bench/libbench.c ]; then
-    "${BENCH_CC[@]}" -o tests/bench/libbench tests/bench/libbench.c shmd/libhotstock.a ||
-        die "building tests/bench/libbench failed"
-    HAVE_LIBBENCH=1
-fi
+# the bench's C programs are built by the Makefile (make all, which
+# setup.sh ran), with header dependencies
+make -s tests/bench/hsprobe tests/bench/backlog tests/bench/libbench 2>/dev/null ||
+    die "building tests/bench/hsprobe, backlog or libbench failed (run make)"
+HAVE_LIBBENCH=1
 
 # dsync_us: microseconds per 8 kB O_DSYNC write in $RUN_DIR (200 writes):
 # a quick look at the disk's flush latency, taken at the start and at the

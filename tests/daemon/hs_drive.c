@@ -123,7 +123,7 @@ cmd_dump(const char *dir, int nsku, int norders, int seed)
         printf("%s %" PRId64 "\n", sku, available);
     }
     for (int j = 0; j < norders; j++) {
-        hs_order_state state = HS_ORDER_STATE_UNKNOWN;
+        hs_order_status_code state = HS_ORDER_STATUS_UNKNOWN;
         hs_result r;
 
         snprintf(order, sizeof(order), "ord-%d-%d", seed, j);

@@ -67,9 +67,12 @@ if [[ ! -x $BIN ]]; then
     exit 1
 fi
 DRIVE=$TMP/hs_drive
-if ! ${CC:-cc} -std=gnu11 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -Ishmd -o "$DRIVE" \
-    tests/daemon/hs_drive.c shmd/libhotstock.a -lpthread; then
-    echo "cannot build tests/daemon/hs_drive.c (run make first)"
+# tests/daemon/hs_drive is built by the Makefile (make all), with header
+# dependencies; a private copy keeps a rebuild during the run harmless.
+if ! make -s tests/daemon/hs_drive >/dev/null 2>"$TMP/make.err" ||
+    ! cp tests/daemon/hs_drive "$DRIVE"; then
+    grep -v "recipe for target" "$TMP/make.err"
+    echo "cannot build tests/daemon/hs_drive (run make first)"
     echo "0 passed, 1 failed"
     exit 1
 fi
@@ -95,6 +98,7 @@ expect 2 "unknown command \"frobnicate\"" "$BIN" frobnicate -D "$D"
 expect 2 "--sku-capacity \"abc\": not a number" "$BIN" start -D "$D" --sku-capacity abc
 expect 2 "--ring-capacity \"1\": out of range" "$BIN" start -D "$D" --ring-capacity 1
 expect 2 "--order-capacity \"-5\": not a number" "$BIN" start -D "$D" --order-capacity=-5
+expect 2 "--queue-file-size \"10X\": unknown unit" "$BIN" start -D "$D" --queue-file-size 10X
 expect 2 "--segment-size \"10X\": unknown unit" "$BIN" start -D "$D" --segment-size 10X
 expect 2 "--flush-interval-ms \"0\": out of range" "$BIN" start -D "$D" --flush-interval-ms 0
 expect 2 "unknown option \"--bogus\"" "$BIN" start -D "$D" --bogus
@@ -125,6 +129,24 @@ check "conf flush_interval_ms applied" grep -qF '"flush_interval_ms": 5,' <<<"$L
 check "conf checkpoint_interval_s applied" grep -qF '"checkpoint_interval_s": 0}' <<<"$LAST_OUT"
 stop "$D"
 rm -f "$D/hotstockd.conf"
+
+# ---- the old name of queue_file_size still works, and says it is old ----
+printf 'segment_size = 128K\n' >"$D/hotstockd.conf"
+started+=("$D")
+expect 0 "hotstockd.conf:1: setting \"segment_size\" is deprecated; use \"queue_file_size\"" \
+    "$BIN" start -D "$D" "${SMALL[@]}"
+check "the warning names the conf file" grep -qF "$D/hotstockd.conf:1:" <<<"$LAST_OUT"
+expect 0 "\"queue_file_size\": 131072" "$BIN" status -D "$D" --json
+stop "$D"
+rm -f "$D/hotstockd.conf"
+expect 0 "option --segment-size is deprecated; use --queue-file-size" \
+    "$BIN" start -D "$D" "${SMALL[@]}" --segment-size 256K
+expect 0 "\"queue_file_size\": 262144" "$BIN" status -D "$D" --json
+stop "$D"
+expect 0 "ready in $D" "$BIN" start -D "$D" "${SMALL[@]}" --queue-file-size 64K
+check "the new name gives no warning" bash -c '! grep -qF deprecated <<<"$1"' _ "$LAST_OUT"
+expect 0 "\"queue_file_size\": 65536" "$BIN" status -D "$D" --json
+stop "$D"
 
 # ---- bad data directories: one clear line, exit 2 ----
 expect 2 "data directory $TMP/nowhere does not exist" "$BIN" start -D "$TMP/nowhere"
@@ -206,7 +228,7 @@ expect 1 "has format version 9, this build reads version 1" "$BIN" start -D "$D"
 cp "$TMP/checkpoint.bak" "$D/checkpoint"
 
 "$DRIVE" fakeseg "$D" 99 >/dev/null
-LAYOUT=$(awk '/^#define HS_SEGMENT_LAYOUT_VERSION/ { print $3 }' shmd/segment.h)
+LAYOUT=$(awk '/^#define HS_SEGMENT_LAYOUT_VERSION/ { print $3 }' shmd/lib/segment.h)
 expect 1 "has layout version 99, this build speaks $LAYOUT" "$BIN" start -D "$D" "${SMALL[@]}"
 check "the refusal says what to do" grep -qF "stop every client and daemon of that version" <<<"$LAST_OUT"
 "$DRIVE" unlinkseg "$D"
@@ -228,7 +250,7 @@ stop "$D"
 
 # ---- damage in the middle is refused with file, offset and LSN ----
 D2=$(newdir)
-start "$D2" --segment-size 64K
+start "$D2" --queue-file-size 64K
 expect 0 "deducted" "$DRIVE" load "$D2" 200 3000 8
 stop "$D2"
 NFILES=$(ls "$D2"/queue/*.hsq | wc -l)
@@ -257,7 +279,7 @@ mkdir -p "$FULL"
 if [[ $EUID -eq 0 ]] && mount -t tmpfs -o size=3M tmpfs "$FULL" 2>/dev/null; then
     D3=$FULL/d
     mkdir "$D3"
-    start "$D3" --segment-size 256K
+    start "$D3" --queue-file-size 256K
     dd if=/dev/zero of="$FULL/filler" bs=1K count=2900 status=none 2>/dev/null
     "$DRIVE" load "$D3" 200 3000 9 >"$TMP/load.out" 2>&1
     check "the load is refused with io_error once the disk is full" \

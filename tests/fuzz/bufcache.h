@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * bufcache.h
- *      Forced into shmd/queue_file.c (clang -include) in the fuzz build
+ *      Forced into the shmd/format/queue_*.c files (clang -include) in the fuzz build
  *      only: its malloc/free go through bufcache.c.
  *
  * The queue reader allocates a 1 MiB read window per scan and per reader.

@@ -37,8 +37,12 @@ if [ -z "$CC_FUZZ" ]; then
 fi
 
 mkdir -p "$BUILD"
-SRCS="$REPO/shmd/queue_file.c $REPO/shmd/segment.c"
-CFLAGS="-g -O1 -std=gnu11 -D_GNU_SOURCE -I$REPO/shmd -fno-omit-frame-pointer"
+: >"$BUILD/build.log"
+# the queue format's reader and writer and the helpers they use (the
+# Makefile's shmd/format and shmd/lib rooms)
+QF_SRCS="$REPO/shmd/format/queue_file.c $REPO/shmd/format/queue_scan.c $REPO/shmd/format/queue_reader.c $REPO/shmd/format/queue_writer.c"
+SRCS="$QF_SRCS $REPO/shmd/lib/util.c"
+CFLAGS="-g -O1 -std=gnu11 -D_GNU_SOURCE -I$REPO/shmd/include -I$REPO/shmd/lib -I$REPO/shmd/format -fno-omit-frame-pointer"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
 
 # Rebuild when a source is newer than the binary.
@@ -46,21 +50,29 @@ needs_build() {
     local bin=$1
     shift
     [ -x "$bin" ] || return 0
-    for f in "$@" "$REPO"/shmd/*.h; do
+    for f in "$@" "$REPO"/shmd/*/*.h; do
         [ "$f" -nt "$bin" ] && return 0
     done
     return 1
 }
 
-# queue_file.c gets bufcache.h forced in (its 1 MiB read windows are
-# recycled instead of mmap'ed afresh by ASan on every scan: ~4x faster).
+# The queue format's files get bufcache.h forced in (their 1 MiB read
+# windows are recycled instead of mmap'ed afresh by ASan on every scan: ~4x
+# faster).
 if needs_build "$BUILD/fuzz_queue" "$HERE/fuzz_queue.c" "$HERE/bufcache.c" "$HERE/bufcache.h" $SRCS; then
+    objs=()
+    ok=1
+    for src in $QF_SRCS; do
+        obj=$BUILD/$(basename "$src" .c).o
+        objs+=("$obj")
+        # shellcheck disable=SC2086
+        "$CC_FUZZ" $CFLAGS $SAN -fsanitize=fuzzer-no-link -include "$HERE/bufcache.h" \
+            -c -o "$obj" "$src" 2>>"$BUILD/build.log" || ok=0
+    done
     # shellcheck disable=SC2086
-    if ! { "$CC_FUZZ" $CFLAGS $SAN -fsanitize=fuzzer-no-link -include "$HERE/bufcache.h" \
-        -c -o "$BUILD/queue_file.o" "$REPO/shmd/queue_file.c" &&
-        "$CC_FUZZ" $CFLAGS $SAN -fsanitize=fuzzer -o "$BUILD/fuzz_queue" \
-            "$HERE/fuzz_queue.c" "$HERE/bufcache.c" "$BUILD/queue_file.o" "$REPO/shmd/segment.c" \
-            -lpthread; } 2>"$BUILD/build.log"; then
+    if [ $ok = 0 ] || ! "$CC_FUZZ" $CFLAGS $SAN -fsanitize=fuzzer -o "$BUILD/fuzz_queue" \
+        "$HERE/fuzz_queue.c" "$HERE/bufcache.c" "${objs[@]}" "$REPO/shmd/lib/util.c" \
+        -lpthread 2>>"$BUILD/build.log"; then
         cat "$BUILD/build.log" >&2
         say "could not build the fuzz target (is libclang-rt-dev installed?)"
         echo "0 passed, 1 failed"

@@ -4,7 +4,7 @@
  *      protocol, checked with SPIN (tests/model/run.sh).
  *
  * What is modelled, at the level of its atomic steps (one d_step or atomic
- * block = one atomic instruction of shmd/segment.h's protocol essay):
+ * block = one atomic instruction of shmd/lib/segment.h's protocol essay):
  *
  *   - one SKU, STOCK units, qty 1 per order, NORD order ids;
  *   - per segment (one per daemon generation): the counter `available`
@@ -50,7 +50,7 @@
  *   SEQ_LAP_CHECK        the same, refusing an old value of L|ABANDONED or
  *                        of a later lap (still fails: the fill of a stale
  *                        writer lands in a later lap's record)
- *   CLIENT_C_PUBLISH     shmd/client.c's ring_publish(): SEQ_LAP_CHECK plus
+ *   CLIENT_C_PUBLISH     shmd/lib/ring.c's ring_publish(): SEQ_LAP_CHECK plus
  *                        a spilled_lsn check, both before the memcpy
  *   ESSAY_RELEASE        a dead REFUNDING owner is always released to
  *                        DEDUCTED, also when hs_refund_evicted() claimed it
@@ -117,8 +117,8 @@
 #define ABANDONED 32 /* ring seq's HS_SEQ_ABANDONED bit */
 #define NEXT(g) (seg[g].next % FENCED)
 
-/* order slot states (segment.h enum hs_order_slot_state) */
-#define O_EMPTY 0 /* also stands for HS_ORDER_DEAD: "not in the index" */
+/* order slot states (hotstock.h enum hs_order_slot_state) */
+#define O_EMPTY 0 /* also stands for HS_INDEX_DEAD: "not in the index" */
 #define O_PENDING 2
 #define O_DEDUCTED 3
 #define O_FAILED 4
@@ -289,7 +289,7 @@ inline reserve(g, L, res)
 #define CLAIMED 64 /* seq = CLAIMED + L, claimer in seg.claimer[] */
 
 #if defined(CLIENT_C_PUBLISH)
-/* shmd/client.c ring_publish() as written: load seq, refuse L|ABANDONED or
+/* shmd/lib/ring.c ring_publish() as written: load seq, refuse L|ABANDONED or
  * a later lap, refuse if spilled_lsn >= L; then (FILL, a separate step)
  * memcpy the record; then CAS(seq, old, L) */
 inline claim(g, L, old, t, o, res)

@@ -390,7 +390,7 @@ index_states(hs_client *c, long *deducted, long *refunded, long *lost_acked_dedu
     *deducted = *refunded = *lost_acked_deduct = *lost_acked_refund = *refund_mismatch = 0;
     for (size_t i = 0; i < tally_cap; i++) {
         order_tally *t = &tally[i];
-        hs_order_state st = HS_ORDER_STATE_UNKNOWN;
+        hs_order_status_code st = HS_ORDER_STATUS_UNKNOWN;
         hs_result r;
 
         if (!t->used)
@@ -401,19 +401,19 @@ index_states(hs_client *c, long *deducted, long *refunded, long *lost_acked_dedu
             return false;
         }
         if (r == HS_NOT_FOUND)
-            st = HS_ORDER_STATE_UNKNOWN;
-        *deducted += st == HS_ORDER_STATE_DEDUCTED;
-        *refunded += st == HS_ORDER_STATE_REFUNDED;
-        if (t->d_acked_success > 0 && st != HS_ORDER_STATE_DEDUCTED &&
-            st != HS_ORDER_STATE_REFUNDED) {
+            st = HS_ORDER_STATUS_UNKNOWN;
+        *deducted += st == HS_ORDER_STATUS_DEDUCTED;
+        *refunded += st == HS_ORDER_STATUS_REFUNDED;
+        if (t->d_acked_success > 0 && st != HS_ORDER_STATUS_DEDUCTED &&
+            st != HS_ORDER_STATUS_REFUNDED) {
             fprintf(stderr, "acknowledged deduction of %s lost (state %d)\n", t->id, (int)st);
             (*lost_acked_deduct)++;
         }
-        if (t->r_acked_success > 0 && st != HS_ORDER_STATE_REFUNDED) {
+        if (t->r_acked_success > 0 && st != HS_ORDER_STATUS_REFUNDED) {
             fprintf(stderr, "acknowledged refund of %s lost (state %d)\n", t->id, (int)st);
             (*lost_acked_refund)++;
         }
-        if (opt.kills == 0 && (st == HS_ORDER_STATE_REFUNDED) != (t->r_ok == 1)) {
+        if (opt.kills == 0 && (st == HS_ORDER_STATUS_REFUNDED) != (t->r_ok == 1)) {
             fprintf(stderr, "order %s: state %d but %d refunds acknowledged\n", t->id, (int)st,
                     t->r_ok);
             (*refund_mismatch)++;

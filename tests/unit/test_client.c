@@ -48,10 +48,10 @@ avail(hs_client *c, const char *sku)
     return a;
 }
 
-static hs_order_state
+static hs_order_status_code
 status_of(hs_client *c, const char *order, hs_result *res)
 {
-    hs_order_state st = HS_ORDER_STATE_UNKNOWN;
+    hs_order_status_code st = HS_ORDER_STATUS_UNKNOWN;
     *res = hs_order_status(c, S(order), &st, NULL, NULL);
     return st;
 }
@@ -151,7 +151,7 @@ test_semantics(hs_client *c)
     CHECK_R(hs_deduct(c, S("apple"), 2, S("p-1"), 0, &lsn2), HS_ORDER_MISMATCH);
     CHECK_EQ(avail(c, "pear"), 8);
     CHECK_EQ(avail(c, "apple"), 0);
-    CHECK_R(hs_order_status(c, S("p-1"), &(hs_order_state){0}, sku, &qty), HS_OK);
+    CHECK_R(hs_order_status(c, S("p-1"), &(hs_order_status_code){0}, sku, &qty), HS_OK);
     CHECK(strcmp(sku, "pear") == 0);
     CHECK_EQ(qty, 2);
 
@@ -164,7 +164,7 @@ test_semantics(hs_client *c)
     CHECK_R(hs_refund(c, S("p-1"), &lsn2, &qty, sku), HS_ALREADY_REFUNDED);
     CHECK_R(hs_deduct(c, S("pear"), 2, S("p-1"), 0, &lsn2), HS_ALREADY_REFUNDED);
     CHECK_EQ(avail(c, "pear"), 10);
-    CHECK_EQ(status_of(c, "p-1", &r), HS_ORDER_STATE_REFUNDED);
+    CHECK_EQ(status_of(c, "p-1", &r), HS_ORDER_STATUS_REFUNDED);
     CHECK_R(hs_refund(c, S("never-seen"), NULL, NULL, NULL), HS_NOT_FOUND);
     CHECK_R(hs_refund(c, S("a-5"), NULL, NULL, NULL), HS_NOT_FOUND); /* sold out */
     (void)status_of(c, "never-seen", &r);
@@ -174,18 +174,18 @@ test_semantics(hs_client *c)
     CHECK_R(hs_deduct(c, S("pear"), 1, S("p-2"), 0, &lsn), HS_OK);
     CHECK_R(hs_refund_claim(c, S("p-2")), HS_OK);
     CHECK_R(hs_deduct(c, S("pear"), 1, S("p-2"), 0, &lsn), HS_DUPLICATE);
-    CHECK_EQ(status_of(c, "p-2", &r), HS_ORDER_STATE_DEDUCTED);
+    CHECK_EQ(status_of(c, "p-2", &r), HS_ORDER_STATUS_DEDUCTED);
     CHECK_R(hs_refund_claim(c, S("p-2")), HS_ALREADY_REFUNDED);
     CHECK_EQ(avail(c, "pear"), 9);
     CHECK_R(hs_refund_release(c, S("p-2")), HS_OK);
-    CHECK_EQ(status_of(c, "p-2", &r), HS_ORDER_STATE_DEDUCTED);
+    CHECK_EQ(status_of(c, "p-2", &r), HS_ORDER_STATUS_DEDUCTED);
     CHECK_R(hs_refund_claim(c, S("p-2")), HS_OK);
     CHECK_R(hs_refund_commit(c, S("p-2"), &lsn, &qty, NULL), HS_OK);
     CHECK_EQ(qty, 1);
     CHECK_EQ(avail(c, "pear"), 10);
     CHECK_R(hs_refund_release(c, S("p-2")), HS_ALREADY_REFUNDED);
     CHECK_R(hs_refund_commit(c, S("p-2"), &lsn, &qty, NULL), HS_ALREADY_REFUNDED);
-    CHECK_EQ(status_of(c, "p-2", &r), HS_ORDER_STATE_REFUNDED);
+    CHECK_EQ(status_of(c, "p-2", &r), HS_ORDER_STATUS_REFUNDED);
 
     /* Refund of an evicted order (not in the index). */
     CHECK_R(hs_refund_evicted(c, S("pear"), 3, S("ev-1"), &lsn), HS_OK);
@@ -285,12 +285,12 @@ test_dead_owners(hsd_ctl *d, hs_client *c)
     CHECK_R(hs_deduct(c, S("dead0"), 1, S("do-0"), 0, &lsn), HS_SOLD_OUT);
     /* a sold-out attempt of a new order id leaves no entry behind */
     CHECK_R(hs_order_find(h, S("do-0"), &oi), HS_NOT_FOUND);
-    CHECK_EQ(status_of(c, "do-0", &r), HS_ORDER_STATE_UNKNOWN);
+    CHECK_EQ(status_of(c, "do-0", &r), HS_ORDER_STATUS_UNKNOWN);
     /* a FAILED entry (an attempt that lost the race for the last unit) */
     CHECK_R(hs_sku_find(h, S("dead0"), false, &k), HS_OK);
-    CHECK_R(hs_order_install(h, S("do-0"), k, 1, HS_ORDER_FAILED, 0, &oi), HS_OK);
+    CHECK_R(hs_order_install(h, S("do-0"), k, 1, HS_INDEX_FAILED, 0, &oi), HS_OK);
     o = &hs_order_table(h)[oi];
-    CHECK(forge(&o->state, HS_ORDER_FAILED, HS_STATE_WORD(HS_ORDER_PENDING, gone)));
+    CHECK(forge(&o->state, HS_INDEX_FAILED, HS_STATE_WORD(HS_INDEX_PENDING, gone)));
     CHECK_R(hs_put_sku(c, S("dead0"), 1, NULL), HS_OK);
     t0 = now_s();
     CHECK_R(hs_deduct(c, S("dead0"), 1, S("do-0"), 0, &lsn), HS_OK);
@@ -307,16 +307,16 @@ test_dead_owners(hsd_ctl *d, hs_client *c)
     o = &hs_order_table(h)[oi];
     CHECK_EQ(atomic_load(&o->recorded), lsn1);
     CHECK_EQ(atomic_load(&o->deducted_lsn), lsn1);
-    CHECK(forge(&o->state, HS_ORDER_DEDUCTED, HS_STATE_WORD(HS_ORDER_PENDING, gone)));
+    CHECK(forge(&o->state, HS_INDEX_DEDUCTED, HS_STATE_WORD(HS_INDEX_PENDING, gone)));
     atomic_store(&o->deducted_lsn, 0); /* it died before writing it */
     CHECK_R(hs_deduct(c, S("dead"), 1, S("do-1"), 0, &lsn), HS_DUPLICATE);
-    CHECK_EQ(HS_STATE_OF(atomic_load(&o->state)), HS_ORDER_DEDUCTED);
+    CHECK_EQ(HS_STATE_OF(atomic_load(&o->state)), HS_INDEX_DEDUCTED);
     CHECK_EQ(atomic_load(&o->deducted_lsn), lsn1);
     CHECK_EQ(avail(c, "dead"), 9);
 
     /* REFUNDING of a dead process, REFUND not folded: released, then the
      * refund goes through once. */
-    CHECK(forge(&o->state, HS_ORDER_DEDUCTED, HS_STATE_WORD(HS_ORDER_REFUNDING, gone)));
+    CHECK(forge(&o->state, HS_INDEX_DEDUCTED, HS_STATE_WORD(HS_INDEX_REFUNDING, gone)));
     CHECK_R(hs_refund(c, S("do-1"), &lsn2, NULL, NULL), HS_OK);
     CHECK_EQ(avail(c, "dead"), 10);
 
@@ -324,9 +324,9 @@ test_dead_owners(hsd_ctl *d, hs_client *c)
      * the counter is not raised twice. */
     CHECK(wait_spilled(c, lsn2));
     CHECK_EQ(atomic_load(&o->recorded), lsn2);
-    CHECK(forge(&o->state, HS_ORDER_REFUNDED, HS_STATE_WORD(HS_ORDER_REFUNDING, gone)));
+    CHECK(forge(&o->state, HS_INDEX_REFUNDED, HS_STATE_WORD(HS_INDEX_REFUNDING, gone)));
     CHECK_R(hs_refund(c, S("do-1"), NULL, NULL, NULL), HS_ALREADY_REFUNDED);
-    CHECK_EQ(HS_STATE_OF(atomic_load(&o->state)), HS_ORDER_REFUNDED);
+    CHECK_EQ(HS_STATE_OF(atomic_load(&o->state)), HS_INDEX_REFUNDED);
     CHECK_EQ(avail(c, "dead"), 10);
 
     /* A claim (two-phase refund) of a dead process is released. */
@@ -334,7 +334,7 @@ test_dead_owners(hsd_ctl *d, hs_client *c)
     CHECK(wait_spilled(c, lsn));
     CHECK_R(hs_order_find(h, S("do-2"), &oi), HS_OK);
     o = &hs_order_table(h)[oi];
-    CHECK(forge(&o->state, HS_ORDER_DEDUCTED, HS_STATE_WORD(HS_ORDER_REFUNDING, gone)));
+    CHECK(forge(&o->state, HS_INDEX_DEDUCTED, HS_STATE_WORD(HS_INDEX_REFUNDING, gone)));
     CHECK_R(hs_refund_claim(c, S("do-2")), HS_OK);
     CHECK_R(hs_refund_commit(c, S("do-2"), NULL, NULL, NULL), HS_OK);
     CHECK_EQ(avail(c, "dead"), 10);
@@ -343,9 +343,9 @@ test_dead_owners(hsd_ctl *d, hs_client *c)
      * over as DEAD. */
     k = (uint32_t)hs_hash(S("do-3")) & (h->order_capacity - 1);
     o = &hs_order_table(h)[k];
-    if (CHECK(forge(&o->state, HS_ORDER_EMPTY, HS_STATE_WORD(HS_ORDER_INSERTING, gone)))) {
+    if (CHECK(forge(&o->state, HS_INDEX_EMPTY, HS_STATE_WORD(HS_INDEX_INSERTING, gone)))) {
         CHECK_R(hs_deduct(c, S("dead"), 1, S("do-3"), 0, &lsn), HS_OK);
-        CHECK_EQ(HS_STATE_OF(atomic_load(&o->state)), HS_ORDER_DEAD);
+        CHECK_EQ(HS_STATE_OF(atomic_load(&o->state)), HS_INDEX_DEAD);
         CHECK_R(hs_deduct(c, S("dead"), 1, S("do-3"), 0, &lsn), HS_DUPLICATE);
         CHECK_EQ(avail(c, "dead"), 9);
     }
@@ -495,15 +495,15 @@ test_stop_restart(hsd_ctl *d, hs_client *c)
     CHECK_EQ(after.apple, before.apple);
     CHECK_EQ(after.pear, before.pear);
     CHECK_EQ(after.plum, before.plum);
-    CHECK_EQ(status_of(c, "p-1", &r), HS_ORDER_STATE_REFUNDED);
-    CHECK_EQ(status_of(c, "p-2", &r), HS_ORDER_STATE_REFUNDED);
-    CHECK_EQ(status_of(c, "p-4", &r), HS_ORDER_STATE_DEDUCTED);
-    CHECK_EQ(status_of(c, "ev-1", &r), HS_ORDER_STATE_REFUNDED);
-    CHECK_EQ(status_of(c, "do-0", &r), HS_ORDER_STATE_DEDUCTED);
-    CHECK_EQ(status_of(c, "do-1", &r), HS_ORDER_STATE_REFUNDED);
-    CHECK_EQ(status_of(c, "do-3", &r), HS_ORDER_STATE_DEDUCTED);
-    CHECK_EQ(status_of(c, "do-5", &r), HS_ORDER_STATE_DEDUCTED);
-    CHECK_EQ(status_of(c, "do-6", &r), HS_ORDER_STATE_DEDUCTED);
+    CHECK_EQ(status_of(c, "p-1", &r), HS_ORDER_STATUS_REFUNDED);
+    CHECK_EQ(status_of(c, "p-2", &r), HS_ORDER_STATUS_REFUNDED);
+    CHECK_EQ(status_of(c, "p-4", &r), HS_ORDER_STATUS_DEDUCTED);
+    CHECK_EQ(status_of(c, "ev-1", &r), HS_ORDER_STATUS_REFUNDED);
+    CHECK_EQ(status_of(c, "do-0", &r), HS_ORDER_STATUS_DEDUCTED);
+    CHECK_EQ(status_of(c, "do-1", &r), HS_ORDER_STATUS_REFUNDED);
+    CHECK_EQ(status_of(c, "do-3", &r), HS_ORDER_STATUS_DEDUCTED);
+    CHECK_EQ(status_of(c, "do-5", &r), HS_ORDER_STATUS_DEDUCTED);
+    CHECK_EQ(status_of(c, "do-6", &r), HS_ORDER_STATUS_DEDUCTED);
     CHECK_EQ(avail(c, "dead"), 6);
     CHECK_R(hs_deduct(c, S("pear"), 1, S("p-4"), 0, &lsn), HS_DUPLICATE);
     CHECK_R(hs_deduct(c, S("pear"), 2, S("p-1"), 0, &lsn), HS_ALREADY_REFUNDED);
@@ -541,7 +541,7 @@ test_kill_restart(hsd_ctl *d, hs_client *c)
         return;
     r = poll_deduct(c, "pear", "k-1", HS_DUPLICATE, 10, NULL);
     CHECK_R(r, HS_DUPLICATE); /* the published record was salvaged */
-    CHECK_EQ(status_of(c, "k-1", &r), HS_ORDER_STATE_DEDUCTED);
+    CHECK_EQ(status_of(c, "k-1", &r), HS_ORDER_STATUS_DEDUCTED);
     /* k-2 may have been deducted before the kill was noticed: its units are
      * then in the counter as well.  Either way the counter is the fold. */
     (void)status_of(c, "k-2", &r);
@@ -557,7 +557,7 @@ test_kill_restart(hsd_ctl *d, hs_client *c)
      * knew the old segment) is refused without claiming the id. */
     {
         hs_lsn last = 0, ev0;
-        hs_order_state st;
+        hs_order_status_code st;
 
         CHECK_R(hs_deduct(c, S("pear"), 1, S("k-3"), 0, &last), HS_OK);
         CHECK_R(hs_wait_durable(c, last, 5000), HS_OK);

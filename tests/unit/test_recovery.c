@@ -45,7 +45,7 @@
 typedef struct snapshot {
     int64_t available[NSKU];
     int norders;
-    hs_order_state *state; /* per order */
+    hs_order_status_code *state; /* per order */
     hs_result *found;
 } snapshot;
 
@@ -262,7 +262,7 @@ small_flags(hsd_ctl *d)
     hsd_ctl_flag(d, "--sku-capacity", "256");
     hsd_ctl_flag(d, "--order-capacity", "65536");
     hsd_ctl_flag(d, "--ring-capacity", "8192");
-    hsd_ctl_flag(d, "--segment-size", "256K"); /* several queue files */
+    hsd_ctl_flag(d, "--queue-file-size", "256K"); /* several queue files */
     hsd_ctl_flag(d, "--checkpoint-interval-s", "0");
 }
 
@@ -536,9 +536,9 @@ test_ring_salvage(void)
         for (int i = 0; i < NSKU; i++)
             bad_counters += after.available[i] != expect[i];
         for (int j = 0; j < n; j++) {
-            hs_order_state want = was_refunded[j] ? HS_ORDER_STATE_REFUNDED
-                                  : deducted[j]   ? HS_ORDER_STATE_DEDUCTED
-                                                  : HS_ORDER_STATE_UNKNOWN;
+            hs_order_status_code want = was_refunded[j] ? HS_ORDER_STATUS_REFUNDED
+                                  : deducted[j]   ? HS_ORDER_STATUS_DEDUCTED
+                                                  : HS_ORDER_STATUS_UNKNOWN;
             if (deducted[j] && (after.found[j] != HS_OK || after.state[j] != want))
                 bad_orders++;
         }
@@ -577,7 +577,7 @@ million_round(hsd_ctl *d, uint64_t n, hs_lsn last, const int64_t *expect, bool d
     long long recovery_ms, cpu_ms;
     char sku[32], order[64];
     int wrong = 0;
-    hs_order_state st;
+    hs_order_status_code st;
     int32_t qty;
     hs_lsn lsn;
 
@@ -612,7 +612,7 @@ million_round(hsd_ctl *d, uint64_t n, hs_lsn last, const int64_t *expect, bool d
         order_name("m", (int)j, order);
         r = hs_order_status(c, S(order), &st, NULL, &qty);
         if (drained ? r != HS_NOT_FOUND
-                    : r != HS_OK || st != HS_ORDER_STATE_DEDUCTED || qty != 1 + (int32_t)(j % 3))
+                    : r != HS_OK || st != HS_ORDER_STATUS_DEDUCTED || qty != 1 + (int32_t)(j % 3))
             wrong++;
     }
     CHECK_EQ(wrong, 0);

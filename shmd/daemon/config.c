@@ -51,12 +51,22 @@ static const hsd_setting_def hsd_setting_defs[] = {
      "write-ahead ring slots (rounded up to a power of 2)"},
     {"flush_interval_ms", 1, 10000, 10, false, FIELD(flush_interval_ms),
      "fdatasync at least this often while records wait"},
-    {"segment_size", 64 * KiB, UINT64_C(1) << 40, 64 * MiB, true, FIELD(segment_size),
+    {"queue_file_size", 64 * KiB, UINT64_C(1) << 40, 64 * MiB, true, FIELD(queue_file_size),
      "bytes per queue file before the next one starts (K/M/G suffix)"},
     {"checkpoint_interval_s", 0, 86400, 60, false, FIELD(checkpoint_interval_s),
      "seconds between checkpoints (0: on request and at stop only)"},
 };
 #define HSD_NSETTINGS (sizeof(hsd_setting_defs) / sizeof(hsd_setting_defs[0]))
+
+/* Old names still accepted, with a warning naming the new one.
+ * segment_size sized queue FILES, not the shared-memory segment. */
+static const struct {
+    const char *old_name;
+    const char *name;
+} hsd_setting_aliases[] = {
+    {"segment_size", "queue_file_size"},
+};
+#define HSD_NALIASES (sizeof(hsd_setting_aliases) / sizeof(hsd_setting_aliases[0]))
 
 void
 hsd_usage(FILE *out)
@@ -81,24 +91,45 @@ hsd_usage(FILE *out)
     }
 }
 
-/* Find a setting by name; '-' and '_' are the same.  NULL if unknown. */
+/* Is name[0..len) the setting name n?  '-' and '_' are the same. */
+static bool
+hsd_name_is(const char *name, size_t len, const char *n)
+{
+    if (strlen(n) != len)
+        return false;
+    for (size_t j = 0; j < len; j++) {
+        char a = name[j] == '-' ? '_' : name[j];
+        if (a != n[j])
+            return false;
+    }
+    return true;
+}
+
+/* The current name of a deprecated setting name, or NULL if name is not
+ * one. */
+static const char *
+hsd_setting_renamed(const char *name, size_t len)
+{
+    for (size_t i = 0; i < HSD_NALIASES; i++)
+        if (hsd_name_is(name, len, hsd_setting_aliases[i].old_name))
+            return hsd_setting_aliases[i].name;
+    return NULL;
+}
+
+/* Find a setting by name, or by a deprecated name; '-' and '_' are the
+ * same.  NULL if unknown. */
 static const hsd_setting_def *
 hsd_setting_find(const char *name, size_t len)
 {
-    for (size_t i = 0; i < HSD_NSETTINGS; i++) {
-        const char *n = hsd_setting_defs[i].name;
-        size_t j;
+    const char *renamed = hsd_setting_renamed(name, len);
 
-        if (strlen(n) != len)
-            continue;
-        for (j = 0; j < len; j++) {
-            char a = name[j] == '-' ? '_' : name[j];
-            if (a != n[j])
-                break;
-        }
-        if (j == len)
-            return &hsd_setting_defs[i];
+    if (renamed != NULL) {
+        name = renamed;
+        len = strlen(renamed);
     }
+    for (size_t i = 0; i < HSD_NSETTINGS; i++)
+        if (hsd_name_is(name, len, hsd_setting_defs[i].name))
+            return &hsd_setting_defs[i];
     return NULL;
 }
 
@@ -252,6 +283,9 @@ hsd_conf_load(const char *real_dir, hsd_settings *st)
             fclose(f);
             return HSD_EXIT_USAGE;
         }
+        if (hsd_setting_renamed(key, strlen(key)) != NULL)
+            fprintf(stderr, "hotstockd: %s:%u: setting \"%s\" is deprecated; use \"%s\"\n", path,
+                    lineno, key, s->name);
         if (!hsd_setting_parse(s, value, &v, why, sizeof(why))) {
             fprintf(stderr, "hotstockd: %s:%u: %s = \"%s\": %s\n", path, lineno, s->name, value,
                     why);
@@ -463,6 +497,15 @@ hsd_cli_parse(int argc, char **argv, hsd_cli *cli)
                 return hsd_usage_error("unknown option \"--%s\"", name);
             if (cli->command != HSD_CMD_START)
                 return hsd_usage_error("option --%s does not apply to \"%s\"", name, argv[1]);
+            if (hsd_setting_renamed(name, strlen(name)) != NULL) {
+                char flag[64];
+
+                snprintf(flag, sizeof(flag), "%s", s->name);
+                for (char *p = flag; *p; p++)
+                    if (*p == '_')
+                        *p = '-';
+                fprintf(stderr, "hotstockd: option --%s is deprecated; use --%s\n", name, flag);
+            }
             if (!hsd_setting_parse(s, value, &v, why, sizeof(why))) {
                 fprintf(stderr, "hotstockd: --%s \"%s\": %s\n", name, value, why);
                 return HSD_EXIT_USAGE;

@@ -24,6 +24,11 @@
 #define HS_CKPT_MAGIC UINT64_C(0x31504B434B545348)
 #define HS_CKPT_FORMAT_VERSION 1
 #define HS_CKPT_FILE "checkpoint"
+/* sizes of the file's parts (see checkpoint_write.c) */
+#define CKPT_ENTRY_SIZE 80
+#define CKPT_TRAILER_SIZE 4
+#define CKPT_TMP_SUFFIX ".tmp"
+#define CKPT_HEADER_SIZE 64
 
 typedef struct hs_shadow_sku {
     char sku[HS_SKU_MAX + 1];
@@ -36,8 +41,8 @@ typedef struct hs_shadow {
     hs_shadow_sku *slots;
     uint32_t capacity; /* power of two */
     uint32_t count;
-    hs_lsn lsn;        /* every record <= lsn is folded, none after */
-    hs_lsn applied_lsn; /* the drain's position known when saved */
+    hs_lsn lsn;          /* every record <= lsn is folded, none after */
+    hs_lsn applied_lsn;  /* the drain's position known when saved */
     uint64_t generation; /* of the segment that was live when saved */
 } hs_shadow;
 

@@ -35,26 +35,97 @@ extern "C" {
 
 #define HS_SKU_MAX 63
 #define HS_ORDER_ID_MAX 63
-#define HS_QTY_MAX 1000000         /* largest qty of one deduction */
+#define HS_QTY_MAX 1000000                  /* largest qty of one deduction */
 #define HS_STOCK_MAX INT64_C(1000000000000) /* largest stock of one SKU */
 
 typedef uint64_t hs_lsn;
 
+/*-------------------------------------------------------------------------
+ * Every state, record type and result, named once
+ *
+ * The values are part of the shared-memory layout or of the queue format
+ * (which say so); the structures they live in, and the protocol that
+ * moves them (who writes each word, in which memory order), are in
+ * shmd/lib/segment.h, beside those structures.  In short:
+ *
+ *   hs_segment_state     header.state: written by the daemon only, with
+ *                        release order (READY publishes the built tables);
+ *                        every client call loads it with acquire order.
+ *   hs_order_slot_state  the low byte of an order slot's state word in the
+ *                        order index: changed only by CAS (acq_rel); the
+ *                        owner pid sits in the same word.
+ *   hs_sku_slot_state    the same for a SKU slot.
+ *   hs_record_type       a record in the ring (written by its client before
+ *                        the seq_cst store that publishes the slot) and in
+ *                        the queue files (written by the spiller).
+ *   hs_order_status_code what hs_order_status() answers (and the SQL
+ *                        function order_status()): never stored anywhere.
+ *-------------------------------------------------------------------------
+ */
+
+/* The segment's life: header.state. */
+typedef enum hs_segment_state {
+    HS_SEGMENT_STARTING = 1, /* being built by the daemon */
+    HS_SEGMENT_READY = 2,    /* serving */
+    HS_SEGMENT_STOPPING = 3, /* clean stop in progress: no new work */
+    HS_SEGMENT_DEAD = 4      /* fenced by a newer daemon: re-attach */
+} hs_segment_state;
+
+/* Record types, in the ring and in the queue files alike (a format value:
+ * never renumber). */
+typedef enum hs_record_type {
+    HS_REC_DEDUCT = 1,    /* qty > 0 units of sku taken by order_id */
+    HS_REC_REFUND = 2,    /* qty > 0 units of sku given back by order_id */
+    HS_REC_PUT_SKU = 3,   /* sku created or reset: qty = delta applied */
+    HS_REC_ADD_STOCK = 4, /* restock/withdraw: qty = delta applied */
+    HS_REC_NOOP = 5       /* an abandoned LSN: keeps the LSN sequence dense */
+} hs_record_type;
+
+/* State of a SKU slot in the segment's SKU table. */
+typedef enum hs_sku_slot_state {
+    HS_SKU_EMPTY = 0,
+    HS_SKU_INSERTING = 1, /* being inserted (owner pid) */
+    HS_SKU_READY = 2,
+    HS_SKU_DEAD = 3 /* insert abandoned by a dead process; never matches */
+} hs_sku_slot_state;
+
+/* State of an order slot in the segment's order index (HS_INDEX_*).  Not
+ * what hs_order_status() answers: see hs_order_status_code. */
+typedef enum hs_order_slot_state {
+    HS_INDEX_EMPTY = 0,
+    HS_INDEX_INSERTING = 1,
+    HS_INDEX_PENDING = 2,   /* a deduct is in flight (owner pid) */
+    HS_INDEX_DEDUCTED = 3,  /* deducted; counter and record done */
+    HS_INDEX_FAILED = 4,    /* last deduct failed (sold out, ...); retryable */
+    HS_INDEX_REFUNDING = 5, /* a refund is in flight or claimed (owner pid) */
+    HS_INDEX_REFUNDED = 6,
+    HS_INDEX_DEAD = 7 /* insert abandoned by a dead process; never matches */
+} hs_order_slot_state;
+
+/* The answer of hs_order_status() (HS_ORDER_STATUS_*), folded from the
+ * index state: REFUNDING counts as DEDUCTED until its refund commits. */
+typedef enum hs_order_status_code {
+    HS_ORDER_STATUS_UNKNOWN = 0,
+    HS_ORDER_STATUS_DEDUCTED = 1, /* includes a refund claimed but not committed */
+    HS_ORDER_STATUS_REFUNDED = 2,
+    HS_ORDER_STATUS_PENDING = 3 /* a deduction is in flight right now */
+} hs_order_status_code;
+
 typedef enum hs_result {
-    HS_OK = 0,              /* done */
-    HS_DUPLICATE,           /* deduct: this order id was deducted already (a retry) */
-    HS_SOLD_OUT,            /* deduct: not enough available */
-    HS_UNKNOWN_SKU,         /* no such SKU in the segment */
-    HS_NOT_FOUND,           /* refund/status: order id not in the order index */
-    HS_ALREADY_REFUNDED,    /* refund: refunded before; deduct: order id was refunded */
-    HS_ORDER_MISMATCH,      /* deduct retry with another SKU or qty than the original */
-    HS_QUEUE_FULL,          /* ring full: the spiller is behind; retry */
-    HS_TABLE_FULL,          /* SKU table or order index full */
-    HS_BAD_ARGUMENT,        /* empty/oversized string, qty out of range */
-    HS_DAEMON_DOWN,         /* no daemon serves the segment (or it died mid-call) */
-    HS_VERSION_MISMATCH,    /* segment of another layout version or magic */
-    HS_IO_ERROR,            /* a system call failed; see hs_last_error() */
-    HS_EVICTED_CHANGED,     /* hs_deduct_checked: more orders were evicted than checked */
+    HS_OK = 0,           /* done */
+    HS_DUPLICATE,        /* deduct: this order id was deducted already (a retry) */
+    HS_SOLD_OUT,         /* deduct: not enough available */
+    HS_UNKNOWN_SKU,      /* no such SKU in the segment */
+    HS_NOT_FOUND,        /* refund/status: order id not in the order index */
+    HS_ALREADY_REFUNDED, /* refund: refunded before; deduct: order id was refunded */
+    HS_ORDER_MISMATCH,   /* deduct retry with another SKU or qty than the original */
+    HS_QUEUE_FULL,       /* ring full: the spiller is behind; retry */
+    HS_TABLE_FULL,       /* SKU table or order index full */
+    HS_BAD_ARGUMENT,     /* empty/oversized string, qty out of range */
+    HS_DAEMON_DOWN,      /* no daemon serves the segment (or it died mid-call) */
+    HS_VERSION_MISMATCH, /* segment of another layout version or magic */
+    HS_IO_ERROR,         /* a system call failed; see hs_last_error() */
+    HS_EVICTED_CHANGED,  /* hs_deduct_checked: more orders were evicted than checked */
     HS_RESULT_COUNT_
 } hs_result;
 
@@ -113,8 +184,8 @@ hs_result hs_deduct_checked(hs_client *c, const char *sku, size_t sku_len, int32
  *   HS_QUEUE_FULL, HS_DAEMON_DOWN: nothing changed.
  * The REFUND record is appended before the counter is raised.
  */
-hs_result hs_refund(hs_client *c, const char *order_id, size_t order_len, hs_lsn *lsn,
-                    int32_t *qty, char *sku_out);
+hs_result hs_refund(hs_client *c, const char *order_id, size_t order_len, hs_lsn *lsn, int32_t *qty,
+                    char *sku_out);
 
 /*
  * Two-phase refund for a refund inside a transaction: claim now (the order
@@ -153,17 +224,10 @@ void hs_kick(hs_client *c);
 /* Real-time available units of sku. */
 hs_result hs_available(hs_client *c, const char *sku, size_t sku_len, int64_t *available);
 
-typedef enum hs_order_state {
-    HS_ORDER_STATE_UNKNOWN = 0,
-    HS_ORDER_STATE_DEDUCTED = 1,  /* includes a refund claimed but not committed */
-    HS_ORDER_STATE_REFUNDED = 2,
-    HS_ORDER_STATE_PENDING = 3    /* a deduction is in flight right now */
-} hs_order_state;
-
 /* State of order_id in the index; HS_NOT_FOUND when absent.  sku_out and
  * qty may be NULL. */
 hs_result hs_order_status(hs_client *c, const char *order_id, size_t order_len,
-                          hs_order_state *state, char *sku_out, int32_t *qty);
+                          hs_order_status_code *state, char *sku_out, int32_t *qty);
 
 /* Admin: create sku, or reset it to `stock` units available (0..HS_STOCK_MAX).
  * The change travels through the queue as a delta.  *lsn may be NULL. */
@@ -184,7 +248,7 @@ hs_result hs_publish_applied(hs_client *c, hs_lsn applied);
 typedef struct hs_status {
     uint64_t generation;
     int32_t daemon_pid;
-    uint32_t state; /* hs_segment_state */
+    uint32_t state; /* hs_segment_state (HS_SEGMENT_READY while served) */
     hs_lsn next_lsn, spilled_lsn, durable_lsn, applied_lsn, checkpoint_lsn, evicted_lsn;
     uint32_t sku_count, sku_capacity;
     uint32_t order_count, order_capacity;
@@ -197,22 +261,21 @@ typedef struct hs_status {
 hs_result hs_get_status(hs_client *c, hs_status *out);
 
 /*-------------------------------------------------------------------------
- * Queue files (read side).  Format: see shmd/queue_file.c.
+ * Queue files (read side).  Format: see shmd/format/queue_file.c.
  *-------------------------------------------------------------------------
  */
 
 /* One decoded queue record. */
 typedef struct hs_record {
     hs_lsn lsn;
-    uint8_t type;  /* hs_record_type in segment.h: 1 deduct, 2 refund, 3 put_sku,
-                      4 add_stock, 5 noop */
+    uint8_t type; /* hs_record_type */
     uint8_t flags;
     uint8_t sku_len;
     uint8_t order_len;
     int64_t qty; /* qty (deduct, refund) or signed delta (put_sku, add_stock) */
     uint64_t xid;
-    uint64_t timestamp_us; /* unix microseconds */
-    char sku[HS_SKU_MAX + 1];          /* NUL-terminated */
+    uint64_t timestamp_us;              /* unix microseconds */
+    char sku[HS_SKU_MAX + 1];           /* NUL-terminated */
     char order_id[HS_ORDER_ID_MAX + 1]; /* NUL-terminated; empty for stock records */
 } hs_record;
 

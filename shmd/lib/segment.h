@@ -130,6 +130,7 @@
 #include <sys/types.h>
 
 #include "hotstock.h"
+#include "util.h"
 
 #define HS_CACHE_LINE 64
 
@@ -140,14 +141,6 @@
 #define HS_HEARTBEAT_INTERVAL_MS 100
 #define HS_HEARTBEAT_DEAD_MS 3000
 #define HS_STALL_ABANDON_MS 2000
-
-/* header.state */
-typedef enum hs_segment_state {
-    HS_SEGMENT_STARTING = 1, /* being built by the daemon */
-    HS_SEGMENT_READY = 2,    /* serving */
-    HS_SEGMENT_STOPPING = 3, /* clean stop in progress: no new work */
-    HS_SEGMENT_DEAD = 4      /* fenced by a newer daemon: re-attach */
-} hs_segment_state;
 
 /* "STARTING", "READY", ... for messages; "UNKNOWN" for any other value. */
 static inline const char *
@@ -201,24 +194,6 @@ hs_seq_claimer(uint64_t seq)
 #define HS_PID_OF(w) ((pid_t)((w) >> 8))
 #define HS_STATE_WORD(state, pid) (((uint64_t)(uint32_t)(pid) << 8) | (uint64_t)(state))
 
-enum hs_sku_slot_state {
-    HS_SKU_EMPTY = 0,
-    HS_SKU_INSERTING = 1,
-    HS_SKU_READY = 2,
-    HS_SKU_DEAD = 3 /* insert abandoned by a dead process; never matches */
-};
-
-enum hs_order_slot_state {
-    HS_ORDER_EMPTY = 0,
-    HS_ORDER_INSERTING = 1,
-    HS_ORDER_PENDING = 2,   /* a deduct is in flight (owner pid) */
-    HS_ORDER_DEDUCTED = 3,  /* deducted; counter and record done */
-    HS_ORDER_FAILED = 4,    /* last deduct failed (sold out, ...); retryable */
-    HS_ORDER_REFUNDING = 5, /* a refund is in flight or claimed (owner pid) */
-    HS_ORDER_REFUNDED = 6,
-    HS_ORDER_DEAD = 7 /* insert abandoned by a dead process; never matches */
-};
-
 /*
  * Header.  Fields written at different rates by different parties sit on
  * their own cache lines so that, e.g., the spiller publishing durable_lsn
@@ -250,7 +225,7 @@ typedef struct hs_header {
     alignas(HS_CACHE_LINE) _Atomic uint64_t spilled_lsn; /* last LSN handed to write(2) */
 
     alignas(HS_CACHE_LINE) _Atomic uint64_t durable_lsn; /* last LSN fdatasync'ed */
-    _Atomic uint32_t durable_seq;                         /* futex word, bumped per flush */
+    _Atomic uint32_t durable_seq;                        /* futex word, bumped per flush */
     _Atomic uint32_t sync_waiters;
 
     alignas(HS_CACHE_LINE) _Atomic uint32_t spiller_seq; /* futex word: work arrived */
@@ -287,7 +262,7 @@ typedef struct hs_sku_slot {
 typedef struct hs_order_slot {
     alignas(HS_CACHE_LINE) _Atomic uint64_t state; /* HS_STATE_WORD(hs_order_slot_state, pid) */
     uint64_t hash;
-    _Atomic uint64_t recorded; /* LSN of the last record of this order the spiller folded */
+    _Atomic uint64_t recorded;     /* LSN of the last record of this order the spiller folded */
     _Atomic uint64_t deducted_lsn; /* LSN of its DEDUCT (PENDING owner, relaxed, before the
                                       release of DEDUCTED); 0 if never deducted here */
     uint32_t sku_index;            /* slot of its SKU in this segment */
@@ -296,15 +271,6 @@ typedef struct hs_order_slot {
     char order_id[HS_ORDER_ID_MAX + 1];
     char pad_[128 - 8 - 8 - 8 - 8 - 4 - 4 - 1 - (HS_ORDER_ID_MAX + 1)];
 } hs_order_slot;
-
-/* Record types, in the ring and in the queue files alike. */
-typedef enum hs_record_type {
-    HS_REC_DEDUCT = 1,    /* qty > 0 units of sku taken by order_id */
-    HS_REC_REFUND = 2,    /* qty > 0 units of sku given back by order_id */
-    HS_REC_PUT_SKU = 3,   /* sku created or reset: qty = delta applied */
-    HS_REC_ADD_STOCK = 4, /* restock/withdraw: qty = delta applied */
-    HS_REC_NOOP = 5       /* an abandoned LSN: keeps the LSN sequence dense */
-} hs_record_type;
 
 /* A record in the ring: the SKU travels as its slot index; the spiller
  * copies the name out of the SKU table when it writes the file. */
@@ -364,77 +330,6 @@ hs_ring(hs_header *h)
 {
     return (hs_ring_slot *)((char *)h + h->ring_offset);
 }
-
-/* 64-bit FNV-1a; never 0 (0 is reserved for "no hash"). */
-static inline uint64_t
-hs_hash(const char *s, size_t len)
-{
-    uint64_t h = UINT64_C(0xcbf29ce484222325);
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= UINT64_C(0x100000001b3);
-    }
-    /* FNV-1a's low bits, which pick the slot, barely mix for ids that
-     * differ only in their last characters (order-1001, order-1002, ...):
-     * linear probing then walks long clusters.  Murmur3's finalizer mixes
-     * every bit into the low ones. */
-    h ^= h >> 33;
-    h *= UINT64_C(0xff51afd7ed558ccd);
-    h ^= h >> 33;
-    h *= UINT64_C(0xc4ceb9fe1a85ec53);
-    h ^= h >> 33;
-    return h ? h : 1;
-}
-
-uint64_t hs_now_monotonic_ms(void);
-uint64_t hs_now_unix_us(void);
-
-/* CRC32C (Castagnoli), hardware-accelerated where the CPU has SSE4.2. */
-uint32_t hs_crc32c(uint32_t crc, const void *data, size_t len);
-
-/* Linux futex wrappers on a 32-bit shared word. */
-int hs_futex_wait(_Atomic uint32_t *word, uint32_t expected, int timeout_ms);
-void hs_futex_wake_all(_Atomic uint32_t *word);
-
-/* write(2) all len bytes of buf, retrying short writes and EINTR.  0, or
- * -1 with errno set. */
-int hs_write_all(int fd, const void *buf, size_t len);
-
-/* Little-endian stores and loads: the on-disk formats (queue files,
- * checkpoint) are little-endian whatever the CPU. */
-static inline void
-hs_put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static inline void
-hs_put_u64(uint8_t *p, uint64_t v)
-{
-    hs_put_u32(p, (uint32_t)v);
-    hs_put_u32(p + 4, (uint32_t)(v >> 32));
-}
-
-static inline uint32_t
-hs_get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static inline uint64_t
-hs_get_u64(const uint8_t *p)
-{
-    return (uint64_t)hs_get_u32(p) | (uint64_t)hs_get_u32(p + 4) << 32;
-}
-
-/* Is process pid gone?  (kill(pid, 0) == ESRCH) */
-int hs_pid_gone(pid_t pid);
-
-/* Set the calling thread's hs_last_error() text (printf format). */
-void hs_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /*
  * Segment lifecycle (segment.c).

@@ -184,7 +184,7 @@ hsd_status(hsd_daemon *d, bool json, hsd_buf *b)
             ", \"recovery_ms\": %" PRIu64 ", \"recovery_cpu_ms\": %" PRIu64
             ", \"recovered_records\": %" PRIu64 ", \"salvaged_records\": %" PRIu64
             ", \"jemalloc_allocated\": %" PRIu64
-            ", \"settings\": {\"flush_interval_ms\": %u, \"segment_size\": %" PRIu64
+            ", \"settings\": {\"flush_interval_ms\": %u, \"queue_file_size\": %" PRIu64
             ", \"checkpoint_interval_s\": %u}, \"log\": ",
             (int)h->daemon_pid, h->generation, hs_segment_state_name(state),
             (next & HS_LSN_FENCED) ? "true" : "false", next & ~HS_LSN_FENCED, spilled, durable,
@@ -192,7 +192,7 @@ hsd_status(hsd_daemon *d, bool json, hsd_buf *b)
             ring_used, h->ring_capacity, ring_pct, last_flush, flush_age, last_flush_us,
             max_flush_us, flushes, records_spilled, abandoned, checkpoints, recycled, hb_age,
             spill_errno, uptime_s, d->recovery_ms, d->recovery_cpu_ms, d->recovered_records,
-            d->salvaged_records, allocated, d->settings.flush_interval_ms, d->settings.segment_size,
+            d->salvaged_records, allocated, d->settings.flush_interval_ms, d->settings.queue_file_size,
             d->settings.checkpoint_interval_s);
         hsd_buf_json_string(b, d->log_path);
         hsd_buf_printf(b, "}\n");

@@ -12,32 +12,8 @@
  * rename, fsync of the directory.  A crash at any point leaves either the
  * old or the new checkpoint whole, never a mix.
  *
- *
- * THE CHECKPOINT FILE (DIR/checkpoint, format version 1)
- *
- * Little-endian integers, written and read byte by byte.
- *
- *      offset  size  field
- *           0     8  magic          HS_CKPT_MAGIC, "HSTKCKP1"
- *           8     4  format version HS_CKPT_FORMAT_VERSION (1)
- *          12     4  header size    64
- *          16     8  lsn            every queue record <= lsn is folded in
- *          24     8  applied_lsn    the drain's position known when saved
- *          32     8  generation     of the segment live when saved
- *          40     8  count          number of entries
- *          48     8  created        unix microseconds, informational
- *          56     8  reserved       zeros
- *          64  80*n  entries, each:
- *                      +0   8  available   signed
- *                      +8   1  sku_len     1..63
- *                      +9   7  reserved    zeros
- *                      +16 64  sku         sku_len bytes, zero padded
- *     64+80*n     4  CRC32C over bytes [0, 64 + 80 * count)
- *
- * The file is exactly 64 + 80 * count + 4 bytes.  Loading refuses a bad
- * magic, another format version, a size that does not match the count
- * (a torn or truncated file), a bad checksum, and entries with a bad
- * length, non-zero reserved bytes or a SKU named twice.
+ * The file format is described at the top of checkpoint_write.c, its
+ * one writer; this file folds and loads.
  *
  *-------------------------------------------------------------------------
  */
@@ -52,12 +28,8 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
-#include "segment.h"
+#include "util.h"
 
-#define CKPT_HEADER_SIZE 64
-#define CKPT_ENTRY_SIZE 80
-#define CKPT_TRAILER_SIZE 4
-#define CKPT_TMP_SUFFIX ".tmp"
 #define SHADOW_MIN_CAPACITY 16
 
 /*-------------------------------------------------------------------------
@@ -228,89 +200,6 @@ overflow:
     hs_set_error("shadow fold of LSN %" PRIu64 ": qty %" PRId64 " overflows SKU %.*s", rec->lsn,
                  rec->qty, (int)rec->sku_len, rec->sku);
     return -1;
-}
-
-/*-------------------------------------------------------------------------
- * Checkpoint file
- *-------------------------------------------------------------------------
- */
-/* See checkpoint.h.  On failure DIR/checkpoint is the old one, untouched
- * (a DIR/checkpoint.tmp may be left behind; the next write replaces it). */
-int
-hs_checkpoint_write(const char *dir, const hs_shadow *s)
-{
-    char path[PATH_MAX], tmp[PATH_MAX];
-    size_t size = CKPT_HEADER_SIZE + (size_t)s->count * CKPT_ENTRY_SIZE + CKPT_TRAILER_SIZE;
-    uint8_t *buf, *p;
-    uint32_t n = 0;
-    int fd, dfd;
-
-    if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, HS_CKPT_FILE) >= sizeof(path) ||
-        (size_t)snprintf(tmp, sizeof(tmp), "%s%s", path, CKPT_TMP_SUFFIX) >= sizeof(tmp)) {
-        hs_set_error("data directory path too long: %s", dir);
-        return -1;
-    }
-    buf = calloc(1, size);
-    if (buf == NULL) {
-        hs_set_error("out of memory for a %zu-byte checkpoint", size);
-        return -1;
-    }
-    hs_put_u64(buf, HS_CKPT_MAGIC);
-    hs_put_u32(buf + 8, HS_CKPT_FORMAT_VERSION);
-    hs_put_u32(buf + 12, CKPT_HEADER_SIZE);
-    hs_put_u64(buf + 16, s->lsn);
-    hs_put_u64(buf + 24, s->applied_lsn);
-    hs_put_u64(buf + 32, s->generation);
-    hs_put_u64(buf + 40, s->count);
-    hs_put_u64(buf + 48, hs_now_unix_us());
-    p = buf + CKPT_HEADER_SIZE;
-    for (uint32_t i = 0; i < s->capacity; i++) {
-        const hs_shadow_sku *e = &s->slots[i];
-        if (e->sku_len == 0)
-            continue;
-        hs_put_u64(p, (uint64_t)e->available);
-        p[8] = e->sku_len;
-        memcpy(p + 16, e->sku, e->sku_len);
-        p += CKPT_ENTRY_SIZE;
-        n++;
-    }
-    if (n != s->count) {
-        hs_set_error("shadow counters inconsistent: %u entries, count %u", n, s->count);
-        free(buf);
-        return -1;
-    }
-    hs_put_u32(p, hs_crc32c(0, buf, size - CKPT_TRAILER_SIZE));
-
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        hs_set_error("cannot create %s: %s", tmp, strerror(errno));
-        free(buf);
-        return -1;
-    }
-    if (hs_write_all(fd, buf, size) != 0 || fsync(fd) != 0) {
-        hs_set_error("cannot write %s: %s", tmp, strerror(errno));
-        close(fd);
-        free(buf);
-        return -1;
-    }
-    free(buf);
-    if (close(fd) != 0) {
-        hs_set_error("cannot close %s: %s", tmp, strerror(errno));
-        return -1;
-    }
-    if (rename(tmp, path) != 0) {
-        hs_set_error("cannot rename %s to %s: %s", tmp, path, strerror(errno));
-        return -1;
-    }
-    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0 || fsync(dfd) != 0) {
-        hs_set_error("cannot fsync directory %s: %s", dir, strerror(errno));
-        if (dfd >= 0)
-            close(dfd);
-        return -1;
-    }
-    close(dfd);
-    return 0;
 }
 
 /* Read all of path into a malloc'd buffer. 1 loaded, 0 no such file, -1. */

@@ -10,11 +10,20 @@
  *   spiller        ring -> queue files, group commit, shadow counters,
  *                  writer and shadow are its alone     (spiller.c)
  *   checkpointer   writes shadow snapshots the spiller hands it, recycles
- *                  queue files                         (spiller.c)
+ *                  queue files                         (checkpointer.c)
  *   control        the control socket                  (control.c)
  *
  * Before the threads start, recovery (recovery.c) runs alone and builds the
- * writer, the shadow and the segment; the threads inherit them.
+ * writer, the shadow and the segment (segment_build.c); the threads inherit
+ * them.
+ *
+ * Calls point one way (tests/layout/check.sh fails on a cycle):
+ *
+ *   hotstockd.c -> lifecycle.c -> control.c, recovery.c, spiller.c
+ *   control.c, lifecycle.c -> datadir.c, request.c
+ *   recovery.c, spiller.c -> checkpointer.c, ring_record.c
+ *   recovery.c -> segment_build.c;  checkpointer.c, spiller.c -> request.c
+ *   everything -> log.c, config.c; the formats; libhotstock
  *
  * Cross-thread fields are C11 atomics; each names its writer and the load
  * it pairs with.  Nothing here is in shared memory: the segment (segment.h)
@@ -64,7 +73,7 @@ typedef struct hsd_settings {
     uint32_t order_capacity;        /* order index slots (idem) */
     uint32_t ring_capacity;         /* ring slots (idem) */
     uint32_t flush_interval_ms;     /* fdatasync at least this often while data waits */
-    uint64_t segment_size;          /* bytes per queue file before rotation */
+    uint64_t queue_file_size;       /* bytes per queue file before rotation */
     uint32_t checkpoint_interval_s; /* 0: only on request and at a smart stop */
 } hsd_settings;
 
@@ -235,13 +244,9 @@ typedef struct hsd_daemon {
 } hsd_daemon;
 
 /*-------------------------------------------------------------------------
- * lifecycle.c: the start and stop sequences
+ * datadir.c: the data directory, lock and pid files
  *-------------------------------------------------------------------------
  */
-/* `hotstockd start`: validate, lock, recover, detach, serve until stopped.
- * Returns the process exit code. */
-int hsd_start(const hsd_cli *cli);
-
 /* Check that dir is an existing, writable directory and resolve it into
  * real (PATH_MAX bytes).  0, or HSD_EXIT_USAGE after one line on stderr. */
 int hsd_check_dir(const char *dir, char *real, bool need_write);
@@ -251,6 +256,22 @@ pid_t hsd_read_pid(const char *real_dir);
 
 /* Is real_dir's lock held by a live daemon?  1 yes, 0 no, -1 error. */
 int hsd_lock_held(const char *real_dir);
+
+/* out = dir/file.  Data directory paths are shorter than 256 bytes
+ * (hsd_check_dir), so every buffer of PATH_MAX + 32 bytes holds it. */
+void hsd_path(char *out, size_t outlen, const char *dir, const char *file);
+
+/* Replace the content of fd (the lock file) or of path with our pid.  0 /
+ * -1 with errno. */
+int hsd_write_pid(int fd, const char *path);
+
+/*-------------------------------------------------------------------------
+ * lifecycle.c: the start and stop sequences
+ *-------------------------------------------------------------------------
+ */
+/* `hotstockd start`: validate, lock, recover, detach, serve until stopped.
+ * Returns the process exit code. */
+int hsd_start(const hsd_cli *cli);
 
 /*-------------------------------------------------------------------------
  * recovery.c
@@ -262,12 +283,8 @@ int hsd_lock_held(const char *real_dir);
  * recovery figures.  0, or -1 after an ERROR log line saying why. */
 int hsd_recover(hsd_daemon *d);
 
-/* fdatasync every file in real_dir/queue and the directory.  0, or -1
- * after an ERROR line. */
-int hsd_sync_queue_files(const char *dir);
-
 /*-------------------------------------------------------------------------
- * spiller.c: spiller and checkpointer threads, requests
+ * request.c: requests to the spiller
  *-------------------------------------------------------------------------
  */
 void hsd_requests_init(hsd_daemon *d);
@@ -285,6 +302,10 @@ void hsd_request_complete(hsd_request *req, int result, hs_lsn lsn, const char *
 /* Stop accepting requests and fail every queued one (spiller gone). */
 void hsd_requests_close(hsd_daemon *d);
 
+/*-------------------------------------------------------------------------
+ * ring_record.c
+ *-------------------------------------------------------------------------
+ */
 /* Convert the ring record rr of segment h, published for lsn, into a queue
  * record (the SKU name copied from h's SKU table).  0, or -1 with why[]
  * when rr cannot be a record a client published (bad type, SKU slot,
@@ -292,7 +313,16 @@ void hsd_requests_close(hsd_daemon *d);
 int hsd_ring_to_record(hs_header *h, const hs_ring_record *rr, hs_lsn lsn, hs_record *out,
                        char *why, size_t whylen);
 
+/*-------------------------------------------------------------------------
+ * spiller.c: the spiller thread
+ *-------------------------------------------------------------------------
+ */
 int hsd_spiller_start(hsd_daemon *d);
+
+/*-------------------------------------------------------------------------
+ * checkpointer.c: the checkpointer thread, checkpoints, queue file sync
+ *-------------------------------------------------------------------------
+ */
 int hsd_checkpointer_start(hsd_daemon *d);
 /* Let the checkpointer finish the job it has, then join it. */
 void hsd_checkpointer_stop(hsd_daemon *d);
@@ -301,6 +331,10 @@ void hsd_checkpointer_stop(hsd_daemon *d);
  * stop sequence after the spiller exited), store checkpoint_lsn when a
  * segment exists, recycle.  0, or -1 with the reason in error. */
 int hsd_checkpoint_now(hsd_daemon *d, const hs_shadow *shadow, char *error, size_t errlen);
+
+/* fdatasync every file in real_dir/queue and the directory.  0, or -1
+ * after an ERROR line. */
+int hsd_sync_queue_files(const char *dir);
 
 /*-------------------------------------------------------------------------
  * control.c: the control socket, server and client

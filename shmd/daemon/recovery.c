@@ -78,7 +78,7 @@ typedef struct hsd_order_entry {
     uint32_t sku_off;
     uint8_t id_len;
     uint8_t sku_len;
-    uint8_t state; /* HS_ORDER_DEDUCTED or HS_ORDER_REFUNDED */
+    uint8_t state; /* HS_INDEX_DEDUCTED or HS_INDEX_REFUNDED */
 } hsd_order_entry;
 
 typedef struct hsd_order_map {
@@ -217,7 +217,7 @@ hsd_order_map_put(hsd_order_map *m, const hs_record *rec)
     }
     e->lsn = rec->lsn;
     e->qty = rec->qty;
-    e->state = rec->type == HS_REC_DEDUCT ? HS_ORDER_DEDUCTED : HS_ORDER_REFUNDED;
+    e->state = rec->type == HS_REC_DEDUCT ? HS_INDEX_DEDUCTED : HS_INDEX_REFUNDED;
     return 0;
 }
 
@@ -490,46 +490,6 @@ hsd_retire_old(hsd_daemon *d, hsd_old_segment *old)
     if (hs_segment_unlink(d->dir) != 0) {
         hsd_log(HSD_ERROR, "%s", hs_last_error());
         return -1;
-    }
-    return 0;
-}
-
-/* fdatasync every queue file and the queue directory: the previous daemon
- * (or a writer that failed) may have left records written but not synced. */
-int
-hsd_sync_queue_files(const char *dir)
-{
-    hs_qf_file *files;
-    char qdir[PATH_MAX + 16];
-    int n, fd;
-
-    n = hs_qf_list(dir, &files);
-    if (n < 0) {
-        hsd_log(HSD_ERROR, "%s", hs_last_error());
-        return -1;
-    }
-    for (int i = 0; i < n; i++) {
-        fd = open(files[i].path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || fdatasync(fd) != 0) {
-            hsd_log(HSD_ERROR, "cannot fdatasync queue file %s: %s", files[i].path,
-                    strerror(errno));
-            if (fd >= 0)
-                close(fd);
-            free(files);
-            return -1;
-        }
-        close(fd);
-    }
-    free(files);
-    snprintf(qdir, sizeof(qdir), "%s/%s", dir, HS_QF_SUBDIR);
-    fd = open(qdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        if (fsync(fd) != 0) {
-            hsd_log(HSD_ERROR, "cannot fsync directory %s: %s", qdir, strerror(errno));
-            close(fd);
-            return -1;
-        }
-        close(fd);
     }
     return 0;
 }
@@ -816,7 +776,7 @@ hsd_recover(hsd_daemon *d)
     /* 4-5. salvage, then make everything durable */
     if (old.h != NULL && hsd_salvage_ring(&old, last, &salvage, &nsalvage) != 0)
         goto fail;
-    d->writer = hs_qf_writer_open(d->dir, last, d->settings.segment_size);
+    d->writer = hs_qf_writer_open(d->dir, last, d->settings.queue_file_size);
     if (d->writer == NULL) {
         hsd_log(HSD_ERROR, "refusing to start: %s", hs_last_error());
         goto fail;

@@ -97,13 +97,13 @@ int hs_qf_list(const char *dir, hs_qf_file **files);
 typedef int (*hs_qf_visit)(const hs_record *rec, void *arg);
 
 typedef struct hs_qf_scan_result {
-    hs_lsn first_lsn;       /* first LSN present in the queue (0: empty) */
-    hs_lsn last_lsn;        /* last valid LSN */
-    uint64_t records;       /* records visited (LSN >= from_lsn) */
-    bool tail_cut;          /* a torn tail was cut from the newest file */
-    char tail_path[4096];   /* which file, when cut */
-    uint64_t tail_offset;   /* where it was cut */
-    uint64_t tail_bytes;    /* how many bytes were removed */
+    hs_lsn first_lsn;     /* first LSN present in the queue (0: empty) */
+    hs_lsn last_lsn;      /* last valid LSN */
+    uint64_t records;     /* records visited (LSN >= from_lsn) */
+    bool tail_cut;        /* a torn tail was cut from the newest file */
+    char tail_path[4096]; /* which file, when cut */
+    uint64_t tail_offset; /* where it was cut */
+    uint64_t tail_bytes;  /* how many bytes were removed */
 } hs_qf_scan_result;
 
 /*

@@ -97,7 +97,7 @@ hsd_vlog(hsd_log_level level, const char *fmt, va_list ap)
         int m = snprintf(echo, sizeof(echo), "hotstockd: %s\n", msg);
         if (m > 0)
             (void)hs_write_all(STDERR_FILENO, echo,
-                          (size_t)m < sizeof(echo) ? (size_t)m : sizeof(echo) - 1);
+                               (size_t)m < sizeof(echo) ? (size_t)m : sizeof(echo) - 1);
     }
     errno = saved_errno;
 }

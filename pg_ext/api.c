@@ -1,0 +1,506 @@
+/*-------------------------------------------------------------------------
+ *
+ * api.c
+ *      The SQL-callable API: deduct, refund, available, order_status, put_sku, add_stock,
+ *status_info, and the guard trigger.
+ *
+ * Owns the argument checks and the answers of each SQL function; the
+ * work is libhotstock's (through session.c), the follow-up at commit or
+ * abort xact.c's, the evicted-order paths ledger.c's.
+ *
+ * Shares nothing of its own.  Orders evicted from the daemon's order
+ * index (drained before the daemon last restarted: hs_evicted_lsn() > 0)
+ * live on only in hotstock.ledger: a deduct of an order id the index does
+ * not know consults the ledger (a retry of a drained order answers true),
+ * and a refund of such an order goes database-first (mark the ledger row
+ * in the caller's transaction, return the units once it commits).
+ *
+ * Must not keep state across calls, nor touch the segment but through
+ * libhotstock.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "hotstock_ext.h"
+
+/* How long order_status() waits for a deduction in flight to settle. */
+#define HS_PENDING_WAIT_MS 200
+
+PG_FUNCTION_INFO_V1(hotstock_put_sku);
+PG_FUNCTION_INFO_V1(hotstock_add_stock);
+PG_FUNCTION_INFO_V1(hotstock_deduct);
+PG_FUNCTION_INFO_V1(hotstock_refund);
+PG_FUNCTION_INFO_V1(hotstock_available);
+PG_FUNCTION_INFO_V1(hotstock_order_status);
+PG_FUNCTION_INFO_V1(hotstock_status_info);
+PG_FUNCTION_INFO_V1(hotstock_guard);
+
+/*
+ * Fetch text argument argno (a SKU or an order id: 1..63 bytes) without
+ * copying.  NULL or empty raises 22023, too long 22001.
+ */
+static void
+get_name_arg(FunctionCallInfo fcinfo, int argno, const char *argname, const char **data,
+             size_t *len)
+{
+    text *t;
+    size_t max = HS_SKU_MAX < HS_ORDER_ID_MAX ? HS_SKU_MAX : HS_ORDER_ID_MAX;
+
+    if (PG_ARGISNULL(argno))
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s must not be null", argname)));
+    t = PG_GETARG_TEXT_PP(argno);
+    *data = VARDATA_ANY(t);
+    *len = VARSIZE_ANY_EXHDR(t);
+    if (*len == 0)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("%s must not be empty", argname)));
+    if (*len > max)
+        ereport(ERROR,
+                (errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION), errmsg("%s is too long", argname),
+                 errdetail("It is %zu bytes; the limit is %zu bytes.", *len, max)));
+}
+
+/* Fetch the qty argument: 1..HS_QTY_MAX, else 22023. */
+static int32
+get_qty_arg(FunctionCallInfo fcinfo, int argno)
+{
+    int32 qty;
+
+    if (PG_ARGISNULL(argno))
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("qty must not be null")));
+    qty = PG_GETARG_INT32(argno);
+    if (qty < 1 || qty > HS_QTY_MAX)
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                 errmsg("qty must be between 1 and %d", HS_QTY_MAX), errdetail("qty is %d.", qty)));
+    return qty;
+}
+
+/*---- SQL functions ----*/
+
+/*
+ * hotstock.put_sku(sku text, stock bigint) returns void
+ * Create sku, or reset it to `stock` units available.  Not transactional:
+ * it takes effect at once, whatever the caller's transaction does later.
+ */
+Datum
+hotstock_put_sku(PG_FUNCTION_ARGS)
+{
+    const char *sku;
+    size_t sku_len;
+    int64 stock;
+    hs_client *c;
+    hs_lsn lsn = 0;
+    hs_result r;
+
+    get_name_arg(fcinfo, 0, "sku", &sku, &sku_len);
+    if (PG_ARGISNULL(1))
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("stock must not be null")));
+    stock = PG_GETARG_INT64(1);
+    if (stock < 0 || stock > HS_STOCK_MAX)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("stock must be between 0 and " INT64_FORMAT, (int64)HS_STOCK_MAX),
+                        errdetail("stock is " INT64_FORMAT ".", stock)));
+
+    c = hotstock_client();
+    r = hs_put_sku(c, sku, sku_len, stock, &lsn);
+    if (r != HS_OK)
+        hotstock_raise(r, pnstrdup(sku, sku_len));
+    if (hotstock_synchronous && lsn != 0)
+        hotstock_wait_durable(c, lsn);
+    PG_RETURN_VOID();
+}
+
+/*
+ * hotstock.add_stock(sku text, delta bigint) returns bigint
+ * Restock (delta > 0) or withdraw (delta < 0; available never goes below
+ * zero).  Returns the units available right after.  Not transactional.
+ */
+Datum
+hotstock_add_stock(PG_FUNCTION_ARGS)
+{
+    const char *sku;
+    size_t sku_len;
+    int64 delta;
+    int64 available = 0;
+    hs_client *c;
+    hs_lsn lsn = 0;
+    hs_result r;
+
+    get_name_arg(fcinfo, 0, "sku", &sku, &sku_len);
+    if (PG_ARGISNULL(1))
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("delta must not be null")));
+    delta = PG_GETARG_INT64(1);
+    if (delta < -HS_STOCK_MAX || delta > HS_STOCK_MAX)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("delta must be between -" INT64_FORMAT " and " INT64_FORMAT,
+                               (int64)HS_STOCK_MAX, (int64)HS_STOCK_MAX),
+                        errdetail("delta is " INT64_FORMAT ".", delta)));
+
+    c = hotstock_client();
+    r = hs_add_stock(c, sku, sku_len, delta, &available, &lsn);
+    if (r != HS_OK)
+        hotstock_raise(r, pnstrdup(sku, sku_len));
+    if (hotstock_synchronous && lsn != 0)
+        hotstock_wait_durable(c, lsn);
+    PG_RETURN_INT64(available);
+}
+
+/*
+ * hotstock.deduct(sku text, qty integer, order_id text) returns boolean
+ *
+ * True when qty units were deducted for order_id now, or had been before
+ * (a retry with the same order id: nothing more is deducted); false when
+ * fewer than qty are available.  With hotstock.synchronous on, true is
+ * returned only once the record is on disk.  If the calling transaction
+ * (or the subtransaction that ran it) rolls back, the deduction is undone
+ * and the order id ends refunded.
+ */
+Datum
+hotstock_deduct(PG_FUNCTION_ARGS)
+{
+    const char *sku;
+    size_t sku_len;
+    const char *order_id;
+    size_t order_len;
+    int32 qty;
+    hs_client *c;
+    hs_lsn lsn = 0;
+    hs_result r;
+    uint64 xid;
+
+    get_name_arg(fcinfo, 0, "sku", &sku, &sku_len);
+    qty = get_qty_arg(fcinfo, 1);
+    get_name_arg(fcinfo, 2, "order_id", &order_id, &order_len);
+
+    c = hotstock_client();
+    xid = U64FromFullTransactionId(GetTopFullTransactionIdIfAny());
+
+    /*
+     * An order id the index does not know may be an evicted, drained one:
+     * the ledger answers for it.  The claim must then happen in a segment
+     * that evicted no more than was checked: hs_deduct_checked() says
+     * HS_EVICTED_CHANGED when the handle re-attached to a restarted daemon
+     * in between, and we check again.
+     */
+    for (;;) {
+        hs_lsn evicted_lsn = hs_evicted_lsn(c);
+
+        if (evicted_lsn > 0) {
+            hs_order_status_code state;
+
+            r = hs_order_status(c, order_id, order_len, &state, NULL, NULL);
+            if (r == HS_NOT_FOUND) {
+                if (hotstock_deduct_is_drained_retry(sku, sku_len, qty, order_id, order_len))
+                    PG_RETURN_BOOL(true);
+            } else if (r != HS_OK)
+                hotstock_raise(r, pnstrdup(order_id, order_len));
+        }
+        r = hs_deduct_checked(c, sku, sku_len, qty, order_id, order_len, xid, evicted_lsn, &lsn);
+        if (r != HS_EVICTED_CHANGED)
+            break;
+        CHECK_FOR_INTERRUPTS();
+    }
+    switch (r) {
+    case HS_OK:
+
+        /*
+         * Remember it first: whatever happens from here on (a failed
+         * wait raises), a rollback of this transaction gives it back.
+         */
+        hotstock_remember(PENDING_DEDUCT, order_id, order_len);
+        if (hotstock_synchronous)
+            hotstock_wait_durable(c, lsn);
+        PG_RETURN_BOOL(true);
+    case HS_DUPLICATE:
+        if (hotstock_synchronous)
+            hotstock_wait_durable_now(c);
+        PG_RETURN_BOOL(true);
+    case HS_SOLD_OUT:
+        PG_RETURN_BOOL(false);
+    case HS_UNKNOWN_SKU:
+        hotstock_raise(r, pnstrdup(sku, sku_len));
+        break;
+    default:
+        hotstock_raise(r, pnstrdup(order_id, order_len));
+        break;
+    }
+    PG_RETURN_BOOL(false); /* not reached */
+}
+
+/*
+ * hotstock.refund(order_id text) returns boolean
+ *
+ * True when this call refunded the order; false when there is nothing to
+ * refund (unknown order id, refunded already, or refunded earlier in this
+ * transaction).  The order is claimed now (other refunds of it wait; a
+ * deduct retry still answers true) and its units go back when the calling
+ * transaction commits; a rollback releases the claim.  An order evicted
+ * from the daemon's index is refunded database-first (see the file header).
+ */
+Datum
+hotstock_refund(PG_FUNCTION_ARGS)
+{
+    const char *order_id;
+    size_t order_len;
+    hs_client *c;
+    hs_result r;
+    LedgerRow rows[HS_LEDGER_ROWS_MAX];
+    hs_lsn evicted_lsn;
+    int n;
+
+    get_name_arg(fcinfo, 0, "order_id", &order_id, &order_len);
+    c = hotstock_client();
+
+    /* refunded in this transaction already: nothing left to refund */
+    if (hotstock_find_pending(PENDING_REFUND_CLAIM, order_id, order_len) != NULL ||
+        hotstock_find_pending(PENDING_REFUND_EVICTED, order_id, order_len) != NULL)
+        PG_RETURN_BOOL(false);
+
+    for (int attempt = 0;; attempt++) {
+        r = hs_refund_claim(c, order_id, order_len);
+        if (r == HS_OK) {
+            hotstock_remember(PENDING_REFUND_CLAIM, order_id, order_len);
+            PG_RETURN_BOOL(true);
+        }
+        if (r == HS_ALREADY_REFUNDED)
+            PG_RETURN_BOOL(false);
+        if (r != HS_NOT_FOUND)
+            hotstock_raise(r, pnstrdup(order_id, order_len));
+        evicted_lsn = hs_evicted_lsn(c);
+        if (evicted_lsn == 0)
+            PG_RETURN_BOOL(false); /* never deducted here */
+
+        /* evicted: database first, units at commit */
+        n = hotstock_ledger_refund(order_id, order_len, evicted_lsn, rows);
+        if (n > 0 || attempt > 0 || hotstock_ledger_lookup(order_id, order_len, rows) == 0)
+            break;
+        /* A ledger row after evicted_lsn: the order was deducted and
+         * drained after we looked in the index, so the index has it now. */
+    }
+    for (int i = 0; i < n; i++) {
+        PendingAction *a = hotstock_remember(PENDING_REFUND_EVICTED, order_id, order_len);
+
+        a->sku_len = (uint8)strlen(rows[i].sku);
+        memcpy(a->sku, rows[i].sku, a->sku_len + 1);
+        a->qty = rows[i].qty;
+    }
+    PG_RETURN_BOOL(n > 0);
+}
+
+/*
+ * hotstock.available(sku text) returns bigint
+ * Units available right now, from the daemon's shared memory.
+ */
+Datum
+hotstock_available(PG_FUNCTION_ARGS)
+{
+    const char *sku;
+    size_t sku_len;
+    int64 available = 0;
+    hs_result r;
+
+    get_name_arg(fcinfo, 0, "sku", &sku, &sku_len);
+    r = hs_available(hotstock_client(), sku, sku_len, &available);
+    if (r != HS_OK)
+        hotstock_raise(r, pnstrdup(sku, sku_len));
+    PG_RETURN_INT64(available);
+}
+
+/*
+ * hotstock.order_status(order_id text) returns text
+ * 'deducted', 'refunded' or 'unknown'.  A refund claimed by an open
+ * transaction still counts as deducted.  A deduction in flight in another
+ * session is waited for briefly; if it has not settled by then the answer
+ * is 'pending'.
+ */
+Datum
+hotstock_order_status(PG_FUNCTION_ARGS)
+{
+    const char *order_id;
+    size_t order_len;
+    hs_client *c;
+    hs_order_status_code state = HS_ORDER_STATUS_UNKNOWN;
+    hs_result r;
+    const char *answer;
+
+    get_name_arg(fcinfo, 0, "order_id", &order_id, &order_len);
+    c = hotstock_client();
+
+    for (int waited = 0;; waited++) {
+        r = hs_order_status(c, order_id, order_len, &state, NULL, NULL);
+        if (r != HS_OK || state != HS_ORDER_STATUS_PENDING || waited >= HS_PENDING_WAIT_MS)
+            break;
+        CHECK_FOR_INTERRUPTS();
+        pg_usleep(1000L);
+    }
+
+    if (r == HS_NOT_FOUND) {
+        LedgerRow rows[HS_LEDGER_ROWS_MAX];
+        int n = hs_evicted_lsn(c) > 0 ? hotstock_ledger_lookup(order_id, order_len, rows) : 0;
+
+        answer = "unknown";
+        for (int i = 0; i < n; i++)
+            answer = rows[i].refunded ? "refunded" : "deducted";
+    } else if (r != HS_OK)
+        hotstock_raise(r, pnstrdup(order_id, order_len));
+    else {
+        switch (state) {
+        case HS_ORDER_STATUS_DEDUCTED:
+            answer = "deducted";
+            break;
+        case HS_ORDER_STATUS_REFUNDED:
+            answer = "refunded";
+            break;
+        case HS_ORDER_STATUS_PENDING:
+            answer = "pending";
+            break;
+        default:
+            answer = "unknown";
+            break;
+        }
+    }
+    PG_RETURN_TEXT_P(cstring_to_text(answer));
+}
+
+/*
+ * hotstock.status_info() returns record
+ * The daemon's segment status and the drain's report, behind the
+ * hotstock.status view.  Never raises for a stopped daemon: daemon_up is
+ * false then and the segment's columns are NULL.
+ */
+Datum
+hotstock_status_info(PG_FUNCTION_ARGS)
+{
+    TupleDesc tupdesc;
+    Datum values[19];
+    bool nulls[19];
+    hs_status st;
+    bool up = false;
+    HotstockDrainShared drain;
+    int i = 0;
+
+    if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+        ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                        errmsg("hotstock.status_info() must return a composite type")));
+    tupdesc = BlessTupleDesc(tupdesc);
+    if (tupdesc->natts != lengthof(values))
+        ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                        errmsg("hotstock.status_info() returns %d columns, the library expects %d",
+                               tupdesc->natts, (int)lengthof(values)),
+                        errhint("Update the extension with ALTER EXTENSION hotstock UPDATE.")));
+
+    memset(nulls, 0, sizeof(nulls));
+
+    hotstock_check_database();
+    (void)hotstock_try_attach();
+    if (hotstock_backend_client != NULL && hs_get_status(hotstock_backend_client, &st) == HS_OK &&
+        st.state == HS_SEGMENT_READY)
+        up = true;
+
+    SpinLockAcquire(&hotstock_drain_shared->mutex);
+    drain = *hotstock_drain_shared;
+    SpinLockRelease(&hotstock_drain_shared->mutex);
+
+    values[i++] = BoolGetDatum(up);
+#define SEG(expr)                                                                                  \
+    do {                                                                                           \
+        if (up)                                                                                    \
+            values[i] = (expr);                                                                    \
+        else                                                                                       \
+            nulls[i] = true;                                                                       \
+        i++;                                                                                       \
+    } while (0)
+    SEG(Int32GetDatum(st.daemon_pid));
+    SEG(Int64GetDatum((int64)st.generation));
+    SEG(Int64GetDatum((int64)(st.next_lsn > 0 ? st.next_lsn - 1 : 0)));
+    SEG(Int64GetDatum((int64)st.durable_lsn));
+    SEG(Int64GetDatum((int64)st.checkpoint_lsn));
+    SEG(Int64GetDatum((int64)st.evicted_lsn));
+    SEG(Float8GetDatum(st.ring_capacity ? (double)st.ring_used / st.ring_capacity : 0.0));
+    SEG(Float8GetDatum(st.order_capacity ? (double)st.order_count / st.order_capacity : 0.0));
+    SEG(Int32GetDatum((int32)st.sku_count));
+    SEG(Int32GetDatum((int32)st.order_count));
+    SEG(Int64GetDatum((int64)st.heartbeat_age_ms));
+#undef SEG
+    if (drain.pid != 0)
+        values[i] = Int32GetDatum(drain.pid);
+    else
+        nulls[i] = true;
+    i++;
+    values[i++] = Int64GetDatum((int64)drain.applied_lsn);
+    if (drain.caught_up_at != 0)
+        values[i] = TimestampTzGetDatum(drain.caught_up_at);
+    else
+        nulls[i] = true;
+    i++;
+    if (drain.last_batch_at != 0)
+        values[i] = TimestampTzGetDatum(drain.last_batch_at);
+    else
+        nulls[i] = true;
+    i++;
+    values[i++] = Int64GetDatum((int64)drain.records_applied);
+    values[i++] = Float8GetDatum(drain.last_rate);
+    if (drain.last_error[0] != '\0')
+        values[i] = CStringGetTextDatum(drain.last_error);
+    else
+        nulls[i] = true;
+    i++;
+    Assert(i == lengthof(values));
+
+    PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * Guard trigger (statement level, BEFORE INSERT/UPDATE/DELETE/TRUNCATE) on
+ * the tables only the drain writes.  Allows the write only while this
+ * process's hotstock_writer says the extension itself is writing.  With
+ * argument 'refund' it also allows UPDATE by the database-first refund.
+ */
+Datum
+hotstock_guard(PG_FUNCTION_ARGS)
+{
+    TriggerData *td = (TriggerData *)fcinfo->context;
+    bool allowed;
+
+    if (!CALLED_AS_TRIGGER(fcinfo))
+        ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+                        errmsg("hotstock.guard() must be called as a trigger")));
+
+    allowed = hotstock_writer == HS_WRITER_DRAIN ||
+              (hotstock_writer == HS_WRITER_REFUND && TRIGGER_FIRED_BY_UPDATE(td->tg_event) &&
+               td->tg_trigger->tgnargs > 0 && strcmp(td->tg_trigger->tgargs[0], "refund") == 0);
+    if (!allowed)
+        ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                        errmsg("table hotstock.%s is written by the hotstock drain only",
+                               RelationGetRelationName(td->tg_relation)),
+                        errhint("Use hotstock.put_sku() or hotstock.add_stock() to change stock, "
+                                "hotstock.refund() to refund an order.")));
+    return PointerGetDatum(NULL);
+}

@@ -1,0 +1,172 @@
+/*-------------------------------------------------------------------------
+ *
+ * guc.c
+ *      The extension's GUCs, its error codes, and its process-wide shared state.
+ *
+ * Owns: the hotstock.* GUC variables (defined here, registered by
+ * _PG_init through hotstock_define_gucs()); hotstock_raise(), the one map
+ * from a libhotstock result to an SQLSTATE and message; hotstock_writer;
+ * the pointer to HotstockDrainShared (allocated by module.c's shmem hook).
+ *
+ * Shares: hotstock_writer is process-local, set only around this
+ * extension's own SPI statements (ledger.c, reset in PG_FINALLY).
+ * HotstockDrainShared is PostgreSQL shared memory, written by the drain
+ * under its spinlock, read by status_info() under it.
+ *
+ * Must not call the daemon or run SQL: every other file of the extension
+ * calls down into this one, and it calls none of them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "hotstock_ext.h"
+
+HotstockWriter hotstock_writer = HS_WRITER_NONE;
+HotstockDrainShared *hotstock_drain_shared = NULL;
+
+/*---- GUC variables ----*/
+
+char *hotstock_data_directory = NULL;
+bool hotstock_synchronous = true;
+int hotstock_drain_batch_size = 10000;
+int hotstock_drain_naptime = 100;
+char *hotstock_drain_database = NULL;
+
+/*
+ * Define the hotstock.* GUCs and reserve the prefix (from _PG_init, while
+ * preloading).
+ */
+void
+hotstock_define_gucs(void)
+{
+    DefineCustomStringVariable("hotstock.data_directory",
+                               "Data directory of the hotstockd daemon this server uses.", NULL,
+                               &hotstock_data_directory, "", PGC_POSTMASTER, 0, NULL, NULL, NULL);
+
+    DefineCustomBoolVariable(
+        "hotstock.synchronous",
+        "Wait until a deduction's queue record is on disk before returning true.",
+        "Off returns once the record is in the daemon's shared ring: it survives a "
+        "process crash, but a power loss may lose the last few milliseconds.",
+        &hotstock_synchronous, true, PGC_USERSET, 0, NULL, NULL, NULL);
+
+    DefineCustomIntVariable(
+        "hotstock.drain_batch_size", "Most queue records the drain applies in one transaction.",
+        NULL, &hotstock_drain_batch_size, 10000, 1, 1000000, PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+    DefineCustomIntVariable(
+        "hotstock.drain_naptime", "Time the drain sleeps when it has caught up.", NULL,
+        &hotstock_drain_naptime, 100, 1, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+
+    DefineCustomStringVariable(
+        "hotstock.drain_database",
+        "Database the drain connects to; CREATE EXTENSION hotstock runs there.", NULL,
+        &hotstock_drain_database, "postgres", PGC_POSTMASTER, 0, NULL, NULL, NULL);
+
+    MarkGUCPrefixReserved("hotstock");
+}
+
+/*
+ * Raise the ERROR that matches a libhotstock result.  `what` is the SKU or
+ * order id the call was about (NUL-terminated), or NULL.  Never returns.
+ */
+void
+hotstock_raise(hs_result r, const char *what)
+{
+    const char *detail = hs_last_error();
+    bool has_detail = detail != NULL && detail[0] != '\0';
+
+    switch (r) {
+    case HS_UNKNOWN_SKU:
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
+                        errmsg("sku \"%s\" does not exist", what ? what : ""),
+                        errhint("Create it with hotstock.put_sku().")));
+        break;
+    case HS_BAD_ARGUMENT:
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("invalid argument for hotstock"),
+                 has_detail ? errdetail("%s", detail) : 0));
+        break;
+    case HS_DAEMON_DOWN:
+        ereport(
+            ERROR,
+            (errcode(ERRCODE_HOTSTOCK_DAEMON_DOWN), errmsg("hotstock daemon is not running"),
+             has_detail ? errdetail("%s", detail) : 0,
+             errhint("Start it with \"hotstockd start -D %s\", or check hotstock.data_directory.",
+                     hotstock_data_directory)));
+        break;
+    case HS_QUEUE_FULL:
+        ereport(ERROR, (errcode(ERRCODE_HOTSTOCK_QUEUE_FULL),
+                        errmsg("hotstock queue is full or the order is busy"),
+                        has_detail ? errdetail("%s", detail) : 0,
+                        errhint("Nothing was changed; retry the call.")));
+        break;
+    case HS_TABLE_FULL:
+        ereport(ERROR, (errcode(ERRCODE_HOTSTOCK_TABLE_FULL),
+                        errmsg("hotstock sku table or order index is full"),
+                        has_detail ? errdetail("%s", detail) : 0,
+                        errhint("Restart hotstockd with larger capacities; orders already drained "
+                                "leave the index at a restart.")));
+        break;
+    case HS_ORDER_MISMATCH:
+        ereport(ERROR,
+                (errcode(ERRCODE_HOTSTOCK_ORDER_MISMATCH),
+                 errmsg("order id \"%s\" was deducted with another sku or qty", what ? what : ""),
+                 errhint("Use a new order id for a different deduction.")));
+        break;
+    case HS_ALREADY_REFUNDED:
+        ereport(ERROR,
+                (errcode(ERRCODE_HOTSTOCK_ORDER_REFUNDED),
+                 errmsg("order id \"%s\" was refunded", what ? what : ""),
+                 errdetail("A refunded order cannot be deducted again; this includes a deduction "
+                           "undone because its transaction rolled back."),
+                 errhint("Use a new order id for a new deduction.")));
+        break;
+    case HS_VERSION_MISMATCH:
+        ereport(ERROR, (errcode(ERRCODE_HOTSTOCK_VERSION_MISMATCH),
+                        errmsg("hotstock daemon segment has an unsupported version"),
+                        has_detail ? errdetail("%s", detail) : 0,
+                        errhint("Run hotstockd and the hotstock extension from the same build.")));
+        break;
+    case HS_IO_ERROR:
+        ereport(ERROR, (errcode(ERRCODE_IO_ERROR), errmsg("hotstock i/o error"),
+                        has_detail ? errdetail("%s", detail) : 0));
+        break;
+    default:
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("unexpected hotstock result \"%s\"", hs_result_name(r))));
+        break;
+    }
+    pg_unreachable();
+}
+
+/* Unix microseconds (the queue's timestamps) to timestamptz. */
+TimestampTz
+hotstock_unix_us_to_timestamptz(uint64 unix_us)
+{
+    return (TimestampTz)unix_us -
+           ((TimestampTz)(POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY);
+}

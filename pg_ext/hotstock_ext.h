@@ -1,0 +1,162 @@
+/*-------------------------------------------------------------------------
+ *
+ * hotstock_ext.h
+ *      Internal interface between the files of the hotstock extension,
+ *      one job each:
+ *
+ *        module.c    _PG_init, shared-memory hooks          (top: calls the rest)
+ *        api.c       the SQL-callable functions, the guard trigger
+ *        xact.c      transaction callbacks: commit, abort, subtransactions
+ *        drain.c     the "hotstock drain" background worker
+ *        ledger.c    the ledger writer (drain batches, refund marks, lookups)
+ *        session.c   this backend's client handle, durability waits
+ *        guc.c       GUCs, error codes, process-wide shared state (bottom)
+ *
+ * Calls point down that list (api.c -> xact.c -> session.c -> guc.c,
+ * drain.c -> ledger.c -> guc.c); tests/layout/check.sh fails on a cycle.
+ *
+ * Shared between them, per process:
+ *  - the GUC variables (defined in guc.c);
+ *  - hotstock_writer, the flag the write guard trigger checks.  Only C code
+ *    of this extension sets it, around its own SPI statements, and resets it
+ *    in PG_FINALLY; SQL cannot reach it.
+ *
+ * Shared between processes (PostgreSQL shared memory, allocated through
+ * shmem_request_hook / shmem_startup_hook in module.c):
+ *  - HotstockDrainShared: what the drain last did, for hotstock.status.
+ *    Written by the drain only, read by any backend; every field is read and
+ *    written under its spinlock (a few loads and stores, never a call).
+ *
+ * The client API of the daemon's segment is shmd/include/hotstock.h (libhotstock);
+ * nothing in pg_ext/ knows the segment layout.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef PG_EXT_HOTSTOCK_H
+#define PG_EXT_HOTSTOCK_H
+
+#include "access/xact.h"
+#include "datatype/timestamp.h"
+#include "executor/spi.h"
+#include "storage/spin.h"
+
+#include "hotstock.h"
+
+/*
+ * SQLSTATEs of our own, class "HS" (documented in pg_ext/README.md).
+ * Standard codes are used where one fits: 22023, 22001, 42704, 42501,
+ * 55000, 58030, 0A000.
+ */
+#define ERRCODE_HOTSTOCK_DAEMON_DOWN MAKE_SQLSTATE('H', 'S', '0', '0', '1')
+#define ERRCODE_HOTSTOCK_QUEUE_FULL MAKE_SQLSTATE('H', 'S', '0', '0', '2')
+#define ERRCODE_HOTSTOCK_TABLE_FULL MAKE_SQLSTATE('H', 'S', '0', '0', '3')
+#define ERRCODE_HOTSTOCK_ORDER_MISMATCH MAKE_SQLSTATE('H', 'S', '0', '0', '4')
+#define ERRCODE_HOTSTOCK_ORDER_REFUNDED MAKE_SQLSTATE('H', 'S', '0', '0', '5')
+#define ERRCODE_HOTSTOCK_VERSION_MISMATCH MAKE_SQLSTATE('H', 'S', '0', '0', '6')
+#define ERRCODE_HOTSTOCK_QUEUE_CORRUPT MAKE_SQLSTATE('H', 'S', '0', '0', '7')
+
+/* GUC variables (guc.c) */
+extern char *hotstock_data_directory;
+extern bool hotstock_synchronous;
+extern int hotstock_drain_batch_size;
+extern int hotstock_drain_naptime;
+extern char *hotstock_drain_database;
+
+/*
+ * Who may write the extension's tables right now in this process.  The
+ * guard trigger (hotstock_guard) refuses every write while this is
+ * HS_WRITER_NONE; HS_WRITER_REFUND allows only UPDATE of hotstock.ledger
+ * (the database-first refund of an evicted order).
+ */
+typedef enum HotstockWriter {
+    HS_WRITER_NONE = 0,
+    HS_WRITER_DRAIN,
+    HS_WRITER_REFUND
+} HotstockWriter;
+
+extern HotstockWriter hotstock_writer;
+
+/*
+ * The drain's report, in PostgreSQL shared memory.  Written by the drain
+ * (one process), read by hotstock.status_info(); all under mutex.
+ */
+typedef struct HotstockDrainShared {
+    slock_t mutex;
+    int pid;                   /* drain's pid, 0 when not running */
+    hs_lsn applied_lsn;        /* last LSN committed by the drain */
+    TimestampTz caught_up_at;  /* last time nothing durable was left */
+    TimestampTz last_batch_at; /* commit time of the last batch */
+    uint64 records_applied;    /* since the drain started */
+    double last_rate;          /* records/s of the last full batch */
+    char last_error[256];      /* last problem logged, "" if none */
+} HotstockDrainShared;
+
+extern HotstockDrainShared *hotstock_drain_shared;
+
+/* Most ledger rows one order id can have (one per SKU). */
+#define HS_LEDGER_ROWS_MAX 16
+
+/* A ledger row as the evicted-order paths need it. */
+typedef struct LedgerRow {
+    char sku[HS_SKU_MAX + 1];
+    int32 qty;
+    bool refunded;
+} LedgerRow;
+
+/* What a transaction did to the segment that must be finished at commit
+ * or undone at abort (xact.c). */
+typedef enum PendingKind {
+    PENDING_DEDUCT,        /* abort: compensate with hs_refund */
+    PENDING_REFUND_CLAIM,  /* pre-commit: hs_refund_commit; abort: release */
+    PENDING_REFUND_EVICTED /* commit: hs_refund_evicted */
+} PendingKind;
+
+typedef struct PendingAction {
+    struct PendingAction *next;
+    PendingKind kind;
+    SubTransactionId subid; /* subtransaction that did it */
+    bool committed;         /* claim: hs_refund_commit succeeded */
+    int32 qty;              /* evicted refund */
+    uint8 sku_len;          /* evicted refund */
+    uint8 order_len;
+    char sku[HS_SKU_MAX + 1];
+    char order_id[HS_ORDER_ID_MAX + 1];
+} PendingAction;
+
+/* guc.c */
+extern void hotstock_define_gucs(void);
+extern void hotstock_raise(hs_result r, const char *what) pg_attribute_noreturn();
+extern TimestampTz hotstock_unix_us_to_timestamptz(uint64 unix_us);
+
+/* session.c */
+extern hs_client *hotstock_backend_client; /* NULL until attached */
+extern void hotstock_check_database(void);
+extern hs_result hotstock_try_attach(void);
+extern hs_client *hotstock_client(void);
+extern hs_result hotstock_wait_durable_core(hs_client *c, hs_lsn lsn, bool interruptible);
+extern void hotstock_wait_durable(hs_client *c, hs_lsn lsn);
+extern void hotstock_wait_durable_now(hs_client *c);
+
+/* xact.c */
+extern PendingAction *hotstock_remember(PendingKind kind, const char *order_id, size_t order_len);
+extern PendingAction *hotstock_find_pending(PendingKind kind, const char *order_id,
+                                            size_t order_len);
+extern void hotstock_xact_callback(XactEvent event, void *arg);
+extern void hotstock_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+                                      SubTransactionId parentSubid, void *arg);
+
+/* ledger.c */
+extern SPIPlanPtr hotstock_prepare(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes);
+extern int hotstock_ledger_lookup(const char *order_id, size_t order_len, LedgerRow *rows);
+extern int hotstock_ledger_refund(const char *order_id, size_t order_len, hs_lsn evicted_lsn,
+                                  LedgerRow *rows);
+extern bool hotstock_deduct_is_drained_retry(const char *sku, size_t sku_len, int32 qty,
+                                             const char *order_id, size_t order_len);
+extern void hotstock_ledger_apply(const hs_record *records, int n, MemoryContext batch_context,
+                                  uint64 *dup_deducts, uint64 *missing_refunds);
+
+/* drain.c */
+extern void hotstock_drain_register(void);
+extern PGDLLEXPORT void hotstock_drain_main(Datum main_arg) pg_attribute_noreturn();
+
+#endif /* PG_EXT_HOTSTOCK_H */

@@ -1,0 +1,292 @@
+/*-------------------------------------------------------------------------
+ *
+ * xact.c
+ *      Transaction callbacks: what a deduct or refund must finish at commit or undo at abort.
+ *
+ * Owns:
+ *
+ *  - Per-transaction state: pending_actions, a list in TopTransactionContext
+ *    of what this transaction did to the segment that must be finished at
+ *    commit or undone at abort.  Only this backend touches it; it is
+ *    emptied at every transaction end.  Each entry carries the
+ *    subtransaction that created it, so ROLLBACK TO SAVEPOINT undoes exactly
+ *    the entries of the aborted subtransactions.
+ *
+ *        kind            at (sub)abort            at commit
+ *        deduct          hs_refund (compensate)   -
+ *        refund claim    hs_refund_release        hs_refund_commit
+ *        evicted refund  (its ledger update       hs_refund_evicted
+ *                         rolls back by itself)
+ *
+ *    A refund gives units back only once its transaction has committed
+ *    (XACT_EVENT_COMMIT, after the commit record is durable), whether the
+ *    call ran in a transaction block or in autocommit: if the caller's
+ *    transaction dies in any way before that, the order stays deducted and
+ *    no unit the caller still counts as sold goes back on sale.  The price
+ *    is that a refund failing at that point cannot fail the transaction: it
+ *    warns, and the units stay held back (undersold) until refunded again.
+ *
+ *    Claims are released before deductions are compensated: compensating
+ *    an order this transaction claimed would otherwise wait on our own
+ *    claim.  An autocommit deduct adds one small entry, and the commit
+ *    callback only walks past it: no call into the segment at commit.
+ *
+ * Must not raise at commit or abort (it warns), and must not run SQL.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "hotstock_ext.h"
+
+/* newest first; lives in TopTransactionContext, NULL between transactions */
+static PendingAction *pending_actions = NULL;
+
+/* Add an entry to this transaction's pending list. */
+PendingAction *
+hotstock_remember(PendingKind kind, const char *order_id, size_t order_len)
+{
+    PendingAction *a = MemoryContextAlloc(TopTransactionContext, sizeof(PendingAction));
+
+    a->kind = kind;
+    a->subid = GetCurrentSubTransactionId();
+    a->committed = false;
+    a->qty = 0;
+    a->sku_len = 0;
+    a->sku[0] = '\0';
+    a->order_len = (uint8)order_len;
+    memcpy(a->order_id, order_id, order_len);
+    a->order_id[order_len] = '\0';
+    a->next = pending_actions;
+    pending_actions = a;
+    return a;
+}
+
+PendingAction *
+hotstock_find_pending(PendingKind kind, const char *order_id, size_t order_len)
+{
+    for (PendingAction *a = pending_actions; a != NULL; a = a->next)
+        if (a->kind == kind && a->order_len == order_len &&
+            memcmp(a->order_id, order_id, order_len) == 0)
+            return a;
+    return NULL;
+}
+
+/*
+ * Undo what the aborted (sub)transaction subid did, or the whole
+ * transaction when subid is InvalidSubTransactionId, and drop those
+ * entries.  Runs inside abort processing: never raises, only warns.  A
+ * compensation that fails leaves units held back (undersell), never sold
+ * twice.
+ */
+static void
+undo_actions(SubTransactionId subid)
+{
+    PendingAction **link;
+    PendingAction *a;
+
+#define MATCHES(a) (subid == InvalidSubTransactionId || (a)->subid == subid)
+
+    /* first release our refund claims: a compensating refund would wait on them */
+    for (a = pending_actions; a != NULL; a = a->next) {
+        if (MATCHES(a) && a->kind == PENDING_REFUND_CLAIM && !a->committed) {
+            hs_result r = hs_refund_release(hotstock_backend_client, a->order_id, a->order_len);
+
+            if (r != HS_OK && r != HS_ALREADY_REFUNDED && r != HS_NOT_FOUND)
+                ereport(WARNING, (errcode(ERRCODE_HOTSTOCK_DAEMON_DOWN),
+                                  errmsg("could not release the refund claim of order \"%s\": %s",
+                                         a->order_id, hs_result_name(r)),
+                                  errdetail("The next refund of this order releases it.")));
+        }
+    }
+
+    for (a = pending_actions; a != NULL; a = a->next) {
+        if (MATCHES(a) && a->kind == PENDING_DEDUCT) {
+            hs_lsn lsn;
+            int32 qty;
+            hs_result r =
+                hs_refund(hotstock_backend_client, a->order_id, a->order_len, &lsn, &qty, NULL);
+
+            /*
+             * hotstock.synchronous covers the undo too: a ROLLBACK returns
+             * only once the compensating REFUND record is on disk, so a
+             * power loss cannot keep the deduct and drop its undo.
+             */
+            if (r == HS_OK && hotstock_synchronous &&
+                hotstock_wait_durable_core(hotstock_backend_client, lsn, false) != HS_OK)
+                ereport(
+                    WARNING,
+                    (errcode(ERRCODE_HOTSTOCK_DAEMON_DOWN),
+                     errmsg("could not undo the deduction of order \"%s\" durably", a->order_id),
+                     errdetail("The undo is applied, but hotstockd stopped before its record was "
+                               "synced: a crash may lose it, and the units then stay held back "
+                               "until hotstock.refund('%s') succeeds.",
+                               a->order_id)));
+            if (r != HS_OK && r != HS_ALREADY_REFUNDED)
+                ereport(WARNING,
+                        (errcode(ERRCODE_HOTSTOCK_DAEMON_DOWN),
+                         errmsg("could not undo the deduction of order \"%s\" after rollback: %s",
+                                a->order_id, hs_result_name(r)),
+                         errdetail("Its units stay held back until hotstock.refund('%s') succeeds.",
+                                   a->order_id)));
+        }
+    }
+
+    /* unlink the entries handled (memory goes with TopTransactionContext) */
+    link = &pending_actions;
+    while (*link != NULL) {
+        if (MATCHES(*link))
+            *link = (*link)->next;
+        else
+            link = &(*link)->next;
+    }
+#undef MATCHES
+}
+
+/*
+ * At commit: apply this transaction's claim on a.  Never raises.  On
+ * failure the claim is released (the order stays deducted, its units held
+ * back) and a WARNING tells the caller to refund again.
+ */
+static void
+refund_claimed_order(PendingAction *a)
+{
+    hs_lsn lsn = 0;
+    int32 qty;
+    hs_result r =
+        hs_refund_commit(hotstock_backend_client, a->order_id, a->order_len, &lsn, &qty, NULL);
+
+    if (r == HS_OK) {
+        a->committed = true;
+        if (hotstock_synchronous &&
+            hotstock_wait_durable_core(hotstock_backend_client, lsn, false) != HS_OK)
+            ereport(WARNING,
+                    (errcode(ERRCODE_HOTSTOCK_DAEMON_DOWN),
+                     errmsg("refund of order \"%s\" is done but may not be on disk", a->order_id),
+                     errdetail("hotstockd stopped before the record was synced; a crash may lose "
+                               "the refund, and its units then stay held back.")));
+        return;
+    }
+    if (r == HS_ALREADY_REFUNDED)
+        return;
+    (void)hs_refund_release(hotstock_backend_client, a->order_id, a->order_len);
+    ereport(WARNING,
+            (errcode(r == HS_DAEMON_DOWN ? ERRCODE_HOTSTOCK_DAEMON_DOWN
+                                         : ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+             errmsg("refund of order \"%s\" was committed but its units were not returned: %s",
+                    a->order_id, hs_result_name(r)),
+             errdetail("The order stays deducted and its units held back."),
+             errhint("Call hotstock.refund('%s') again.", a->order_id)));
+}
+
+/*
+ * At commit: the ledger says refunded now (database-first refund of an
+ * evicted order): hand the units back.  Never raises.
+ */
+static void
+refund_evicted_order(PendingAction *a)
+{
+    hs_lsn lsn;
+    hs_result r = hs_refund_evicted(hotstock_backend_client, a->sku, a->sku_len, a->qty,
+                                    a->order_id, a->order_len, &lsn);
+
+    if (r != HS_OK && r != HS_ALREADY_REFUNDED)
+        ereport(WARNING, (errcode(r == HS_DAEMON_DOWN ? ERRCODE_HOTSTOCK_DAEMON_DOWN
+                                                      : ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                          errmsg("refund of order \"%s\" is recorded in hotstock.ledger but "
+                                 "its %d units were not returned: %s",
+                                 a->order_id, a->qty, hs_result_name(r)),
+                          errdetail("The units stay held back (undersold) until the drain retries "
+                                    "ledger refunds that never reached the queue.")));
+}
+
+/*
+ * Transaction callback.  Cheap when the transaction did nothing here (one
+ * NULL test); an autocommit deduct costs one list walk at commit.
+ */
+void
+hotstock_xact_callback(XactEvent event, void *arg)
+{
+    PendingAction *a;
+
+    if (pending_actions == NULL)
+        return;
+
+    switch (event) {
+    case XACT_EVENT_COMMIT:
+
+        /*
+         * The transaction is committed and durable: only now do refunds
+         * give their units back.  Nothing may raise here; a refund that
+         * fails leaves its units held back (undersold), never sold
+         * twice, and says so.
+         */
+        for (a = pending_actions; a != NULL; a = a->next) {
+            if (a->kind == PENDING_REFUND_CLAIM)
+                refund_claimed_order(a);
+            else if (a->kind == PENDING_REFUND_EVICTED)
+                refund_evicted_order(a);
+        }
+        pending_actions = NULL;
+        break;
+
+    case XACT_EVENT_ABORT:
+        undo_actions(InvalidSubTransactionId);
+        pending_actions = NULL;
+        break;
+
+    case XACT_EVENT_PRE_PREPARE:
+        ereport(
+            ERROR,
+            (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+             errmsg(
+                 "cannot prepare a transaction that called hotstock.deduct() or hotstock.refund()"),
+             errdetail("Their commit and rollback actions live in this session.")));
+        break;
+
+    case XACT_EVENT_PREPARE:
+        pending_actions = NULL;
+        break;
+
+    default:
+        break;
+    }
+}
+
+/* Subtransaction callback: hand entries up at commit, undo them at abort. */
+void
+hotstock_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+                          SubTransactionId parentSubid, void *arg)
+{
+    if (pending_actions == NULL)
+        return;
+
+    if (event == SUBXACT_EVENT_COMMIT_SUB) {
+        for (PendingAction *a = pending_actions; a != NULL; a = a->next)
+            if (a->subid == mySubid)
+                a->subid = parentSubid;
+    } else if (event == SUBXACT_EVENT_ABORT_SUB)
+        undo_actions(mySubid);
+}

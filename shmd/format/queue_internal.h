@@ -1,0 +1,91 @@
+/*-------------------------------------------------------------------------
+ *
+ * queue_internal.h
+ *      What the queue format's files share: sizes, read windows, one-file scan.
+ *
+ * Internal to shmd/format: queue_file.c (codec, names), queue_scan.c,
+ * queue_reader.c and queue_writer.c.  Symbols are hidden: hotstock.so
+ * does not export them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef HOTSTOCK_QUEUE_INTERNAL_H
+#define HOTSTOCK_QUEUE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "queue_file.h"
+#include "util.h"
+
+#define HS_INTERNAL __attribute__((visibility("hidden")))
+
+#define QF_WRITE_BUF_SIZE (256 * 1024)                /* the writer's buffer */
+#define QF_READ_BUF_SIZE (1024 * 1024)                /* a reader's window */
+#define QF_NAME_LEN 20                                /* "%016llx.hsq" */
+#define QF_DEFAULT_SEGMENT_BYTES (UINT64_C(64) << 20) /* segment_bytes 0 */
+#define QF_RECORD_LEN(sku_len, order_len)                                                          \
+    ((size_t)(HS_QF_RECORD_HEADER_SIZE + (sku_len) + (order_len) + 7) & ~(size_t)7)
+#define QF_RECORD_LEN_MAX QF_RECORD_LEN(HS_SKU_MAX, HS_ORDER_ID_MAX)
+
+_Static_assert(QF_RECORD_LEN_MAX <= HS_QF_RECORD_MAX, "HS_QF_RECORD_MAX too small");
+
+/*-------------------------------------------------------------------------
+ * A read window over one file
+ *
+ * pread(2) into a private buffer, never mmap: a reader may run while the
+ * daemon cuts a torn tail, and a mapping read past a truncation would
+ * SIGBUS the reading process (a PostgreSQL backend).
+ *-------------------------------------------------------------------------
+ */
+typedef struct qf_window {
+    int fd;
+    uint8_t *buf;
+    size_t cap;
+    uint64_t off; /* file offset of buf[0] */
+    size_t len;   /* bytes valid in buf */
+} qf_window;
+
+/*-------------------------------------------------------------------------
+ * Scanning one file (the recovery scan and the writer's open)
+ *-------------------------------------------------------------------------
+ */
+typedef enum qf_file_end {
+    QF_END_CLEAN,       /* every byte after the header is a valid record */
+    QF_END_TORN,        /* invalid record at st.bad_off, no valid record after it */
+    QF_END_TORN_HEADER, /* short or zeroed header, no valid record after it */
+    QF_END_ERROR,       /* corruption or I/O error, hs_last_error() set */
+    QF_END_STOPPED      /* visit() returned st.visit_rc != 0 */
+} qf_file_end;
+
+typedef struct qf_file_state {
+    uint64_t size;           /* file size at the scan */
+    uint64_t bad_off;        /* QF_END_TORN: offset of the torn record */
+    hs_lsn next_lsn;         /* LSN expected after the last valid record */
+    hs_lsn first_seen;       /* first record's LSN, 0 if none */
+    uint64_t records;        /* records visited */
+    hs_qf_decode_result why; /* QF_END_TORN: what was wrong */
+    int visit_rc;
+} qf_file_state;
+
+/* Is p[0..n) all zero bytes? */
+HS_INTERNAL bool all_zero(const uint8_t *p, size_t n);
+/* DIR/queue into out; 0, or -1 with hs_last_error(). */
+HS_INTERNAL int qf_queue_dir(const char *dir, char *out, size_t outlen);
+/* Path of the file whose first record is first_lsn. */
+HS_INTERNAL void qf_file_path(char *out, size_t outlen, const char *qdir, hs_lsn first_lsn);
+/* Parse a queue file name ("%016llx.hsq"); false if it is not one. */
+HS_INTERNAL bool qf_parse_name(const char *name, hs_lsn *lsn);
+/* fsync a directory; -1 with an error naming it. */
+HS_INTERNAL int qf_fsync_dir(const char *path);
+HS_INTERNAL int qf_window_init(qf_window *w, size_t cap);
+HS_INTERNAL void qf_window_reset(qf_window *w, int fd);
+HS_INTERNAL ssize_t qf_window_get(qf_window *w, uint64_t pos, size_t need, const uint8_t **p);
+HS_INTERNAL int qf_find_valid(qf_window *w, uint64_t from, uint64_t *found);
+HS_INTERNAL qf_file_end qf_scan_file(qf_window *w, int fd, const char *path, hs_lsn first_lsn,
+                                     hs_lsn from_lsn, hs_qf_visit visit, void *arg,
+                                     qf_file_state *st);
+
+#endif /* HOTSTOCK_QUEUE_INTERNAL_H */

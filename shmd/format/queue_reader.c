@@ -1,0 +1,561 @@
+/*-------------------------------------------------------------------------
+ *
+ * queue_reader.c
+ *      The drain's queue reader (hs_queue_* in hotstock.h).
+ *
+ * Reads records past a position while the spiller appends, and follows
+ * into the next file; it judges bytes with the scan of queue_scan.c and
+ * never writes a queue file (hs_queue_sync() only fdatasyncs them).
+ *
+ * Shares the files with the daemon's spiller, which appends and may cut a
+ * torn tail: reads use pread(2), never mmap, so a truncation cannot fault
+ * the reading process.  A reader is owned by one thread.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "queue_internal.h"
+
+/*-------------------------------------------------------------------------
+ * Reader (hotstock.h), for the drain
+ *
+ * The reader judges the bytes at its position only after it has looked at
+ * the directory (the survey): if a newer file existed before it read, the
+ * current file was complete when read, so an invalid record is corruption.
+ * An invalid record at the end of the newest file is "not written yet"
+ * unless the caller promised it durable through `upto`: a finite upto says
+ * every LSN <= upto was fdatasync'ed (durable_lsn, or hs_queue_sync()), so
+ * an invalid record there is corruption; HS_LSN_MAX promises nothing.
+ *
+ * The reader never probes past an invalid record the way the recovery scan
+ * does: while the spiller appends, a pread(2) may see a later page of a
+ * write before an earlier one, so "invalid, then valid" is normal for a
+ * moment.  An invalid record that stays is judged by the daemon's scan.
+ * Cached bytes are dropped whenever the reader finds nothing valid, so it
+ * never judges stale bytes twice (the daemon may cut them and write anew).
+ *
+ * Between files the reader holds the scan's rule (no gap, no overlap),
+ * from the file before the one it opens in onwards; nothing is skipped:
+ *
+ *   - at open, that previous file must be whole and end right before the
+ *     opened file's first LSN (qf_reader_check_previous);
+ *   - every survey refuses a file that starts after the current file's
+ *     first LSN but at or before the last LSN read from it (an overlap: a
+ *     copy of a file renamed, or a file left over from elsewhere), and at
+ *     the clean end of a file, a newer file that does not start at the next
+ *     LSN (a gap).
+ *
+ * Both name the two files and the LSN.  Neither can refuse a healthy
+ * directory: the writer names a file after the LSN that follows the last
+ * one written, recycling removes only files wholly before the reader's
+ * (hs_qf_recycle), and the one file the daemon removes without recycling
+ * (an empty newest file after a crash, before it appends to the file
+ * before again) is gone before any LSN it would overlap is written.
+ * Files before the previous one are the recovery scan's to judge.
+ *-------------------------------------------------------------------------
+ */
+struct hs_queue_reader {
+    char dir[PATH_MAX]; /* the data directory */
+    char qdir[PATH_MAX];
+    char path[PATH_MAX]; /* current file */
+    int fd;
+    hs_lsn file_first; /* its first LSN (its name) */
+    bool header_ok;    /* its header was checked */
+    uint64_t pos;      /* offset of the next record */
+    hs_lsn expected;   /* LSN of the next record */
+    hs_lsn from_lsn;
+    qf_window win;
+};
+
+/* What the directory holds beyond the reader's current file. */
+typedef struct qf_survey {
+    bool newer;        /* a file newer than the current one exists */
+    bool next_exists;  /* a file starts at `expected` */
+    hs_lsn next_first; /* lowest first LSN above the current file's; 0: none */
+    hs_lsn inside;     /* lowest first LSN in (file_first, expected); 0: none */
+} qf_survey;
+
+/*
+ * Look at the directory (see the note above the reader).  A file that
+ * starts after the current file's first LSN but before `expected` starts
+ * inside LSNs the reader has already read from the current file: an
+ * overlap, which sv->inside reports for the caller to refuse.  0 / -1.
+ */
+static int
+qf_reader_survey(hs_queue_reader *r, qf_survey *sv)
+{
+    struct dirent *de;
+    DIR *d;
+
+    memset(sv, 0, sizeof(*sv));
+    d = opendir(r->qdir);
+    if (d == NULL) {
+        hs_set_error("cannot open queue directory %s: %s", r->qdir, strerror(errno));
+        return -1;
+    }
+    while ((errno = 0, de = readdir(d)) != NULL) {
+        hs_lsn lsn;
+        if (!qf_parse_name(de->d_name, &lsn) || lsn <= r->file_first)
+            continue;
+        sv->newer = true;
+        if (sv->next_first == 0 || lsn < sv->next_first)
+            sv->next_first = lsn;
+        if (lsn == r->expected)
+            sv->next_exists = true;
+        else if (lsn < r->expected && (sv->inside == 0 || lsn < sv->inside))
+            sv->inside = lsn;
+    }
+    if (errno != 0) {
+        hs_set_error("cannot read queue directory %s: %s", r->qdir, strerror(errno));
+        closedir(d);
+        return -1;
+    }
+    closedir(d);
+    return 0;
+}
+
+static int
+qf_reader_open_file(hs_queue_reader *r, hs_lsn first_lsn)
+{
+    int fd;
+
+    qf_file_path(r->path, sizeof(r->path), r->qdir, first_lsn);
+    fd = open(r->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        hs_set_error("cannot open queue file %s: %s", r->path, strerror(errno));
+        return -1;
+    }
+    if (r->fd >= 0)
+        close(r->fd);
+    r->fd = fd;
+    r->file_first = first_lsn;
+    r->header_ok = false;
+    r->pos = 0;
+    qf_window_reset(&r->win, fd);
+    return 0;
+}
+
+/*
+ * The daemon's recovery removes a newest file that holds no record (a crash
+ * right after its creation) and then appends to the file before it; a
+ * reader that had already entered the removed file would wait in it for
+ * ever.  So when the current file is gone (no link left), find the file
+ * that holds `expected` now and read on from there, skipping what was
+ * read.  1 moved, 0 not removed, -1 (recycled past the reader, I/O error).
+ */
+static int
+qf_reader_relocate_if_removed(hs_queue_reader *r)
+{
+    hs_qf_file *files;
+    struct stat sb;
+    int n, i, rc = -1;
+
+    if (fstat(r->fd, &sb) != 0) {
+        hs_set_error("cannot stat queue file %s: %s", r->path, strerror(errno));
+        return -1;
+    }
+    if (sb.st_nlink > 0)
+        return 0;
+    n = hs_qf_list(r->dir, &files);
+    if (n < 0)
+        return -1;
+    for (i = n - 1; i >= 0 && files[i].first_lsn > r->expected; i--)
+        ;
+    if (i < 0) {
+        hs_set_error("queue file %s was removed and no file holds LSN %" PRIu64
+                     " any more: it was recycled",
+                     r->path, r->expected);
+    } else if (qf_reader_open_file(r, files[i].first_lsn) == 0) {
+        if (r->from_lsn < r->expected)
+            r->from_lsn = r->expected;
+        r->expected = files[i].first_lsn;
+        rc = 1;
+    }
+    free(files);
+    return rc;
+}
+
+/*
+ * At open: the file before the one the reader opens in (prev) must be
+ * whole and end exactly at the LSN before the opened file's first, as the
+ * recovery scan requires of a file that is not the newest.  Otherwise the
+ * opened file lies inside prev's LSNs (an overlap: a copied or left-over
+ * file) or after a gap, and reading on from it would skip what the scan
+ * refuses.  Called with r->fd open on the opened file; borrows r->win.
+ * 0 (also when prev was recycled since the listing), -1 with an error
+ * naming both files.
+ */
+static int
+qf_reader_check_previous(hs_queue_reader *r, const hs_qf_file *prev)
+{
+    qf_file_state st;
+    qf_file_end end;
+    struct stat sb;
+    int fd;
+
+    fd = open(prev->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 0; /* recycled: wholly before the opened file */
+        hs_set_error("cannot open queue file %s: %s", prev->path, strerror(errno));
+        return -1;
+    }
+    end = qf_scan_file(&r->win, fd, prev->path, prev->first_lsn, HS_LSN_MAX, NULL, NULL, &st);
+    close(fd);
+    qf_window_reset(&r->win, r->fd);
+    if (end == QF_END_CLEAN && st.next_lsn == r->file_first)
+        return 0;
+
+    /* The one legitimate exception: after a crash right after a rotation
+     * the daemon removes the empty newest file (the opened one) and then
+     * appends to prev again.  It removes before it appends, so a file
+     * still linked now was there during the whole scan of prev. */
+    if (fstat(r->fd, &sb) != 0) {
+        hs_set_error("cannot stat queue file %s: %s", r->path, strerror(errno));
+        return -1;
+    }
+    if (sb.st_nlink == 0)
+        return 0; /* hs_queue_next() relocates */
+
+    if (end == QF_END_CLEAN && st.next_lsn > r->file_first)
+        hs_set_error("queue file %s starts at LSN %" PRIu64 ", inside LSNs %" PRIu64 "..%" PRIu64
+                     " of queue file %s: the files overlap at LSN %" PRIu64,
+                     r->path, r->file_first, prev->first_lsn, st.next_lsn - 1, prev->path,
+                     r->file_first);
+    else if (end == QF_END_CLEAN)
+        hs_set_error("queue file %s ends at offset %" PRIu64 " after LSN %" PRIu64
+                     ", but the next queue file %s starts at LSN %" PRIu64 ": LSNs %" PRIu64
+                     "..%" PRIu64 " are missing (a gap)",
+                     prev->path, st.size, st.next_lsn - 1, r->path, r->file_first, st.next_lsn,
+                     r->file_first - 1);
+    else if (end == QF_END_TORN)
+        hs_set_error("queue file %s: %s at offset %" PRIu64 ", expected LSN %" PRIu64
+                     ", in the file before queue file %s, where the reader starts",
+                     prev->path, hs_qf_decode_result_name(st.why), st.bad_off, st.next_lsn,
+                     r->path);
+    else if (end == QF_END_TORN_HEADER)
+        hs_set_error("queue file %s: missing header at offset 0, expected LSN %" PRIu64
+                     ", in the file before queue file %s, where the reader starts",
+                     prev->path, prev->first_lsn, r->path);
+    else {
+        /* qf_scan_file() named prev, the offset and the LSN (an error
+         * text is at most 1024 bytes, segment.c) */
+        char detail[1024];
+        snprintf(detail, sizeof(detail), "%s", hs_last_error());
+        hs_set_error("%s, in the file before queue file %s, where the reader starts", detail,
+                     r->path);
+    }
+    return -1;
+}
+
+/* See hotstock.h.  from_lsn 0 reads from LSN 1.  HS_NOT_FOUND only when
+ * there is no queue file at all: a from_lsn past the end of the queue opens
+ * in the newest file, and hs_queue_next() returns 0 until it is written.
+ * HS_IO_ERROR also when the file before the one holding from_lsn does not
+ * end right before it (qf_reader_check_previous): continuity is checked
+ * from that file on, files before it are the recovery scan's to judge. */
+hs_result
+hs_queue_open(const char *dir, hs_lsn from_lsn, hs_queue_reader **out)
+{
+    hs_queue_reader *r;
+    hs_qf_file *files;
+    int n, i;
+
+    *out = NULL;
+    if (from_lsn == 0)
+        from_lsn = 1;
+    n = hs_qf_list(dir, &files);
+    if (n < 0)
+        return HS_IO_ERROR;
+    if (n == 0) {
+        hs_set_error("no queue file in %s/%s yet", dir, HS_QF_SUBDIR);
+        return HS_NOT_FOUND;
+    }
+    if (from_lsn < files[0].first_lsn) {
+        hs_set_error("LSN %" PRIu64
+                     " was recycled: the oldest queue file %s starts at LSN %" PRIu64,
+                     from_lsn, files[0].path, files[0].first_lsn);
+        free(files);
+        return HS_IO_ERROR;
+    }
+    for (i = n - 1; files[i].first_lsn > from_lsn; i--)
+        ;
+    r = calloc(1, sizeof(*r));
+    if (r == NULL || qf_window_init(&r->win, QF_READ_BUF_SIZE) != 0) {
+        hs_set_error("out of memory opening the queue reader");
+        free(r);
+        free(files);
+        return HS_IO_ERROR;
+    }
+    r->fd = -1;
+    r->from_lsn = from_lsn;
+    r->expected = files[i].first_lsn;
+    snprintf(r->dir, sizeof(r->dir), "%s", dir);
+    if (qf_queue_dir(dir, r->qdir, sizeof(r->qdir)) != 0 ||
+        qf_reader_open_file(r, files[i].first_lsn) != 0 ||
+        (i > 0 && qf_reader_check_previous(r, &files[i - 1]) != 0)) {
+        free(files);
+        hs_queue_close(r);
+        return HS_IO_ERROR;
+    }
+    free(files);
+    *out = r;
+    return HS_OK;
+}
+
+/* See hotstock.h and the note above the reader. */
+int
+hs_queue_next(hs_queue_reader *r, hs_lsn upto, hs_record *rec)
+{
+    bool surveyed = false;
+    qf_survey sv = {.newer = false};
+    char why[160] = "";
+
+    for (;;) {
+        const uint8_t *p;
+        ssize_t avail;
+        size_t len;
+        hs_qf_decode_result d = HS_QF_OK;
+        bool promised;
+
+        if (r->header_ok && r->expected >= r->from_lsn && r->expected > upto)
+            return 0;
+        avail =
+            qf_window_get(&r->win, r->pos, r->header_ok ? HS_QF_RECORD_MAX : HS_QF_HEADER_SIZE, &p);
+        if (avail < 0) {
+            hs_set_error("cannot read queue file %s at offset %" PRIu64 ": %s", r->path, r->pos,
+                         strerror(errno));
+            return -1;
+        }
+        if (!r->header_ok) {
+            hs_lsn hdr_lsn;
+            if (hs_qf_check_header(p, (size_t)avail, &hdr_lsn, why, sizeof(why))) {
+                if (hdr_lsn != r->file_first) {
+                    hs_set_error("queue file %s: header says first LSN %" PRIu64
+                                 " but the name says %" PRIu64 " (offset 0, expected LSN %" PRIu64
+                                 ")",
+                                 r->path, hdr_lsn, r->file_first, r->expected);
+                    return -1;
+                }
+                r->header_ok = true;
+                r->pos = HS_QF_HEADER_SIZE;
+                continue;
+            }
+        } else if (avail > 0) {
+            d = hs_qf_decode(p, (size_t)avail, rec, &len);
+            if (d == HS_QF_OK) {
+                if (rec->lsn != r->expected) {
+                    hs_set_error("queue file %s: record at offset %" PRIu64 " has LSN %" PRIu64
+                                 ", expected LSN %" PRIu64,
+                                 r->path, r->pos, rec->lsn, r->expected);
+                    return -1;
+                }
+                r->pos += len;
+                r->expected++;
+                if (rec->lsn < r->from_lsn)
+                    continue;
+                return 1;
+            }
+        }
+
+        /* No valid header or record at pos (maybe not written yet).  Judge
+         * only bytes read after a survey of the directory. */
+        if (!surveyed) {
+            int moved = qf_reader_relocate_if_removed(r);
+            if (moved < 0)
+                return -1;
+            if (moved > 0)
+                continue;
+            if (qf_reader_survey(r, &sv) != 0)
+                return -1;
+            if (sv.inside != 0) {
+                /* Every LSN before `expected` was read from the current
+                 * file before the survey, so the other file cannot be one
+                 * the daemon is about to remove (it removes before it
+                 * writes those LSNs anew): a copied or left-over file. */
+                char other[PATH_MAX];
+                qf_file_path(other, sizeof(other), r->qdir, sv.inside);
+                hs_set_error("queue file %s starts at LSN %" PRIu64 ", inside LSNs %" PRIu64
+                             "..%" PRIu64 " of queue file %s: the files overlap at LSN %" PRIu64,
+                             other, sv.inside, r->file_first, r->expected - 1, r->path, sv.inside);
+                return -1;
+            }
+            surveyed = true;
+            r->win.len = 0; /* re-read from the file */
+            continue;
+        }
+        r->win.len = 0; /* the next call re-reads too */
+        if (r->header_ok && avail == 0 && sv.next_exists) {
+            /* clean end of a complete file: follow into the next one */
+            if (qf_reader_open_file(r, r->expected) != 0)
+                return -1;
+            surveyed = false;
+            continue;
+        }
+        promised = upto != HS_LSN_MAX && r->expected <= upto;
+        if (!sv.newer && !promised)
+            return 0;
+        if (!r->header_ok) {
+            hs_set_error("queue file %s: %s at offset 0, expected LSN %" PRIu64 " (%s)", r->path,
+                         why, r->expected,
+                         sv.newer ? "a newer file exists" : "the LSN was reported durable");
+        } else if (avail == 0 && sv.newer) {
+            /* no overlap and no file at `expected`: next_first > expected */
+            char other[PATH_MAX];
+            qf_file_path(other, sizeof(other), r->qdir, sv.next_first);
+            hs_set_error("queue file %s ends at offset %" PRIu64 " after LSN %" PRIu64
+                         ", but the next queue file %s starts at LSN %" PRIu64 ": LSNs %" PRIu64
+                         "..%" PRIu64 " are missing (a gap)",
+                         r->path, r->pos, r->expected - 1, other, sv.next_first, r->expected,
+                         sv.next_first - 1);
+        } else if (avail == 0) {
+            hs_set_error("queue file %s: ends at offset %" PRIu64 " but LSN %" PRIu64
+                         " is not there nor in a file of its own (the LSN was reported durable)",
+                         r->path, r->pos, r->expected);
+        } else {
+            hs_set_error("queue file %s: %s at offset %" PRIu64 ", expected LSN %" PRIu64 " (%s)",
+                         r->path, hs_qf_decode_result_name(d), r->pos, r->expected,
+                         sv.newer ? "a newer file exists" : "the LSN was reported durable");
+        }
+        return -1;
+    }
+}
+
+/*
+ * See hotstock.h.  Sizes are taken before each fdatasync, so every byte
+ * counted was synced; durable_upto is then the last LSN of the valid,
+ * consecutive records found in those bytes from the reader's position on
+ * (the reader's last LSN when there are none).  Damage stops the count
+ * there and is reported by hs_queue_next(), not here.
+ */
+hs_result
+hs_queue_sync(hs_queue_reader *r, hs_lsn *durable_upto)
+{
+    hs_qf_file *files = NULL;
+    uint64_t *sizes = NULL;
+    hs_lsn expected = r->expected;
+    hs_result res = HS_IO_ERROR;
+    qf_window w;
+    int n, first = -1;
+
+    *durable_upto = r->expected - 1;
+    n = hs_qf_list(r->dir, &files);
+    if (n < 0)
+        return HS_IO_ERROR;
+    sizes = calloc((size_t)(n > 0 ? n : 1), sizeof(*sizes));
+    if (sizes == NULL) {
+        hs_set_error("out of memory syncing the queue");
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        struct stat sb;
+        int fd;
+
+        if (files[i].first_lsn < r->file_first)
+            continue;
+        if (first < 0)
+            first = i;
+        fd = open(files[i].path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            hs_set_error("cannot open queue file %s: %s", files[i].path, strerror(errno));
+            goto done;
+        }
+        if (fstat(fd, &sb) != 0 || fdatasync(fd) != 0) {
+            hs_set_error("cannot fdatasync queue file %s: %s", files[i].path, strerror(errno));
+            close(fd);
+            goto done;
+        }
+        close(fd);
+        sizes[i] = (uint64_t)sb.st_size;
+    }
+    if (qf_fsync_dir(r->qdir) != 0)
+        goto done;
+    res = HS_OK;
+    if (first < 0 || files[first].first_lsn != r->file_first)
+        goto done;
+
+    /* Count the valid records in the synced bytes, the reader's window
+     * borrowed (it is invalidated after). */
+    w = r->win;
+    for (int i = first; i < n; i++) {
+        uint64_t pos;
+        hs_lsn hdr_lsn;
+        char why[160];
+        const uint8_t *p;
+        ssize_t avail;
+        int fd;
+
+        if (i > first && files[i].first_lsn != expected)
+            break;
+        if (i == first && r->header_ok) {
+            fd = r->fd;
+            pos = r->pos;
+        } else {
+            fd = open(files[i].path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0)
+                break;
+            pos = 0;
+        }
+        qf_window_reset(&w, fd);
+        if (pos == 0) {
+            avail = qf_window_get(&w, 0, HS_QF_HEADER_SIZE, &p);
+            if (avail < HS_QF_HEADER_SIZE || sizes[i] < HS_QF_HEADER_SIZE ||
+                !hs_qf_check_header(p, (size_t)avail, &hdr_lsn, why, sizeof(why)) ||
+                hdr_lsn != files[i].first_lsn) {
+                if (fd != r->fd)
+                    close(fd);
+                break;
+            }
+            pos = HS_QF_HEADER_SIZE;
+        }
+        for (;;) {
+            hs_record rec;
+            size_t len;
+            if (pos >= sizes[i])
+                break;
+            avail = qf_window_get(&w, pos, HS_QF_RECORD_MAX, &p);
+            if (avail <= 0)
+                break;
+            if ((uint64_t)avail > sizes[i] - pos)
+                avail = (ssize_t)(sizes[i] - pos);
+            if (hs_qf_decode(p, (size_t)avail, &rec, &len) != HS_QF_OK || rec.lsn != expected)
+                break;
+            *durable_upto = expected;
+            expected++;
+            pos += len;
+        }
+        if (fd != r->fd)
+            close(fd);
+        if (pos != sizes[i])
+            break; /* not a clean end: nothing after it counts */
+    }
+    r->win.len = 0;
+
+done:
+    free(sizes);
+    free(files);
+    return res;
+}
+
+/* Free the reader.  NULL is allowed. */
+void
+hs_queue_close(hs_queue_reader *r)
+{
+    if (r == NULL)
+        return;
+    if (r->fd >= 0)
+        close(r->fd);
+    free(r->win.buf);
+    free(r);
+}

@@ -1,0 +1,292 @@
+/*-------------------------------------------------------------------------
+ *
+ * refund.c
+ *      Refunds: immediate, two-phase (claim, commit, release) and evicted.
+ *
+ * An order moves DEDUCTED -> REFUNDING(pid) -> REFUNDED by CAS only; the
+ * REFUND record is published before the counter is raised (release), so
+ * the queue never shows units sold before they were given back.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client_internal.h"
+
+/*-------------------------------------------------------------------------
+ * Refund
+ *-------------------------------------------------------------------------
+ */
+
+/* Copy the name of SKU slot si into out (HS_SKU_MAX + 1 bytes), or "". */
+void
+copy_sku_name(hs_header *h, uint32_t si, char *out)
+{
+    hs_sku_slot *s;
+
+    if (out == NULL)
+        return;
+    out[0] = '\0';
+    if (si >= h->sku_capacity)
+        return;
+    s = &hs_sku_table(h)[si];
+    /* Acquire: pairs with the release store of READY. */
+    if (HS_STATE_OF(atomic_load_explicit(&s->state, memory_order_acquire)) != HS_SKU_READY)
+        return;
+    memcpy(out, s->sku, s->sku_len);
+    out[s->sku_len] = '\0';
+}
+
+/*
+ * We own o as REFUNDING: append the REFUND record, raise the counter, and
+ * make it REFUNDED.  On failure before the record is published the claim
+ * is released (DEDUCTED, or FAILED for an hs_refund_evicted entry).
+ */
+static hs_result
+refund_apply(hs_client *c, hs_header *h, uint32_t oi, hs_lsn *lsn, int32_t *qty, char *sku_out)
+{
+    hs_order_slot *o = &hs_order_table(h)[oi];
+    uint32_t si = o->sku_index;
+    int32_t q = o->qty;
+    hs_ring_record rec;
+    hs_lsn at;
+    hs_result r;
+
+    if (si >= h->sku_capacity || q < 1) {
+        order_unclaim(o);
+        hs_set_error("order slot %u of %s is damaged (sku slot %u, qty %d)", oi, c->dir, si,
+                     (int)q);
+        return HS_IO_ERROR;
+    }
+    record_init(&rec, HS_REC_REFUND, si, q);
+    rec.order_len = o->order_len;
+    rec.order_index = oi;
+    memcpy(rec.order_id, o->order_id, o->order_len);
+    r = append_record(c, h, &rec, &at);
+    if (r != HS_OK) {
+        order_unclaim(o);
+        return r;
+    }
+    /* The record is published: now the units may be sold again. */
+    counter_give(&hs_sku_table(h)[si], q);
+    /* Release: pairs with the acquire load of waiters and retries. */
+    atomic_store_explicit(&o->state, HS_STATE_WORD(HS_INDEX_REFUNDED, 0), memory_order_release);
+    if (lsn != NULL)
+        *lsn = at;
+    if (qty != NULL)
+        *qty = q;
+    copy_sku_name(h, si, sku_out);
+    return HS_OK;
+}
+
+typedef enum refund_mode {
+    REFUND_NOW,    /* hs_refund: claim and apply */
+    REFUND_CLAIM,  /* hs_refund_claim: claim only */
+    REFUND_COMMIT, /* hs_refund_commit: apply our claim (or claim and apply) */
+} refund_mode;
+
+static hs_result
+refund_common(hs_client *c, const char *order_id, size_t order_len, refund_mode mode, hs_lsn *lsn,
+              int32_t *qty, char *sku_out)
+{
+    hs_header *h;
+    hs_order_slot *o;
+    uint32_t oi;
+    owner_wait ow = {0, 0};
+    bool inserted;
+    hs_result r = HS_OK;
+
+    if (lsn != NULL)
+        *lsn = 0;
+    if (qty != NULL)
+        *qty = 0;
+    if (sku_out != NULL)
+        sku_out[0] = '\0';
+    if (c == NULL || !valid_len(order_id, order_len, HS_ORDER_ID_MAX)) {
+        hs_set_error("refund: order id must be 1..%d bytes", HS_ORDER_ID_MAX);
+        return HS_BAD_ARGUMENT;
+    }
+    h = client_segment(c, &r);
+    if (h == NULL)
+        return r;
+    r = order_probe(c, h, order_id, order_len, NULL, &oi, &inserted);
+    if (r != HS_OK)
+        return r;
+    o = &hs_order_table(h)[oi];
+    for (;;) {
+        /* Acquire: pairs with the release store of the last state change. */
+        uint64_t w = atomic_load_explicit(&o->state, memory_order_acquire);
+        unsigned state = HS_STATE_OF(w);
+        pid_t owner = HS_PID_OF(w);
+        int step;
+
+        if (state == HS_INDEX_DEDUCTED) {
+            /* acq_rel: the claim; its acquire half makes deducted_lsn,
+             * sku_index and qty ours to read. */
+            if (!atomic_compare_exchange_strong_explicit(
+                    &o->state, &w, HS_STATE_WORD(HS_INDEX_REFUNDING, self_pid()),
+                    memory_order_acq_rel, memory_order_relaxed))
+                continue;
+            if (mode == REFUND_CLAIM)
+                return HS_OK;
+            return refund_apply(c, h, oi, lsn, qty, sku_out);
+        }
+        if (state == HS_INDEX_REFUNDED)
+            return HS_ALREADY_REFUNDED;
+        if (state == HS_INDEX_FAILED) {
+            hs_set_error("order %.*s has no deduction to refund", (int)order_len, order_id);
+            return HS_NOT_FOUND;
+        }
+        if (state == HS_INDEX_REFUNDING && owner == self_pid()) {
+            if (mode == REFUND_COMMIT)
+                return refund_apply(c, h, oi, lsn, qty, sku_out);
+            if (mode == REFUND_CLAIM)
+                return HS_ALREADY_REFUNDED; /* claimed by this process already */
+        }
+        step = owner_wait_step(c, h, &ow, w, &r);
+        if (step < 0)
+            return r;
+        if (step > 0) {
+            r = order_resolve_dead(c, h, o, w);
+            if (r != HS_OK)
+                return r;
+        }
+    }
+}
+
+hs_result
+hs_refund(hs_client *c, const char *order_id, size_t order_len, hs_lsn *lsn, int32_t *qty,
+          char *sku_out)
+{
+    return refund_common(c, order_id, order_len, REFUND_NOW, lsn, qty, sku_out);
+}
+
+hs_result
+hs_refund_claim(hs_client *c, const char *order_id, size_t order_len)
+{
+    return refund_common(c, order_id, order_len, REFUND_CLAIM, NULL, NULL, NULL);
+}
+
+/* Applies this process's claim; a claim lost with a restarted daemon (the
+ * order is DEDUCTED again in the new segment) is claimed anew. */
+hs_result
+hs_refund_commit(hs_client *c, const char *order_id, size_t order_len, hs_lsn *lsn, int32_t *qty,
+                 char *sku_out)
+{
+    return refund_common(c, order_id, order_len, REFUND_COMMIT, lsn, qty, sku_out);
+}
+
+/* Releases this process's claim.  HS_OK also when there is no claim of
+ * this process to release (released already, lost with a restart);
+ * HS_ALREADY_REFUNDED, HS_NOT_FOUND as for hs_refund(). */
+hs_result
+hs_refund_release(hs_client *c, const char *order_id, size_t order_len)
+{
+    hs_header *h;
+    hs_order_slot *o;
+    uint32_t oi;
+    bool inserted;
+    hs_result r = HS_OK;
+    uint64_t w;
+
+    if (c == NULL || !valid_len(order_id, order_len, HS_ORDER_ID_MAX)) {
+        hs_set_error("hs_refund_release: order id must be 1..%d bytes", HS_ORDER_ID_MAX);
+        return HS_BAD_ARGUMENT;
+    }
+    h = client_segment(c, &r);
+    if (h == NULL)
+        return r;
+    r = order_probe(c, h, order_id, order_len, NULL, &oi, &inserted);
+    if (r != HS_OK)
+        return r;
+    o = &hs_order_table(h)[oi];
+    /* Acquire: pairs with the release store of the last state change. */
+    w = atomic_load_explicit(&o->state, memory_order_acquire);
+    if (HS_STATE_OF(w) == HS_INDEX_REFUNDED)
+        return HS_ALREADY_REFUNDED;
+    if (HS_STATE_OF(w) == HS_INDEX_REFUNDING && HS_PID_OF(w) == self_pid())
+        order_unclaim(o);
+    return HS_OK;
+}
+
+hs_result
+hs_refund_evicted(hs_client *c, const char *sku, size_t sku_len, int32_t qty, const char *order_id,
+                  size_t order_len, hs_lsn *lsn)
+{
+    order_insert ins = {HS_INDEX_REFUNDING, 0, qty};
+    hs_header *h;
+    hs_order_slot *o;
+    uint32_t si, oi;
+    owner_wait ow = {0, 0};
+    bool inserted;
+    hs_result r = HS_OK;
+
+    if (lsn != NULL)
+        *lsn = 0;
+    if (c == NULL || !valid_len(sku, sku_len, HS_SKU_MAX) ||
+        !valid_len(order_id, order_len, HS_ORDER_ID_MAX) || qty < 1 || qty > HS_QTY_MAX) {
+        hs_set_error("hs_refund_evicted: sku and order id must be 1..%d bytes, qty 1..%d",
+                     HS_SKU_MAX, HS_QTY_MAX);
+        return HS_BAD_ARGUMENT;
+    }
+    h = client_segment(c, &r);
+    if (h == NULL)
+        return r;
+    r = sku_lookup(c, h, sku, sku_len, false, &si);
+    if (r != HS_OK)
+        return r;
+    ins.sku_index = si;
+    r = order_probe(c, h, order_id, order_len, &ins, &oi, &inserted);
+    if (r != HS_OK)
+        return r;
+    o = &hs_order_table(h)[oi];
+    while (!inserted) {
+        /* Acquire: pairs with the release store of the last state change. */
+        uint64_t w = atomic_load_explicit(&o->state, memory_order_acquire);
+        unsigned state = HS_STATE_OF(w);
+        int step;
+
+        if (state == HS_INDEX_REFUNDED)
+            return HS_ALREADY_REFUNDED;
+        if (state == HS_INDEX_DEDUCTED) {
+            hs_set_error("order %.*s is deducted in the index: use hs_refund()", (int)order_len,
+                         order_id);
+            return HS_DUPLICATE;
+        }
+        if (state == HS_INDEX_FAILED) {
+            /* acq_rel: we own it now.  Through PENDING first: a deduct
+             * retry reads sku_index and qty of a REFUNDING slot, so they
+             * are written before REFUNDING is released. */
+            if (atomic_compare_exchange_strong_explicit(
+                    &o->state, &w, HS_STATE_WORD(HS_INDEX_PENDING, self_pid()),
+                    memory_order_acq_rel, memory_order_relaxed)) {
+                o->sku_index = si;
+                o->qty = qty;
+                atomic_store_explicit(&o->deducted_lsn, 0, memory_order_relaxed);
+                /* Release: publishes the fields with the state. */
+                atomic_store_explicit(&o->state, HS_STATE_WORD(HS_INDEX_REFUNDING, self_pid()),
+                                      memory_order_release);
+                break;
+            }
+            continue;
+        }
+        step = owner_wait_step(c, h, &ow, w, &r);
+        if (step < 0)
+            return r;
+        if (step > 0) {
+            r = order_resolve_dead(c, h, o, w);
+            if (r != HS_OK)
+                return r;
+        }
+    }
+    return refund_apply(c, h, oi, lsn, NULL, NULL);
+}

@@ -13,7 +13,8 @@
 # $CHECK_RUN_DIR/logs/<suite>.log; its own closing `N passed, N failed` line
 # is added up.  A suite that exits non-zero without counting a failure, times
 # out, or prints no such line counts as one failure; a suite whose runner is
-# not in the tree is reported as "not present" and counts as nothing.  The
+# not in the tree is reported as "not present" and counts as nothing.
+# The suites: unit, layout, daemon, regress, pg, stress, crash, model, fuzz.  The
 # last line is the sum over all suites: `N passed, N failed`; the exit status
 # is non-zero on any failure.
 set -uo pipefail
@@ -174,6 +175,14 @@ if [ -f "$REPO/tests/run_unit.sh" ]; then
     run_suite unit 300 plain bash tests/run_unit.sh
 else
     not_present unit tests/run_unit.sh
+fi
+
+# The layout: no call or include cycles, no daemon or writer code in
+# hotstock.so, no .c file of 900 lines or more (on what setup.sh built).
+if [ -f "$REPO/tests/layout/check.sh" ]; then
+    run_suite layout 120 plain bash tests/layout/check.sh
+else
+    not_present layout tests/layout/check.sh
 fi
 
 found=0

@@ -75,7 +75,7 @@ ME = "crash/harness"
 
 # Daemon settings for the crash clusters: small queue files (rotation and
 # recycling happen under the faults) and frequent checkpoints.
-DAEMON_CONF = "segment_size = 1M\ncheckpoint_interval_s = 2\n"
+DAEMON_CONF = "queue_file_size = 1M\ncheckpoint_interval_s = 2\n"
 
 
 def say(msg):

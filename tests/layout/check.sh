@@ -186,8 +186,13 @@ else:
         ok()
 
 # ---- (d) no .c file of 900 lines or more ----------------------------------
-listed = subprocess.run(["git", "ls-files", "*.c"], capture_output=True, text=True)
-cfiles = listed.stdout.split() if listed.returncode == 0 and listed.stdout else \
+# (git may not be installed, or the tree may be a copy without .git: then
+# every .c file below the top, outside hidden folders)
+try:
+    listed = subprocess.run(["git", "ls-files", "*.c"], capture_output=True, text=True)
+except OSError:
+    listed = None
+cfiles = listed.stdout.split() if listed and listed.returncode == 0 and listed.stdout else \
     [p for p in glob.glob("**/*.c", recursive=True) if not p.startswith(".")]
 big = []
 for p in sorted(cfiles):

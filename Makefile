@@ -9,7 +9,12 @@
 #   make start|stop|status|psql   the private cluster + daemon under $(RUN_DIR)
 #   make bench | crashtest | fuzz   long runs, not part of check
 
-PG_CONFIG ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
+# PG_CONFIG is resolved in one place, scripts/lib.sh (PostgreSQL 15's own
+# pg_config when it is installed, else the one on PATH), for the Makefile
+# and every script alike.
+ifndef PG_CONFIG
+PG_CONFIG := $(shell bash -c '. "$(CURDIR)/scripts/lib.sh" && echo "$$PG_CONFIG"')
+endif
 RUN_DIR ?= $(CURDIR)/.run
 export RUN_DIR PG_CONFIG
 
@@ -35,8 +40,8 @@ PG_CPPFLAGS = -Ishmd/include
 PG_CFLAGS = -Wextra -Werror -Wno-unused-parameter -Wno-sign-compare \
             -Wno-missing-field-initializers -Wno-cast-function-type
 SHLIB_LINK = shmd/libhotstock.a -lpthread
-EXTRA_CLEAN = shmd/*/*.o shmd/*.a shmd/hotstockd $(TEST_BINS) tests/*/*.o \
-              pg_ext/*.d shmd/*/*.d tests/*/*.d
+EXTRA_CLEAN = shmd/*/*.o shmd/*.a shmd/hotstockd $(TEST_BINS) $(PQ_BINS) tests/*/*.o \
+              pg_ext/*.d shmd/*/*.d tests/*/*.d tests/*/*/*.d
 
 # Before scripts/setup.sh has installed PostgreSQL 15's server headers there
 # is no pg_config, hence no PGXS: `make demo` and `make check` still work
@@ -113,10 +118,16 @@ tests/%: tests/%.c shmd/libhotstock.a shmd/libhotstock_writer.a $(DAEMON_OBJS)
 	$(CC) $(TEST_CFLAGS) $(DEPFLAGS) -o $@ $< $(filter-out $(DAEMON_MAIN_OBJ),$(DAEMON_OBJS)) \
 	    shmd/libhotstock_writer.a shmd/libhotstock.a $(DAEMON_LIBS)
 
-all: shmd/libhotstock.a shmd/libhotstock_writer.a shmd/hotstockd $(TEST_BINS)
+# the crash suite's libpq client (its own flags: it links libpq, not us)
+PQ_BINS = tests/crash/pq/crash_sqlload
+tests/crash/pq/crash_sqlload: tests/crash/pq/crash_sqlload.c
+	$(CC) -std=gnu11 -O2 -g -pthread -Wall -Wextra -Werror $(DEPFLAGS) \
+	    -I$(shell $(PG_CONFIG) --includedir) -o $@ $< -L$(shell $(PG_CONFIG) --libdir) -lpq
+
+all: shmd/libhotstock.a shmd/libhotstock_writer.a shmd/hotstockd $(TEST_BINS) $(PQ_BINS)
 
 # automatic header dependencies of every object and program above
--include $(wildcard pg_ext/*.d shmd/*/*.d tests/*/*.d)
+-include $(wildcard pg_ext/*.d shmd/*/*.d tests/*/*.d tests/*/*/*.d)
 
 install: install-daemon
 install-daemon: shmd/hotstockd

@@ -1,5 +1,7 @@
 # shellcheck shell=bash
-# scripts/lib.sh — shared by setup.sh, cluster.sh, check.sh and demo.sh.
+# scripts/lib.sh — the one shell library: setup.sh, cluster.sh, check.sh,
+# demo.sh, and the tests (tests/pg/lib.bash, tests/crash/run.sh,
+# tests/bench/run.sh) source it.
 #
 # Sourced, not run.  Defines where things are (REPO, RUN_DIR, PG_CONFIG,
 # PGBIN), who runs PostgreSQL and hotstockd (RUNAS: `postgres` when we are
@@ -113,6 +115,51 @@ as_root() {
         die "need root for: $* — run this as root or install sudo"
     fi
 }
+
+# kill_pid SIGNAL PID: send SIGNAL to the one process PID, which the test
+# found itself (a query, a pid file).  False, with nothing sent, unless PID
+# is a number above 1 naming a live process: an empty PID must never become
+# `kill 0` (the test's own process group) or a group kill.
+kill_pid() {
+    local sig=$1 pid=${2:-}
+    case $pid in
+        '' | *[!0-9]* | 0 | 1)
+            echo "kill_pid: no process to send SIG$sig to (pid '$pid')" >&2
+            return 1
+            ;;
+    esac
+    [ -d "/proc/$pid" ] || {
+        echo "kill_pid: pid $pid not found" >&2
+        return 1
+    }
+    kill -s "$sig" -- "$pid"
+}
+
+# children_of PID: the pids of PID's children, one a line, from /proc (no
+# ps: a minimal machine has no procps).  Nothing for an empty PID.
+children_of() {
+    local f rest
+    case ${1:-} in '' | *[!0-9]*) return 0 ;; esac
+    for f in /proc/[0-9]*/stat; do
+        read -r rest <"$f" 2>/dev/null || continue
+        rest=${rest##*) } # after "pid (comm) ": "state ppid ..."
+        rest=${rest#* }
+        [ "${rest%% *}" = "$1" ] && { f=${f#/proc/}; echo "${f%/stat}"; }
+    done
+    return 0
+}
+
+# pid_gone PID: PID has exited (no such process, or a zombie).
+pid_gone() {
+    local st
+    [ -e "/proc/$1" ] || return 0
+    st=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+    st=${st##*) }
+    [ "${st%% *}" = Z ]
+}
+
+# pid_reaped PID: PID is not in the process table at all (not even a zombie).
+pid_reaped() { [ ! -e "/proc/$1" ]; }
 
 # wait_for SECONDS CMD...: poll CMD every 0.2 s until it succeeds; returns 1
 # when SECONDS pass first.

@@ -65,8 +65,10 @@ SAMPLING=${BENCH_SAMPLING:-0.1} # fraction of transactions logged for p50/p99
 NPROC=$(nproc)
 WORK=$RUN_DIR/bench # pgbench logs and scratch; not part of the results
 
-PGBIN=/usr/lib/postgresql/15/bin
-[ -x "$PGBIN/pgbench" ] || PGBIN=$(pg_config --bindir)
+# PG_CONFIG and its bindir as the Makefile and the scripts resolve them
+# shellcheck source=../../scripts/lib.sh
+. "$REPO/scripts/lib.sh"
+PGBIN=$(pg_bindir)
 export PATH=$PGBIN:$PATH
 
 ME=bench

@@ -5,8 +5,8 @@
 #   tests/crash/run.sh long     many iterations per fault             (make crashtest)
 #   tests/crash/run.sh MODE --faults daemon_kill,power_loss --iterations 5
 #
-# Builds what it needs (make: hotstockd, libhotstock, crash_load,
-# crash_tool; cc -lpq: pq/crash_sqlload), installs the extension when the
+# Builds what it needs (scripts/setup.sh: make all builds hotstockd,
+# libhotstock, crash_load, crash_tool and pq/crash_sqlload), installs the extension when the
 # installed one is stale (scripts/setup.sh), copies the programs to
 # $CRASH_BASE/bin (so that a rebuild during the run cannot change them under
 # a restart), then runs harness.py, which prints the per-fault table and
@@ -57,9 +57,12 @@ fail() {
 case $MODE in quick | long) ;; *) fail "usage: $ME quick|long [--faults a,b] [--iterations N]" ;; esac
 [ "$(id -u)" -eq 0 ] || say "not root: the disk_full fault (tmpfs) and runuser will fail"
 
-PG_CONFIG=${PG_CONFIG:-pg_config}
-[ -x /usr/lib/postgresql/15/bin/pg_config ] && PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
-export PG_CONFIG
+# PG_CONFIG as the Makefile and the scripts resolve it (the one place)
+# shellcheck source=../../scripts/lib.sh
+RUN_DIR_SAVED=${RUN_DIR-}
+. "$REPO/scripts/lib.sh"
+ME=crash/run.sh
+RUN_DIR=$RUN_DIR_SAVED
 
 # ---- build and install ----
 if ! bash "$REPO/scripts/setup.sh" >"$REPO/tests/crash/.setup.log" 2>&1; then
@@ -68,14 +71,10 @@ if ! bash "$REPO/scripts/setup.sh" >"$REPO/tests/crash/.setup.log" 2>&1; then
 fi
 mkdir -p "$BIN"
 chmod 0755 "$CRASH_BASE" "$BIN"
-for p in shmd/hotstockd tests/crash/crash_load tests/crash/crash_tool; do
-    [ -x "$REPO/$p" ] || fail "$p was not built"
+for p in shmd/hotstockd tests/crash/crash_load tests/crash/crash_tool tests/crash/pq/crash_sqlload; do
+    [ -x "$REPO/$p" ] || fail "$p was not built (make all)"
     cp "$REPO/$p" "$BIN/$(basename "$p").new" && mv "$BIN/$(basename "$p").new" "$BIN/$(basename "$p")"
 done
-if ! cc -std=gnu11 -O2 -Wall -Wextra -Werror -pthread -I"$("$PG_CONFIG" --includedir)" \
-    -o "$BIN/crash_sqlload" "$HERE/pq/crash_sqlload.c" -L"$("$PG_CONFIG" --libdir)" -lpq; then
-    fail "could not build tests/crash/pq/crash_sqlload.c (libpq-dev installed?)"
-fi
 chmod 0755 "$BIN"/*
 # cluster.sh and lib.sh as they are now: the harness restarts clusters many
 # times and must not meet a half-edited script

@@ -7,11 +7,15 @@
 # written by `make start`.  Restarts go through scripts/cluster.sh start
 # (idempotent).  Every check is counted; finish prints `N passed, N failed`.
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# The one shell library of scripts and tests: REPO, RUN_DIR, PG_CONFIG and
+# pg_bindir, RUNAS and as_pg, say/warn/die, wait_for, kill_pid and the /proc
+# helpers.
+# shellcheck source=../../scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 ME=$(basename "$0" .sh)
 
 if [ -z "${PGHOST:-}" ]; then
-    _env=${RUN_DIR:-$REPO/.run}/env
+    _env=$RUN_DIR/env
     if [ -f "$_env" ]; then
         # shellcheck disable=SC1090
         . "$_env"
@@ -20,10 +24,7 @@ fi
 : "${PGDATABASE:=hotstock}"
 export PGDATABASE
 
-PG_CONFIG=${PG_CONFIG:-pg_config}
-[ "$PG_CONFIG" = pg_config ] && [ -x /usr/lib/postgresql/15/bin/pg_config ] &&
-    PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
-PGBIN=$("$PG_CONFIG" --bindir)
+PGBIN=$(pg_bindir)
 PSQL=$PGBIN/psql
 PGBENCH=$PGBIN/pgbench
 if [ -z "${HOTSTOCKD:-}" ]; then
@@ -32,14 +33,9 @@ if [ -z "${HOTSTOCKD:-}" ]; then
 fi
 export HOTSTOCKD
 
-# PostgreSQL and hotstockd run as postgres when we are root.
-if [ "$(id -u)" -eq 0 ]; then RUNAS=postgres; else RUNAS=; fi
-
 PASSED=0
 FAILED=0
 T0=$(date +%s)
-
-say() { printf '%s: %s\n' "$ME" "$*"; }
 
 pass() {
     PASSED=$((PASSED + 1))
@@ -84,71 +80,6 @@ finish() {
 # q SQL: one value per line, unaligned, stop on the first error.
 q() {
     "$PSQL" -X -q -tA -v ON_ERROR_STOP=1 -c "$1"
-}
-
-# as_pg CMD...: as the PostgreSQL OS user.
-as_pg() {
-    if [ -n "$RUNAS" ]; then
-        (cd / && runuser -u "$RUNAS" -- "$@")
-    else
-        "$@"
-    fi
-}
-
-# kill_pid SIGNAL PID: send SIGNAL to the one process PID, which the test
-# found itself (a query, a pid file).  False, with nothing sent, unless PID
-# is a number above 1 naming a live process: an empty PID must never become
-# `kill 0` (the test's own process group) or a group kill.
-kill_pid() {
-    local sig=$1 pid=${2:-}
-    case $pid in
-        '' | *[!0-9]* | 0 | 1)
-            echo "kill_pid: no process to send SIG$sig to (pid '$pid')" >&2
-            return 1
-            ;;
-    esac
-    [ -d "/proc/$pid" ] || {
-        echo "kill_pid: pid $pid not found" >&2
-        return 1
-    }
-    kill -s "$sig" -- "$pid"
-}
-
-# children_of PID: the pids of PID's children, one a line, from /proc (no
-# ps: a minimal machine has no procps).  Nothing for an empty PID.
-children_of() {
-    local f rest
-    case ${1:-} in '' | *[!0-9]*) return 0 ;; esac
-    for f in /proc/[0-9]*/stat; do
-        read -r rest <"$f" 2>/dev/null || continue
-        rest=${rest##*) } # after "pid (comm) ": "state ppid ..."
-        rest=${rest#* }
-        [ "${rest%% *}" = "$1" ] && { f=${f#/proc/}; echo "${f%/stat}"; }
-    done
-    return 0
-}
-
-# pid_gone PID: PID has exited (no such process, or a zombie).
-pid_gone() {
-    local st
-    [ -e "/proc/$1" ] || return 0
-    st=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
-    st=${st##*) }
-    [ "${st%% *}" = Z ]
-}
-
-# pid_reaped PID: PID is not in the process table at all (not even a zombie).
-pid_reaped() { [ ! -e "/proc/$1" ]; }
-
-# wait_for SECONDS CMD...: poll CMD every 0.2 s; false after SECONDS.
-wait_for() {
-    local limit=$1 i
-    shift
-    for ((i = 0; i < limit * 5; i++)); do
-        "$@" && return 0
-        sleep 0.2
-    done
-    return 1
 }
 
 pg_ready() { "$PGBIN/pg_isready" -q >/dev/null 2>&1 && q "SELECT 1" >/dev/null 2>&1; }

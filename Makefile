@@ -43,10 +43,21 @@ SHLIB_LINK = shmd/libhotstock.a -lpthread
 EXTRA_CLEAN = shmd/*/*.o shmd/*.a shmd/hotstockd $(TEST_BINS) $(PQ_BINS) tests/*/*.o \
               pg_ext/*.d shmd/*/*.d tests/*/*.d tests/*/*/*.d
 
+# The targets users run are scripts (see the end of this file): they need
+# no PGXS, and PGXS's own `check` (which says "not supported") must not
+# stand beside ours.  So PGXS is read only when something is built.
+SCRIPT_GOALS = demo check check-fresh start stop status psql bench crashtest fuzz
+ifneq ($(MAKECMDGOALS),)
+ifeq ($(filter-out $(SCRIPT_GOALS),$(MAKECMDGOALS)),)
+ONLY_SCRIPTS := 1
+endif
+endif
+
 # Before scripts/setup.sh has installed PostgreSQL 15's server headers there
 # is no pg_config, hence no PGXS: `make demo` and `make check` still work
 # (they run setup.sh first); the build targets say what to do.
-ifneq ($(shell command -v $(PG_CONFIG) 2>/dev/null),)
+ifdef ONLY_SCRIPTS
+else ifneq ($(shell command -v $(PG_CONFIG) 2>/dev/null),)
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 else
@@ -137,8 +148,12 @@ install-daemon: shmd/hotstockd
 .PHONY: demo check check-fresh start stop status psql bench crashtest fuzz unit install-daemon
 demo:
 	@bash scripts/demo.sh
+# PGXS defines a `check` of its own; ours replaces it only where both are
+# read (`make all check`), with make's warning about it.
+ifneq ($(or $(ONLY_SCRIPTS),$(filter check,$(MAKECMDGOALS)),$(if $(PGXS),,none)),)
 check:
 	@bash scripts/check.sh
+endif
 check-fresh:
 	@bash tests/install/run.sh
 start:

@@ -111,11 +111,12 @@ run_suite() {
     # The suite writes to its log file, not to a pipe: a process it leaves
     # behind cannot hold this script up.  tail follows the file until the
     # suite has exited.
+    # The log exists before tail looks for it (the redirection below
+    # happens in the background).
+    : >"$log"
     (cd "$REPO" && exec timeout --kill-after=15 "$limit" "$@") </dev/null >"$log" 2>&1 &
     local pid=$!
-    tail -n +1 -s 0.5 -f --pid=$pid "$log" |
-        sed -u -e "/warning: overriding recipe for target 'check'/d" \
-            -e "/warning: ignoring old recipe for target 'check'/d" -e 's/^/  /'
+    tail -n +1 -s 0.5 -f --pid=$pid "$log" | sed -u -e 's/^/  /'
     wait $pid
     rc=$?
     note=" ($(($(date +%s) - start)) s)"

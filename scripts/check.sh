@@ -89,7 +89,20 @@ stop_cluster() {
     fi
 }
 # Interrupted: stop what we started, then count it as a failure.
-trap 'trap - INT TERM; echo; echo "==== interrupted"; stop_cluster; fail_early interrupted "check.sh was interrupted"' INT TERM
+# The suite running now: `timeout`, which leads a process group of its own
+# and passes a TERM on to the suite (which stops what it started).
+SUITE_PID=
+on_interrupt() {
+    trap - INT TERM
+    echo
+    echo "==== interrupted"
+    if [ -n "$SUITE_PID" ] && kill -TERM "$SUITE_PID" 2>/dev/null; then
+        wait "$SUITE_PID" 2>/dev/null
+    fi
+    stop_cluster
+    fail_early interrupted "check.sh was interrupted"
+}
+trap on_interrupt INT TERM
 
 # ---- running one suite ----
 
@@ -116,9 +129,11 @@ run_suite() {
     : >"$log"
     (cd "$REPO" && exec timeout --kill-after=15 "$limit" "$@") </dev/null >"$log" 2>&1 &
     local pid=$!
+    SUITE_PID=$pid
     tail -n +1 -s 0.5 -f --pid=$pid "$log" | sed -u -e 's/^/  /'
     wait $pid
     rc=$?
+    SUITE_PID=
     note=" ($(($(date +%s) - start)) s)"
     if [ "$kind" = regress ]; then
         # pg_regress: " All 7 tests passed." or " 2 of 7 tests failed."

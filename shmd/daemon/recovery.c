@@ -74,6 +74,7 @@ typedef struct hsd_order_entry {
     uint64_t hash;
     hs_lsn lsn; /* its last record */
     int64_t qty;
+    uint64_t xid; /* the xid its DEDUCT carried */
     uint32_t id_off; /* order id in the arena */
     uint32_t sku_off;
     uint8_t id_len;
@@ -217,6 +218,8 @@ hsd_order_map_put(hsd_order_map *m, const hs_record *rec)
     }
     e->lsn = rec->lsn;
     e->qty = rec->qty;
+    if (rec->type == HS_REC_DEDUCT)
+        e->xid = rec->xid;
     e->state = rec->type == HS_REC_DEDUCT ? HS_INDEX_DEDUCTED : HS_INDEX_REFUNDED;
     return 0;
 }
@@ -614,7 +617,8 @@ hsd_build_segment(hsd_daemon *d, hsd_replay *rp, hs_lsn last, hs_lsn evicted, hs
         r = hs_sku_find(h, rp->orders.arena + o->sku_off, o->sku_len, true, &sku_idx);
         if (r == HS_OK)
             r = hs_order_install(h, rp->orders.arena + o->id_off, o->id_len, sku_idx,
-                                 (int32_t)o->qty, (enum hs_order_slot_state)o->state, o->lsn, &idx);
+                                 (int32_t)o->qty, (enum hs_order_slot_state)o->state, o->lsn, o->xid,
+                                 &idx);
         if (r != HS_OK) {
             hsd_log(HSD_ERROR,
                     "cannot rebuild the order index: %s after %u of %u orders with records "

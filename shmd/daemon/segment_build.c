@@ -140,7 +140,7 @@ valid_len(const char *s, size_t len, size_t max)
  * HS_BAD_ARGUMENT (bad length or a non-final state). */
 hs_result
 hs_order_install(hs_header *h, const char *order_id, size_t len, uint32_t sku_index, int32_t qty,
-                 enum hs_order_slot_state state, hs_lsn recorded, uint32_t *index)
+                 enum hs_order_slot_state state, hs_lsn recorded, uint64_t xid, uint32_t *index)
 {
     const uint64_t hash = hs_hash(order_id, len);
     const uint32_t mask = h->order_capacity - 1;
@@ -168,6 +168,7 @@ hs_order_install(hs_header *h, const char *order_id, size_t len, uint32_t sku_in
             atomic_store_explicit(&o->recorded, recorded, memory_order_relaxed);
             atomic_store_explicit(&o->deducted_lsn, state == HS_INDEX_DEDUCTED ? recorded : 0,
                                   memory_order_relaxed);
+            atomic_store_explicit(&o->xid, xid, memory_order_relaxed);
             atomic_store_explicit(&o->state, HS_STATE_WORD(state, 0), memory_order_relaxed);
             atomic_fetch_add_explicit(&h->order_count, 1, memory_order_relaxed);
             *index = k;

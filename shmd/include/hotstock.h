@@ -81,6 +81,14 @@ typedef enum hs_record_type {
     HS_REC_NOOP = 5       /* an abandoned LSN: keeps the LSN sequence dense */
 } hs_record_type;
 
+/* Record flags (a bit set in the record's flags byte; a format value). */
+typedef enum hs_record_flag {
+    /* A REFUND that returns the units of a DEDUCT whose transaction did not
+     * commit (hs_compensate(): a crash, a ROLLBACK PREPARED, an abort whose
+     * own undo failed), not a refund anybody asked for. */
+    HS_REC_FLAG_COMPENSATION = 0x01
+} hs_record_flag;
+
 /* State of a SKU slot in the segment's SKU table. */
 typedef enum hs_sku_slot_state {
     HS_SKU_EMPTY = 0,
@@ -228,6 +236,37 @@ hs_result hs_available(hs_client *c, const char *sku, size_t sku_len, int64_t *a
  * qty may be NULL. */
 hs_result hs_order_status(hs_client *c, const char *order_id, size_t order_len,
                           hs_order_status_code *state, char *sku_out, int32_t *qty);
+
+/* What the order index holds for one order (hs_order_lookup). */
+typedef struct hs_order_info {
+    hs_order_status_code status; /* DEDUCTED, REFUNDED or PENDING */
+    int32_t qty;
+    uint64_t xid;         /* full xid of the (sub)transaction its DEDUCT carries, 0 for none */
+    hs_lsn deducted_lsn;  /* its DEDUCT record; 0 when it was not deducted in this segment */
+    char sku[HS_SKU_MAX + 1]; /* NUL-terminated */
+} hs_order_info;
+
+/* As hs_order_status(), with the xid and LSN of the deduction.  HS_OK and
+ * *out, or HS_NOT_FOUND (absent, or only a failed attempt). */
+hs_result hs_order_lookup(hs_client *c, const char *order_id, size_t order_len,
+                          hs_order_info *out);
+
+/*
+ * Compensate: give back the units of order_id's deduction because the
+ * transaction xid that made it did not commit (it aborted, or died in a
+ * crash; the caller knows).  Acts only while the order is DEDUCTED by
+ * exactly that xid: the REFUND record (flag HS_REC_FLAG_COMPENSATION) is
+ * appended before the counter is raised, at most once per order, like
+ * hs_refund().
+ *   HS_OK               compensated now; *lsn, *qty and the SKU as hs_refund()
+ *   HS_ALREADY_REFUNDED refunded before (by the aborted transaction's own
+ *                       undo, a refund, or an earlier compensation)
+ *   HS_NOT_FOUND        not in the index (evicted: the ledger's turn)
+ *   HS_ORDER_MISMATCH   deducted by another xid: not this deduction
+ *   HS_QUEUE_FULL, HS_DAEMON_DOWN, HS_IO_ERROR: nothing changed.
+ */
+hs_result hs_compensate(hs_client *c, const char *order_id, size_t order_len, uint64_t xid,
+                        hs_lsn *lsn, int32_t *qty, char *sku_out);
 
 /* Admin: create sku, or reset it to `stock` units available (0..HS_STOCK_MAX).
  * The change travels through the queue as a delta.  *lsn may be NULL. */

@@ -146,6 +146,11 @@ hs_deduct_checked(hs_client *c, const char *sku, size_t sku_len, int32_t qty, co
         }
     }
 
+    /* 2a. The xid before the record: whoever settles this slot after our
+     * death from `recorded` must read the xid of the record it found (see
+     * segment.h).  Relaxed: ordered by the record's publication. */
+    atomic_store_explicit(&o->xid, xid, memory_order_relaxed);
+
     /* 3. The counter, only if enough is left. */
     if (!counter_take(s, qty)) {
         order_fail(o);

@@ -203,6 +203,7 @@ order_probe(const hs_client *c, hs_header *h, const char *order_id, size_t len,
                 o->qty = ins->qty;
                 /* Relaxed: published by the release store below. */
                 atomic_store_explicit(&o->deducted_lsn, 0, memory_order_relaxed);
+                atomic_store_explicit(&o->xid, 0, memory_order_relaxed);
                 /* Release: publishes key, sku and qty; pairs with the acquire
                  * load of every prober and waiter. */
                 atomic_store_explicit(&o->state, HS_STATE_WORD(ins->state, me),

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * refund.c
- *      Refunds: immediate, two-phase (claim, commit, release) and evicted.
+ *      Refunds: immediate, two-phase (claim, commit, release), evicted, and
+ *      compensations of deductions whose transaction did not commit.
  *
  * An order moves DEDUCTED -> REFUNDING(pid) -> REFUNDED by CAS only; the
  * REFUND record is published before the counter is raised (release), so
@@ -52,7 +53,8 @@ copy_sku_name(hs_header *h, uint32_t si, char *out)
  * is released (DEDUCTED, or FAILED for an hs_refund_evicted entry).
  */
 static hs_result
-refund_apply(hs_client *c, hs_header *h, uint32_t oi, hs_lsn *lsn, int32_t *qty, char *sku_out)
+refund_apply(hs_client *c, hs_header *h, uint32_t oi, uint16_t flags, hs_lsn *lsn, int32_t *qty,
+             char *sku_out)
 {
     hs_order_slot *o = &hs_order_table(h)[oi];
     uint32_t si = o->sku_index;
@@ -68,6 +70,7 @@ refund_apply(hs_client *c, hs_header *h, uint32_t oi, hs_lsn *lsn, int32_t *qty,
         return HS_IO_ERROR;
     }
     record_init(&rec, HS_REC_REFUND, si, q);
+    rec.flags = flags;
     rec.order_len = o->order_len;
     rec.order_index = oi;
     memcpy(rec.order_id, o->order_id, o->order_len);
@@ -92,11 +95,12 @@ typedef enum refund_mode {
     REFUND_NOW,    /* hs_refund: claim and apply */
     REFUND_CLAIM,  /* hs_refund_claim: claim only */
     REFUND_COMMIT, /* hs_refund_commit: apply our claim (or claim and apply) */
+    REFUND_COMPENSATE, /* hs_compensate: claim and apply, only if deducted by xid */
 } refund_mode;
 
 static hs_result
-refund_common(hs_client *c, const char *order_id, size_t order_len, refund_mode mode, hs_lsn *lsn,
-              int32_t *qty, char *sku_out)
+refund_common(hs_client *c, const char *order_id, size_t order_len, refund_mode mode, uint64_t xid,
+              hs_lsn *lsn, int32_t *qty, char *sku_out)
 {
     hs_header *h;
     hs_order_slot *o;
@@ -130,6 +134,13 @@ refund_common(hs_client *c, const char *order_id, size_t order_len, refund_mode 
         int step;
 
         if (state == HS_INDEX_DEDUCTED) {
+            /* Relaxed: published with DEDUCTED, which the load above
+             * acquired; it never changes while the order is DEDUCTED. */
+            if (mode == REFUND_COMPENSATE && atomic_load_explicit(&o->xid, memory_order_relaxed) != xid) {
+                hs_set_error("order %.*s was deducted by another transaction than %" PRIu64,
+                             (int)order_len, order_id, xid);
+                return HS_ORDER_MISMATCH;
+            }
             /* acq_rel: the claim; its acquire half makes deducted_lsn,
              * sku_index and qty ours to read. */
             if (!atomic_compare_exchange_strong_explicit(
@@ -138,7 +149,8 @@ refund_common(hs_client *c, const char *order_id, size_t order_len, refund_mode 
                 continue;
             if (mode == REFUND_CLAIM)
                 return HS_OK;
-            return refund_apply(c, h, oi, lsn, qty, sku_out);
+            return refund_apply(c, h, oi, mode == REFUND_COMPENSATE ? HS_REC_FLAG_COMPENSATION : 0,
+                                lsn, qty, sku_out);
         }
         if (state == HS_INDEX_REFUNDED)
             return HS_ALREADY_REFUNDED;
@@ -148,7 +160,7 @@ refund_common(hs_client *c, const char *order_id, size_t order_len, refund_mode 
         }
         if (state == HS_INDEX_REFUNDING && owner == self_pid()) {
             if (mode == REFUND_COMMIT)
-                return refund_apply(c, h, oi, lsn, qty, sku_out);
+                return refund_apply(c, h, oi, 0, lsn, qty, sku_out);
             if (mode == REFUND_CLAIM)
                 return HS_ALREADY_REFUNDED; /* claimed by this process already */
         }
@@ -167,13 +179,13 @@ hs_result
 hs_refund(hs_client *c, const char *order_id, size_t order_len, hs_lsn *lsn, int32_t *qty,
           char *sku_out)
 {
-    return refund_common(c, order_id, order_len, REFUND_NOW, lsn, qty, sku_out);
+    return refund_common(c, order_id, order_len, REFUND_NOW, 0, lsn, qty, sku_out);
 }
 
 hs_result
 hs_refund_claim(hs_client *c, const char *order_id, size_t order_len)
 {
-    return refund_common(c, order_id, order_len, REFUND_CLAIM, NULL, NULL, NULL);
+    return refund_common(c, order_id, order_len, REFUND_CLAIM, 0, NULL, NULL, NULL);
 }
 
 /* Applies this process's claim; a claim lost with a restarted daemon (the
@@ -182,7 +194,15 @@ hs_result
 hs_refund_commit(hs_client *c, const char *order_id, size_t order_len, hs_lsn *lsn, int32_t *qty,
                  char *sku_out)
 {
-    return refund_common(c, order_id, order_len, REFUND_COMMIT, lsn, qty, sku_out);
+    return refund_common(c, order_id, order_len, REFUND_COMMIT, 0, lsn, qty, sku_out);
+}
+
+/* See hotstock.h. */
+hs_result
+hs_compensate(hs_client *c, const char *order_id, size_t order_len, uint64_t xid, hs_lsn *lsn,
+              int32_t *qty, char *sku_out)
+{
+    return refund_common(c, order_id, order_len, REFUND_COMPENSATE, xid, lsn, qty, sku_out);
 }
 
 /* Releases this process's claim.  HS_OK also when there is no claim of
@@ -272,6 +292,7 @@ hs_refund_evicted(hs_client *c, const char *sku, size_t sku_len, int32_t qty, co
                 o->sku_index = si;
                 o->qty = qty;
                 atomic_store_explicit(&o->deducted_lsn, 0, memory_order_relaxed);
+                atomic_store_explicit(&o->xid, 0, memory_order_relaxed);
                 /* Release: publishes the fields with the state. */
                 atomic_store_explicit(&o->state, HS_STATE_WORD(HS_INDEX_REFUNDING, self_pid()),
                                       memory_order_release);
@@ -288,5 +309,5 @@ hs_refund_evicted(hs_client *c, const char *sku, size_t sku_len, int32_t qty, co
                 return r;
         }
     }
-    return refund_apply(c, h, oi, lsn, NULL, NULL);
+    return refund_apply(c, h, oi, 0, lsn, NULL, NULL);
 }

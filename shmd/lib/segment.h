@@ -86,6 +86,12 @@
  *                     made the order DEDUCTED, written by the PENDING owner
  *                     before its release of DEDUCTED; 0 when the entry was
  *                     inserted by hs_refund_evicted()).
+ *                     xid: the PENDING owner stores it (relaxed) before it
+ *                     appends the DEDUCT, so whoever settles a dead owner's
+ *                     slot from `recorded` (acquire, after the spiller's
+ *                     acquire of the record's seq_cst publication) reads
+ *                     the xid of the record it found; everyone else reads
+ *                     it after the acquire of DEDUCTED.
  *                     hs_refund_evicted() inserts an entry as REFUNDING, or
  *                     takes a FAILED one FAILED -> PENDING -> REFUNDING (its
  *                     fields written in between); such an entry
@@ -136,7 +142,7 @@
 
 /* "HSTKSEG1" little-endian; the layout version changes with any struct here. */
 #define HS_SEGMENT_MAGIC UINT64_C(0x3147455354534B48)
-#define HS_SEGMENT_LAYOUT_VERSION 2
+#define HS_SEGMENT_LAYOUT_VERSION 3
 
 #define HS_HEARTBEAT_INTERVAL_MS 100
 #define HS_HEARTBEAT_DEAD_MS 3000
@@ -265,11 +271,13 @@ typedef struct hs_order_slot {
     _Atomic uint64_t recorded;     /* LSN of the last record of this order the spiller folded */
     _Atomic uint64_t deducted_lsn; /* LSN of its DEDUCT (PENDING owner, relaxed, before the
                                       release of DEDUCTED); 0 if never deducted here */
+    _Atomic uint64_t xid;          /* full xid of the (sub)transaction its DEDUCT carries, 0
+                                      for none (PENDING owner, relaxed, BEFORE the record) */
     uint32_t sku_index;            /* slot of its SKU in this segment */
     int32_t qty;
     uint8_t order_len;
     char order_id[HS_ORDER_ID_MAX + 1];
-    char pad_[128 - 8 - 8 - 8 - 8 - 4 - 4 - 1 - (HS_ORDER_ID_MAX + 1)];
+    char pad_[128 - 8 - 8 - 8 - 8 - 8 - 4 - 4 - 1 - (HS_ORDER_ID_MAX + 1)];
 } hs_order_slot;
 
 /* A record in the ring: the SKU travels as its slot index; the spiller
@@ -358,13 +366,14 @@ int hs_segment_unlink(const char *real_dir);
  *   HS_OK (*index set), HS_UNKNOWN_SKU, HS_TABLE_FULL.
  * hs_order_find: HS_OK (*index set) or HS_NOT_FOUND.
  * hs_order_install: daemon build only (state STARTING, one thread): insert
- *   an order with its final state and the LSN of its last record.
+ *   an order with its final state, the LSN of its last record and the xid
+ *   its DEDUCT carried.
  */
 hs_result hs_sku_find(hs_header *h, const char *sku, size_t len, bool create, uint32_t *index);
 hs_result hs_order_find(hs_header *h, const char *order_id, size_t len, uint32_t *index);
 hs_result hs_order_install(hs_header *h, const char *order_id, size_t len, uint32_t sku_index,
                            int32_t qty, enum hs_order_slot_state state, hs_lsn recorded,
-                           uint32_t *index);
+                           uint64_t xid, uint32_t *index);
 
 /* CRC of a ring record as the client computes it before publishing. */
 static inline uint32_t

@@ -51,8 +51,7 @@ hs_available(hs_client *c, const char *sku, size_t sku_len, int64_t *available)
 }
 
 hs_result
-hs_order_status(hs_client *c, const char *order_id, size_t order_len, hs_order_status_code *state,
-                char *sku_out, int32_t *qty)
+hs_order_lookup(hs_client *c, const char *order_id, size_t order_len, hs_order_info *out)
 {
     hs_header *h;
     hs_order_slot *o;
@@ -60,16 +59,11 @@ hs_order_status(hs_client *c, const char *order_id, size_t order_len, hs_order_s
     uint64_t w;
     bool inserted;
     hs_result r = HS_OK;
-    hs_order_status_code st;
 
-    if (state != NULL)
-        *state = HS_ORDER_STATUS_UNKNOWN;
-    if (sku_out != NULL)
-        sku_out[0] = '\0';
-    if (qty != NULL)
-        *qty = 0;
+    memset(out, 0, sizeof(*out));
+    out->status = HS_ORDER_STATUS_UNKNOWN;
     if (c == NULL || !valid_len(order_id, order_len, HS_ORDER_ID_MAX)) {
-        hs_set_error("hs_order_status: order id must be 1..%d bytes", HS_ORDER_ID_MAX);
+        hs_set_error("hs_order_lookup: order id must be 1..%d bytes", HS_ORDER_ID_MAX);
         return HS_BAD_ARGUMENT;
     }
     h = client_segment(c, &r);
@@ -80,29 +74,45 @@ hs_order_status(hs_client *c, const char *order_id, size_t order_len, hs_order_s
         return r;
     o = &hs_order_table(h)[oi];
     /* Acquire: pairs with the release store of the last state change, so
-     * sku_index and qty of a deducted order are the final ones. */
+     * sku_index, qty, xid and deducted_lsn of a deducted order are the
+     * final ones. */
     w = atomic_load_explicit(&o->state, memory_order_acquire);
     switch (HS_STATE_OF(w)) {
     case HS_INDEX_DEDUCTED:
     case HS_INDEX_REFUNDING:
-        st = HS_ORDER_STATUS_DEDUCTED;
+        out->status = HS_ORDER_STATUS_DEDUCTED;
         break;
     case HS_INDEX_REFUNDED:
-        st = HS_ORDER_STATUS_REFUNDED;
+        out->status = HS_ORDER_STATUS_REFUNDED;
         break;
     case HS_INDEX_PENDING:
-        if (state != NULL)
-            *state = HS_ORDER_STATUS_PENDING;
+        out->status = HS_ORDER_STATUS_PENDING;
         return HS_OK;
     default: /* FAILED: nothing deducted */
         return HS_NOT_FOUND;
     }
-    if (state != NULL)
-        *state = st;
-    if (qty != NULL)
-        *qty = o->qty;
-    copy_sku_name(h, o->sku_index, sku_out);
+    out->qty = o->qty;
+    /* Relaxed: published with the state acquired above. */
+    out->xid = atomic_load_explicit(&o->xid, memory_order_relaxed);
+    out->deducted_lsn = atomic_load_explicit(&o->deducted_lsn, memory_order_relaxed);
+    copy_sku_name(h, o->sku_index, out->sku);
     return HS_OK;
+}
+
+hs_result
+hs_order_status(hs_client *c, const char *order_id, size_t order_len, hs_order_status_code *state,
+                char *sku_out, int32_t *qty)
+{
+    hs_order_info info;
+    hs_result r = hs_order_lookup(c, order_id, order_len, &info);
+
+    if (state != NULL)
+        *state = info.status;
+    if (sku_out != NULL)
+        strcpy(sku_out, info.sku);
+    if (qty != NULL)
+        *qty = info.qty;
+    return r;
 }
 
 /*-------------------------------------------------------------------------

@@ -288,7 +288,7 @@ test_dead_owners(hsd_ctl *d, hs_client *c)
     CHECK_EQ(status_of(c, "do-0", &r), HS_ORDER_STATUS_UNKNOWN);
     /* a FAILED entry (an attempt that lost the race for the last unit) */
     CHECK_R(hs_sku_find(h, S("dead0"), false, &k), HS_OK);
-    CHECK_R(hs_order_install(h, S("do-0"), k, 1, HS_INDEX_FAILED, 0, &oi), HS_OK);
+    CHECK_R(hs_order_install(h, S("do-0"), k, 1, HS_INDEX_FAILED, 0, 0, &oi), HS_OK);
     o = &hs_order_table(h)[oi];
     CHECK(forge(&o->state, HS_INDEX_FAILED, HS_STATE_WORD(HS_INDEX_PENDING, gone)));
     CHECK_R(hs_put_sku(c, S("dead0"), 1, NULL), HS_OK);
@@ -576,6 +576,79 @@ test_kill_restart(hsd_ctl *d, hs_client *c)
     }
 }
 
+/* Compensation: hs_compensate() gives back the units of a deduction only
+ * while the index holds it as deducted by exactly the xid given, at most
+ * once, with a REFUND record flagged HS_REC_FLAG_COMPENSATION; the xid of
+ * each deduction is in the index (hs_order_lookup) and survives a restart
+ * (rebuilt from the queue). */
+static void
+test_compensate(hsd_ctl *d, hs_client *c)
+{
+    hs_lsn lsn = 0, lsn2 = 0, lsn3 = 0;
+    hs_order_info info;
+    int32_t qty = 0;
+    char sku[HS_SKU_MAX + 1];
+    hs_queue_reader *qr = NULL;
+    hs_record rec;
+    hs_result r;
+
+    CHECK_R(hs_put_sku(c, S("fig"), 10, NULL), HS_OK);
+    CHECK_R(hs_deduct(c, S("fig"), 2, S("x-1"), 1001, &lsn), HS_OK);
+    CHECK_R(hs_order_lookup(c, S("x-1"), &info), HS_OK);
+    CHECK_EQ(info.status, HS_ORDER_STATUS_DEDUCTED);
+    CHECK_EQ(info.xid, 1001);
+    CHECK_EQ(info.qty, 2);
+    CHECK_EQ(info.deducted_lsn, lsn);
+    CHECK(strcmp(info.sku, "fig") == 0);
+    CHECK_R(hs_order_lookup(c, S("x-none"), &info), HS_NOT_FOUND);
+
+    /* another transaction's deduction is not this one's to undo */
+    CHECK_R(hs_compensate(c, S("x-1"), 999, &lsn2, &qty, sku), HS_ORDER_MISMATCH);
+    CHECK_EQ(avail(c, "fig"), 8);
+    CHECK_R(hs_compensate(c, S("x-1"), 1001, &lsn2, &qty, sku), HS_OK);
+    CHECK(lsn2 > lsn);
+    CHECK_EQ(qty, 2);
+    CHECK(strcmp(sku, "fig") == 0);
+    CHECK_EQ(avail(c, "fig"), 10);
+    CHECK_EQ(status_of(c, "x-1", &r), HS_ORDER_STATUS_REFUNDED);
+    /* at most once, whoever comes next */
+    CHECK_R(hs_compensate(c, S("x-1"), 1001, NULL, NULL, NULL), HS_ALREADY_REFUNDED);
+    CHECK_R(hs_refund(c, S("x-1"), NULL, NULL, NULL), HS_ALREADY_REFUNDED);
+    CHECK_R(hs_deduct(c, S("fig"), 2, S("x-1"), 1001, &lsn3), HS_ALREADY_REFUNDED);
+    CHECK_EQ(avail(c, "fig"), 10);
+    CHECK_R(hs_compensate(c, S("x-never"), 1001, NULL, NULL, NULL), HS_NOT_FOUND);
+    /* a refund first: the compensation finds nothing left to do */
+    CHECK_R(hs_deduct(c, S("fig"), 1, S("x-2"), 2002, &lsn3), HS_OK);
+    CHECK_R(hs_refund(c, S("x-2"), NULL, NULL, NULL), HS_OK);
+    CHECK_R(hs_compensate(c, S("x-2"), 2002, NULL, NULL, NULL), HS_ALREADY_REFUNDED);
+    CHECK_EQ(avail(c, "fig"), 10);
+
+    /* the compensation's record carries its flag to the queue file */
+    CHECK_R(hs_wait_durable(c, lsn2, 5000), HS_OK);
+    if (CHECK_R(hs_queue_open(d->dir, lsn2, &qr), HS_OK)) {
+        CHECK_EQ(hs_queue_next(qr, lsn2, &rec), 1);
+        CHECK_EQ(rec.lsn, lsn2);
+        CHECK_EQ(rec.type, HS_REC_REFUND);
+        CHECK_EQ(rec.flags, HS_REC_FLAG_COMPENSATION);
+        CHECK(strcmp(rec.order_id, "x-1") == 0);
+        hs_queue_close(qr);
+    }
+
+    /* the xid survives a restart (the index is rebuilt from the queue) */
+    CHECK_R(hs_deduct(c, S("fig"), 1, S("x-3"), 3003, &lsn3), HS_OK);
+    CHECK_R(hs_wait_durable(c, lsn3, 5000), HS_OK);
+    hsd_ctl_kill(d);
+    if (!CHECK_EQ(hsd_ctl_start(d, NULL), 0))
+        return;
+    CHECK_R(poll_deduct(c, "fig", "x-3", HS_DUPLICATE, 10, NULL), HS_DUPLICATE); /* salvaged */
+    CHECK_R(hs_order_lookup(c, S("x-3"), &info), HS_OK);
+    CHECK_EQ(info.xid, 3003);
+    CHECK_EQ(info.deducted_lsn, lsn3);
+    CHECK_R(hs_compensate(c, S("x-3"), 3003, NULL, &qty, NULL), HS_OK);
+    CHECK_EQ(qty, 1);
+    CHECK_EQ(avail(c, "fig"), 10);
+}
+
 /* Tiny tables and ring: HS_TABLE_FULL and HS_QUEUE_FULL. */
 static void
 test_capacity(void)
@@ -693,6 +766,7 @@ main(void)
     test_dead_owners(&d, c);
     test_stop_restart(&d, c);
     test_kill_restart(&d, c);
+    test_compensate(&d, c);
     hs_detach(c);
     CHECK_EQ(hsd_ctl_stop(&d), 0);
     hs_test_rmrf(d.dir);

@@ -27,7 +27,7 @@ MODULE_big = hotstock
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard pg_ext/*.c)))
 PGFILEDESC = "hotstock - flash-sale stock deduction"
 MODULEDIR = extension
-DATA = pg_ext/hotstock.control pg_ext/hotstock--1.0.sql
+DATA = pg_ext/hotstock.control $(sort $(wildcard pg_ext/hotstock--*.sql))
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 # The drain writes into one database (hotstock.drain_database), so the
 # regression tests run there, in the running cluster (--use-existing; the

@@ -34,6 +34,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
+#include "storage/lmgr.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -173,6 +174,65 @@ hotstock_add_stock(PG_FUNCTION_ARGS)
 }
 
 /*
+ * A deduct retry found order_id DEDUCTED: the retry answers true only if
+ * the deduction it repeats stands, i.e. its transaction committed (or it
+ * had none, or it is this very transaction).  While that transaction runs
+ * (or is prepared) the retry waits for it, as an UPDATE waits for a row
+ * lock.  If it did not commit (rolled back with an undo that failed, or
+ * killed before COMMIT), the deduction is compensated here and now, and
+ * the retry gets what a retry of a rolled-back order gets: HS005.  Without
+ * this a retry after a crash would be told "true" for units the drain is
+ * about to hand back.  Returns when the retry may answer true.
+ */
+static void
+deduct_retry_settle(hs_client *c, const char *order_id, size_t order_len)
+{
+    for (;;) {
+        hs_order_info info;
+        TransactionId xid;
+        hs_result r = hs_order_lookup(c, order_id, order_len, &info);
+
+        if (r == HS_NOT_FOUND)
+            return; /* nothing deducted: cannot be (a duplicate was found) */
+        if (r != HS_OK)
+            hotstock_raise(r, pnstrdup(order_id, order_len));
+        if (info.status == HS_ORDER_STATUS_REFUNDED)
+            hotstock_raise(HS_ALREADY_REFUNDED, pnstrdup(order_id, order_len));
+        if (info.status != HS_ORDER_STATUS_DEDUCTED)
+            return;
+        /* refunded, and the refund waits for the drain (daemon down or
+         * disk full at its commit) */
+        if (hotstock_find_pending(PENDING_REFUND_CLAIM, order_id, order_len) == NULL &&
+            hotstock_ledger_refund_requested(order_id, order_len))
+            hotstock_raise(HS_ALREADY_REFUNDED, pnstrdup(order_id, order_len));
+        switch (hotstock_xid_fate(info.xid, &xid)) {
+        case HS_FATE_NONE:
+        case HS_FATE_MINE:
+        case HS_FATE_COMMITTED:
+        case HS_FATE_UNKNOWN:
+            return;
+        case HS_FATE_IN_PROGRESS:
+            XactLockTableWait(xid, NULL, NULL, XLTW_None);
+            CHECK_FOR_INTERRUPTS();
+            continue;
+        case HS_FATE_ABORTED: {
+            hs_lsn lsn = 0;
+            int32 qty;
+
+            r = hs_compensate(c, order_id, order_len, info.xid, &lsn, &qty, NULL);
+            if (r == HS_OK && hotstock_synchronous)
+                hotstock_wait_durable(c, lsn);
+            if (r == HS_OK || r == HS_ALREADY_REFUNDED)
+                hotstock_raise(HS_ALREADY_REFUNDED, pnstrdup(order_id, order_len));
+            if (r == HS_ORDER_MISMATCH)
+                continue; /* deducted anew meanwhile: look again */
+            hotstock_raise(r, pnstrdup(order_id, order_len));
+        }
+        }
+    }
+}
+
+/*
  * hotstock.deduct(sku text, qty integer, order_id text) returns boolean
  *
  * True when qty units were deducted for order_id now, or had been before
@@ -200,7 +260,7 @@ hotstock_deduct(PG_FUNCTION_ARGS)
     get_name_arg(fcinfo, 2, "order_id", &order_id, &order_len);
 
     c = hotstock_client();
-    xid = U64FromFullTransactionId(GetTopFullTransactionIdIfAny());
+    xid = hotstock_deduct_xid();
 
     /*
      * An order id the index does not know may be an evicted, drained one:
@@ -239,6 +299,8 @@ hotstock_deduct(PG_FUNCTION_ARGS)
             hotstock_wait_durable(c, lsn);
         PG_RETURN_BOOL(true);
     case HS_DUPLICATE:
+        /* a retry: true only if the deduction it repeats stands */
+        deduct_retry_settle(c, order_id, order_len);
         if (hotstock_synchronous)
             hotstock_wait_durable_now(c);
         PG_RETURN_BOOL(true);
@@ -260,8 +322,11 @@ hotstock_deduct(PG_FUNCTION_ARGS)
  * True when this call refunded the order; false when there is nothing to
  * refund (unknown order id, refunded already, or refunded earlier in this
  * transaction).  The order is claimed now (other refunds of it wait; a
- * deduct retry still answers true) and its units go back when the calling
- * transaction commits; a rollback releases the claim.  An order evicted
+ * deduct retry still answers true), a row of hotstock.refund_requests
+ * records the refund in the caller's transaction, and the units go back
+ * when that transaction commits -- by the commit callback, or, if the
+ * daemon cannot take the record then, by the drain later (exactly once);
+ * a rollback releases the claim and the row with it.  An order evicted
  * from the daemon's index is refunded database-first (see the file header).
  */
 Datum
@@ -286,6 +351,26 @@ hotstock_refund(PG_FUNCTION_ARGS)
     for (int attempt = 0;; attempt++) {
         r = hs_refund_claim(c, order_id, order_len);
         if (r == HS_OK) {
+            bool recorded = false;
+
+            /* The refund, durable with the caller's commit: the drain
+             * applies it if the queue does not get it at commit.  An error
+             * here releases the claim; a committed refund already waiting
+             * for the drain makes this one a no. */
+            PG_TRY();
+            {
+                recorded = hotstock_ledger_request_refund(order_id, order_len);
+            }
+            PG_CATCH();
+            {
+                (void)hs_refund_release(c, order_id, order_len);
+                PG_RE_THROW();
+            }
+            PG_END_TRY();
+            if (!recorded) {
+                (void)hs_refund_release(c, order_id, order_len);
+                PG_RETURN_BOOL(false);
+            }
             hotstock_remember(PENDING_REFUND_CLAIM, order_id, order_len);
             PG_RETURN_BOOL(true);
         }
@@ -373,7 +458,12 @@ hotstock_order_status(PG_FUNCTION_ARGS)
     else {
         switch (state) {
         case HS_ORDER_STATUS_DEDUCTED:
-            answer = "deducted";
+            /* a committed refund waiting for the drain is a refund */
+            /* (this transaction's own refund counts once it commits) */
+            answer = hotstock_find_pending(PENDING_REFUND_CLAIM, order_id, order_len) == NULL &&
+                             hotstock_ledger_refund_requested(order_id, order_len)
+                         ? "refunded"
+                         : "deducted";
             break;
         case HS_ORDER_STATUS_REFUNDED:
             answer = "refunded";
@@ -493,9 +583,14 @@ hotstock_guard(PG_FUNCTION_ARGS)
         ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
                         errmsg("hotstock.guard() must be called as a trigger")));
 
+    /* the refund paths may mark ledger rows ('refund': UPDATE) and record
+     * refund requests ('request': INSERT); the drain may write it all */
     allowed = hotstock_writer == HS_WRITER_DRAIN ||
-              (hotstock_writer == HS_WRITER_REFUND && TRIGGER_FIRED_BY_UPDATE(td->tg_event) &&
-               td->tg_trigger->tgnargs > 0 && strcmp(td->tg_trigger->tgargs[0], "refund") == 0);
+              (hotstock_writer == HS_WRITER_REFUND && td->tg_trigger->tgnargs > 0 &&
+               ((TRIGGER_FIRED_BY_UPDATE(td->tg_event) &&
+                 strcmp(td->tg_trigger->tgargs[0], "refund") == 0) ||
+                (TRIGGER_FIRED_BY_INSERT(td->tg_event) &&
+                 strcmp(td->tg_trigger->tgargs[0], "request") == 0)));
     if (!allowed)
         ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
                         errmsg("table hotstock.%s is written by the hotstock drain only",

@@ -40,11 +40,16 @@
  * UPDATE the ledger rows of the REFUND records, one INSERT .. ON CONFLICT
  * for the per-SKU sums of all deltas, UPDATE drain_state.
  *
- * Between batches the drain also retries refunds that the ledger holds but
- * the queue never received (a database-first refund of an evicted order
- * whose hs_refund_evicted() failed after its commit): hs_refund_evicted is
- * at most once per order in the daemon's index, so a retry cannot refund
- * twice.
+ * Between batches the drain also applies committed refunds that the queue
+ * never received: rows of hotstock.refund_requests (a refund whose
+ * hs_refund_commit() failed at its caller's commit, or never ran: daemon
+ * down, disk full, a kill between commit and callback, a REFUND record
+ * lost with a power loss) through hs_refund(), and ledger rows marked
+ * refunded by a database-first refund of an evicted order whose
+ * hs_refund_evicted() failed, through hs_refund_evicted().  Both are at
+ * most once per order in the daemon's index, so a retry cannot refund
+ * twice; a request row goes when its REFUND record is drained.  And it
+ * settles deductions by their transaction's fate (settle.c runs both).
  *
  *-------------------------------------------------------------------------
  */
@@ -74,18 +79,6 @@
 
 #include "hotstock_ext.h"
 
-/* Log the same problem again at most this often. */
-#define DRAIN_LOG_INTERVAL_MS 10000
-
-/* Sleep this long after a problem, or while the extension is missing. */
-#define DRAIN_RETRY_MS 1000
-
-/* Retry ledger refunds missing from the queue this often, when older than
- * DRAIN_REFUND_GRACE_S, at most DRAIN_REFUND_LIMIT at a time. */
-#define DRAIN_REFUND_SWEEP_MS 10000
-#define DRAIN_REFUND_GRACE_S 10
-#define DRAIN_REFUND_LIMIT 100
-
 /* drain_once() result when the loop should back off */
 #define DRAIN_BACK_OFF (-1)
 
@@ -100,14 +93,15 @@ static hs_record *records = NULL; /* one batch */
 static int records_size = 0;
 static MemoryContext batch_context = NULL;
 static TimestampTz last_sweep_at = 0;
-static char last_problem[256];
-static TimestampTz last_problem_at = 0;
 
 static SPIPlanPtr read_applied_plan = NULL;
-static SPIPlanPtr sweep_plan = NULL;
+
+/* Ledger rows may wait to be settled (settle.c): at start, after a batch
+ * wrote some, and while a pass leaves some behind. */
+static bool settle_due = true;
+static TimestampTz last_settle_at = 0;
 
 static int drain_once(void);
-static void drain_sweep_refunds(void);
 
 /*
  * Register the worker (from _PG_init, while preloading).
@@ -128,37 +122,6 @@ hotstock_drain_register(void)
     worker.bgw_main_arg = (Datum)0;
     worker.bgw_notify_pid = 0;
     RegisterBackgroundWorker(&worker);
-}
-
-/*
- * Report a problem: to the server log (the same text at most every
- * DRAIN_LOG_INTERVAL_MS) and to hotstock.status.  The text follows the
- * errmsg style: lower case, no final period.
- */
-static void pg_attribute_printf(3, 4)
-    drain_problem(int sqlstate, const char *detail, const char *fmt, ...)
-{
-    char buf[sizeof(last_problem)];
-    va_list ap;
-    TimestampTz now = GetCurrentTimestamp();
-
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-
-    if (strcmp(buf, last_problem) != 0 ||
-        TimestampDifferenceExceeds(last_problem_at, now, DRAIN_LOG_INTERVAL_MS)) {
-        ereport(WARNING, (errcode(sqlstate), errmsg_internal("%s", buf),
-                          detail && detail[0] ? errdetail_internal("%s", detail) : 0,
-                          errhint("The drain retries every %d ms and never skips a record.",
-                                  DRAIN_RETRY_MS)));
-        strlcpy(last_problem, buf, sizeof(last_problem));
-        last_problem_at = now;
-    }
-
-    SpinLockAcquire(&hotstock_drain_shared->mutex);
-    strlcpy(hotstock_drain_shared->last_error, buf, sizeof(hotstock_drain_shared->last_error));
-    SpinLockRelease(&hotstock_drain_shared->mutex);
 }
 
 /* Close the reader; the next batch reopens it at its position. */
@@ -233,11 +196,24 @@ hotstock_drain_main(Datum main_arg)
         if (n >= hotstock_drain_batch_size)
             continue; /* a full batch: more is likely waiting */
 
-        if (n == 0 && drain_client != NULL &&
-            TimestampDifferenceExceeds(last_sweep_at, GetCurrentTimestamp(), DRAIN_REFUND_SWEEP_MS))
-            drain_sweep_refunds();
+        if (settle_due && n != DRAIN_BACK_OFF &&
+            TimestampDifferenceExceeds(last_settle_at, GetCurrentTimestamp(),
+                                       HOTSTOCK_SETTLE_MS)) {
+            int delay_ms = 0;
 
-        sleep_ms = n == DRAIN_BACK_OFF ? Max(DRAIN_RETRY_MS, hotstock_drain_naptime)
+            settle_due = hotstock_settle_deductions(drain_client, &delay_ms);
+            last_settle_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), delay_ms);
+        }
+
+        if (n == 0 && drain_client != NULL &&
+            TimestampDifferenceExceeds(last_sweep_at, GetCurrentTimestamp(),
+                                       HOTSTOCK_REFUND_SWEEP_MS)) {
+            last_sweep_at = GetCurrentTimestamp();
+            hotstock_apply_refund_requests(drain_client);
+            hotstock_apply_ledger_refunds(drain_client);
+        }
+
+        sleep_ms = n == DRAIN_BACK_OFF ? Max(HOTSTOCK_DRAIN_RETRY_MS, hotstock_drain_naptime)
                                        : hotstock_drain_naptime;
         (void)WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, sleep_ms,
                         PG_WAIT_EXTENSION);
@@ -297,15 +273,6 @@ drain_reserve_records(void)
     }
 }
 
-/* End the batch transaction (commit; nothing was written when n == 0). */
-static void
-drain_finish_transaction(void)
-{
-    SPI_finish();
-    PopActiveSnapshot();
-    CommitTransactionCommand();
-}
-
 /*
  * One batch.  Returns the number of records applied (0 when caught up),
  * or DRAIN_BACK_OFF after a problem or while the extension is missing.
@@ -342,7 +309,7 @@ drain_once(void)
     PushActiveSnapshot(GetTransactionSnapshot());
 
     if (!OidIsValid(get_extension_oid("hotstock", true))) {
-        drain_finish_transaction();
+        hotstock_drain_finish();
         pgstat_report_activity(STATE_IDLE, "waiting for CREATE EXTENSION hotstock");
         known_applied_valid = false;
         return DRAIN_BACK_OFF;
@@ -359,7 +326,7 @@ drain_once(void)
         r = hs_queue_open(hotstock_data_directory, applied + 1, &reader);
         if (r == HS_NOT_FOUND) {
             reader = NULL;
-            drain_finish_transaction();
+            hotstock_drain_finish();
             SpinLockAcquire(&hotstock_drain_shared->mutex);
             hotstock_drain_shared->caught_up_at = GetCurrentTimestamp();
             hotstock_drain_shared->applied_lsn = applied;
@@ -368,8 +335,8 @@ drain_once(void)
         }
         if (r != HS_OK) {
             reader = NULL;
-            drain_finish_transaction();
-            drain_problem(
+            hotstock_drain_finish();
+            hotstock_drain_problem(
                 r == HS_IO_ERROR ? ERRCODE_IO_ERROR : ERRCODE_HOTSTOCK_QUEUE_CORRUPT,
                 hs_last_error(), "hotstock drain cannot open the queue of \"%s\" at LSN %llu: %s",
                 hotstock_data_directory, (unsigned long long)(applied + 1), hs_result_name(r));
@@ -383,9 +350,9 @@ drain_once(void)
     else {
         r = hs_queue_sync(reader, &upto);
         if (r != HS_OK) {
-            drain_finish_transaction();
+            hotstock_drain_finish();
             drain_close_reader();
-            drain_problem(
+            hotstock_drain_problem(
                 ERRCODE_IO_ERROR, hs_last_error(),
                 "hotstock drain cannot sync the queue of \"%s\" while hotstockd is down: %s",
                 hotstock_data_directory, hs_result_name(r));
@@ -399,9 +366,9 @@ drain_once(void)
         if (k != 1)
             break;
         if (records[n].lsn != applied + n + 1) {
-            drain_finish_transaction();
+            hotstock_drain_finish();
             drain_close_reader();
-            drain_problem(ERRCODE_HOTSTOCK_QUEUE_CORRUPT, NULL,
+            hotstock_drain_problem(ERRCODE_HOTSTOCK_QUEUE_CORRUPT, NULL,
                           "hotstock queue of \"%s\" has LSN %llu where %llu was expected",
                           hotstock_data_directory, (unsigned long long)records[n].lsn,
                           (unsigned long long)(applied + n + 1));
@@ -411,13 +378,13 @@ drain_once(void)
     }
     if (k == -1) {
         /* apply the valid records before the damage, then stop there */
-        drain_problem(ERRCODE_HOTSTOCK_QUEUE_CORRUPT, hs_last_error(),
+        hotstock_drain_problem(ERRCODE_HOTSTOCK_QUEUE_CORRUPT, hs_last_error(),
                       "hotstock queue of \"%s\" is damaged after LSN %llu", hotstock_data_directory,
                       (unsigned long long)(applied + n));
     }
 
     if (n == 0) {
-        drain_finish_transaction();
+        hotstock_drain_finish();
         if (k == -1) {
             drain_close_reader();
             return DRAIN_BACK_OFF;
@@ -441,21 +408,24 @@ drain_once(void)
 
     MemoryContextReset(batch_context);
     {
-        uint64 dup_deducts, missing_refunds;
+        uint64 dup_deducts, missing_refunds, unsettled;
 
-        hotstock_ledger_apply(records, n, batch_context, &dup_deducts, &missing_refunds);
+        hotstock_ledger_apply(records, n, batch_context, &dup_deducts, &missing_refunds,
+                              &unsettled);
+        if (unsettled > 0)
+            settle_due = true;
         if (dup_deducts > 0)
-            drain_problem(
+            hotstock_drain_problem(
                 ERRCODE_HOTSTOCK_ORDER_MISMATCH, NULL,
                 "hotstock drain found %llu deductions of orders already in hotstock.ledger",
                 (unsigned long long)dup_deducts);
         if (missing_refunds > 0)
-            drain_problem(
+            hotstock_drain_problem(
                 ERRCODE_HOTSTOCK_ORDER_MISMATCH, NULL,
                 "hotstock drain found %llu refunds of orders missing from hotstock.ledger",
                 (unsigned long long)missing_refunds);
     }
-    drain_finish_transaction();
+    hotstock_drain_finish();
     MemoryContextReset(batch_context);
 
     /* committed: the position moved with the effects */
@@ -492,76 +462,4 @@ drain_once(void)
     pgstat_report_activity(STATE_IDLE, NULL);
 
     return k == -1 ? DRAIN_BACK_OFF : n;
-}
-
-/*
- * Retry database-first refunds that never reached the queue (see the file
- * header).  Each row found is handed to hs_refund_evicted(), which gives
- * the units back at most once per order; the drain then records the REFUND
- * record's LSN in the ledger like any other.
- */
-static void
-drain_sweep_refunds(void)
-{
-    typedef struct {
-        char order_id[HS_ORDER_ID_MAX + 1];
-        char sku[HS_SKU_MAX + 1];
-        int32 qty;
-    } Pending;
-    Pending *rows = NULL;
-    int n = 0;
-
-    last_sweep_at = GetCurrentTimestamp();
-
-    SetCurrentStatementStartTimestamp();
-    StartTransactionCommand();
-    if (SPI_connect() != SPI_OK_CONNECT)
-        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                        errmsg("hotstock drain could not connect to SPI")));
-    PushActiveSnapshot(GetTransactionSnapshot());
-    if (OidIsValid(get_extension_oid("hotstock", true))) {
-        Oid types[2] = {INT4OID, INT4OID};
-        SPIPlanPtr plan =
-            hotstock_prepare(&sweep_plan,
-                             "SELECT order_id, sku, qty FROM hotstock.ledger "
-                             "WHERE refunded_at IS NOT NULL AND refund_lsn IS NULL "
-                             "AND refunded_at < clock_timestamp() - make_interval(secs => $1) "
-                             "LIMIT $2",
-                             2, types);
-        Datum values[2] = {Int32GetDatum(DRAIN_REFUND_GRACE_S), Int32GetDatum(DRAIN_REFUND_LIMIT)};
-
-        if (SPI_execute_plan(plan, values, NULL, true, 0) == SPI_OK_SELECT && SPI_processed > 0) {
-            n = (int)SPI_processed;
-            rows = MemoryContextAlloc(TopMemoryContext, n * sizeof(Pending));
-            for (int i = 0; i < n; i++) {
-                HeapTuple tup = SPI_tuptable->vals[i];
-                TupleDesc desc = SPI_tuptable->tupdesc;
-                bool isnull;
-
-                strlcpy(rows[i].order_id, TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull)),
-                        sizeof(rows[i].order_id));
-                strlcpy(rows[i].sku, TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull)),
-                        sizeof(rows[i].sku));
-                rows[i].qty = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-            }
-        }
-    }
-    drain_finish_transaction();
-
-    for (int i = 0; i < n; i++) {
-        hs_lsn lsn;
-        hs_result r = hs_refund_evicted(drain_client, rows[i].sku, strlen(rows[i].sku), rows[i].qty,
-                                        rows[i].order_id, strlen(rows[i].order_id), &lsn);
-
-        if (r == HS_OK)
-            ereport(LOG, (errmsg("hotstock drain returned the %d units of order \"%s\" refunded in "
-                                 "hotstock.ledger",
-                                 rows[i].qty, rows[i].order_id)));
-        else if (r != HS_ALREADY_REFUNDED)
-            drain_problem(ERRCODE_HOTSTOCK_DAEMON_DOWN, hs_last_error(),
-                          "hotstock drain could not return the units of refunded order \"%s\": %s",
-                          rows[i].order_id, hs_result_name(r));
-    }
-    if (rows != NULL)
-        pfree(rows);
 }

@@ -163,6 +163,44 @@ hotstock_raise(hs_result r, const char *what)
     pg_unreachable();
 }
 
+/* The drain's last problem, for hotstock_drain_problem() (drain process). */
+static char last_problem[256];
+static TimestampTz last_problem_at = 0;
+
+/* Log the same problem again at most this often. */
+#define DRAIN_LOG_INTERVAL_MS 10000
+
+/*
+ * Report a problem: to the server log (the same text at most every
+ * DRAIN_LOG_INTERVAL_MS) and to hotstock.status.  The text follows the
+ * errmsg style: lower case, no final period.
+ */
+void
+hotstock_drain_problem(int sqlstate, const char *detail, const char *fmt, ...)
+{
+    char buf[sizeof(last_problem)];
+    va_list ap;
+    TimestampTz now = GetCurrentTimestamp();
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+
+    if (strcmp(buf, last_problem) != 0 ||
+        TimestampDifferenceExceeds(last_problem_at, now, DRAIN_LOG_INTERVAL_MS)) {
+        ereport(WARNING, (errcode(sqlstate), errmsg_internal("%s", buf),
+                          detail && detail[0] ? errdetail_internal("%s", detail) : 0,
+                          errhint("The drain retries every %d ms and never skips a record.",
+                                  HOTSTOCK_DRAIN_RETRY_MS)));
+        strlcpy(last_problem, buf, sizeof(last_problem));
+        last_problem_at = now;
+    }
+
+    SpinLockAcquire(&hotstock_drain_shared->mutex);
+    strlcpy(hotstock_drain_shared->last_error, buf, sizeof(hotstock_drain_shared->last_error));
+    SpinLockRelease(&hotstock_drain_shared->mutex);
+}
+
 /* Unix microseconds (the queue's timestamps) to timestamptz. */
 TimestampTz
 hotstock_unix_us_to_timestamptz(uint64 unix_us)

@@ -8,12 +8,15 @@
  *        api.c       the SQL-callable functions, the guard trigger
  *        xact.c      transaction callbacks: commit, abort, subtransactions
  *        drain.c     the "hotstock drain" background worker
+ *        settle.c    the drain's follow-up: settling deductions, late refunds
  *        ledger.c    the ledger writer (drain batches, refund marks, lookups)
  *        session.c   this backend's client handle, durability waits
+ *        fate.c      what became of a deduction's transaction (bottom)
  *        guc.c       GUCs, error codes, process-wide shared state (bottom)
  *
  * Calls point down that list (api.c -> xact.c -> session.c -> guc.c,
- * drain.c -> ledger.c -> guc.c); tests/layout/check.sh fails on a cycle.
+ * drain.c -> settle.c -> ledger.c -> fate.c); tests/layout/check.sh fails
+ * on a cycle.
  *
  * Shared between them, per process:
  *  - the GUC variables (defined in guc.c);
@@ -66,7 +69,9 @@ extern char *hotstock_drain_database;
  * Who may write the extension's tables right now in this process.  The
  * guard trigger (hotstock_guard) refuses every write while this is
  * HS_WRITER_NONE; HS_WRITER_REFUND allows only UPDATE of hotstock.ledger
- * (the database-first refund of an evicted order).
+ * (the database-first refund of an evicted order) and INSERT into
+ * hotstock.refund_requests (a refund's request, in the caller's
+ * transaction).
  */
 typedef enum HotstockWriter {
     HS_WRITER_NONE = 0,
@@ -101,7 +106,18 @@ typedef struct LedgerRow {
     char sku[HS_SKU_MAX + 1];
     int32 qty;
     bool refunded;
+    uint64 xid; /* its deduction's transaction while not known committed, else 0 */
 } LedgerRow;
+
+/* What became of a deduction's transaction (fate.c). */
+typedef enum HotstockXidFate {
+    HS_FATE_NONE,        /* xid 0: an autocommit deduction, final when it returned */
+    HS_FATE_MINE,        /* this backend's transaction or one of its subtransactions */
+    HS_FATE_IN_PROGRESS, /* running, or prepared */
+    HS_FATE_COMMITTED,
+    HS_FATE_ABORTED,     /* rolled back, or died in a crash */
+    HS_FATE_UNKNOWN      /* too old or not of this cluster: treated as committed */
+} HotstockXidFate;
 
 /* What a transaction did to the segment that must be finished at commit
  * or undone at abort (xact.c). */
@@ -123,8 +139,17 @@ typedef struct PendingAction {
     char order_id[HS_ORDER_ID_MAX + 1];
 } PendingAction;
 
+/* The drain sleeps this long after a problem, or while the extension is
+ * missing; settles deductions at most every HOTSTOCK_SETTLE_MS; applies
+ * committed refunds missing from the queue every HOTSTOCK_REFUND_SWEEP_MS. */
+#define HOTSTOCK_DRAIN_RETRY_MS 1000
+#define HOTSTOCK_SETTLE_MS 50
+#define HOTSTOCK_REFUND_SWEEP_MS 1000
+
 /* guc.c */
 extern void hotstock_define_gucs(void);
+extern void hotstock_drain_problem(int sqlstate, const char *detail, const char *fmt, ...)
+    pg_attribute_printf(3, 4);
 extern void hotstock_raise(hs_result r, const char *what) pg_attribute_noreturn();
 extern TimestampTz hotstock_unix_us_to_timestamptz(uint64 unix_us);
 
@@ -145,6 +170,11 @@ extern void hotstock_xact_callback(XactEvent event, void *arg);
 extern void hotstock_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
                                       SubTransactionId parentSubid, void *arg);
 
+/* fate.c */
+extern HotstockXidFate hotstock_xid_fate(uint64 fxid, TransactionId *xid);
+extern const char *hotstock_xid_fate_name(HotstockXidFate fate);
+extern uint64 hotstock_deduct_xid(void);
+
 /* ledger.c */
 extern SPIPlanPtr hotstock_prepare(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes);
 extern int hotstock_ledger_lookup(const char *order_id, size_t order_len, LedgerRow *rows);
@@ -153,7 +183,21 @@ extern int hotstock_ledger_refund(const char *order_id, size_t order_len, hs_lsn
 extern bool hotstock_deduct_is_drained_retry(const char *sku, size_t sku_len, int32 qty,
                                              const char *order_id, size_t order_len);
 extern void hotstock_ledger_apply(const hs_record *records, int n, MemoryContext batch_context,
-                                  uint64 *dup_deducts, uint64 *missing_refunds);
+                                  uint64 *dup_deducts, uint64 *missing_refunds, uint64 *unsettled);
+extern bool hotstock_ledger_request_refund(const char *order_id, size_t order_len);
+extern bool hotstock_ledger_refund_requested(const char *order_id, size_t order_len);
+extern void hotstock_ledger_forget_requests(Datum order_ids);
+extern bool hotstock_ledger_compensate_evicted(const char *order_id, const char *sku, uint64 xid);
+extern void hotstock_ledger_settle(Datum order_ids, Datum skus, Datum xids);
+extern Datum hotstock_array(Datum *elems, int n, Oid type);
+
+extern bool hotstock_drain_begin(void);
+extern void hotstock_drain_finish(void);
+
+/* settle.c */
+extern bool hotstock_settle_deductions(hs_client *drain_client, int *delay_ms);
+extern void hotstock_apply_refund_requests(hs_client *drain_client);
+extern void hotstock_apply_ledger_refunds(hs_client *drain_client);
 
 /* drain.c */
 extern void hotstock_drain_register(void);

@@ -25,12 +25,14 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
+#include "commands/extension.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
+#include "storage/lmgr.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -59,6 +61,15 @@ static SPIPlanPtr insert_ledger_safe_plan = NULL;
 static SPIPlanPtr refund_ledger_plan = NULL;
 static SPIPlanPtr upsert_stock_plan = NULL;
 static SPIPlanPtr write_applied_plan = NULL;
+static SPIPlanPtr compensate_lock_plan = NULL;
+static SPIPlanPtr request_refund_plan = NULL;
+static SPIPlanPtr refund_requested_plan = NULL;
+static SPIPlanPtr requests_done_plan = NULL;
+static SPIPlanPtr requests_forget_plan = NULL;
+static SPIPlanPtr compensate_mark_plan = NULL;
+static SPIPlanPtr settle_plan = NULL;
+
+static uint64 drain_execute(SPIPlanPtr plan, Datum *values, int expected);
 
 /*
  * Owner of hotstock.ledger: the evicted-order paths read and update it as
@@ -92,7 +103,7 @@ ledger_owner(void)
 static int
 copy_ledger_rows(LedgerRow *rows, bool with_refunded)
 {
-    int n = (int)Min(SPI_processed, (uint64)HS_LEDGER_ROWS_MAX);
+    int n = SPI_tuptable == NULL ? 0 : (int)Min(SPI_processed, (uint64)HS_LEDGER_ROWS_MAX);
 
     for (int i = 0; i < n; i++) {
         HeapTuple tup = SPI_tuptable->vals[i];
@@ -104,6 +115,8 @@ copy_ledger_rows(LedgerRow *rows, bool with_refunded)
         rows[i].qty = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
         rows[i].refunded =
             with_refunded ? DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull)) : false;
+        rows[i].xid =
+            with_refunded ? (uint64)DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull)) : 0;
     }
     return n;
 }
@@ -172,7 +185,7 @@ hotstock_ledger_lookup(const char *order_id, size_t order_len, LedgerRow *rows)
 
     values[0] = PointerGetDatum(cstring_to_text_with_len(order_id, (int)order_len));
     return ledger_run(&ledger_lookup_plan,
-                      "SELECT sku, qty, refunded_at IS NOT NULL "
+                      "SELECT sku, qty, refunded_at IS NOT NULL, coalesce(xid, 0) "
                       "FROM hotstock.ledger "
                       "WHERE order_id OPERATOR(pg_catalog.=) $1",
                       1, types, values, true, HS_WRITER_NONE, SPI_OK_SELECT, rows, true);
@@ -207,6 +220,51 @@ hotstock_ledger_refund(const char *order_id, size_t order_len, hs_lsn evicted_ls
 }
 
 /*
+ * Record a refund of order_id in hotstock.refund_requests, in the caller's
+ * transaction: once that commits, the refund is durable in PostgreSQL
+ * whatever happens to the daemon, and the drain applies it if the queue
+ * never gets its REFUND record (settle.c).  False when a refund of this
+ * order is recorded already and committed (the daemon could not take it
+ * yet: it is refunded, pending): then this one must answer false.  A
+ * request of a transaction still in progress is waited for (the unique
+ * index's insertion wait), as a second refund waits for the first.
+ */
+bool
+hotstock_ledger_request_refund(const char *order_id, size_t order_len)
+{
+    Oid types[1] = {TEXTOID};
+    Datum values[1];
+    LedgerRow rows[1];
+
+    values[0] = PointerGetDatum(cstring_to_text_with_len(order_id, (int)order_len));
+    return ledger_run(&request_refund_plan,
+                      "INSERT INTO hotstock.refund_requests (order_id) VALUES ($1) "
+                      "ON CONFLICT (order_id) DO NOTHING RETURNING order_id AS sku, 0 AS qty",
+                      1, types, values, false, HS_WRITER_REFUND, SPI_OK_INSERT_RETURNING, rows,
+                      false) == 1;
+}
+
+/*
+ * Is a committed refund of order_id waiting in hotstock.refund_requests
+ * for the drain (the daemon could not take it at commit)?  Then the order
+ * is refunded although the daemon's index still says deducted: a deduct
+ * retry must not answer true, order_status must say refunded.
+ */
+bool
+hotstock_ledger_refund_requested(const char *order_id, size_t order_len)
+{
+    Oid types[1] = {TEXTOID};
+    Datum values[1];
+    LedgerRow rows[1];
+
+    values[0] = PointerGetDatum(cstring_to_text_with_len(order_id, (int)order_len));
+    return ledger_run(&refund_requested_plan,
+                      "SELECT order_id AS sku, 0 AS qty FROM hotstock.refund_requests "
+                      "WHERE order_id OPERATOR(pg_catalog.=) $1",
+                      1, types, values, true, HS_WRITER_NONE, SPI_OK_SELECT, rows, false) > 0;
+}
+
+/*
  * The order index does not know order_id and orders were evicted: is it a
  * retry of a deduction already drained?  True when the ledger holds it with
  * this sku and qty (the caller answers true, deducts nothing); false when
@@ -218,21 +276,177 @@ hotstock_deduct_is_drained_retry(const char *sku, size_t sku_len, int32 qty, con
                                  size_t order_len)
 {
     LedgerRow rows[HS_LEDGER_ROWS_MAX];
-    int n = hotstock_ledger_lookup(order_id, order_len, rows);
     char *order_str = pnstrdup(order_id, order_len);
 
-    for (int i = 0; i < n; i++) {
-        if (strlen(rows[i].sku) != sku_len || memcmp(rows[i].sku, sku, sku_len) != 0)
-            continue;
+    for (;;) {
+        int n = hotstock_ledger_lookup(order_id, order_len, rows);
+        int i;
+
+        for (i = 0; i < n; i++)
+            if (strlen(rows[i].sku) == sku_len && memcmp(rows[i].sku, sku, sku_len) == 0)
+                break;
+        if (i == n) {
+            if (n > 0)
+                hotstock_raise(HS_ORDER_MISMATCH, order_str);
+            return false;
+        }
         if (rows[i].refunded)
             hotstock_raise(HS_ALREADY_REFUNDED, order_str);
         if (rows[i].qty != qty)
             hotstock_raise(HS_ORDER_MISMATCH, order_str);
+        if (rows[i].xid != 0) {
+            /* its transaction was not known committed when it was drained:
+             * as for a retry of an order still in the index (api.c) */
+            TransactionId xid;
+
+            switch (hotstock_xid_fate(rows[i].xid, &xid)) {
+            case HS_FATE_IN_PROGRESS:
+                XactLockTableWait(xid, NULL, NULL, XLTW_None);
+                CHECK_FOR_INTERRUPTS();
+                continue;
+            case HS_FATE_ABORTED:
+                /* the drain compensates it (drain.c): it is rolled back */
+                hotstock_raise(HS_ALREADY_REFUNDED, order_str);
+                break;
+            default:
+                break;
+            }
+        }
         return true;
     }
-    if (n > 0)
-        hotstock_raise(HS_ORDER_MISMATCH, order_str);
-    return false;
+}
+
+/*
+ * The drain's compensation of an evicted order (drain.c): mark the ledger
+ * row of the deduction made by xid refunded, and settled, in the drain's
+ * transaction; the row lock serialises it with a database-first refund.
+ * True when this call marked it (the caller returns the units once the
+ * transaction committed: hs_refund_evicted); false when it was refunded
+ * already (then it is only settled) or is not pending with this xid.
+ */
+bool
+hotstock_ledger_compensate_evicted(const char *order_id, const char *sku, uint64 xid)
+{
+    Oid types[3] = {TEXTOID, TEXTOID, INT8OID};
+    Datum values[3];
+    SPIPlanPtr lock = hotstock_prepare(&compensate_lock_plan,
+                                       "SELECT refunded_at IS NULL FROM hotstock.ledger "
+                                       "WHERE order_id OPERATOR(pg_catalog.=) $1 "
+                                       "AND sku OPERATOR(pg_catalog.=) $2 "
+                                       "AND xid OPERATOR(pg_catalog.=) $3 FOR UPDATE",
+                                       3, types);
+    SPIPlanPtr mark = hotstock_prepare(&compensate_mark_plan,
+                                       "UPDATE hotstock.ledger "
+                                       "SET refunded_at = coalesce(refunded_at, "
+                                       "pg_catalog.clock_timestamp()), xid = NULL "
+                                       "WHERE order_id OPERATOR(pg_catalog.=) $1 "
+                                       "AND sku OPERATOR(pg_catalog.=) $2 "
+                                       "AND xid OPERATOR(pg_catalog.=) $3",
+                                       3, types);
+    bool open = false;
+    bool isnull;
+
+    values[0] = CStringGetTextDatum(order_id);
+    values[1] = CStringGetTextDatum(sku);
+    values[2] = Int64GetDatum((int64)xid);
+    /* the row lock first: a database-first refund holding it commits or
+     * rolls back before we read whether it is refunded */
+    if (drain_execute(lock, values, SPI_OK_SELECT) != 1)
+        return false;
+    open = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+    hotstock_writer = HS_WRITER_DRAIN;
+    PG_TRY();
+    {
+        (void)drain_execute(mark, values, SPI_OK_UPDATE);
+    }
+    PG_FINALLY();
+    {
+        hotstock_writer = HS_WRITER_NONE;
+    }
+    PG_END_TRY();
+    return open;
+}
+
+/*
+ * Forget refund requests (order_ids: a text array) the drain found nothing
+ * left to do for: refunded and drained already, or no deduction to refund
+ * (its DEDUCT was lost with unsynchronized records).  In the drain's
+ * transaction.
+ */
+void
+hotstock_ledger_forget_requests(Datum order_ids)
+{
+    Oid types[1] = {TEXTARRAYOID};
+    Datum values[1] = {order_ids};
+    SPIPlanPtr plan = hotstock_prepare(
+        &requests_forget_plan, "DELETE FROM hotstock.refund_requests WHERE order_id = ANY ($1)",
+        1, types);
+
+    hotstock_writer = HS_WRITER_DRAIN;
+    PG_TRY();
+    {
+        (void)drain_execute(plan, values, SPI_OK_DELETE);
+    }
+    PG_FINALLY();
+    {
+        hotstock_writer = HS_WRITER_NONE;
+    }
+    PG_END_TRY();
+}
+
+/*
+ * Settle ledger rows (order_ids, skus, xids: arrays of the same length):
+ * their deduction's transaction committed, or its compensation is on
+ * disk.  In the drain's transaction.
+ */
+void
+hotstock_ledger_settle(Datum order_ids, Datum skus, Datum xids)
+{
+    Oid types[3] = {TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID};
+    Datum values[3] = {order_ids, skus, xids};
+    SPIPlanPtr plan = hotstock_prepare(&settle_plan,
+                                       "UPDATE hotstock.ledger AS l SET xid = NULL "
+                                       "FROM unnest($1, $2, $3) AS u(order_id, sku, xid) "
+                                       "WHERE l.order_id = u.order_id AND l.sku = u.sku "
+                                       "AND l.xid = u.xid",
+                                       3, types);
+
+    hotstock_writer = HS_WRITER_DRAIN;
+    PG_TRY();
+    {
+        (void)drain_execute(plan, values, SPI_OK_UPDATE);
+    }
+    PG_FINALLY();
+    {
+        hotstock_writer = HS_WRITER_NONE;
+    }
+    PG_END_TRY();
+}
+
+/*
+ * Start one of the drain's transactions: a snapshot and an SPI connection.
+ * False when the extension does not exist (yet) in this database: then
+ * only hotstock_drain_finish() may follow.
+ */
+bool
+hotstock_drain_begin(void)
+{
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    if (SPI_connect() != SPI_OK_CONNECT)
+        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+                        errmsg("hotstock drain could not connect to SPI")));
+    PushActiveSnapshot(GetTransactionSnapshot());
+    return OidIsValid(get_extension_oid("hotstock", true));
+}
+
+/* Commit the drain's transaction (nothing was written if nothing ran). */
+void
+hotstock_drain_finish(void)
+{
+    SPI_finish();
+    PopActiveSnapshot();
+    CommitTransactionCommand();
 }
 
 /* Prepare and keep one statement of the drain. */
@@ -254,8 +468,8 @@ hotstock_prepare(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes)
 }
 
 /* Build a one-dimensional array of datums of a built-in type. */
-static Datum
-drain_array(Datum *elems, int n, Oid type)
+Datum
+hotstock_array(Datum *elems, int n, Oid type)
 {
     int16 typlen;
     bool typbyval;
@@ -279,7 +493,8 @@ drain_execute(SPIPlanPtr plan, Datum *values, int expected)
 }
 
 /*
- * INSERT the DEDUCT records (values: order ids, skus, qtys, LSNs, times)
+ * INSERT the DEDUCT records (values: order ids, skus, qtys, LSNs, times,
+ * xids still to settle or 0)
  * into hotstock.ledger; returns the rows inserted.  The plain INSERT runs
  * in a subtransaction: an order already in the ledger (a deduction of an
  * order the daemon had evicted, deducted anew: see README.md) raises a
@@ -289,20 +504,21 @@ drain_execute(SPIPlanPtr plan, Datum *values, int expected)
 static uint64
 drain_insert_ledger(Datum *values)
 {
-    Oid types[5] = {TEXTARRAYOID, TEXTARRAYOID, INT4ARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID};
-    SPIPlanPtr fast =
-        hotstock_prepare(&insert_ledger_plan,
-                         "INSERT INTO hotstock.ledger "
-                         "(order_id, sku, qty, lsn, deducted_at) "
-                         "SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5)",
-                         5, types);
-    SPIPlanPtr safe =
-        hotstock_prepare(&insert_ledger_safe_plan,
-                         "INSERT INTO hotstock.ledger "
-                         "(order_id, sku, qty, lsn, deducted_at) "
-                         "SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5) "
-                         "ON CONFLICT (order_id, sku) DO NOTHING",
-                         5, types);
+    Oid types[6] = {TEXTARRAYOID, TEXTARRAYOID,        INT4ARRAYOID,
+                    INT8ARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID};
+    SPIPlanPtr fast = hotstock_prepare(&insert_ledger_plan,
+                                       "INSERT INTO hotstock.ledger "
+                                       "(order_id, sku, qty, lsn, deducted_at, xid) "
+                                       "SELECT unnest($1), unnest($2), unnest($3), unnest($4), "
+                                       "unnest($5), NULLIF(unnest($6), 0)",
+                                       6, types);
+    SPIPlanPtr safe = hotstock_prepare(&insert_ledger_safe_plan,
+                                       "INSERT INTO hotstock.ledger "
+                                       "(order_id, sku, qty, lsn, deducted_at, xid) "
+                                       "SELECT unnest($1), unnest($2), unnest($3), unnest($4), "
+                                       "unnest($5), NULLIF(unnest($6), 0) "
+                                       "ON CONFLICT (order_id, sku) DO NOTHING",
+                                       6, types);
     MemoryContext oldcxt = CurrentMemoryContext;
     ResourceOwner oldowner = CurrentResourceOwner;
     uint64 done = 0;
@@ -345,11 +561,12 @@ drain_insert_ledger(Datum *values)
  * dense and start right after the committed applied_lsn (the caller
  * checked).  *dup_deducts and *missing_refunds count DEDUCT records of
  * orders already in the ledger and REFUND records of orders missing from
- * it, for the caller to report.
+ * it, for the caller to report; *unsettled the deductions written with
+ * their xid still to settle.
  */
 void
 hotstock_ledger_apply(const hs_record *records, int n, MemoryContext batch_context,
-                      uint64 *dup_deducts, uint64 *missing_refunds)
+                      uint64 *dup_deducts, uint64 *missing_refunds, uint64 *unsettled)
 {
     MemoryContext oldcxt = MemoryContextSwitchTo(batch_context);
     HASHCTL ctl;
@@ -361,6 +578,7 @@ hotstock_ledger_apply(const hs_record *records, int n, MemoryContext batch_conte
     Datum *d_qty = palloc(n * sizeof(Datum));
     Datum *d_lsn = palloc(n * sizeof(Datum));
     Datum *d_at = palloc(n * sizeof(Datum));
+    Datum *d_xid = palloc(n * sizeof(Datum));
     Datum *r_order = palloc(n * sizeof(Datum));
     Datum *r_sku = palloc(n * sizeof(Datum));
     Datum *r_lsn = palloc(n * sizeof(Datum));
@@ -368,11 +586,12 @@ hotstock_ledger_apply(const hs_record *records, int n, MemoryContext batch_conte
     int nd = 0;
     int nr = 0;
     int ns;
-    Datum values[5];
+    Datum values[6];
     uint64 done;
 
     *dup_deducts = 0;
     *missing_refunds = 0;
+    *unsettled = 0;
     memset(&ctl, 0, sizeof(ctl));
     ctl.keysize = HS_SKU_MAX + 1;
     ctl.entrysize = sizeof(SkuDelta);
@@ -404,6 +623,20 @@ hotstock_ledger_apply(const hs_record *records, int n, MemoryContext batch_conte
             d_qty[nd] = Int32GetDatum((int32)rec->qty);
             d_lsn[nd] = Int64GetDatum((int64)rec->lsn);
             d_at[nd] = TimestampTzGetDatum(at);
+            /* A deduction of a transaction not known committed yet keeps
+             * its xid in the ledger until the drain settles it (drain.c):
+             * committed, or compensated. */
+            switch (hotstock_xid_fate(rec->xid, NULL)) {
+            case HS_FATE_IN_PROGRESS:
+            case HS_FATE_ABORTED:
+            case HS_FATE_MINE:
+                d_xid[nd] = Int64GetDatum((int64)rec->xid);
+                (*unsettled)++;
+                break;
+            default:
+                d_xid[nd] = Int64GetDatum(0);
+                break;
+            }
             nd++;
             break;
         case HS_REC_REFUND:
@@ -430,11 +663,12 @@ hotstock_ledger_apply(const hs_record *records, int n, MemoryContext batch_conte
     PG_TRY();
     {
         if (nd > 0) {
-            values[0] = drain_array(d_order, nd, TEXTOID);
-            values[1] = drain_array(d_sku, nd, TEXTOID);
-            values[2] = drain_array(d_qty, nd, INT4OID);
-            values[3] = drain_array(d_lsn, nd, INT8OID);
-            values[4] = drain_array(d_at, nd, TIMESTAMPTZOID);
+            values[0] = hotstock_array(d_order, nd, TEXTOID);
+            values[1] = hotstock_array(d_sku, nd, TEXTOID);
+            values[2] = hotstock_array(d_qty, nd, INT4OID);
+            values[3] = hotstock_array(d_lsn, nd, INT8OID);
+            values[4] = hotstock_array(d_at, nd, TIMESTAMPTZOID);
+            values[5] = hotstock_array(d_xid, nd, INT8OID);
             done = drain_insert_ledger(values);
             *dup_deducts = (uint64)nd - done;
         }
@@ -450,12 +684,21 @@ hotstock_ledger_apply(const hs_record *records, int n, MemoryContext batch_conte
                                  "AND l.refund_lsn IS NULL",
                                  4, types);
 
-            values[0] = drain_array(r_order, nr, TEXTOID);
-            values[1] = drain_array(r_sku, nr, TEXTOID);
-            values[2] = drain_array(r_lsn, nr, INT8OID);
-            values[3] = drain_array(r_at, nr, TIMESTAMPTZOID);
+            values[0] = hotstock_array(r_order, nr, TEXTOID);
+            values[1] = hotstock_array(r_sku, nr, TEXTOID);
+            values[2] = hotstock_array(r_lsn, nr, INT8OID);
+            values[3] = hotstock_array(r_at, nr, TIMESTAMPTZOID);
             done = drain_execute(plan, values, SPI_OK_UPDATE);
             *missing_refunds = (uint64)nr - done;
+            /* these refunds reached the queue: their requests are done */
+            {
+                Oid rtypes[1] = {TEXTARRAYOID};
+                SPIPlanPtr del = hotstock_prepare(
+                    &requests_done_plan,
+                    "DELETE FROM hotstock.refund_requests WHERE order_id = ANY ($1)", 1, rtypes);
+
+                (void)drain_execute(del, values, SPI_OK_DELETE);
+            }
         }
 
         ns = (int)hash_get_num_entries(skus);
@@ -489,11 +732,11 @@ hotstock_ledger_apply(const hs_record *records, int n, MemoryContext batch_conte
                 s_at[k] = TimestampTzGetDatum(delta->at);
                 k++;
             }
-            values[0] = drain_array(s_sku, ns, TEXTOID);
-            values[1] = drain_array(s_available, ns, INT8OID);
-            values[2] = drain_array(s_sold, ns, INT8OID);
-            values[3] = drain_array(s_lsn, ns, INT8OID);
-            values[4] = drain_array(s_at, ns, TIMESTAMPTZOID);
+            values[0] = hotstock_array(s_sku, ns, TEXTOID);
+            values[1] = hotstock_array(s_available, ns, INT8OID);
+            values[2] = hotstock_array(s_sold, ns, INT8OID);
+            values[3] = hotstock_array(s_lsn, ns, INT8OID);
+            values[4] = hotstock_array(s_at, ns, TIMESTAMPTZOID);
             (void)drain_execute(plan, values, SPI_OK_INSERT);
         }
 

@@ -12,19 +12,27 @@
  *    subtransaction that created it, so ROLLBACK TO SAVEPOINT undoes exactly
  *    the entries of the aborted subtransactions.
  *
- *        kind            at (sub)abort            at commit
- *        deduct          hs_refund (compensate)   -
- *        refund claim    hs_refund_release        hs_refund_commit
- *        evicted refund  (its ledger update       hs_refund_evicted
- *                         rolls back by itself)
+ *        kind            at (sub)abort        at commit          at PREPARE
+ *        deduct          hs_refund (undo)     -                  left to the drain
+ *        refund claim    hs_refund_release    hs_refund_commit   refused
+ *        evicted refund  (its ledger update   hs_refund_evicted  refused
+ *                         rolls back)
+ *
+ *    The undo at abort is the fast path; the safety net is the drain: a
+ *    deduction made in a transaction block carries its (sub)transaction's
+ *    xid, and the drain compensates every one whose transaction did not
+ *    commit (fate.c, drain.c) -- also when this backend was killed before
+ *    it could undo anything, or its undo failed.
  *
  *    A refund gives units back only once its transaction has committed
  *    (XACT_EVENT_COMMIT, after the commit record is durable), whether the
  *    call ran in a transaction block or in autocommit: if the caller's
  *    transaction dies in any way before that, the order stays deducted and
- *    no unit the caller still counts as sold goes back on sale.  The price
- *    is that a refund failing at that point cannot fail the transaction: it
- *    warns, and the units stay held back (undersold) until refunded again.
+ *    no unit the caller still counts as sold goes back on sale.  The refund
+ *    itself is durable before that: its row in hotstock.refund_requests (or
+ *    the ledger mark of an evicted order) commits with the transaction, and
+ *    the drain applies, exactly once, whatever the commit callback could
+ *    not (daemon down, disk full, a kill between commit and callback).
  *
  *    Claims are released before deductions are compensated: compensating
  *    an order this transaction claimed would otherwise wait on our own
@@ -166,9 +174,13 @@ undo_actions(SubTransactionId subid)
 }
 
 /*
- * At commit: apply this transaction's claim on a.  Never raises.  On
- * failure the claim is released (the order stays deducted, its units held
- * back) and a WARNING tells the caller to refund again.
+ * At commit: apply this transaction's claim on a.  Never raises.  The
+ * refund is already durable: its row in hotstock.refund_requests committed
+ * with the transaction.  So nothing waits for the REFUND record's fsync
+ * (if a crash loses it, the order comes back DEDUCTED and the drain
+ * refunds it again from the row), and a record the daemon cannot take now
+ * (down, disk full) is left to the drain: the claim is released and a
+ * WARNING says the units come back later.
  */
 static void
 refund_claimed_order(PendingAction *a)
@@ -180,13 +192,6 @@ refund_claimed_order(PendingAction *a)
 
     if (r == HS_OK) {
         a->committed = true;
-        if (hotstock_synchronous &&
-            hotstock_wait_durable_core(hotstock_backend_client, lsn, false) != HS_OK)
-            ereport(WARNING,
-                    (errcode(ERRCODE_HOTSTOCK_DAEMON_DOWN),
-                     errmsg("refund of order \"%s\" is done but may not be on disk", a->order_id),
-                     errdetail("hotstockd stopped before the record was synced; a crash may lose "
-                               "the refund, and its units then stay held back.")));
         return;
     }
     if (r == HS_ALREADY_REFUNDED)
@@ -195,10 +200,12 @@ refund_claimed_order(PendingAction *a)
     ereport(WARNING,
             (errcode(r == HS_DAEMON_DOWN ? ERRCODE_HOTSTOCK_DAEMON_DOWN
                                          : ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-             errmsg("refund of order \"%s\" was committed but its units were not returned: %s",
-                    a->order_id, hs_result_name(r)),
-             errdetail("The order stays deducted and its units held back."),
-             errhint("Call hotstock.refund('%s') again.", a->order_id)));
+             errmsg("refund of order \"%s\" is committed; its units will be returned by the drain",
+                    a->order_id),
+             errdetail("hotstockd could not take the refund now (%s); the committed refund "
+                       "request is applied, once, as soon as it can.",
+                       hs_result_name(r)),
+             errhint("hotstock.status shows pending_refunds.")));
 }
 
 /*
@@ -215,11 +222,13 @@ refund_evicted_order(PendingAction *a)
     if (r != HS_OK && r != HS_ALREADY_REFUNDED)
         ereport(WARNING, (errcode(r == HS_DAEMON_DOWN ? ERRCODE_HOTSTOCK_DAEMON_DOWN
                                                       : ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                          errmsg("refund of order \"%s\" is recorded in hotstock.ledger but "
-                                 "its %d units were not returned: %s",
-                                 a->order_id, a->qty, hs_result_name(r)),
-                          errdetail("The units stay held back (undersold) until the drain retries "
-                                    "ledger refunds that never reached the queue.")));
+                          errmsg("refund of order \"%s\" is committed; its units will be returned "
+                                 "by the drain",
+                                 a->order_id),
+                          errdetail("It is marked refunded in hotstock.ledger; hotstockd could not "
+                                    "take its %d units now (%s): the drain returns them, once, as "
+                                    "soon as it can.",
+                                    a->qty, hs_result_name(r))));
 }
 
 /*
@@ -258,15 +267,25 @@ hotstock_xact_callback(XactEvent event, void *arg)
         break;
 
     case XACT_EVENT_PRE_PREPARE:
-        ereport(
-            ERROR,
-            (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-             errmsg(
-                 "cannot prepare a transaction that called hotstock.deduct() or hotstock.refund()"),
-             errdetail("Their commit and rollback actions live in this session.")));
+
+        /*
+         * A prepared transaction outlives this session: its deductions
+         * carry its xid, and the drain settles them by its fate (fate.c)
+         * -- units stay out until COMMIT PREPARED, and come back after
+         * ROLLBACK PREPARED, across restarts.  A refund's claim lives in
+         * this session only: refuse.
+         */
+        for (a = pending_actions; a != NULL; a = a->next)
+            if (a->kind != PENDING_DEDUCT)
+                ereport(ERROR,
+                        (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                         errmsg("cannot prepare a transaction that called hotstock.refund()"),
+                         errdetail("A refund is applied by the session that commits it."),
+                         errhint("Refund in a transaction that is not prepared.")));
         break;
 
     case XACT_EVENT_PREPARE:
+        /* the drain owns the deductions' fate from here on */
         pending_actions = NULL;
         break;
 

@@ -142,6 +142,7 @@ listen_addresses = '127.0.0.1'
 port = $PORT
 unix_socket_directories = '$RUN_DIR'
 max_connections = 300           # pgbench with 128 clients and more
+max_prepared_transactions = 16  # two-phase commit works with hotstock.deduct
 shared_buffers = 512MB
 effective_cache_size = 4GB
 work_mem = 4MB

@@ -61,6 +61,11 @@ SELECT (SELECT sold FROM hotstock.stock WHERE sku = :'sku') =
        (SELECT sum(qty) FROM hotstock.ledger WHERE sku = :'sku' AND refunded_at IS NULL)
        AS "invariant: sold = units of unrefunded ledger rows";
 
+-- each refund was recorded in its caller's transaction, and its request
+-- went with its drained REFUND record
+SELECT count(*) = 0 AS "refund requests of drained refunds are gone"
+FROM hotstock.refund_requests WHERE order_id LIKE :'run' || '-o%';
+
 -- the status view agrees
 SELECT applied_lsn >= :'target' AS "status: applied_lsn caught up",
        drain_records >= 0 AS "status: drain records counted"

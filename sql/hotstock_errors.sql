@@ -98,10 +98,13 @@ SELECT pg_temp.sqlstate('SELECT hotstock.guard()') = '0A000' OR pg_temp.sqlstate
 UPDATE hotstock.stock SET available = 0 WHERE false;
 \set VERBOSITY terse
 
--- a transaction that deducted cannot be prepared; the deduction is undone
+-- a transaction that refunded cannot be prepared (0A000); its deduction
+-- (in the same transaction) is undone with it
 BEGIN;
 SELECT hotstock.deduct(:'sku', 1, :'run' || '-2pc') AS "deduct before prepare: true";
+SELECT hotstock.refund(:'run' || '-2pc') AS "refund before prepare: true";
 PREPARE TRANSACTION 'hotstock_regress';
+SELECT count(*) = 0 AS "nothing prepared" FROM pg_prepared_xacts WHERE gid = 'hotstock_regress';
 SELECT hotstock.available(:'sku') = 10 AS "failed prepare gave the unit back";
 SELECT hotstock.order_status(:'run' || '-2pc') = 'refunded' AS "failed prepare: order refunded";
 

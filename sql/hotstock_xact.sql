@@ -104,7 +104,11 @@ SELECT hotstock.refund(:'run' || '-c1') AS "in block: refund c1 true";
 SELECT hotstock.available(:'sku') = 6 AS "in block: units not back before commit";
 SELECT hotstock.order_status(:'run' || '-c1') = 'deducted' AS "in block: c1 still deducted";
 SELECT NOT hotstock.refund(:'run' || '-c1') AS "in block: refund c1 again false";
+SELECT count(*) = 1 AS "in block: the refund is recorded in the transaction"
+FROM hotstock.refund_requests WHERE order_id = :'run' || '-c1';
 ROLLBACK;
+SELECT count(*) = 0 AS "rollback: the refund's record rolled back with it"
+FROM hotstock.refund_requests WHERE order_id = :'run' || '-c1';
 SELECT hotstock.order_status(:'run' || '-c1') = 'deducted' AS "rollback: refund of c1 released";
 SELECT hotstock.available(:'sku') = 6 AS "rollback: nothing given back";
 BEGIN;

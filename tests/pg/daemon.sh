@@ -13,7 +13,8 @@
 #     refunds go database-first (rollback keeps the order, commit returns
 #     the units, as hotstock_app too, exactly one of 8 racing refunds wins);
 #  4. a database-first refund whose transaction commits while the daemon
-#     is down: the units come back later through the drain's retry;
+#     is down: the units come back later through the drain's retry; and a
+#     refund of an order in the index likewise (its refund request);
 #  5. after the drain: stock equals hotstock.available() and the ledger.
 #
 # Environment as in lib.bash.  Prints `N passed, N failed`; under a minute.
@@ -149,8 +150,8 @@ check "4. refund of evicted e7 in an open block: true" wait_for 10 refund_sent
 check "4. hotstockd stopped" daemon_stop
 session_send 8 "COMMIT;"
 session_close 8
-check "4. commit warns that the units were not returned" \
-    grep -q "WARNING:  refund of order \"$O-e7\" is recorded in hotstock.ledger but its 1 units were not returned" \
+check "4. commit warns that the drain will return the units" \
+    grep -q "WARNING:  refund of order \"$O-e7\" is committed; its units will be returned by the drain" \
     "$WORK/session-8.out"
 expect "4. the ledger says refunded, no REFUND record yet" \
     "$(q "SELECT refunded_at IS NOT NULL AND refund_lsn IS NULL FROM hotstock.ledger WHERE order_id = '$O-e7'")" t
@@ -160,6 +161,34 @@ e7_returned() { [ "$(q "SELECT refund_lsn IS NOT NULL FROM hotstock.ledger WHERE
 check "4. the drain's retry returned e7's unit (within 60 s)" wait_for 60 e7_returned
 expect "4. e7's unit is back" "$(q "SELECT hotstock.available('$S')")" 97
 expect "4. refund of e7 again: false" "$(q "SELECT hotstock.refund('$O-e7')")" f
+
+# ---- 4b. a refund of an order in the index committing while the daemon is down ----
+# The refund is durable with the caller's commit (hotstock.refund_requests);
+# the drain applies it, once, when the daemon is back.
+expect "4b. deduct idx, an order the index holds" "$(q "SELECT hotstock.deduct('$S', 1, '$O-idx')")" t
+session_open 9
+session_send 9 "BEGIN; SELECT hotstock.refund('$O-idx');"
+refund9_sent() { grep -q '^t$' "$WORK/session-9.out"; }
+check "4b. refund of idx in an open block: true" wait_for 10 refund9_sent
+check "4b. hotstockd stopped" daemon_stop
+session_send 9 "COMMIT;"
+session_close 9
+check "4b. commit warns that the drain will return the units" \
+    grep -q "WARNING:  refund of order \"$O-idx\" is committed; its units will be returned by the drain" \
+    "$WORK/session-9.out"
+expect "4b. the committed refund is recorded" \
+    "$(q "SELECT count(*) FROM hotstock.refund_requests WHERE order_id = '$O-idx'")" 1
+check "4b. hotstockd started" daemon_start
+check "4b. daemon up" wait_for 30 daemon_up
+idx_refunded() {
+    [ "$(q "SELECT hotstock.order_status('$O-idx') = 'refunded' AND pending_refunds = 0 AND
+               (SELECT refund_lsn IS NOT NULL FROM hotstock.ledger WHERE order_id = '$O-idx')
+            FROM hotstock.status")" = t ]
+}
+check "4b. the drain applied it: refunded, its REFUND drained, no request left (within 60 s)" \
+    wait_for 60 idx_refunded
+expect "4b. its unit is back, once" "$(q "SELECT hotstock.available('$S')")" 97
+expect "4b. refund of idx again: false" "$(q "SELECT hotstock.refund('$O-idx')")" f
 
 # ---- 5. tables after the drain ----
 check "5. drained" wait_drain 60
@@ -174,5 +203,5 @@ expect "5. every refunded ledger row has its REFUND record" \
 expect "5. ledger: e1, e2, e3, e4, e5, e7 refunded; e6, e8, new deducted" \
     "$(q "SELECT string_agg(right(order_id, 3) || '=' || (refunded_at IS NULL)::text, ' ' ORDER BY order_id)
           FROM hotstock.ledger WHERE sku = '$S'")" \
-    "-e1=false -e2=false -e3=false -e4=false -e5=false -e6=true -e7=false -e8=true new=true"
+    "-e1=false -e2=false -e3=false -e4=false -e5=false -e6=true -e7=false -e8=true idx=false new=true"
 finish

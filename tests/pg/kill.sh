@@ -8,7 +8,9 @@
 #   2. a backend in the middle of a hotstock.deduct() call,
 #   3. the postmaster itself (then the cluster is started again),
 #   4. hotstockd (the drain must keep draining from the queue files while
-#      the daemon is down; then the daemon is started again).
+#      the daemon is down; then the daemon is started again),
+#   5. a backend whose transaction deducted and is still open: no rollback
+#      runs; the drain sees its xid never commit and compensates it.
 # After each kill it waits (bounded) for the cluster to serve again.  Then,
 # with the load stopped and the drain caught up:
 #   - each order is in hotstock.ledger once; every order the app holds as
@@ -164,8 +166,46 @@ expect "4. status says the daemon is down" "$(q "SELECT daemon_up FROM hotstock.
 check "4. cluster started again" cluster_start
 check "4. serving again" wait_for 60 serving
 
+# ---- 5. a backend killed inside its transaction, after its deduct ----
+# The session deducts in a transaction block and then sleeps: its
+# transaction is open when its backend is SIGKILLed, so no rollback runs.
+# Its xid never commits: the drain compensates the deduction, exactly once,
+# and a retry of the order id is told HS005 (rolled back).
+SKU5=open-$RUN_ID
+ORDER5=K$RUN_ID-open
+q "SELECT hotstock.put_sku('$SKU5', 10)" >/dev/null || fail "5. put_sku"
+PGAPPNAME=hotstock-kill-open "$PSQL" -X -q -v ON_ERROR_STOP=1 \
+    -c "BEGIN" -c "SELECT hotstock.deduct('$SKU5', 3, '$ORDER5')" -c "SELECT pg_sleep(120)" \
+    >"$WORK/open.out" 2>&1 &
+OPEN_PSQL=$!
+open_victim() {
+    VICTIM=$(q "SELECT pid FROM pg_stat_activity WHERE application_name = 'hotstock-kill-open'
+                AND query LIKE '%pg_sleep%' AND state = 'active'" 2>/dev/null)
+    [ -n "$VICTIM" ]
+}
+VICTIM=
+check "5. a session sleeps inside its transaction after deducting 3 units" wait_for 30 open_victim
+expect "5. its units are out while the transaction is open" "$(q "SELECT hotstock.available('$SKU5')")" 7
+DRAIN_PID=$(drain_pid)
+check "5. SIGKILL its backend (pid ${VICTIM:-none})" kill_pid KILL "$VICTIM"
+wait "$OPEN_PSQL" 2>/dev/null
+check "5. serving again after the reset" wait_for 60 serving_after_reset "$DRAIN_PID"
+open_compensated() {
+    [ "$(q "SELECT hotstock.available('$SKU5') = 10 AND hotstock.order_status('$ORDER5') = 'refunded'
+               AND (SELECT count(*) = 1 AND bool_and(refunded_at IS NOT NULL AND xid IS NULL)
+                    FROM hotstock.ledger WHERE order_id = '$ORDER5')")" = t ]
+}
+check "5. the drain gave the 3 units back and marked the order refunded (within 60 s)" \
+    wait_for 60 open_compensated
+expect "5. a retry of the order id is told it was rolled back (HS005)" \
+    "$("$PSQL" -X -q -tA -v VERBOSITY=sqlstate -c "SELECT hotstock.deduct('$SKU5', 3, '$ORDER5')" 2>&1)" \
+    "ERROR:  HS005"
+expect "5. and takes nothing" "$(q "SELECT hotstock.available('$SKU5')")" 10
+
 # ---- quiescence ----
 check "drain caught up" wait_drain 120
+unsettled_none() { [ "$(q "SELECT unsettled_orders FROM hotstock.status")" = 0 ]; }
+check "the drain settled every deduction's transaction" wait_for 60 unsettled_none
 STATE=$(q "SELECT s.available || ' ' || s.sold FROM hotstock.stock s WHERE s.sku = '$SKU'")
 read -r T_AVAILABLE T_SOLD <<<"$STATE"
 say "after the kills: stock.available $T_AVAILABLE, stock.sold $T_SOLD, hotstock.available() $(q "SELECT hotstock.available('$SKU')")"

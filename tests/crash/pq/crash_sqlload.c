@@ -24,11 +24,11 @@
  *         it (result "..._warned")
  *     TX  such a transaction began (before the deduct); TX without X: the
  *         connection died inside it
- *     RW  refund answered true, then WARNING "its units were not returned"
- *         at commit: not done (retried like an unknown answer)
  *
- * A refund answered true with the WARNING "may not be on disk" is logged
- * as an unsynchronous acknowledgement (sync 0).
+ * A refund answered true with the WARNING "its units will be returned by
+ * the drain" (the daemon could not take it at commit) is acknowledged like
+ * any other, with result "true_deferred": it is committed, and the drain
+ * must apply it.
  *
  * Order ids are "q<client>.<thread>.<seq>.<sku index>.<qty>".
  *
@@ -81,8 +81,7 @@ typedef struct worker {
     uint64_t state_counts[MAX_STATES];
     /* WARNINGs seen by the notice receiver since the flags were cleared */
     bool undo_warned;        /* "could not undo the deduction" (rollback) */
-    bool refund_not_applied; /* "units were not returned" (refund at commit) */
-    bool refund_not_durable; /* "may not be on disk" */
+    bool refund_deferred; /* "units will be returned by the drain" (refund at commit) */
 } worker;
 
 static const char *opt_log;
@@ -202,10 +201,8 @@ on_notice(void *arg, const PGresult *res)
     const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
     if (msg && strstr(msg, "could not undo"))
         w->undo_warned = true;
-    if (msg && strstr(msg, "units were not returned") && !strstr(msg, "hotstock.ledger"))
-        w->refund_not_applied = true;
-    if (msg && strstr(msg, "may not be on disk"))
-        w->refund_not_durable = true;
+    if (msg && strstr(msg, "will be returned by the drain"))
+        w->refund_deferred = true;
 }
 
 /* (Re)connect with a bounded backoff; false when asked to stop. */
@@ -341,18 +338,12 @@ sql_refund(worker *w, const order *o, bool again, bool final)
     if (!ensure_connected(w, final))
         return OUT_UNKNOWN;
     log_event("TR", o->id, o->sku, o->qty, w->sync, again ? "again" : "first");
-    w->refund_not_applied = w->refund_not_durable = false;
+    w->refund_deferred = false;
     if (!query1(w, "SELECT hotstock.refund($1)", 1, params, val, sizeof(val)))
         return OUT_UNKNOWN;
-    if (val[0] == 't' && w->refund_not_applied) {
-        /* true, then at commit: "its units were not returned ... call
-         * hotstock.refund() again" — not done: retry it */
-        log_event("RW", o->id, o->sku, o->qty, w->sync, "true_but_not_applied");
-        return OUT_UNKNOWN;
-    }
     if (val[0] == 't') {
-        log_event("R", o->id, o->sku, o->qty, w->sync && !w->refund_not_durable,
-                  w->refund_not_durable ? "true_not_durable" : "true");
+        log_event("R", o->id, o->sku, o->qty, w->sync,
+                  w->refund_deferred ? "true_deferred" : "true");
         w->acks++;
         return OUT_ACK;
     }

@@ -412,8 +412,10 @@ drain_once(void)
 
         hotstock_ledger_apply(records, n, batch_context, &dup_deducts, &missing_refunds,
                               &unsettled);
-        if (unsettled > 0)
+        if (unsettled > 0) {
             settle_due = true;
+            last_settle_at = 0; /* new rows to settle: soon, whatever the back-off */
+        }
         if (dup_deducts > 0)
             hotstock_drain_problem(
                 ERRCODE_HOTSTOCK_ORDER_MISMATCH, NULL,

@@ -256,7 +256,9 @@ hotstock_settle_deductions(hs_client *drain_client, int *delay_ms)
                           rows[i].order_id, hs_result_name(r));
     }
 
-    if (daemon_problem)
+    /* Only transactions still running (a long one, a prepared one held
+     * for hours): look again, but not 20 times a second. */
+    if (daemon_problem || (n > 0 && left == n))
         *delay_ms = HOTSTOCK_DRAIN_RETRY_MS;
     if (rows != NULL)
         pfree(rows);

@@ -301,14 +301,7 @@ drain_once(void)
     }
 
     started = GetCurrentTimestamp();
-    SetCurrentStatementStartTimestamp();
-    StartTransactionCommand();
-    if (SPI_connect() != SPI_OK_CONNECT)
-        ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                        errmsg("hotstock drain could not connect to SPI")));
-    PushActiveSnapshot(GetTransactionSnapshot());
-
-    if (!OidIsValid(get_extension_oid("hotstock", true))) {
+    if (!hotstock_drain_begin()) {
         hotstock_drain_finish();
         pgstat_report_activity(STATE_IDLE, "waiting for CREATE EXTENSION hotstock");
         known_applied_valid = false;

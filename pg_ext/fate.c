@@ -21,10 +21,12 @@
  * as running.  A subtransaction's xid reads as running while its parent
  * runs (if it was released) and as aborted once it was rolled back.
  *
- * An xid whose commit-log page may have been truncated (older than the
- * oldest xid the commit log keeps, or from an earlier epoch), or one that
- * lies in the future (a queue that does not belong to this cluster) has
- * no answer: HS_FATE_UNKNOWN, which every caller treats as committed.  So
+ * An xid at or past the xid counter never reached the WAL (a commit
+ * record would have moved recovery past it): its transaction died in a
+ * crash, aborted.  An xid whose commit-log page may have been truncated
+ * (older than the oldest xid the commit log keeps, or from an earlier
+ * epoch) has no answer: HS_FATE_UNKNOWN, which every caller treats as
+ * committed.  So
  * the doubt costs at worst units held back, never a sale undone.  The
  * truncation horizon is read under XactTruncationLock, held over the
  * commit-log look-up, as pg_xact_status() does.
@@ -37,6 +39,9 @@
 #include "postgres.h"
 
 #include "access/transam.h"
+#include "access/xlog.h"
+#include "access/xloginsert.h"
+#include "catalog/pg_control.h"
 #include "access/xact.h"
 #include "storage/lwlock.h"
 #include "storage/procarray.h"
@@ -78,7 +83,10 @@ hotstock_xid_fate(uint64 fxid_u64, TransactionId *xid_out)
         return HS_FATE_NONE;
 
     LWLockAcquire(XactTruncationLock, LW_SHARED);
-    if (!xid_in_recent_past(fxid, &xid))
+    if (!FullTransactionIdPrecedes(fxid, ReadNextFullTransactionId()))
+        fate = HS_FATE_ABORTED; /* past the counter: it never reached the WAL, so never
+                                 * committed (a crash lost it) */
+    else if (!xid_in_recent_past(fxid, &xid))
         fate = HS_FATE_UNKNOWN;
     else if (TransactionIdIsCurrentTransactionId(xid))
         fate = HS_FATE_MINE;
@@ -116,6 +124,9 @@ hotstock_xid_fate_name(HotstockXidFate fate)
     return "unknown";
 }
 
+/* The last (sub)transaction xid this backend wrote to the WAL for a deduct. */
+static FullTransactionId xid_logged = {0};
+
 /*
  * The xid a deduction made now carries: the current (sub)transaction's,
  * assigned now if need be, when the call runs inside a transaction block,
@@ -125,17 +136,44 @@ hotstock_xid_fate_name(HotstockXidFate fate)
  * plain autocommit SELECT, which has nothing else to commit: its deduction
  * is final when the call returns (a failing statement is undone by the
  * abort callback; a kill after the return leaves an acknowledged or an
- * "unknown" deduction, which a retry with the same order id settles).
+ * "unknown" deduction, which a retry with the same order id settles).  A
+ * SELECT of a function that deducts and then writes is such a statement
+ * too: call it in a transaction block to tie the deduction to it.
+ *
+ * The xid must not be handed out again: PostgreSQL's crash recovery
+ * restarts its xid counter past the last xid found in the WAL, and an xid
+ * assigned but never written there (a transaction that deducted and was
+ * killed before writing anything) would go to a new transaction, whose
+ * fate the queue record would then inherit.  So the first deduct of each
+ * (sub)transaction writes a no-op WAL record carrying its xid and, with
+ * hotstock.synchronous on, flushes it before the deduction is made: when
+ * the queue record is on disk, so is the xid, and recovery moves past it.
+ * (With synchronous off a crash in the few milliseconds before the WAL
+ * writer flushes can still hand the xid out again: the deduction then
+ * follows that transaction's fate, which at worst holds units back.)
  * Assigning an xid makes the commit write a commit record: a transaction
  * block that deducts pays one WAL flush at COMMIT, which an order
- * transaction (deduct + INSERT) pays anyway.
+ * transaction (deduct + INSERT) pays anyway, and one at its first deduct.
  */
 uint64
 hotstock_deduct_xid(void)
 {
+    FullTransactionId fxid;
+
     if (!IsTransactionBlock() && !IsSubTransaction() &&
         !FullTransactionIdIsValid(GetTopFullTransactionIdIfAny()) &&
         (ActivePortal == NULL || ActivePortal->commandTag == CMDTAG_SELECT))
         return 0;
-    return U64FromFullTransactionId(GetCurrentFullTransactionId());
+    fxid = GetCurrentFullTransactionId();
+    if (!FullTransactionIdEquals(fxid, xid_logged)) {
+        XLogRecPtr lsn;
+
+        XLogBeginInsert();
+        XLogRegisterData((char *)&fxid, sizeof(fxid));
+        lsn = XLogInsert(RM_XLOG_ID, XLOG_NOOP); /* xl_xid: this xid */
+        if (hotstock_synchronous)
+            XLogFlush(lsn);
+        xid_logged = fxid;
+    }
+    return U64FromFullTransactionId(fxid);
 }

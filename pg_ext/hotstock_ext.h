@@ -139,6 +139,10 @@ typedef struct PendingAction {
     char order_id[HS_ORDER_ID_MAX + 1];
 } PendingAction;
 
+/* The extension version (hotstock.control) this build's SQL statements
+ * are written for. */
+#define HOTSTOCK_EXT_VERSION "1.1"
+
 /* The drain sleeps this long after a problem, or while the extension is
  * missing; settles deductions at most every HOTSTOCK_SETTLE_MS; applies
  * committed refunds missing from the queue every HOTSTOCK_REFUND_SWEEP_MS. */

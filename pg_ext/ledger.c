@@ -63,6 +63,8 @@ static SPIPlanPtr upsert_stock_plan = NULL;
 static SPIPlanPtr write_applied_plan = NULL;
 static SPIPlanPtr compensate_lock_plan = NULL;
 static SPIPlanPtr request_refund_plan = NULL;
+static SPIPlanPtr extversion_plan = NULL;
+static bool extension_version_ok = false; /* the drain checked it once */
 static SPIPlanPtr refund_requested_plan = NULL;
 static SPIPlanPtr requests_done_plan = NULL;
 static SPIPlanPtr requests_forget_plan = NULL;
@@ -70,6 +72,7 @@ static SPIPlanPtr compensate_mark_plan = NULL;
 static SPIPlanPtr settle_plan = NULL;
 
 static uint64 drain_execute(SPIPlanPtr plan, Datum *values, int expected);
+static uint64 drain_write(SPIPlanPtr plan, Datum *values, int expected);
 
 /*
  * Owner of hotstock.ledger: the evicted-order paths read and update it as
@@ -354,16 +357,7 @@ hotstock_ledger_compensate_evicted(const char *order_id, const char *sku, uint64
     if (drain_execute(lock, values, SPI_OK_SELECT) != 1)
         return false;
     open = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-    hotstock_writer = HS_WRITER_DRAIN;
-    PG_TRY();
-    {
-        (void)drain_execute(mark, values, SPI_OK_UPDATE);
-    }
-    PG_FINALLY();
-    {
-        hotstock_writer = HS_WRITER_NONE;
-    }
-    PG_END_TRY();
+    (void)drain_write(mark, values, SPI_OK_UPDATE);
     return open;
 }
 
@@ -382,16 +376,7 @@ hotstock_ledger_forget_requests(Datum order_ids)
         &requests_forget_plan, "DELETE FROM hotstock.refund_requests WHERE order_id = ANY ($1)",
         1, types);
 
-    hotstock_writer = HS_WRITER_DRAIN;
-    PG_TRY();
-    {
-        (void)drain_execute(plan, values, SPI_OK_DELETE);
-    }
-    PG_FINALLY();
-    {
-        hotstock_writer = HS_WRITER_NONE;
-    }
-    PG_END_TRY();
+    (void)drain_write(plan, values, SPI_OK_DELETE);
 }
 
 /*
@@ -411,22 +396,14 @@ hotstock_ledger_settle(Datum order_ids, Datum skus, Datum xids)
                                        "AND l.xid = u.xid",
                                        3, types);
 
-    hotstock_writer = HS_WRITER_DRAIN;
-    PG_TRY();
-    {
-        (void)drain_execute(plan, values, SPI_OK_UPDATE);
-    }
-    PG_FINALLY();
-    {
-        hotstock_writer = HS_WRITER_NONE;
-    }
-    PG_END_TRY();
+    (void)drain_write(plan, values, SPI_OK_UPDATE);
 }
 
 /*
  * Start one of the drain's transactions: a snapshot and an SPI connection.
- * False when the extension does not exist (yet) in this database: then
- * only hotstock_drain_finish() may follow.
+ * False when the extension does not exist (yet) in this database, or is
+ * at another version than this build's SQL (reported: ALTER EXTENSION
+ * hotstock UPDATE): then only hotstock_drain_finish() may follow.
  */
 bool
 hotstock_drain_begin(void)
@@ -437,7 +414,29 @@ hotstock_drain_begin(void)
         ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                         errmsg("hotstock drain could not connect to SPI")));
     PushActiveSnapshot(GetTransactionSnapshot());
-    return OidIsValid(get_extension_oid("hotstock", true));
+    if (!OidIsValid(get_extension_oid("hotstock", true)))
+        return false;
+    if (!extension_version_ok) {
+        SPIPlanPtr plan = hotstock_prepare(
+            &extversion_plan, "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'hotstock'",
+            0, NULL);
+        bool isnull;
+        char *version = NULL;
+
+        if (SPI_execute_plan(plan, NULL, NULL, true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+            version = TextDatumGetCString(
+                SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+        if (version == NULL || strcmp(version, HOTSTOCK_EXT_VERSION) != 0) {
+            hotstock_drain_problem(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                                   "Run ALTER EXTENSION hotstock UPDATE in this database.",
+                                   "hotstock extension is at version %s; this build's drain needs "
+                                   "version %s",
+                                   version ? version : "?", HOTSTOCK_EXT_VERSION);
+            return false;
+        }
+        extension_version_ok = true;
+    }
+    return true;
 }
 
 /* Commit the drain's transaction (nothing was written if nothing ran). */
@@ -490,6 +489,26 @@ drain_execute(SPIPlanPtr plan, Datum *values, int expected)
                 (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
                  errmsg("hotstock drain statement failed: %s", SPI_result_code_string(ret))));
     return SPI_processed;
+}
+
+/* Run a prepared write statement as the drain (the guard trigger lets it
+ * through); returns rows processed. */
+static uint64
+drain_write(SPIPlanPtr plan, Datum *values, int expected)
+{
+    uint64 done = 0;
+
+    hotstock_writer = HS_WRITER_DRAIN;
+    PG_TRY();
+    {
+        done = drain_execute(plan, values, expected);
+    }
+    PG_FINALLY();
+    {
+        hotstock_writer = HS_WRITER_NONE;
+    }
+    PG_END_TRY();
+    return done;
 }
 
 /*

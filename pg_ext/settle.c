@@ -51,6 +51,9 @@
 #define REFUND_LIMIT 100
 
 static SPIPlanPtr sweep_plan = NULL;
+
+/* Where the next settling pass starts (an LSN of the ledger; 0: the start). */
+static hs_lsn settle_cursor = 0;
 static SPIPlanPtr unsettled_plan = NULL;
 static SPIPlanPtr requests_plan = NULL;
 static SPIPlanPtr request_refunded_plan = NULL;
@@ -96,6 +99,7 @@ hotstock_settle_deductions(hs_client *drain_client, int *delay_ms)
     int n = 0;
     int left = 0;
     hs_lsn wait_lsn = 0;
+    hs_lsn last_lsn = 0;
     bool daemon_problem = false;
 
     *delay_ms = 0;
@@ -104,12 +108,12 @@ hotstock_settle_deductions(hs_client *drain_client, int *delay_ms)
         return true;
     }
     {
-        Oid types[1] = {INT4OID};
-        Datum values[1] = {Int32GetDatum(SETTLE_LIMIT)};
+        Oid types[2] = {INT4OID, INT8OID};
+        Datum values[2] = {Int32GetDatum(SETTLE_LIMIT), Int64GetDatum((int64)settle_cursor)};
         SPIPlanPtr plan = hotstock_prepare(&unsettled_plan,
-                                           "SELECT order_id, sku, qty, xid FROM hotstock.ledger "
-                                           "WHERE xid IS NOT NULL ORDER BY lsn LIMIT $1",
-                                           1, types);
+                                           "SELECT order_id, sku, qty, xid, lsn FROM hotstock.ledger "
+                                           "WHERE xid IS NOT NULL AND lsn > $2 ORDER BY lsn LIMIT $1",
+                                           2, types);
 
         if (SPI_execute_plan(plan, values, NULL, true, 0) == SPI_OK_SELECT && SPI_processed > 0) {
             n = (int)SPI_processed;
@@ -126,6 +130,8 @@ hotstock_settle_deductions(hs_client *drain_client, int *delay_ms)
                         sizeof(rows[i].sku));
                 rows[i].qty = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
                 rows[i].xid = (uint64)DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+                if (i == n - 1)
+                    last_lsn = (hs_lsn)DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
             }
         }
     }
@@ -174,6 +180,10 @@ hotstock_settle_deductions(hs_client *drain_client, int *delay_ms)
         case HS_NOT_FOUND:
             /* evicted: database first (settles the row too) */
             u->evicted_marked = hotstock_ledger_compensate_evicted(u->order_id, u->sku, u->xid);
+            break;
+        case HS_QUEUE_FULL:
+            /* a refund in flight holds it (or the ring is full): next pass */
+            left++;
             break;
         case HS_ORDER_MISMATCH:
             /* the index holds a later deduction of this order id, by
@@ -256,6 +266,9 @@ hotstock_settle_deductions(hs_client *drain_client, int *delay_ms)
                           rows[i].order_id, hs_result_name(r));
     }
 
+    /* A full page goes on after it next time (rows of transactions still
+     * running must not hide the ones behind them); a short one starts over. */
+    settle_cursor = n == SETTLE_LIMIT ? last_lsn : 0;
     /* Only transactions still running (a long one, a prepared one held
      * for hours): look again, but not 20 times a second. */
     if (daemon_problem || (n > 0 && left == n))
@@ -285,11 +298,10 @@ hotstock_apply_refund_requests(hs_client *drain_client)
     typedef struct {
         char order_id[HS_ORDER_ID_MAX + 1];
         bool forget;
+        int nmarked; /* ledger rows marked refunded database-first */
+        LedgerRow marked[HS_LEDGER_ROWS_MAX];
     } Request;
     Request *rows = NULL;
-    LedgerRow marked[HS_LEDGER_ROWS_MAX];
-    int nmarked = 0;
-    char marked_order[HS_ORDER_ID_MAX + 1] = "";
     int n = 0;
 
     if (!hotstock_drain_begin()) {
@@ -342,23 +354,20 @@ hotstock_apply_refund_requests(hs_client *drain_client)
             q->forget = SPI_execute_plan(plan, values, NULL, true, 1) == SPI_OK_SELECT &&
                         SPI_processed > 0;
         } else if (r == HS_NOT_FOUND) {
-            /* evicted: database first, like hotstock.refund() (one order
-             * per sweep: its units go back after this commit) */
-            if (nmarked == 0 && marked_order[0] == '\0') {
-                LedgerRow rows_now[HS_LEDGER_ROWS_MAX];
-                int k;
+            /* evicted: database first, like hotstock.refund(); its units
+             * go back after this commit */
+            LedgerRow rows_now[HS_LEDGER_ROWS_MAX];
+            int k;
 
-                nmarked = hotstock_ledger_refund(q->order_id, strlen(q->order_id),
-                                                 hs_evicted_lsn(drain_client), marked);
-                strlcpy(marked_order, q->order_id, sizeof(marked_order));
-                /* done unless a row is left unrefunded (drained after the
-                 * segment was built: the index should hold it; look again) */
-                k = hotstock_ledger_lookup(q->order_id, strlen(q->order_id), rows_now);
-                q->forget = true;
-                for (int j = 0; j < k; j++)
-                    if (!rows_now[j].refunded)
-                        q->forget = false;
-            }
+            q->nmarked = hotstock_ledger_refund(q->order_id, strlen(q->order_id),
+                                                hs_evicted_lsn(drain_client), q->marked);
+            /* done unless a row is left unrefunded (drained after the
+             * segment was built: the index should hold it; look again) */
+            k = hotstock_ledger_lookup(q->order_id, strlen(q->order_id), rows_now);
+            q->forget = true;
+            for (int j = 0; j < k; j++)
+                if (!rows_now[j].refunded)
+                    q->forget = false;
         } else {
             hotstock_drain_problem(ERRCODE_HOTSTOCK_DAEMON_DOWN, hs_last_error(),
                           "hotstock drain could not apply the committed refund of order \"%s\": %s",
@@ -378,17 +387,20 @@ hotstock_apply_refund_requests(hs_client *drain_client)
     }
     hotstock_drain_finish();
 
-    /* committed: the evicted order's units go back (retried by the ledger
+    /* committed: the evicted orders' units go back (retried by the ledger
      * sweep if this fails) */
-    for (int i = 0; i < nmarked; i++) {
-        hs_lsn lsn;
-        hs_result r = hs_refund_evicted(drain_client, marked[i].sku, strlen(marked[i].sku),
-                                        marked[i].qty, marked_order, strlen(marked_order), &lsn);
+    for (int i = 0; i < n; i++) {
+        for (int j = 0; j < rows[i].nmarked; j++) {
+            LedgerRow *m = &rows[i].marked[j];
+            hs_lsn lsn;
+            hs_result r = hs_refund_evicted(drain_client, m->sku, strlen(m->sku), m->qty,
+                                            rows[i].order_id, strlen(rows[i].order_id), &lsn);
 
-        if (r == HS_OK)
-            ereport(LOG, (errmsg("hotstock drain returned the %d units of evicted order \"%s\", "
-                                 "whose refund committed without reaching the queue",
-                                 marked[i].qty, marked_order)));
+            if (r == HS_OK)
+                ereport(LOG, (errmsg("hotstock drain returned the %d units of evicted order "
+                                     "\"%s\", whose refund committed without reaching the queue",
+                                     m->qty, rows[i].order_id)));
+        }
     }
     if (rows != NULL)
         pfree(rows);

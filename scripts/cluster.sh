@@ -200,6 +200,10 @@ start_pg() {
     if [ "$(conf_port)" != "$PORT" ]; then
         sed -i "s/^port = [0-9]*/port = $PORT/" "$PGDATA/postgresql.conf"
     fi
+    # a cluster made by an older version of this script
+    grep -q '^max_prepared_transactions' "$PGDATA/postgresql.conf" ||
+        echo "max_prepared_transactions = 16  # two-phase commit works with hotstock.deduct" \
+            >>"$PGDATA/postgresql.conf"
     check_port
     if ! as_pg "$BIN/pg_ctl" -D "$PGDATA" -l "$LOG" -w -t 120 start >/dev/null 2>&1; then
         tail -n 20 "$LOG" >&2
@@ -212,8 +216,9 @@ ensure_database() {
     if [ "$(q -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$DBNAME'")" != 1 ]; then
         q -d postgres -c "CREATE DATABASE $DBNAME" || die "could not create database $DBNAME"
     fi
-    q -d "$DBNAME" -c "SET client_min_messages = warning" -c "CREATE EXTENSION IF NOT EXISTS hotstock" ||
-        die "CREATE EXTENSION hotstock failed in database $DBNAME; log: $LOG"
+    q -d "$DBNAME" -c "SET client_min_messages = warning" -c "CREATE EXTENSION IF NOT EXISTS hotstock" \
+        -c "ALTER EXTENSION hotstock UPDATE" ||
+        die "CREATE EXTENSION hotstock (or its update) failed in database $DBNAME; log: $LOG"
 }
 
 write_env() {

@@ -39,7 +39,7 @@ $$;
 
 SELECT hotstock.put_sku(:'sku', 10);
 
--- which deductions carry an xid: not a plain autocommit SELECT
+-- deductions of committed transactions settle as sold (with or without an xid)
 SELECT hotstock.deduct(:'sku', 1, :'run' || '-plain') AS "autocommit select";
 CREATE TEMP TABLE orders (order_id text);
 INSERT INTO orders SELECT :'run' || '-ins' WHERE hotstock.deduct(:'sku', 1, :'run' || '-ins');
@@ -90,5 +90,6 @@ ROLLBACK PREPARED 'hotstock_fate_s';
 SELECT pg_temp.settled(:'run' || '-s1', true) AS "s1 follows its rolled back parent";
 SELECT hotstock.available(:'sku') = 4 AS "both savepoints' units back";
 
+SELECT pg_temp.settled(:'run' || '-s2', true) AS "s2 settled, refunded by its savepoint's undo";
 SELECT count(*) = 0 AS "nothing of this run left unsettled"
 FROM hotstock.ledger WHERE order_id LIKE :'run' || '%' AND xid IS NOT NULL;

@@ -263,7 +263,9 @@ hs_result hs_order_lookup(hs_client *c, const char *order_id, size_t order_len,
  *                       undo, a refund, or an earlier compensation)
  *   HS_NOT_FOUND        not in the index (evicted: the ledger's turn)
  *   HS_ORDER_MISMATCH   deducted by another xid: not this deduction
- *   HS_QUEUE_FULL, HS_DAEMON_DOWN, HS_IO_ERROR: nothing changed.
+ *   HS_QUEUE_FULL       a live process holds a refund claim on it (it does
+ *                       not wait: look again later), or the ring is full
+ *   HS_DAEMON_DOWN, HS_IO_ERROR: nothing changed.
  */
 hs_result hs_compensate(hs_client *c, const char *order_id, size_t order_len, uint64_t xid,
                         hs_lsn *lsn, int32_t *qty, char *sku_out);

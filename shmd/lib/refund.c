@@ -158,6 +158,14 @@ refund_common(hs_client *c, const char *order_id, size_t order_len, refund_mode 
             hs_set_error("order %.*s has no deduction to refund", (int)order_len, order_id);
             return HS_NOT_FOUND;
         }
+        if (mode == REFUND_COMPENSATE && state == HS_INDEX_REFUNDING && owner != self_pid() &&
+            !hs_pid_gone(owner)) {
+            /* a live refund holds it: its outcome settles it either way;
+             * the caller (the drain) looks again later, it does not wait */
+            hs_set_error("order %.*s is being refunded by process %d", (int)order_len, order_id,
+                         (int)owner);
+            return HS_QUEUE_FULL;
+        }
         if (state == HS_INDEX_REFUNDING && owner == self_pid()) {
             if (mode == REFUND_COMMIT)
                 return refund_apply(c, h, oi, 0, lsn, qty, sku_out);

@@ -174,6 +174,19 @@ hotstock_add_stock(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Is order_id refunded although the daemon's index says deducted: a refund
+ * committed by another transaction, waiting for the drain (the daemon
+ * could not take it at its commit)?  This transaction's own refund counts
+ * only once it commits.
+ */
+static bool
+refund_pending(const char *order_id, size_t order_len)
+{
+    return hotstock_find_pending(PENDING_REFUND_CLAIM, order_id, order_len) == NULL &&
+           hotstock_ledger_refund_requested(order_id, order_len);
+}
+
+/*
  * A deduct retry found order_id DEDUCTED: the retry answers true only if
  * the deduction it repeats stands, i.e. its transaction committed (or it
  * had none, or it is this very transaction).  While that transaction runs
@@ -202,8 +215,7 @@ deduct_retry_settle(hs_client *c, const char *order_id, size_t order_len)
             return;
         /* refunded, and the refund waits for the drain (daemon down or
          * disk full at its commit) */
-        if (hotstock_find_pending(PENDING_REFUND_CLAIM, order_id, order_len) == NULL &&
-            hotstock_ledger_refund_requested(order_id, order_len))
+        if (refund_pending(order_id, order_len))
             hotstock_raise(HS_ALREADY_REFUNDED, pnstrdup(order_id, order_len));
         switch (hotstock_xid_fate(info.xid, &xid)) {
         case HS_FATE_NONE:
@@ -458,12 +470,7 @@ hotstock_order_status(PG_FUNCTION_ARGS)
     else {
         switch (state) {
         case HS_ORDER_STATUS_DEDUCTED:
-            /* a committed refund waiting for the drain is a refund */
-            /* (this transaction's own refund counts once it commits) */
-            answer = hotstock_find_pending(PENDING_REFUND_CLAIM, order_id, order_len) == NULL &&
-                             hotstock_ledger_refund_requested(order_id, order_len)
-                         ? "refunded"
-                         : "deducted";
+            answer = refund_pending(order_id, order_len) ? "refunded" : "deducted";
             break;
         case HS_ORDER_STATUS_REFUNDED:
             answer = "refunded";

@@ -51,13 +51,13 @@
 #include "hotstock_ext.h"
 
 /*
- * Is fxid one whose commit-log entry still exists?  The caller holds
- * XactTruncationLock.  Sets *xid to its 32-bit form.
+ * Is fxid (below next, the xid counter) one whose commit-log entry still
+ * exists?  The caller holds XactTruncationLock.  Sets *xid to its 32-bit
+ * form.
  */
 static bool
-xid_in_recent_past(FullTransactionId fxid, TransactionId *xid)
+xid_in_recent_past(FullTransactionId fxid, FullTransactionId next, TransactionId *xid)
 {
-    FullTransactionId next = ReadNextFullTransactionId();
     uint32 epoch = EpochFromFullTransactionId(fxid);
     uint32 now_epoch = EpochFromFullTransactionId(next);
 
@@ -74,6 +74,7 @@ HotstockXidFate
 hotstock_xid_fate(uint64 fxid_u64, TransactionId *xid_out)
 {
     FullTransactionId fxid = FullTransactionIdFromU64(fxid_u64);
+    FullTransactionId next;
     TransactionId xid = InvalidTransactionId;
     HotstockXidFate fate;
 
@@ -83,10 +84,11 @@ hotstock_xid_fate(uint64 fxid_u64, TransactionId *xid_out)
         return HS_FATE_NONE;
 
     LWLockAcquire(XactTruncationLock, LW_SHARED);
-    if (!FullTransactionIdPrecedes(fxid, ReadNextFullTransactionId()))
+    next = ReadNextFullTransactionId();
+    if (!FullTransactionIdPrecedes(fxid, next))
         fate = HS_FATE_ABORTED; /* past the counter: it never reached the WAL, so never
                                  * committed (a crash lost it) */
-    else if (!xid_in_recent_past(fxid, &xid))
+    else if (!xid_in_recent_past(fxid, next, &xid))
         fate = HS_FATE_UNKNOWN;
     else if (TransactionIdIsCurrentTransactionId(xid))
         fate = HS_FATE_MINE;

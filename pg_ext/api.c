@@ -8,12 +8,13 @@
  * work is libhotstock's (through session.c), the follow-up at commit or
  * abort xact.c's, the evicted-order paths ledger.c's.
  *
- * Shares nothing of its own.  Orders evicted from the daemon's order
- * index (drained before the daemon last restarted: hs_evicted_lsn() > 0)
- * live on only in hotstock.ledger: a deduct of an order id the index does
- * not know consults the ledger (a retry of a drained order answers true),
- * and a refund of such an order goes database-first (mark the ledger row
- * in the caller's transaction, return the units once it commits).
+ * Shares nothing of its own.  Orders the daemon evicted from its order
+ * index (drained order_retention seconds ago or more: hs_evicted_lsn() >
+ * 0) live on only in hotstock.ledger: a deduct of an order id the index
+ * does not know and the daemon's filter names consults the ledger (a retry
+ * of a drained order answers true), and a refund of such an order goes
+ * database-first (mark the ledger row in the caller's transaction, return
+ * the units once it commits).
  *
  * Must not keep state across calls, nor touch the segment but through
  * libhotstock.
@@ -276,27 +277,19 @@ hotstock_deduct(PG_FUNCTION_ARGS)
 
     /*
      * An order id the index does not know may be an evicted, drained one:
-     * the ledger answers for it.  The claim must then happen in a segment
-     * that evicted no more than was checked: hs_deduct_checked() says
-     * HS_EVICTED_CHANGED when the handle re-attached to a restarted daemon
-     * in between, and we check again.
+     * when the daemon's filter says so, hs_deduct_checked() claims nothing
+     * and says HS_EVICTED_CHANGED, and the ledger answers for it (a retry
+     * of a drained order: true, or HS004/HS005).  Else the claim happens
+     * with the ledger checked up to the evicted LSN read before it; a
+     * daemon that evicted more since asks again.
      */
-    for (;;) {
-        hs_lsn evicted_lsn = hs_evicted_lsn(c);
-
-        if (evicted_lsn > 0) {
-            hs_order_status_code state;
-
-            r = hs_order_status(c, order_id, order_len, &state, NULL, NULL);
-            if (r == HS_NOT_FOUND) {
-                if (hotstock_deduct_is_drained_retry(sku, sku_len, qty, order_id, order_len))
-                    PG_RETURN_BOOL(true);
-            } else if (r != HS_OK)
-                hotstock_raise(r, pnstrdup(order_id, order_len));
-        }
-        r = hs_deduct_checked(c, sku, sku_len, qty, order_id, order_len, xid, evicted_lsn, &lsn);
+    for (hs_lsn checked = 0;;) {
+        r = hs_deduct_checked(c, sku, sku_len, qty, order_id, order_len, xid, checked, &lsn);
         if (r != HS_EVICTED_CHANGED)
             break;
+        checked = hs_evicted_lsn(c);
+        if (hotstock_deduct_is_drained_retry(sku, sku_len, qty, order_id, order_len))
+            PG_RETURN_BOOL(true);
         CHECK_FOR_INTERRUPTS();
     }
     switch (r) {
@@ -326,6 +319,19 @@ hotstock_deduct(PG_FUNCTION_ARGS)
         break;
     }
     PG_RETURN_BOOL(false); /* not reached */
+}
+
+/* Does the ledger hold an unrefunded row of order_id? */
+static bool
+ledger_has_unrefunded(const char *order_id, size_t order_len)
+{
+    LedgerRow rows[HS_LEDGER_ROWS_MAX];
+    int n = hotstock_ledger_lookup(order_id, order_len, rows);
+
+    for (int i = 0; i < n; i++)
+        if (!rows[i].refunded)
+            return true;
+    return false;
 }
 
 /*
@@ -360,7 +366,7 @@ hotstock_refund(PG_FUNCTION_ARGS)
         hotstock_find_pending(PENDING_REFUND_EVICTED, order_id, order_len) != NULL)
         PG_RETURN_BOOL(false);
 
-    for (int attempt = 0;; attempt++) {
+    for (int attempt = 1;; attempt++) {
         r = hs_refund_claim(c, order_id, order_len);
         if (r == HS_OK) {
             bool recorded = false;
@@ -396,10 +402,18 @@ hotstock_refund(PG_FUNCTION_ARGS)
 
         /* evicted: database first, units at commit */
         n = hotstock_ledger_refund(order_id, order_len, evicted_lsn, rows);
-        if (n > 0 || attempt > 0 || hotstock_ledger_lookup(order_id, order_len, rows) == 0)
+        if (n > 0 || !ledger_has_unrefunded(order_id, order_len))
             break;
-        /* A ledger row after evicted_lsn: the order was deducted and
-         * drained after we looked in the index, so the index has it now. */
+        /* An unrefunded ledger row after evicted_lsn: the order was drained
+         * after we looked in the index and is still indexed (or is being
+         * evicted now, under a larger evicted LSN): look again. */
+        if (attempt >= 100)
+            ereport(ERROR,
+                    (errcode(ERRCODE_INTERNAL_ERROR),
+                     errmsg("order \"%s\" has a ledger row after evicted LSN " UINT64_FORMAT
+                            " that the daemon's order index does not know",
+                            pnstrdup(order_id, order_len), (uint64)evicted_lsn)));
+        CHECK_FOR_INTERRUPTS();
     }
     for (int i = 0; i < n; i++) {
         PendingAction *a = hotstock_remember(PENDING_REFUND_EVICTED, order_id, order_len);

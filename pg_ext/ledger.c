@@ -293,7 +293,7 @@ hotstock_deduct_is_drained_retry(const char *sku, size_t sku_len, int32 qty, con
                 hotstock_raise(HS_ORDER_MISMATCH, order_str);
             return false;
         }
-        if (rows[i].refunded)
+        if (rows[i].refunded || hotstock_ledger_refund_requested(order_id, order_len))
             hotstock_raise(HS_ALREADY_REFUNDED, order_str);
         if (rows[i].qty != qty)
             hotstock_raise(HS_ORDER_MISMATCH, order_str);

@@ -48,10 +48,16 @@ hsd_checkpoint_now(hsd_daemon *d, const hs_shadow *shadow, char *error, size_t e
         if (shadow->lsn > prev)
             atomic_store_explicit(&d->seg->checkpoint_lsn, shadow->lsn, memory_order_release);
     }
-    /* Files wholly <= min(checkpoint, applied) are needed neither for the
-     * counters (in the checkpoint) nor by the drain (applied) nor for the
-     * order index (rebuilt from records after min(C, A) only). */
+    /* Files wholly <= min(checkpoint, applied, filter) are needed neither
+     * for the counters (in the checkpoint) nor by the drain (applied) nor
+     * for the order index (rebuilt from the records after the filter's
+     * durable watermark only; acquire: pairs with the evictor's release). */
     upto = shadow->lsn < shadow->applied_lsn ? shadow->lsn : shadow->applied_lsn;
+    {
+        hs_lsn filter = atomic_load_explicit(&d->filter_lsn, memory_order_acquire);
+        if (filter < upto)
+            upto = filter;
+    }
     removed = hs_qf_recycle(d->dir, upto);
     if (removed < 0) {
         hsd_log(HSD_WARNING, "recycling queue files up to LSN %" PRIu64 " failed: %s", upto,

@@ -55,6 +55,11 @@ static const hsd_setting_def hsd_setting_defs[] = {
      "bytes per queue file before the next one starts (K/M/G suffix)"},
     {"checkpoint_interval_s", 0, 86400, 60, false, FIELD(checkpoint_interval_s),
      "seconds between checkpoints (0: on request and at stop only)"},
+    {"order_retention", 0, 86400, 60, false, FIELD(order_retention_s),
+     "seconds a drained order stays in the order index before it is evicted"},
+    {"evicted_filter_size", 64 * KiB, 4 * GiB, 32 * MiB, true, FIELD(evicted_filter_size),
+     "bytes of the evicted-order filter of a new data directory (K/M/G suffix; rounded up "
+     "to a power of 2)"},
 };
 #define HSD_NSETTINGS (sizeof(hsd_setting_defs) / sizeof(hsd_setting_defs[0]))
 

@@ -164,6 +164,13 @@ hsd_status(hsd_daemon *d, bool json, hsd_buf *b)
     uint64_t checkpoints = atomic_load_explicit(&st->checkpoints, memory_order_relaxed);
     uint64_t recycled = atomic_load_explicit(&st->files_recycled, memory_order_relaxed);
     int spill_errno = atomic_load_explicit(&h->spill_errno, memory_order_acquire);
+    /* the evictor's: seq_cst (segment.h), statistics relaxed */
+    hs_lsn evicted = atomic_load(&h->evicted_lsn);
+    uint64_t evictions = atomic_load_explicit(&h->evictions, memory_order_relaxed);
+    uint64_t evict_passes = atomic_load_explicit(&h->evict_passes, memory_order_relaxed);
+    uint64_t filter_ids = atomic_load_explicit(&h->filter_ids, memory_order_relaxed);
+    uint64_t filter_bytes = (uint64_t)h->filter_blocks * sizeof(hs_filter_block);
+    hs_lsn filter_lsn = atomic_load_explicit(&d->filter_lsn, memory_order_acquire);
 
     if (json) {
         hsd_buf_printf(b, "{\"running\": true, \"dir\": ");
@@ -173,7 +180,10 @@ hsd_status(hsd_daemon *d, bool json, hsd_buf *b)
             ", \"pid\": %d, \"generation\": %" PRIu64 ", \"state\": \"%s\", \"fenced\": %s"
             ", \"next_lsn\": %" PRIu64 ", \"spilled_lsn\": %" PRIu64 ", \"durable_lsn\": %" PRIu64
             ", \"applied_lsn\": %" PRIu64 ", \"checkpoint_lsn\": %" PRIu64
-            ", \"evicted_lsn\": %" PRIu64 ", \"sku_count\": %u, \"sku_capacity\": %u"
+            ", \"evicted_lsn\": %" PRIu64 ", \"evictions\": %" PRIu64
+            ", \"evict_passes\": %" PRIu64 ", \"filter_ids\": %" PRIu64
+            ", \"filter_bytes\": %" PRIu64 ", \"filter_lsn\": %" PRIu64 ", \"filter_legacy\": %s"
+            ", \"sku_count\": %u, \"sku_capacity\": %u"
             ", \"order_count\": %u, \"order_capacity\": %u, \"ring_used\": %" PRIu64
             ", \"ring_capacity\": %u, \"ring_fill_pct\": %.1f, \"last_flush_unix_ms\": %" PRIu64
             ", \"last_flush_age_ms\": %" PRIu64 ", \"last_flush_us\": %" PRIu64
@@ -185,15 +195,16 @@ hsd_status(hsd_daemon *d, bool json, hsd_buf *b)
             ", \"recovered_records\": %" PRIu64 ", \"salvaged_records\": %" PRIu64
             ", \"jemalloc_allocated\": %" PRIu64
             ", \"settings\": {\"flush_interval_ms\": %u, \"queue_file_size\": %" PRIu64
-            ", \"checkpoint_interval_s\": %u}, \"log\": ",
+            ", \"checkpoint_interval_s\": %u, \"order_retention\": %u}, \"log\": ",
             (int)h->daemon_pid, h->generation, hs_segment_state_name(state),
             (next & HS_LSN_FENCED) ? "true" : "false", next & ~HS_LSN_FENCED, spilled, durable,
-            applied, ckpt, h->evicted_lsn, skus, h->sku_capacity, orders, h->order_capacity,
+            applied, ckpt, evicted, evictions, evict_passes, filter_ids, filter_bytes, filter_lsn,
+            h->filter_legacy ? "true" : "false", skus, h->sku_capacity, orders, h->order_capacity,
             ring_used, h->ring_capacity, ring_pct, last_flush, flush_age, last_flush_us,
             max_flush_us, flushes, records_spilled, abandoned, checkpoints, recycled, hb_age,
             spill_errno, uptime_s, d->recovery_ms, d->recovery_cpu_ms, d->recovered_records,
             d->salvaged_records, allocated, d->settings.flush_interval_ms, d->settings.queue_file_size,
-            d->settings.checkpoint_interval_s);
+            d->settings.checkpoint_interval_s, d->settings.order_retention_s);
         hsd_buf_json_string(b, d->log_path);
         hsd_buf_printf(b, "}\n");
         return;
@@ -208,9 +219,14 @@ hsd_status(hsd_daemon *d, bool json, hsd_buf *b)
     hsd_buf_printf(b, "durable_lsn:        %" PRIu64 "\n", durable);
     hsd_buf_printf(b, "applied_lsn:        %" PRIu64 "\n", applied);
     hsd_buf_printf(b, "checkpoint_lsn:     %" PRIu64 "\n", ckpt);
-    hsd_buf_printf(b, "evicted_lsn:        %" PRIu64 "\n", h->evicted_lsn);
+    hsd_buf_printf(b, "evicted_lsn:        %" PRIu64 "\n", evicted);
     hsd_buf_printf(b, "skus:               %u of %u\n", skus, h->sku_capacity);
-    hsd_buf_printf(b, "orders:             %u of %u\n", orders, h->order_capacity);
+    hsd_buf_printf(b, "orders:             %u of %u (%" PRIu64 " evicted in %" PRIu64
+                      " passes, retention %u s)\n",
+                   orders, h->order_capacity, evictions, evict_passes, d->settings.order_retention_s);
+    hsd_buf_printf(b, "evicted_filter:     %" PRIu64 " ids in %" PRIu64 " MiB, durable to LSN %" PRIu64
+                      "%s\n",
+                   filter_ids, filter_bytes >> 20, filter_lsn, h->filter_legacy ? " (legacy)" : "");
     hsd_buf_printf(b, "ring:               %" PRIu64 " of %u slots in use (%.1f%%)\n", ring_used,
                    h->ring_capacity, ring_pct);
     hsd_buf_printf(b,

@@ -12,6 +12,8 @@
  *   checkpointer   writes shadow snapshots the spiller hands it, recycles
  *                  queue files                         (checkpointer.c)
  *   control        the control socket                  (control.c)
+ *   evictor        evicts drained orders from the order index, keeps
+ *                  DIR/evicted.filter                  (evictor.c)
  *
  * Before the threads start, recovery (recovery.c) runs alone and builds the
  * writer, the shadow and the segment (segment_build.c); the threads inherit
@@ -19,7 +21,8 @@
  *
  * Calls point one way (tests/layout/check.sh fails on a cycle):
  *
- *   hotstockd.c -> lifecycle.c -> control.c, recovery.c, spiller.c
+ *   hotstockd.c -> lifecycle.c -> control.c, recovery.c, spiller.c, evictor.c
+ *   recovery.c -> evictor.c (the filter file at start)
  *   control.c, lifecycle.c -> datadir.c, request.c
  *   recovery.c, spiller.c -> checkpointer.c, ring_record.c
  *   recovery.c -> segment_build.c;  checkpointer.c, spiller.c -> request.c
@@ -44,6 +47,7 @@
 #include <urcu/wfcqueue.h>
 
 #include "checkpoint.h"
+#include "filter_file.h"
 #include "hotstock.h"
 #include "queue_file.h"
 #include "segment.h"
@@ -75,6 +79,8 @@ typedef struct hsd_settings {
     uint32_t flush_interval_ms;     /* fdatasync at least this often while data waits */
     uint64_t queue_file_size;       /* bytes per queue file before rotation */
     uint32_t checkpoint_interval_s; /* 0: only on request and at a smart stop */
+    uint32_t order_retention_s;     /* drained orders stay indexed this long (evictor.c) */
+    uint64_t evicted_filter_size;   /* bytes of the evicted-order filter (a new one) */
 } hsd_settings;
 
 typedef enum hsd_command {
@@ -190,6 +196,7 @@ typedef struct hsd_stats {
     _Atomic uint64_t checkpoints;             /* checkpointer */
     _Atomic uint64_t last_checkpoint_unix_ms; /* checkpointer */
     _Atomic uint64_t files_recycled;          /* checkpointer */
+    _Atomic uint64_t filter_commits;          /* evictor: durable filter watermarks */
 } hsd_stats;
 
 typedef struct hsd_daemon {
@@ -235,8 +242,19 @@ typedef struct hsd_daemon {
     hsd_ckpt_job *ckpt_job; /* pending, not started; a newer one supersedes it */
     bool ckpt_exit;
 
-    pthread_t spiller_thread, checkpointer_thread, control_thread;
-    bool spiller_running, checkpointer_running, control_running;
+    /* the evictor's once it runs (recovery's before): DIR/evicted.filter
+     * and its dirty pages (one bit per 4 kB page of the filter) */
+    hs_filter_file *filter_file;
+    uint64_t *filter_dirty;
+    /* the durable watermark of the filter (evictor, release; checkpointer
+     * and recovery, acquire): queue files are kept back to it */
+    _Atomic uint64_t filter_lsn;
+    pthread_mutex_t evict_mu; /* with evict_cv: wakes the evictor to exit */
+    pthread_cond_t evict_cv;
+    bool evict_exit; /* under evict_mu */
+
+    pthread_t spiller_thread, checkpointer_thread, control_thread, evictor_thread;
+    bool spiller_running, checkpointer_running, control_running, evictor_running;
     int control_fd;
     _Atomic bool control_exit; /* main (release) -> control loop (acquire) */
 
@@ -318,6 +336,23 @@ int hsd_ring_to_record(hs_header *h, const hs_ring_record *rr, hs_lsn lsn, hs_re
  *-------------------------------------------------------------------------
  */
 int hsd_spiller_start(hsd_daemon *d);
+
+/*-------------------------------------------------------------------------
+ * evictor.c: online eviction of the order index, the filter file
+ *-------------------------------------------------------------------------
+ */
+/* Recovery, step 2: open DIR/evicted.filter, or create it (a new one; or,
+ * for a directory whose orders up to `applied` were evicted by restarts
+ * before it had a filter, a legacy one).  Sets d->filter_file and
+ * d->filter_lsn; *meta is its header.  0, or -1 after an ERROR line. */
+int hsd_filter_open(hsd_daemon *d, bool had_history, hs_lsn applied, hs_filter_meta *meta);
+
+/* Recovery, step 8: copy the filter's bits into the new segment h.  0 / -1. */
+int hsd_filter_load(hsd_daemon *d, hs_header *h);
+
+/* The evictor thread (once the segment is READY).  0 / -1. */
+int hsd_evictor_start(hsd_daemon *d);
+void hsd_evictor_stop(hsd_daemon *d);
 
 /*-------------------------------------------------------------------------
  * checkpointer.c: the checkpointer thread, checkpoints, queue file sync

@@ -232,6 +232,8 @@ hsd_stop_smart(hsd_daemon *d)
 
     hsd_log(HSD_LOG, "smart stop: refusing new records, spilling and syncing every record "
                      "reserved so far");
+    /* the evictor first: it commits its filter file and leaves the index */
+    hsd_evictor_stop(d);
     /* no reservation succeeds after this; seq_cst orders it before the
      * spiller's loads of the slots below the fenced value.  The state stays
      * READY while the spiller drains, so a client waiting for durability
@@ -384,6 +386,10 @@ hsd_serve(hsd_daemon *d, int *notify_fd)
     /* publishes every field recovery wrote; pairs with the clients'
      * acquire load of state */
     atomic_store_explicit(&d->seg->state, HS_SEGMENT_READY, memory_order_release);
+    if (hsd_evictor_start(d) != 0) {
+        snprintf(msg, sizeof(msg), "cannot start the evictor thread; see %s", d->log_path);
+        goto fail;
+    }
     hsd_log(HSD_LOG,
             "ready: generation %" PRIu64 ", next LSN %" PRIu64 ", %u SKUs, %u orders; recovery "
             "took %" PRIu64 " ms for %" PRIu64 " records",
@@ -405,7 +411,7 @@ hsd_serve(hsd_daemon *d, int *notify_fd)
 fail:
     hsd_log(HSD_ERROR, "%s", msg);
     hsd_notify(notify_fd, msg);
-    if (d->spiller_running || d->checkpointer_running)
+    if (d->spiller_running || d->checkpointer_running || d->evictor_running)
         _exit(HSD_EXIT_FAILURE); /* threads cannot be unwound: as a crash */
     if (d->control_running)
         hsd_control_stop(d);

@@ -30,11 +30,12 @@
  *
  * Order of the steps, and why:
  *   1. fence the old segment          nothing new may enter its ring
- *   2. load the checkpoint            counters up to C; its applied LSN A
- *   3. scan the queue from min(C, A) + 1, cut a torn tail, fold records
- *      > C into the shadow, index every order with a record > A (orders
- *      whose records are all <= A were drained into PostgreSQL's ledger:
- *      they are evicted, and the new segment's evicted_lsn says so)
+ *   2. load the checkpoint            counters up to C; its applied LSN A;
+ *      open DIR/evicted.filter         its watermark F (evictor.c)
+ *   3. scan the queue from min(C, A, F) + 1, cut a torn tail, fold records
+ *      > C into the shadow, index every order with a record > F (orders
+ *      whose records are all <= F were evicted online and are in the
+ *      filter: the new segment's evicted_lsn is F)
  *   4. salvage the old ring after the on-disk tail: published records
  *      keep their LSNs, abandoned or damaged slots become NOOPs
  *   5. fdatasync the salvaged records AND every queue file (the old daemon
@@ -42,7 +43,7 @@
  *   6. mark the old segment DEAD and unlink its name; only now may it go,
  *      since until step 5 its ring held the only copy of those records
  *   7. checkpoint (counters at the last LSN, new generation) and recycle
- *   8. create the new segment: counters, order index, positions
+ *   8. create the new segment: counters, order index, filter, positions
  *
  * Any failure refuses the start with one ERROR line naming the file,
  * offset and LSN where that is known; nothing damaged is skipped.
@@ -230,8 +231,8 @@ hsd_order_map_put(hsd_order_map *m, const hs_record *rec)
  */
 typedef struct hsd_replay {
     hs_shadow *shadow;
-    hs_lsn ckpt_lsn;    /* C: records after it are folded */
-    hs_lsn applied_lsn; /* A: orders with a record after it are indexed */
+    hs_lsn ckpt_lsn;  /* C: records after it are folded */
+    hs_lsn index_lsn; /* F: orders with a record after it are indexed */
     hsd_order_map orders;
     uint64_t folded;
     char error[1024];
@@ -251,7 +252,7 @@ hsd_replay_record(hsd_replay *rp, const hs_record *rec)
         rp->folded++;
     }
     if ((rec->type == HS_REC_DEDUCT || rec->type == HS_REC_REFUND) && rec->order_len > 0 &&
-        rec->lsn > rp->applied_lsn && hsd_order_map_put(&rp->orders, rec) != 0) {
+        rec->lsn > rp->index_lsn && hsd_order_map_put(&rp->orders, rec) != 0) {
         snprintf(rp->error, sizeof(rp->error), "out of memory indexing orders at LSN %" PRIu64,
                  rec->lsn);
         return 1;
@@ -552,14 +553,16 @@ hsd_prefault_main(void *arg)
 }
 
 static int
-hsd_build_segment(hsd_daemon *d, hsd_replay *rp, hs_lsn last, hs_lsn evicted, hs_lsn applied,
-                  hs_lsn ckpt)
+hsd_build_segment(hsd_daemon *d, hsd_replay *rp, hs_lsn last, const hs_filter_meta *filter,
+                  hs_lsn applied, hs_lsn ckpt)
 {
     hs_segment_sizes sizes = {
         .sku_capacity = hsd_pow2_ceil(d->settings.sku_capacity),
         .order_capacity = hsd_pow2_ceil(d->settings.order_capacity),
         .ring_capacity = hsd_pow2_ceil(d->settings.ring_capacity),
+        .filter_blocks = (uint32_t)(filter->bytes / sizeof(hs_filter_block)),
     };
+    const hs_lsn evicted = filter->lsn;
     hs_header *h;
     uint32_t skus = 0, orders = 0;
     hsd_prefault prefault;
@@ -569,12 +572,14 @@ hsd_build_segment(hsd_daemon *d, hsd_replay *rp, hs_lsn last, hs_lsn evicted, hs
 
     if (hsd_check_shm_space(&sizes) != 0)
         return -1;
-    h = hs_segment_create(d->dir, &sizes, d->generation, evicted);
+    h = hs_segment_create(d->dir, &sizes, d->generation, evicted, filter->legacy > 0);
     if (h == NULL) {
         hsd_log(HSD_ERROR, "%s", hs_last_error());
         return -1;
     }
     d->seg = h;
+    if (hsd_filter_load(d, h) != 0)
+        return -1;
 
     if (rp->orders.count > 65536) {
         /* the order table and the ring; each page is faulted once, by
@@ -622,8 +627,7 @@ hsd_build_segment(hsd_daemon *d, hsd_replay *rp, hs_lsn last, hs_lsn evicted, hs
         if (r != HS_OK) {
             hsd_log(HSD_ERROR,
                     "cannot rebuild the order index: %s after %u of %u orders with records "
-                    "after LSN %" PRIu64 " (order_capacity %u): raise order_capacity (online "
-                    "compaction of the order index is not implemented)",
+                    "after LSN %" PRIu64 " (order_capacity %u): raise order_capacity",
                     hs_result_name(r), orders, rp->orders.count, evicted, sizes.order_capacity);
             goto done;
         }
@@ -667,6 +671,7 @@ hsd_recover(hsd_daemon *d)
     uint64_t t0 = hs_now_monotonic_ms(), cpu0 = hsd_cpu_ms();
     hsd_old_segment old;
     hsd_replay rp;
+    hs_filter_meta filter;
     hs_qf_scan_result res;
     hs_record *salvage = NULL;
     uint32_t nsalvage = 0;
@@ -695,7 +700,12 @@ hsd_recover(hsd_daemon *d)
     applied = d->shadow.applied_lsn;
     if (old.h != NULL && old.applied > applied)
         applied = old.applied;
-    from = (ckpt < applied ? ckpt : applied) + 1;
+    if (hsd_filter_open(d, loaded > 0, applied, &filter) != 0)
+        goto fail;
+    from = (ckpt < applied ? ckpt : applied);
+    if (filter.lsn < from)
+        from = filter.lsn;
+    from++;
     if (loaded)
         hsd_log(HSD_LOG,
                 "loaded checkpoint: LSN %" PRIu64 ", applied LSN %" PRIu64 ", generation %" PRIu64
@@ -734,7 +744,7 @@ hsd_recover(hsd_daemon *d)
     free(files);
     rp.shadow = &d->shadow;
     rp.ckpt_lsn = ckpt;
-    rp.applied_lsn = applied;
+    rp.index_lsn = filter.lsn;
     if (hs_qf_scan(d->dir, from, true, hsd_replay_visit, &rp, &res) != 0) {
         if (rp.error[0] != '\0')
             hsd_log(HSD_ERROR, "refusing to start: %s", rp.error);
@@ -759,9 +769,9 @@ hsd_recover(hsd_daemon *d)
     if (nfiles > 0 && start > from) {
         hsd_log(HSD_ERROR,
                 "refusing to start: recovery needs the queue from LSN %" PRIu64
-                " (checkpoint LSN %" PRIu64 ", applied LSN %" PRIu64 ") but it starts at LSN "
-                "%" PRIu64,
-                from, ckpt, applied, start);
+                " (checkpoint LSN %" PRIu64 ", applied LSN %" PRIu64 ", filter LSN %" PRIu64
+                ") but it starts at LSN %" PRIu64,
+                from, ckpt, applied, filter.lsn, start);
         goto fail;
     }
     if (last < ckpt) {
@@ -829,9 +839,9 @@ hsd_recover(hsd_daemon *d)
     }
 
     /* 8. the new segment (state STARTING) */
-    /* orders whose every record is <= A are in PostgreSQL's ledger and
-     * were not indexed (the eviction rule): evicted_lsn = A */
-    if (hsd_build_segment(d, &rp, last, applied, applied, last) != 0)
+    /* orders whose every record is <= F are in the filter and were not
+     * indexed: evicted_lsn = F */
+    if (hsd_build_segment(d, &rp, last, &filter, applied, last) != 0)
         goto fail;
 
     hsd_order_map_free(&rp.orders);

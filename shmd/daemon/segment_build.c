@@ -46,7 +46,7 @@
  * returned mapping is the caller's (hs_segment_unmap). */
 hs_header *
 hs_segment_create(const char *real_dir, const hs_segment_sizes *sizes, uint64_t generation,
-                  hs_lsn evicted_lsn)
+                  hs_lsn evicted_lsn, bool filter_legacy)
 {
     char name[128];
     hs_header layout;
@@ -100,7 +100,11 @@ hs_segment_create(const char *real_dir, const hs_segment_sizes *sizes, uint64_t 
     h->sku_offset = layout.sku_offset;
     h->order_offset = layout.order_offset;
     h->ring_offset = layout.ring_offset;
-    h->evicted_lsn = evicted_lsn;
+    h->stripe_offset = layout.stripe_offset;
+    h->filter_offset = layout.filter_offset;
+    h->filter_blocks = layout.filter_blocks;
+    h->filter_legacy = filter_legacy ? 1 : 0;
+    atomic_store_explicit(&h->evicted_lsn, evicted_lsn, memory_order_relaxed);
     h->created_unix_ms = hs_now_unix_us() / 1000;
     snprintf(h->data_dir, sizeof(h->data_dir), "%s", real_dir);
     atomic_store_explicit(&h->heartbeat_ms, hs_now_monotonic_ms(), memory_order_relaxed);
@@ -135,7 +139,8 @@ valid_len(const char *s, size_t len, size_t max)
 }
 
 /* See segment.h.  Daemon build only (state STARTING, one thread): inserts
- * with a final state (DEDUCTED, FAILED or REFUNDED) and no owner.  HS_OK,
+ * with a final state (DEDUCTED, FAILED or REFUNDED) and no owner, counting
+ * itself in `passed` of the slots it passes (segment.h, EVICTION).  HS_OK,
  * HS_DUPLICATE (*index: the id is there already), HS_TABLE_FULL,
  * HS_BAD_ARGUMENT (bad length or a non-final state). */
 hs_result
@@ -171,6 +176,9 @@ hs_order_install(hs_header *h, const char *order_id, size_t len, uint32_t sku_in
             atomic_store_explicit(&o->xid, xid, memory_order_relaxed);
             atomic_store_explicit(&o->state, HS_STATE_WORD(state, 0), memory_order_relaxed);
             atomic_fetch_add_explicit(&h->order_count, 1, memory_order_relaxed);
+            for (uint32_t j = 0; j < i; j++)
+                atomic_fetch_add_explicit(&table[(uint32_t)(hash + j) & mask].passed, 1,
+                                          memory_order_relaxed);
             *index = k;
             return HS_OK;
         }

@@ -107,7 +107,8 @@ typedef enum hs_order_slot_state {
     HS_INDEX_FAILED = 4,    /* last deduct failed (sold out, ...); retryable */
     HS_INDEX_REFUNDING = 5, /* a refund is in flight or claimed (owner pid) */
     HS_INDEX_REFUNDED = 6,
-    HS_INDEX_DEAD = 7 /* insert abandoned by a dead process; never matches */
+    HS_INDEX_DEAD = 7, /* insert abandoned by a dead process; never matches */
+    HS_INDEX_EVICTING = 8 /* being evicted by the daemon; never matches */
 } hs_order_slot_state;
 
 /* The answer of hs_order_status() (HS_ORDER_STATUS_*), folded from the
@@ -133,7 +134,7 @@ typedef enum hs_result {
     HS_DAEMON_DOWN,      /* no daemon serves the segment (or it died mid-call) */
     HS_VERSION_MISMATCH, /* segment of another layout version or magic */
     HS_IO_ERROR,         /* a system call failed; see hs_last_error() */
-    HS_EVICTED_CHANGED,  /* hs_deduct_checked: more orders were evicted than checked */
+    HS_EVICTED_CHANGED,  /* hs_deduct_checked: the id may be evicted; check up to hs_evicted_lsn() */
     HS_RESULT_COUNT_
 } hs_result;
 
@@ -171,12 +172,15 @@ hs_result hs_deduct(hs_client *c, const char *sku, size_t sku_len, int32_t qty,
 
 /*
  * hs_deduct for a caller that keeps evicted orders elsewhere (the SQL
- * layer's ledger) and has checked that order_id is not one of the orders
- * evicted up to evicted_checked (a value of hs_evicted_lsn()).  If the
- * segment the call runs in evicted more (the handle re-attached to a
- * restarted daemon in between), nothing is done and HS_EVICTED_CHANGED
- * asks the caller to check again: claiming the id there could deduct an
- * evicted order a second time.  hs_deduct() checks nothing.
+ * layer's ledger).  The daemon evicts drained orders from the index online
+ * and remembers their ids in a filter; when the index does not know
+ * order_id but the filter says it may have been evicted (a retry of an old
+ * order, or a false positive), and the caller has not checked its ledger up
+ * to the segment's evicted LSN (evicted_checked, a value of
+ * hs_evicted_lsn() read BEFORE the ledger was read), nothing is done and
+ * HS_EVICTED_CHANGED asks the caller to look in its ledger and call again
+ * with evicted_checked = the hs_evicted_lsn() it read first.  hs_deduct()
+ * checks nothing (it would deduct an evicted order id anew).
  */
 hs_result hs_deduct_checked(hs_client *c, const char *sku, size_t sku_len, int32_t qty,
                             const char *order_id, size_t order_len, uint64_t xid,
@@ -279,8 +283,9 @@ hs_result hs_put_sku(hs_client *c, const char *sku, size_t sku_len, int64_t stoc
 hs_result hs_add_stock(hs_client *c, const char *sku, size_t sku_len, int64_t delta,
                        int64_t *available, hs_lsn *lsn);
 
-/* Orders whose every record has LSN <= this may be absent from the index
- * (evicted after they were drained): consult the durable ledger for them. */
+/* Orders the daemon evicted from the index had every record at or below
+ * this LSN (it only grows while a daemon runs; 0: none evicted): an order
+ * the index does not know may be one of them, in the durable ledger. */
 hs_lsn hs_evicted_lsn(hs_client *c);
 
 /* Drain: publish the last LSN applied durably by the consumer. */
@@ -297,6 +302,9 @@ typedef struct hs_status {
     uint64_t heartbeat_age_ms;
     uint64_t abandoned_records;
     uint64_t last_flush_unix_ms;
+    uint64_t evictions;    /* order entries evicted online since the segment was built */
+    uint64_t filter_ids;   /* ids in the evicted-order filter */
+    uint64_t filter_bytes; /* its size */
 } hs_status;
 
 hs_result hs_get_status(hs_client *c, hs_status *out);

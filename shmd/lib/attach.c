@@ -296,7 +296,8 @@ hs_evicted_lsn(hs_client *c)
     h = client_segment(c, &r);
     if (h == NULL) /* the last known value; immutable per generation */
         h = atomic_load_explicit(&c->seg, memory_order_acquire);
-    return h->evicted_lsn;
+    /* seq_cst: see segment.h, EVICTION. */
+    return atomic_load(&h->evicted_lsn);
 }
 
 hs_result
@@ -353,7 +354,7 @@ hs_get_status(hs_client *c, hs_status *out)
     out->durable_lsn = atomic_load_explicit(&h->durable_lsn, memory_order_relaxed);
     out->applied_lsn = atomic_load_explicit(&h->applied_lsn, memory_order_relaxed);
     out->checkpoint_lsn = atomic_load_explicit(&h->checkpoint_lsn, memory_order_relaxed);
-    out->evicted_lsn = h->evicted_lsn;
+    out->evicted_lsn = atomic_load(&h->evicted_lsn);
     out->sku_count = atomic_load_explicit(&h->sku_count, memory_order_relaxed);
     out->sku_capacity = h->sku_capacity;
     out->order_count = atomic_load_explicit(&h->order_count, memory_order_relaxed);
@@ -364,6 +365,10 @@ hs_get_status(hs_client *c, hs_status *out)
     now = hs_now_monotonic_ms();
     out->heartbeat_age_ms = now > beat ? now - beat : 0;
     out->abandoned_records = atomic_load_explicit(&h->abandoned_records, memory_order_relaxed);
+    /* Relaxed: statistics. */
+    out->evictions = atomic_load_explicit(&h->evictions, memory_order_relaxed);
+    out->filter_ids = atomic_load_explicit(&h->filter_ids, memory_order_relaxed);
+    out->filter_bytes = (uint64_t)h->filter_blocks * sizeof(hs_filter_block);
     out->last_flush_unix_ms = atomic_load_explicit(&h->last_flush_unix_ms, memory_order_relaxed);
     return r;
 }

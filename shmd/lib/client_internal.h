@@ -118,7 +118,9 @@ HS_INTERNAL hs_result sku_lookup(hs_client *c, hs_header *h, const char *sku, si
                                  bool create, uint32_t *index);
 HS_INTERNAL hs_result order_probe(const hs_client *c, hs_header *h, const char *order_id,
                                   size_t len, const order_insert *ins, uint32_t *index,
-                                  bool *inserted);
+                                  uint32_t *ver, bool *inserted);
+HS_INTERNAL bool order_still(hs_order_slot *o, uint32_t ver);
+HS_INTERNAL void order_set(hs_order_slot *o, unsigned state);
 HS_INTERNAL hs_result order_resolve_dead(hs_client *c, hs_header *h, hs_order_slot *o, uint64_t w);
 HS_INTERNAL void order_fail(hs_order_slot *o);
 HS_INTERNAL void order_unclaim(hs_order_slot *o);

@@ -5,9 +5,11 @@
  *
  * One probing scheme (open addressing, linear probe), shared by every
  * call; the daemon's build installs recovered orders with its own loop
- * (shmd/daemon/segment_build.c).  A slot is claimed EMPTY -> INSERTING(pid)
- * -> PENDING(pid) by CAS; only the owner moves an owned slot on while its
- * pid lives; a waiter that finds the owner dead takes the slot over and
+ * (shmd/daemon/segment_build.c) and its evictor empties order slots
+ * (shmd/daemon/evictor.c), both by the rules of segment.h (EVICTION).  A
+ * slot is claimed EMPTY -> INSERTING(pid) -> PENDING(pid) by CAS under the
+ * id's stripe lock; only the owner moves an owned slot on while its pid
+ * lives; a waiter that finds the owner dead takes the slot over and
  * decides from `recorded` once the spiller passed every reserved LSN.
  *
  *-------------------------------------------------------------------------
@@ -157,63 +159,55 @@ order_owned_state(unsigned state)
     return state == HS_INDEX_PENDING || state == HS_INDEX_REFUNDING;
 }
 
-/*
- * Probe the order index for order_id.  Found: HS_OK, *index, *inserted
- * false.  Absent: with ins, inserted as ins->state owned by this process
- * (HS_OK, *inserted true); without, HS_NOT_FOUND.  HS_TABLE_FULL when
- * absent and no slot is free; HS_QUEUE_FULL / HS_DAEMON_DOWN when a slot
- * being inserted by a live process stays so (see owner_wait_step).
- */
-hs_result
-order_probe(const hs_client *c, hs_header *h, const char *order_id, size_t len,
-            const order_insert *ins, uint32_t *index, bool *inserted)
+/* States whose slot holds a key (written while INSERTING, immutable until
+ * the slot is evicted). */
+static inline bool
+order_keyed_state(unsigned state)
 {
-    const uint64_t hash = hs_hash(order_id, len);
+    return state >= HS_INDEX_PENDING && state <= HS_INDEX_REFUNDED;
+}
+
+/* Does slot o still hold the entry of version ver, with a key?  For readers
+ * of key fields and of sku_index/qty: the acquire fence keeps those reads
+ * before this load, so a slot evicted and reused while they were read is
+ * noticed (its version moved on). */
+bool
+order_still(hs_order_slot *o, uint32_t ver)
+{
+    uint64_t w;
+
+    atomic_thread_fence(memory_order_acquire);
+    w = atomic_load_explicit(&o->state, memory_order_relaxed);
+    return HS_VER_OF(w) == ver && order_keyed_state(HS_STATE_OF(w));
+}
+
+/*
+ * Look order_id up (see segment.h, EVICTION): walk from its home slot,
+ * stop at the first slot that does not hold it and has passed == 0.
+ * HS_OK with *index and *ver (the version of the slot that holds it),
+ * HS_NOT_FOUND, or HS_QUEUE_FULL / HS_DAEMON_DOWN when a slot being
+ * inserted by a live process stays so (see owner_wait_step).
+ */
+static hs_result
+order_lookup(const hs_client *c, hs_header *h, const char *order_id, size_t len, uint64_t hash,
+             uint32_t *index, uint32_t *ver)
+{
     const uint32_t mask = h->order_capacity - 1;
     hs_order_slot *table = hs_order_table(h);
-    const pid_t me = self_pid();
     hs_result r;
 
-    *inserted = false;
     for (uint32_t i = 0; i <= mask; i++) {
         uint32_t k = (uint32_t)(hash + i) & mask;
         hs_order_slot *o = &table[k];
         owner_wait ow = {0, 0};
 
         for (;;) {
-            /* Acquire: pairs with the release store that ended INSERTING,
-             * which publishes the key. */
-            uint64_t w = atomic_load_explicit(&o->state, memory_order_acquire);
+            /* seq_cst (an acquire, and in the total order with the
+             * evictor's stores): pairs with the release that published the
+             * key.  See segment.h, EVICTION. */
+            uint64_t w = atomic_load(&o->state);
             unsigned state = HS_STATE_OF(w);
 
-            if (state == HS_INDEX_EMPTY) {
-                if (ins == NULL)
-                    return HS_NOT_FOUND;
-                /* acq_rel: we own the slot from here; on failure we look at
-                 * the winner's word (acquire). */
-                if (!atomic_compare_exchange_strong_explicit(
-                        &o->state, &w, HS_STATE_WORD(HS_INDEX_INSERTING, me), memory_order_acq_rel,
-                        memory_order_acquire))
-                    continue;
-                o->hash = hash;
-                o->order_len = (uint8_t)len;
-                memcpy(o->order_id, order_id, len);
-                o->order_id[len] = '\0';
-                o->sku_index = ins->sku_index;
-                o->qty = ins->qty;
-                /* Relaxed: published by the release store below. */
-                atomic_store_explicit(&o->deducted_lsn, 0, memory_order_relaxed);
-                atomic_store_explicit(&o->xid, 0, memory_order_relaxed);
-                /* Release: publishes key, sku and qty; pairs with the acquire
-                 * load of every prober and waiter. */
-                atomic_store_explicit(&o->state, HS_STATE_WORD(ins->state, me),
-                                      memory_order_release);
-                /* Relaxed: a statistic. */
-                atomic_fetch_add_explicit(&h->order_count, 1, memory_order_relaxed);
-                *index = k;
-                *inserted = true;
-                return HS_OK;
-            }
             if (state == HS_INDEX_INSERTING) {
                 /* The key is not written yet and may be ours: wait. */
                 int step = owner_wait_step(c, h, &ow, w, &r);
@@ -222,25 +216,151 @@ order_probe(const hs_client *c, hs_header *h, const char *order_id, size_t len,
                 if (step > 0)
                     /* acq_rel; see hs_sku_find(). */
                     atomic_compare_exchange_strong_explicit(
-                        &o->state, &w, HS_STATE_WORD(HS_INDEX_DEAD, 0), memory_order_acq_rel,
+                        &o->state, &w, HS_ORDER_NEXT(w, HS_INDEX_DEAD, 0), memory_order_acq_rel,
                         memory_order_acquire);
                 continue;
             }
-            if (state == HS_INDEX_DEAD || state > HS_INDEX_DEAD)
-                break;
-            /* A state with the key written (immutable from now on). */
-            if (o->hash == hash && o->order_len == len && memcmp(o->order_id, order_id, len) == 0) {
+            if (order_keyed_state(state) && o->hash == hash && o->order_len == len &&
+                memcmp(o->order_id, order_id, len) == 0) {
+                if (!order_still(o, HS_VER_OF(w)))
+                    continue; /* evicted while we read the key: look again */
                 *index = k;
+                *ver = HS_VER_OF(w);
                 return HS_OK;
             }
             break;
         }
+        /* seq_cst: see segment.h, EVICTION. */
+        if (atomic_load(&o->passed) == 0)
+            return HS_NOT_FOUND;
     }
-    if (ins == NULL)
-        return HS_NOT_FOUND;
-    hs_set_error("order index of %s is full (%u slots): raise --order-capacity", c->dir,
-                 h->order_capacity);
+    return HS_NOT_FOUND;
+}
+
+/* Take the insert lock of hash's stripe (see segment.h, EVICTION); a dead
+ * holder's lock is taken over.  HS_OK, or the owner_wait_step failure. */
+static hs_result
+stripe_lock(const hs_client *c, hs_header *h, uint64_t hash, hs_stripe **out)
+{
+    hs_stripe *s = &hs_stripes(h)[(uint32_t)(hash >> 24) & (HS_ORDER_STRIPES - 1)];
+    const pid_t me = self_pid();
+    owner_wait ow = {0, 0};
+    hs_result r;
+
+    for (;;) {
+        uint32_t holder = 0;
+        int step;
+
+        /* Acquire: the holder's slot writes (released by its unlock) are
+         * visible to our look-up. */
+        if (atomic_compare_exchange_weak_explicit(&s->holder, &holder, (uint32_t)me,
+                                                  memory_order_acquire, memory_order_relaxed)) {
+            *out = s;
+            return HS_OK;
+        }
+        if (holder == 0)
+            continue;
+        step = owner_wait_step(c, h, &ow, HS_STATE_WORD(0, holder), &r);
+        if (step < 0)
+            return r;
+        if (step > 0 && atomic_compare_exchange_strong_explicit(&s->holder, &holder, (uint32_t)me,
+                                                                memory_order_acquire,
+                                                                memory_order_relaxed)) {
+            *out = s;
+            return HS_OK;
+        }
+    }
+}
+
+static void
+stripe_unlock(hs_stripe *s)
+{
+    /* Release: pairs with the next holder's acquire. */
+    atomic_store_explicit(&s->holder, 0, memory_order_release);
+}
+
+/* Insert order_id, absent (we hold its stripe lock), as ins->state owned
+ * by us: add 1 to `passed` of every slot we cannot claim, claim the first
+ * EMPTY one.  HS_OK (*index, *ver) or HS_TABLE_FULL (increments undone). */
+static hs_result
+order_insert_new(const hs_client *c, hs_header *h, const char *order_id, size_t len,
+                 uint64_t hash, const order_insert *ins, uint32_t *index, uint32_t *ver)
+{
+    const uint32_t mask = h->order_capacity - 1;
+    hs_order_slot *table = hs_order_table(h);
+    const pid_t me = self_pid();
+
+    for (uint32_t i = 0; i <= mask; i++) {
+        uint32_t k = (uint32_t)(hash + i) & mask;
+        hs_order_slot *o = &table[k];
+        uint64_t w = atomic_load(&o->state);
+
+        /* seq_cst: we own the slot from here on; see segment.h, EVICTION. */
+        if (HS_STATE_OF(w) == HS_INDEX_EMPTY &&
+            atomic_compare_exchange_strong(&o->state, &w,
+                                           HS_ORDER_NEXT(w, HS_INDEX_INSERTING, me))) {
+            o->hash = hash;
+            o->order_len = (uint8_t)len;
+            memcpy(o->order_id, order_id, len);
+            o->order_id[len] = '\0';
+            o->sku_index = ins->sku_index;
+            o->qty = ins->qty;
+            /* Relaxed: published by the release store below.  A reused
+             * slot starts with no record of its own. */
+            atomic_store_explicit(&o->recorded, 0, memory_order_relaxed);
+            atomic_store_explicit(&o->deducted_lsn, 0, memory_order_relaxed);
+            atomic_store_explicit(&o->xid, 0, memory_order_relaxed);
+            /* Release: publishes key, sku and qty; pairs with the acquire
+             * load of every prober and waiter. */
+            atomic_store_explicit(&o->state, HS_ORDER_NEXT(w, ins->state, me),
+                                  memory_order_release);
+            /* Relaxed: a statistic. */
+            atomic_fetch_add_explicit(&h->order_count, 1, memory_order_relaxed);
+            *index = k;
+            *ver = HS_VER_OF(w);
+            return HS_OK;
+        }
+        /* seq_cst: before our claim beyond it; see segment.h, EVICTION. */
+        atomic_fetch_add(&o->passed, 1);
+    }
+    for (uint32_t i = 0; i <= mask; i++)
+        atomic_fetch_sub(&table[(uint32_t)(hash + i) & mask].passed, 1);
+    hs_set_error("order index of %s is full (%u slots): raise --order-capacity, or lower "
+                 "order_retention",
+                 c != NULL ? c->dir : "?", h->order_capacity);
     return HS_TABLE_FULL;
+}
+
+/*
+ * Probe the order index for order_id.  Found: HS_OK, *index, *ver (the
+ * slot's version: a later state with another version is another entry),
+ * *inserted false.  Absent: with ins, inserted as ins->state owned by this
+ * process under the id's stripe lock (HS_OK, *inserted true); without,
+ * HS_NOT_FOUND.  HS_TABLE_FULL when absent and no slot is free;
+ * HS_QUEUE_FULL / HS_DAEMON_DOWN when a slot being inserted by a live
+ * process stays so (see owner_wait_step).
+ */
+hs_result
+order_probe(const hs_client *c, hs_header *h, const char *order_id, size_t len,
+            const order_insert *ins, uint32_t *index, uint32_t *ver, bool *inserted)
+{
+    const uint64_t hash = hs_hash(order_id, len);
+    hs_stripe *lock;
+    hs_result r;
+
+    *inserted = false;
+    if (ins == NULL)
+        return order_lookup(c, h, order_id, len, hash, index, ver);
+    r = stripe_lock(c, h, hash, &lock);
+    if (r != HS_OK)
+        return r;
+    r = order_lookup(c, h, order_id, len, hash, index, ver);
+    if (r == HS_NOT_FOUND) {
+        r = order_insert_new(c, h, order_id, len, hash, ins, index, ver);
+        *inserted = r == HS_OK;
+    }
+    stripe_unlock(lock);
+    return r;
 }
 
 /* See segment.h: HS_OK (*index) or HS_NOT_FOUND.  Waits for a slot being
@@ -248,9 +368,10 @@ order_probe(const hs_client *c, hs_header *h, const char *order_id, size_t len,
 hs_result
 hs_order_find(hs_header *h, const char *order_id, size_t len, uint32_t *index)
 {
+    uint32_t ver;
     bool inserted;
 
-    return order_probe(NULL, h, order_id, len, NULL, index, &inserted);
+    return order_probe(NULL, h, order_id, len, NULL, index, &ver, &inserted);
 }
 
 /*
@@ -304,7 +425,7 @@ hs_result
 order_resolve_dead(hs_client *c, hs_header *h, hs_order_slot *o, uint64_t w)
 {
     const unsigned state = HS_STATE_OF(w);
-    const uint64_t mine = HS_STATE_WORD(state, self_pid());
+    const uint64_t mine = HS_ORDER_NEXT(w, state, self_pid());
     uint64_t recorded, deducted, final;
     hs_result r;
 
@@ -331,27 +452,37 @@ order_resolve_dead(hs_client *c, hs_header *h, hs_order_slot *o, uint64_t w)
     if (state == HS_INDEX_PENDING) {
         if (recorded != 0) {
             atomic_store_explicit(&o->deducted_lsn, recorded, memory_order_relaxed);
-            final = HS_STATE_WORD(HS_INDEX_DEDUCTED, 0);
+            final = HS_ORDER_NEXT(w, HS_INDEX_DEDUCTED, 0);
         } else {
-            final = HS_STATE_WORD(HS_INDEX_FAILED, 0);
+            final = HS_ORDER_NEXT(w, HS_INDEX_FAILED, 0);
         }
     } else {
         if (recorded > deducted)
-            final = HS_STATE_WORD(HS_INDEX_REFUNDED, 0);
+            final = HS_ORDER_NEXT(w, HS_INDEX_REFUNDED, 0);
         else
-            final = HS_STATE_WORD(deducted != 0 ? HS_INDEX_DEDUCTED : HS_INDEX_FAILED, 0);
+            final = HS_ORDER_NEXT(w, deducted != 0 ? HS_INDEX_DEDUCTED : HS_INDEX_FAILED, 0);
     }
     /* Release: publishes deducted_lsn with the settled state; we own it. */
     atomic_store_explicit(&o->state, final, memory_order_release);
     return HS_OK;
 }
 
-/* Give up a PENDING claim that deducted nothing.  We own it: a store. */
+/* Move a slot we own to state (no owner), keeping its version.  Relaxed
+ * load: only we change an owned slot. */
+void
+order_set(hs_order_slot *o, unsigned state)
+{
+    uint64_t w = atomic_load_explicit(&o->state, memory_order_relaxed);
+
+    /* Release: pairs with the acquire load of waiters. */
+    atomic_store_explicit(&o->state, HS_ORDER_NEXT(w, state, 0), memory_order_release);
+}
+
+/* Give up a PENDING claim that deducted nothing. */
 void
 order_fail(hs_order_slot *o)
 {
-    /* Release: pairs with the acquire load of waiters. */
-    atomic_store_explicit(&o->state, HS_STATE_WORD(HS_INDEX_FAILED, 0), memory_order_release);
+    order_set(o, HS_INDEX_FAILED);
 }
 
 /* Release our REFUNDING claim without a refund. */
@@ -362,8 +493,5 @@ order_unclaim(hs_order_slot *o)
      * which our claim acquired. */
     uint64_t deducted = atomic_load_explicit(&o->deducted_lsn, memory_order_relaxed);
 
-    /* Release: pairs with the acquire load of waiters. */
-    atomic_store_explicit(&o->state,
-                          HS_STATE_WORD(deducted != 0 ? HS_INDEX_DEDUCTED : HS_INDEX_FAILED, 0),
-                          memory_order_release);
+    order_set(o, deducted != 0 ? HS_INDEX_DEDUCTED : HS_INDEX_FAILED);
 }

@@ -81,8 +81,9 @@ refund_apply(hs_client *c, hs_header *h, uint32_t oi, uint16_t flags, hs_lsn *ls
     }
     /* The record is published: now the units may be sold again. */
     counter_give(&hs_sku_table(h)[si], q);
-    /* Release: pairs with the acquire load of waiters and retries. */
-    atomic_store_explicit(&o->state, HS_STATE_WORD(HS_INDEX_REFUNDED, 0), memory_order_release);
+    /* Release (in order_set): pairs with the acquire load of waiters and
+     * retries. */
+    order_set(o, HS_INDEX_REFUNDED);
     if (lsn != NULL)
         *lsn = at;
     if (qty != NULL)
@@ -104,7 +105,7 @@ refund_common(hs_client *c, const char *order_id, size_t order_len, refund_mode 
 {
     hs_header *h;
     hs_order_slot *o;
-    uint32_t oi;
+    uint32_t oi, ver;
     owner_wait ow = {0, 0};
     bool inserted;
     hs_result r = HS_OK;
@@ -119,20 +120,24 @@ refund_common(hs_client *c, const char *order_id, size_t order_len, refund_mode 
         hs_set_error("refund: order id must be 1..%d bytes", HS_ORDER_ID_MAX);
         return HS_BAD_ARGUMENT;
     }
+again:
     h = client_segment(c, &r);
     if (h == NULL)
         return r;
-    r = order_probe(c, h, order_id, order_len, NULL, &oi, &inserted);
+    r = order_probe(c, h, order_id, order_len, NULL, &oi, &ver, &inserted);
     if (r != HS_OK)
         return r;
     o = &hs_order_table(h)[oi];
     for (;;) {
-        /* Acquire: pairs with the release store of the last state change. */
-        uint64_t w = atomic_load_explicit(&o->state, memory_order_acquire);
+        /* seq_cst (an acquire): pairs with the release store of the last
+         * state change. */
+        uint64_t w = atomic_load(&o->state);
         unsigned state = HS_STATE_OF(w);
         pid_t owner = HS_PID_OF(w);
         int step;
 
+        if (HS_VER_OF(w) != ver || state == HS_INDEX_EVICTING)
+            goto again; /* evicted since we found it: look again */
         if (state == HS_INDEX_DEDUCTED) {
             /* Relaxed: published with DEDUCTED, which the load above
              * acquired; it never changes while the order is DEDUCTED. */
@@ -144,7 +149,7 @@ refund_common(hs_client *c, const char *order_id, size_t order_len, refund_mode 
             /* acq_rel: the claim; its acquire half makes deducted_lsn,
              * sku_index and qty ours to read. */
             if (!atomic_compare_exchange_strong_explicit(
-                    &o->state, &w, HS_STATE_WORD(HS_INDEX_REFUNDING, self_pid()),
+                    &o->state, &w, HS_ORDER_NEXT(w, HS_INDEX_REFUNDING, self_pid()),
                     memory_order_acq_rel, memory_order_relaxed))
                 continue;
             if (mode == REFUND_CLAIM)
@@ -221,7 +226,7 @@ hs_refund_release(hs_client *c, const char *order_id, size_t order_len)
 {
     hs_header *h;
     hs_order_slot *o;
-    uint32_t oi;
+    uint32_t oi, ver;
     bool inserted;
     hs_result r = HS_OK;
     uint64_t w;
@@ -233,12 +238,15 @@ hs_refund_release(hs_client *c, const char *order_id, size_t order_len)
     h = client_segment(c, &r);
     if (h == NULL)
         return r;
-    r = order_probe(c, h, order_id, order_len, NULL, &oi, &inserted);
+    r = order_probe(c, h, order_id, order_len, NULL, &oi, &ver, &inserted);
     if (r != HS_OK)
         return r;
     o = &hs_order_table(h)[oi];
-    /* Acquire: pairs with the release store of the last state change. */
+    /* Acquire: pairs with the release store of the last state change.  An
+     * entry of another version is not ours (an owned one is never evicted). */
     w = atomic_load_explicit(&o->state, memory_order_acquire);
+    if (HS_VER_OF(w) != ver)
+        return HS_OK;
     if (HS_STATE_OF(w) == HS_INDEX_REFUNDED)
         return HS_ALREADY_REFUNDED;
     if (HS_STATE_OF(w) == HS_INDEX_REFUNDING && HS_PID_OF(w) == self_pid())
@@ -253,7 +261,7 @@ hs_refund_evicted(hs_client *c, const char *sku, size_t sku_len, int32_t qty, co
     order_insert ins = {HS_INDEX_REFUNDING, 0, qty};
     hs_header *h;
     hs_order_slot *o;
-    uint32_t si, oi;
+    uint32_t si, oi, ver;
     owner_wait ow = {0, 0};
     bool inserted;
     hs_result r = HS_OK;
@@ -266,6 +274,7 @@ hs_refund_evicted(hs_client *c, const char *sku, size_t sku_len, int32_t qty, co
                      HS_SKU_MAX, HS_QTY_MAX);
         return HS_BAD_ARGUMENT;
     }
+again:
     h = client_segment(c, &r);
     if (h == NULL)
         return r;
@@ -273,16 +282,19 @@ hs_refund_evicted(hs_client *c, const char *sku, size_t sku_len, int32_t qty, co
     if (r != HS_OK)
         return r;
     ins.sku_index = si;
-    r = order_probe(c, h, order_id, order_len, &ins, &oi, &inserted);
+    r = order_probe(c, h, order_id, order_len, &ins, &oi, &ver, &inserted);
     if (r != HS_OK)
         return r;
     o = &hs_order_table(h)[oi];
     while (!inserted) {
-        /* Acquire: pairs with the release store of the last state change. */
-        uint64_t w = atomic_load_explicit(&o->state, memory_order_acquire);
+        /* seq_cst (an acquire): pairs with the release store of the last
+         * state change. */
+        uint64_t w = atomic_load(&o->state);
         unsigned state = HS_STATE_OF(w);
         int step;
 
+        if (HS_VER_OF(w) != ver || state == HS_INDEX_EVICTING)
+            goto again; /* evicted since we found it: look again */
         if (state == HS_INDEX_REFUNDED)
             return HS_ALREADY_REFUNDED;
         if (state == HS_INDEX_DEDUCTED) {
@@ -295,14 +307,14 @@ hs_refund_evicted(hs_client *c, const char *sku, size_t sku_len, int32_t qty, co
              * retry reads sku_index and qty of a REFUNDING slot, so they
              * are written before REFUNDING is released. */
             if (atomic_compare_exchange_strong_explicit(
-                    &o->state, &w, HS_STATE_WORD(HS_INDEX_PENDING, self_pid()),
+                    &o->state, &w, HS_ORDER_NEXT(w, HS_INDEX_PENDING, self_pid()),
                     memory_order_acq_rel, memory_order_relaxed)) {
                 o->sku_index = si;
                 o->qty = qty;
                 atomic_store_explicit(&o->deducted_lsn, 0, memory_order_relaxed);
                 atomic_store_explicit(&o->xid, 0, memory_order_relaxed);
                 /* Release: publishes the fields with the state. */
-                atomic_store_explicit(&o->state, HS_STATE_WORD(HS_INDEX_REFUNDING, self_pid()),
+                atomic_store_explicit(&o->state, HS_ORDER_NEXT(w, HS_INDEX_REFUNDING, self_pid()),
                                       memory_order_release);
                 break;
             }

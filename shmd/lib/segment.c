@@ -81,6 +81,7 @@ hs_segment_layout(const hs_segment_sizes *sizes, hs_header *hdr)
     assert(hs_is_pow2(sizes->sku_capacity));
     assert(hs_is_pow2(sizes->order_capacity));
     assert(hs_is_pow2(sizes->ring_capacity));
+    assert(hs_is_pow2(sizes->filter_blocks));
 
     hdr->magic = HS_SEGMENT_MAGIC;
     hdr->layout_version = HS_SEGMENT_LAYOUT_VERSION;
@@ -98,7 +99,15 @@ hs_segment_layout(const hs_segment_sizes *sizes, hs_header *hdr)
     off = HS_ALIGN_UP(off, HS_CACHE_LINE);
     hdr->ring_offset = off;
     off += (uint64_t)sizes->ring_capacity * sizeof(hs_ring_slot);
-    hdr->total_size = HS_ALIGN_UP(off, HS_CACHE_LINE);
+    off = HS_ALIGN_UP(off, HS_CACHE_LINE);
+    hdr->stripe_offset = off;
+    off += (uint64_t)HS_ORDER_STRIPES * sizeof(hs_stripe);
+    /* page-aligned: the daemon writes the filter to its file by pages */
+    off = HS_ALIGN_UP(off, 4096);
+    hdr->filter_offset = off;
+    hdr->filter_blocks = sizes->filter_blocks;
+    off += (uint64_t)sizes->filter_blocks * sizeof(hs_filter_block);
+    hdr->total_size = HS_ALIGN_UP(off, 4096);
 }
 
 /* See segment.h.  On HS_OK *hdr is a mapping of the whole segment that the

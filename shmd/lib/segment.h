@@ -15,9 +15,13 @@
  *     hs_sku_slot[]       sku_capacity slots, open addressing, linear probe
  *     hs_order_slot[]     order_capacity slots, open addressing, linear probe
  *     hs_ring_slot[]      ring_capacity slots, the write-ahead queue ring
+ *     hs_stripe[]         HS_ORDER_STRIPES insert locks of the order index
+ *     filter              filter_blocks 64-byte blocks: the evicted-order
+ *                         filter (a blocked Bloom filter, see below)
  *
- * All three capacities are powers of two.  Slots are never deleted while a
- * segment lives; a restarted daemon builds a fresh, compacted segment (a new
+ * All capacities are powers of two.  SKU slots are never deleted while a
+ * segment lives; order slots are, online, by the daemon's evictor (see
+ * "Eviction" below); a restarted daemon builds a fresh segment (a new
  * generation) from the files on disk.
  *
  * WHO WRITES WHAT, AND WHICH ORDERING PROTECTS IT
@@ -56,9 +60,11 @@
  *                     committed; the daemon reads it for recycling and
  *                     persists it in the checkpoint.
  *  header.checkpoint_lsn daemon (release) after a checkpoint is durable.
- *  header.evicted_lsn daemon, at creation: orders whose every record has
- *                     LSN <= evicted_lsn may be missing from the order index
- *                     (they are in PostgreSQL's ledger).  0: none missing.
+ *  header.evicted_lsn the evictor (seq_cst), BEFORE it evicts anything with
+ *                     it: every order id the evictor put into the filter
+ *                     had all its records at or below it (they are in
+ *                     PostgreSQL's ledger).  0: nothing was ever evicted.
+ *                     Only grows while a segment lives.
  *
  *  hs_sku_slot.state  EMPTY -> INSERTING(pid) -> READY, by CAS (acq_rel);
  *                     the name is written between the two and published by
@@ -70,7 +76,14 @@
  *                     writes it only while building a segment (state
  *                     STARTING).
  *
- *  hs_order_slot.state (owner pid << 8 | HS_ORDER_*), by CAS (acq_rel).
+ *  hs_order_slot.state (version << 32 | owner pid << 8 | HS_INDEX_*), by
+ *                     CAS (acq_rel; seq_cst where eviction is involved).
+ *                     The version is bumped only by the evictor when it
+ *                     empties the slot, and every transition keeps it: a
+ *                     CAS from a word read before an eviction fails, so a
+ *                     slot evicted and reused by another id (ABA) is never
+ *                     mistaken for the one that was found.  Readers of the
+ *                     key fields re-check the version after reading them.
  *                     EMPTY -> INSERTING -> PENDING -> DEDUCTED | FAILED;
  *                     FAILED -> PENDING (a retry after sold out);
  *                     DEDUCTED -> REFUNDING -> REFUNDED | DEDUCTED (released);
@@ -96,7 +109,47 @@
  *                     takes a FAILED one FAILED -> PENDING -> REFUNDING (its
  *                     fields written in between); such an entry
  *                     (deducted_lsn == 0) is released to FAILED, not DEDUCTED.
+ *                     DEDUCTED | REFUNDED | FAILED | DEAD -> EVICTING ->
+ *                     EMPTY(version + 1): the evictor only (see below).
+ *  hs_order_slot.passed how many ids stored beyond this slot passed over it
+ *                     when they were inserted (seq_cst fetch_add by the
+ *                     inserter before it claims its slot; fetch_sub by the
+ *                     evictor after it emptied that id's slot).
  *
+ * EVICTION (order index).  Deletion that lock-free probes survive, without
+ * tombstones:
+ *   - a lookup of id K walks from K's home slot and stops at the first slot
+ *     that does not hold K and has passed == 0 (whatever its state): every
+ *     slot between K's home and K's slot counts K in `passed`, so K is found
+ *     while it is stored, and a slot may become EMPTY again mid-chain;
+ *   - an insert of K holds the stripe lock of K's hash (hs_stripe: the pid
+ *     in the word, taken by CAS, stolen from a dead holder), looks K up, and
+ *     only if absent walks again, adding 1 to `passed` of every slot it
+ *     cannot claim, until it claims an EMPTY one.  The lock makes the look-up
+ *     and the claim one step for that id: two inserters of one id can no
+ *     longer claim two slots once EMPTY slots reappear mid-chain.  Look-ups
+ *     never take it;
+ *   - the evictor (shmd/daemon/evictor.c) publishes evicted_lsn = W, then
+ *     for an entry whose every record is <= W: puts its id into the filter
+ *     (seq_cst), CASes the state to EVICTING (the id is gone from here on:
+ *     probes pass over EVICTING), clears the slot, stores EMPTY(version+1)
+ *     (seq_cst), and takes 1 from `passed` of the slots between the id's
+ *     home and its slot (seq_cst).  FAILED entries (no record, no units)
+ *     leave without entering the filter; DEAD ones without the decrements
+ *     (their key may be half written: the counts stay one too high, which
+ *     only lengthens probes);
+ *   - a deduct that claims an absent id (or a FAILED entry) reads the filter
+ *     AFTER its claim (seq_cst).  A look-up that found the id absent read
+ *     the evictor's EMPTY, EVICTING or decrement, all after the filter bit:
+ *     an id cannot be missed by both.  A hit means "maybe evicted": the SQL
+ *     layer looks in the ledger (hs_deduct_checked, HS_EVICTED_CHANGED).
+ *
+ * THE FILTER.  filter_blocks blocks of 512 bits; an id (its 64-bit hash)
+ * sets HS_FILTER_BITS bits in one block (one cache line per probe).  Only
+ * the evictor sets bits (fetch_or, seq_cst); nothing clears them while the
+ * segment lives.  filter_legacy: the data directory has orders evicted
+ * before it had a filter (every absent id is "maybe evicted").  The
+ * daemon persists the filter in DIR/evicted.filter (shmd/format/filter_file.c).
  *  hs_ring_slot.seq   the publication word.  For LSN L (slot L & mask) it
  *                     moves, by CAS only, through
  *                       (an earlier lap's L' or L'|ABANDONED, L' < L)
@@ -142,7 +195,7 @@
 
 /* "HSTKSEG1" little-endian; the layout version changes with any struct here. */
 #define HS_SEGMENT_MAGIC UINT64_C(0x3147455354534B48)
-#define HS_SEGMENT_LAYOUT_VERSION 3
+#define HS_SEGMENT_LAYOUT_VERSION 4
 
 #define HS_HEARTBEAT_INTERVAL_MS 100
 #define HS_HEARTBEAT_DEAD_MS 3000
@@ -194,11 +247,21 @@ hs_seq_claimer(uint64_t seq)
     return (pid_t)((seq >> 32) & 0x3fffffffu);
 }
 
-/* slot state words: low 8 bits state, bits 8.. the owner's pid */
+/* slot state words: low 8 bits state, bits 8..31 the owner's pid (Linux
+ * pid_max <= 2^22), bits 32..63 the slot's version (order slots only) */
 #define HS_STATE_MASK UINT64_C(0xff)
 #define HS_STATE_OF(w) ((unsigned)((w)&HS_STATE_MASK))
-#define HS_PID_OF(w) ((pid_t)((w) >> 8))
-#define HS_STATE_WORD(state, pid) (((uint64_t)(uint32_t)(pid) << 8) | (uint64_t)(state))
+#define HS_PID_OF(w) ((pid_t)(((w) >> 8) & 0xffffffu))
+#define HS_STATE_WORD(state, pid) ((((uint64_t)(uint32_t)(pid)&0xffffffu) << 8) | (uint64_t)(state))
+#define HS_VER_OF(w) ((uint32_t)((w) >> 32))
+/* w's version with a new state and owner: every order-slot transition but
+ * the evictor's keeps the version. */
+#define HS_ORDER_NEXT(w, state, pid) (((w) & ~UINT64_C(0xffffffff)) | HS_STATE_WORD(state, pid))
+
+/* Insert locks of the order index (a power of two). */
+#define HS_ORDER_STRIPES 1024
+/* Bits an id sets in its filter block (9 bits of a mixed hash each). */
+#define HS_FILTER_BITS 7
 
 /*
  * Header.  Fields written at different rates by different parties sit on
@@ -219,7 +282,10 @@ typedef struct hs_header {
     uint64_t sku_offset;
     uint64_t order_offset;
     uint64_t ring_offset;
-    uint64_t evicted_lsn;
+    uint64_t stripe_offset;
+    uint64_t filter_offset;
+    uint32_t filter_blocks; /* 64-byte blocks, a power of two */
+    uint32_t filter_legacy; /* 1: ids evicted before the filter existed (see above) */
     uint64_t created_unix_ms;
     char data_dir[256]; /* realpath of the data directory, for status */
 
@@ -249,6 +315,12 @@ typedef struct hs_header {
      * and durability waiters return HS_IO_ERROR; nothing already published
      * is dropped.  (An fdatasync failure is fatal instead.) */
     _Atomic int32_t spill_errno;
+
+    /* the evictor's (see EVICTION above) */
+    alignas(HS_CACHE_LINE) _Atomic uint64_t evicted_lsn;
+    _Atomic uint64_t evictions;    /* entries emptied since creation */
+    _Atomic uint64_t filter_ids;   /* ids put into the filter (with the persisted ones) */
+    _Atomic uint64_t evict_passes; /* completed passes over the index */
 } hs_header;
 
 /*
@@ -275,10 +347,22 @@ typedef struct hs_order_slot {
                                       for none (PENDING owner, relaxed, BEFORE the record) */
     uint32_t sku_index;            /* slot of its SKU in this segment */
     int32_t qty;
+    _Atomic uint32_t passed; /* ids beyond this slot whose insert passed over it */
     uint8_t order_len;
     char order_id[HS_ORDER_ID_MAX + 1];
-    char pad_[128 - 8 - 8 - 8 - 8 - 8 - 4 - 4 - 1 - (HS_ORDER_ID_MAX + 1)];
+    char pad_[128 - 8 - 8 - 8 - 8 - 8 - 4 - 4 - 4 - 1 - (HS_ORDER_ID_MAX + 1)];
 } hs_order_slot;
+
+/* An insert lock of the order index: 0, or the holder's pid. */
+typedef struct hs_stripe {
+    alignas(HS_CACHE_LINE) _Atomic uint32_t holder;
+    char pad_[HS_CACHE_LINE - 4];
+} hs_stripe;
+
+/* One 512-bit block of the filter. */
+typedef struct hs_filter_block {
+    alignas(HS_CACHE_LINE) _Atomic uint64_t word[8];
+} hs_filter_block;
 
 /* A record in the ring: the SKU travels as its slot index; the spiller
  * copies the name out of the SKU table when it writes the file. */
@@ -312,6 +396,7 @@ typedef struct hs_segment_sizes {
     uint32_t sku_capacity;
     uint32_t order_capacity;
     uint32_t ring_capacity;
+    uint32_t filter_blocks;
 } hs_segment_sizes;
 
 /* Name of the shm object for a data directory: "/hotstock.<uid>.<hash>". */
@@ -339,6 +424,62 @@ hs_ring(hs_header *h)
     return (hs_ring_slot *)((char *)h + h->ring_offset);
 }
 
+static inline hs_stripe *
+hs_stripes(hs_header *h)
+{
+    return (hs_stripe *)((char *)h + h->stripe_offset);
+}
+
+static inline hs_filter_block *
+hs_filter(hs_header *h)
+{
+    return (hs_filter_block *)((char *)h + h->filter_offset);
+}
+
+/* The home slot of an id's hash in the order index. */
+static inline uint32_t
+hs_order_home(const hs_header *h, uint64_t hash)
+{
+    return (uint32_t)hash & (h->order_capacity - 1);
+}
+
+/* The filter's view of an id's hash: its block and, per word of the block,
+ * the bits it sets.  The block comes from the top bits (the index uses the
+ * low ones), the bit positions from a mixed copy (splitmix64's finalizer). */
+static inline uint32_t
+hs_filter_pattern(uint32_t blocks, uint64_t hash, uint64_t mask[8])
+{
+    uint64_t x = hash;
+
+    x = (x ^ (x >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    x = (x ^ (x >> 27)) * UINT64_C(0x94d049bb133111eb);
+    x ^= x >> 31;
+    for (int i = 0; i < 8; i++)
+        mask[i] = 0;
+    for (int i = 0; i < HS_FILTER_BITS; i++) {
+        unsigned bit = (unsigned)(x >> (9 * i)) & 511u;
+        mask[bit >> 6] |= UINT64_C(1) << (bit & 63);
+    }
+    return (uint32_t)(hash >> 40) & (blocks - 1);
+}
+
+/* May the id with this hash have been evicted?  seq_cst loads: see
+ * EVICTION above (read after the claim). */
+static inline bool
+hs_filter_maybe(hs_header *h, uint64_t hash)
+{
+    uint64_t mask[8];
+    hs_filter_block *b;
+
+    if (h->filter_legacy)
+        return true;
+    b = &hs_filter(h)[hs_filter_pattern(h->filter_blocks, hash, mask)];
+    for (int i = 0; i < 8; i++)
+        if (mask[i] != 0 && (atomic_load(&b->word[i]) & mask[i]) != mask[i])
+            return false;
+    return true;
+}
+
 /*
  * Segment lifecycle (segment.c).
  *
@@ -353,7 +494,7 @@ hs_ring(hs_header *h)
  * It does not look at state: callers do.
  */
 hs_header *hs_segment_create(const char *real_dir, const hs_segment_sizes *sizes,
-                             uint64_t generation, hs_lsn evicted_lsn);
+                             uint64_t generation, hs_lsn evicted_lsn, bool filter_legacy);
 hs_result hs_segment_map(const char *real_dir, hs_header **hdr);
 void hs_segment_unmap(hs_header *h);
 int hs_segment_unlink(const char *real_dir);

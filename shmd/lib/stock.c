@@ -55,21 +55,23 @@ hs_order_lookup(hs_client *c, const char *order_id, size_t order_len, hs_order_i
 {
     hs_header *h;
     hs_order_slot *o;
-    uint32_t oi;
+    uint32_t oi, ver;
     uint64_t w;
     bool inserted;
     hs_result r = HS_OK;
 
-    memset(out, 0, sizeof(*out));
-    out->status = HS_ORDER_STATUS_UNKNOWN;
     if (c == NULL || !valid_len(order_id, order_len, HS_ORDER_ID_MAX)) {
+        memset(out, 0, sizeof(*out));
         hs_set_error("hs_order_lookup: order id must be 1..%d bytes", HS_ORDER_ID_MAX);
         return HS_BAD_ARGUMENT;
     }
+again:
+    memset(out, 0, sizeof(*out));
+    out->status = HS_ORDER_STATUS_UNKNOWN;
     h = client_segment(c, &r);
     if (h == NULL)
         return r;
-    r = order_probe(c, h, order_id, order_len, NULL, &oi, &inserted);
+    r = order_probe(c, h, order_id, order_len, NULL, &oi, &ver, &inserted);
     if (r != HS_OK)
         return r;
     o = &hs_order_table(h)[oi];
@@ -77,6 +79,8 @@ hs_order_lookup(hs_client *c, const char *order_id, size_t order_len, hs_order_i
      * sku_index, qty, xid and deducted_lsn of a deducted order are the
      * final ones. */
     w = atomic_load_explicit(&o->state, memory_order_acquire);
+    if (HS_VER_OF(w) != ver)
+        goto again; /* evicted since we found it */
     switch (HS_STATE_OF(w)) {
     case HS_INDEX_DEDUCTED:
     case HS_INDEX_REFUNDING:
@@ -96,6 +100,8 @@ hs_order_lookup(hs_client *c, const char *order_id, size_t order_len, hs_order_i
     out->xid = atomic_load_explicit(&o->xid, memory_order_relaxed);
     out->deducted_lsn = atomic_load_explicit(&o->deducted_lsn, memory_order_relaxed);
     copy_sku_name(h, o->sku_index, out->sku);
+    if (!order_still(o, ver))
+        goto again;
     return HS_OK;
 }
 

@@ -126,7 +126,7 @@ started+=("$D")
 expect 0 "ready in $D" "$BIN" start -D "$D" --sku-capacity 512 --order-capacity 1024
 expect 0 "\"sku_capacity\": 512" "$BIN" status -D "$D" --json
 check "conf flush_interval_ms applied" grep -qF '"flush_interval_ms": 5,' <<<"$LAST_OUT"
-check "conf checkpoint_interval_s applied" grep -qF '"checkpoint_interval_s": 0}' <<<"$LAST_OUT"
+check "conf checkpoint_interval_s applied" grep -qF '"checkpoint_interval_s": 0,' <<<"$LAST_OUT"
 stop "$D"
 rm -f "$D/hotstockd.conf"
 
@@ -278,7 +278,13 @@ FULL=$TMP/full
 mkdir -p "$FULL"
 if [[ $EUID -eq 0 ]] && mount -t tmpfs -o size=3M tmpfs "$FULL" 2>/dev/null; then
     D3=$FULL/d
-    mkdir "$D3"
+    mkdir "$D3" "$FULL/big"
+    # the default 32 MiB filter file does not fit: refused, naming it
+    expect 1 "cannot allocate 33558528 bytes for $FULL/big/evicted.filter.tmp: No space left on device" \
+        "$BIN" start -D "$FULL/big"
+    check "no filter file is left behind" test ! -e "$FULL/big/evicted.filter.tmp"
+    rm -rf "$FULL/big"
+    printf 'evicted_filter_size = 64K\n' >"$D3/hotstockd.conf"
     start "$D3" --queue-file-size 256K
     dd if=/dev/zero of="$FULL/filler" bs=1K count=2900 status=none 2>/dev/null
     "$DRIVE" load "$D3" 200 3000 9 >"$TMP/load.out" 2>&1

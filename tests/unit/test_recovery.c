@@ -34,6 +34,7 @@
 #include "hotstock.h"
 #include "queue_file.h"
 #include "checkpoint.h"
+#include "filter_file.h"
 #include "segment.h"
 
 #define S(str) (str), strlen(str)
@@ -568,9 +569,11 @@ out:
  *-------------------------------------------------------------------------
  */
 /* Start on the prepared directory, time the recovery, check what a client
- * sees.  drained: every order is evicted; else every order is indexed. */
+ * sees.  drained: every order was evicted (online, or before the directory
+ * had a filter: legacy); else every order is indexed. */
 static void
-million_round(hsd_ctl *d, uint64_t n, hs_lsn last, const int64_t *expect, bool drained)
+million_round(hsd_ctl *d, uint64_t n, hs_lsn last, const int64_t *expect, bool drained,
+              bool legacy, hs_lsn next_lsn, long long indexed)
 {
     hs_client *c = NULL;
     double t0, t_ready;
@@ -587,15 +590,17 @@ million_round(hsd_ctl *d, uint64_t n, hs_lsn last, const int64_t *expect, bool d
     t_ready = hs_test_seconds() - t0;
     recovery_ms = status_value(d, "recovery_ms");
     cpu_ms = status_value(d, "recovery_cpu_ms");
-    CHECK_EQ(status_value(d, "recovered_records"), (long long)last);
-    CHECK_EQ(status_value(d, "order_count"), drained ? 0 : (long long)n);
+    if (!drained)
+        CHECK_EQ(status_value(d, "recovered_records"), (long long)last);
+    CHECK_EQ(status_value(d, "order_count"), indexed);
     CHECK_EQ(status_value(d, "evicted_lsn"), drained ? (long long)last : 0);
-    CHECK_EQ(status_value(d, "next_lsn"), (long long)(last + 1));
+    CHECK_EQ(status_value(d, "next_lsn"), (long long)next_lsn);
     printf("perf: recovery of %" PRIu64 " queue records, %s: %lld ms in the daemon (%lld ms of "
            "CPU), %.0f ms from exec to ready\n",
            last,
-           drained ? "all drained (counters only, no order rebuilt)"
-                   : "none drained (every order rebuilt into the index)",
+           !drained ? "none drained (every order rebuilt into the index)"
+           : legacy ? "all drained, no filter file (counters only, legacy filter)"
+                    : "all evicted online (counters and the filter, no order rebuilt)",
            recovery_ms, cpu_ms, t_ready * 1000);
 
     for (int i = 0; i < NSKU; i++) {
@@ -618,6 +623,15 @@ million_round(hsd_ctl *d, uint64_t n, hs_lsn last, const int64_t *expect, bool d
     CHECK_EQ(wrong, 0);
     if (drained) {
         CHECK(hs_evicted_lsn(c) == last);
+        /* an evicted order is in the filter: refused until checked */
+        order_name("m", 7, order);
+        sku_name(7, sku);
+        CHECK_EQ(hs_deduct_checked(c, S(sku), 1 + 7 % 3, S(order), 0, 0, &lsn),
+                 HS_EVICTED_CHANGED);
+        /* a new one is not, unless every id may be evicted (legacy) */
+        CHECK_EQ(hs_deduct_checked(c, S(sku), 1, S(legacy ? "never-seen-2" : "never-seen"), 0, 0,
+                                   &lsn),
+                 legacy ? HS_EVICTED_CHANGED : HS_OK);
     } else {
         /* a retry of an indexed order is a duplicate */
         order_name("m", 7, order);
@@ -630,10 +644,13 @@ million_round(hsd_ctl *d, uint64_t n, hs_lsn last, const int64_t *expect, bool d
 /*
  * A million DEDUCT records (a million orders) written with the queue
  * writer.  Round 1: no checkpoint, nothing drained: the counters replay
- * everything and every order is rebuilt into the index.  Round 2: a
- * checkpoint at LSN 0 saying the drain applied everything: the counters
- * replay everything, the order index rebuilds nothing (each order is in
- * PostgreSQL's ledger), evicted_lsn says so.
+ * everything and every order is rebuilt into the index.  Round 2: the
+ * drain applied everything and the evictor (order_retention 0) evicted
+ * every order online; a smart stop made the filter durable: the next start
+ * rebuilds no order (each is in the filter and in PostgreSQL's ledger),
+ * evicted_lsn says so.  Round 3: the same directory without its filter
+ * file, as a directory from before filters: every order id is "maybe
+ * evicted" (legacy).
  */
 static void
 test_million(void)
@@ -684,15 +701,41 @@ test_million(void)
 
     hsd_ctl_flag(&d, "--sku-capacity", "1024");
     hsd_ctl_flag(&d, "--order-capacity", n > 100000 ? "2097152" : "65536");
-    million_round(&d, n, lsn, expect, false);
+    million_round(&d, n, lsn, expect, false, false, lsn + 1, (long long)n);
     CHECK_EQ(hsd_ctl_stop(&d), 0);
 
-    /* round 2: a checkpoint from before it all, everything drained */
-    CHECK(hs_shadow_init(&shadow, 16) == 0);
-    shadow.applied_lsn = lsn;
-    CHECK(hs_checkpoint_write(d.dir, &shadow) == 0);
-    hs_shadow_free(&shadow);
-    million_round(&d, n, lsn, expect, true);
+    /* round 2: everything drained, evicted online */
+    hsd_ctl_flag(&d, "--order-retention", "0");
+    {
+        hs_client *c = NULL;
+        double t0 = hs_test_seconds();
+
+        if (CHECK_EQ(hsd_ctl_start(&d, &c), 0)) {
+            CHECK_EQ(hs_publish_applied(c, lsn), HS_OK);
+            while (status_value(&d, "order_count") > 0 && hs_test_seconds() - t0 < 60)
+                usleep(50000);
+            CHECK_EQ(status_value(&d, "order_count"), 0);
+            CHECK_EQ(status_value(&d, "evictions"), (long long)n);
+            printf("perf: evicted %" PRIu64 " drained orders online in %.0f ms\n", n,
+                   (hs_test_seconds() - t0) * 1000);
+            hs_detach(c);
+        }
+        CHECK_EQ(hsd_ctl_stop(&d), 0);
+    }
+    million_round(&d, n, lsn, expect, true, false, lsn + 1, 0);
+    CHECK_EQ(hsd_ctl_stop(&d), 0);
+    /* that round deducted one unit of sku 7 for "never-seen" */
+    expect[7] -= 1;
+
+    /* round 3: no filter file, everything applied (the checkpoint says) */
+    {
+        char path[PATH_MAX + 32];
+
+        snprintf(path, sizeof(path), "%s/%s", d.dir, HS_FILTER_FILE);
+        CHECK_EQ(unlink(path), 0);
+    }
+    (void)shadow;
+    million_round(&d, n, lsn, expect, true, true, lsn + 2, 1);
     CHECK_EQ(hsd_ctl_stop(&d), 0);
     cleanup(&d);
 }

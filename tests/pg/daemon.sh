@@ -46,16 +46,6 @@ session_close() {
     unset "SESSION_PID[$1]"
 }
 
-# sqlstate SQL: the SQLSTATE the statement raised, or ok.
-sqlstate() {
-    local out
-    out=$("$PSQL" -X -q -tA -v ON_ERROR_STOP=1 -v VERBOSITY=sqlstate -c "$1" 2>&1) && {
-        echo ok
-        return
-    }
-    sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\).*/\1/p' <<<"$out" | head -n 1
-}
-
 cluster_start || {
     fail "cluster start"
     finish

@@ -82,6 +82,16 @@ q() {
     "$PSQL" -X -q -tA -v ON_ERROR_STOP=1 -c "$1"
 }
 
+# sqlstate SQL: the SQLSTATE the statement raised, or ok.
+sqlstate() {
+    local out
+    out=$("$PSQL" -X -q -tA -v ON_ERROR_STOP=1 -v VERBOSITY=sqlstate -c "$1" 2>&1) && {
+        echo ok
+        return
+    }
+    sed -n 's/^ERROR:  \([0-9A-Z]\{5\}\).*/\1/p' <<<"$out" | head -n 1
+}
+
 pg_ready() { "$PGBIN/pg_isready" -q >/dev/null 2>&1 && q "SELECT 1" >/dev/null 2>&1; }
 
 drain_running() {

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# tests/pg/evict.sh — online eviction of the order index, seen from SQL.
+#
+# With order_retention = 0 the daemon evicts every order as soon as the
+# drain applied it, while it runs.  Then, without a restart, every retry
+# of an evicted order must answer exactly as for an indexed one, from the
+# ledger: a retry with the same sku and qty is true and takes nothing;
+# another qty or sku raises HS004; a refunded (or rolled-back) order
+# raises HS005; order_status says deducted / refunded; a refund of an
+# evicted order is true once (database first), rolled back it changes
+# nothing.  New orders are not held up.  After a daemon restart (recovery
+# from the filter's durable watermark) the same answers hold, and at the
+# end stock.available = hotstock.available() and the unrefunded ledger
+# rows add up to stock.sold.
+#
+# Environment: as lib.bash.  Writes order_retention into the daemon's
+# hotstockd.conf for the run and restores the file at the end.  Prints
+# `N passed, N failed`; about 20 seconds.
+set -uo pipefail
+. "$(dirname "$0")/lib.bash"
+
+CONF=$HOTSTOCK_DIR/hotstockd.conf
+SAVED=$(mktemp /tmp/hotstock-evict-conf.XXXXXX)
+HAD_CONF=0
+restore_conf() {
+    if [ "$HAD_CONF" = 1 ]; then cp "$SAVED" "$CONF"; else rm -f "$CONF"; fi
+    rm -f "$SAVED"
+    daemon_restart >/dev/null 2>&1 || say "could not restart hotstockd with its own settings"
+}
+
+cluster_start || {
+    fail "cluster start"
+    finish
+}
+check "drain running" wait_for 30 drain_running
+[ -f "$CONF" ] && HAD_CONF=1 && cp "$CONF" "$SAVED"
+trap restore_conf EXIT
+{
+    [ "$HAD_CONF" = 1 ] && grep -v '^ *order_retention' "$SAVED"
+    echo "order_retention = 0"
+} >"$CONF.new" && chmod 644 "$CONF.new" && mv "$CONF.new" "$CONF"
+check "daemon restarted with order_retention = 0" daemon_restart
+
+S=ev-$RUN_ID
+O=E$RUN_ID
+q "SELECT hotstock.put_sku('$S', 100)" >/dev/null || fail "put_sku"
+q "SELECT hotstock.put_sku('$S-other', 100)" >/dev/null || fail "put_sku other"
+expect_sql "deduct o1 (1)" "SELECT hotstock.deduct('$S', 1, '$O-1')"
+expect_sql "deduct o2 (2)" "SELECT hotstock.deduct('$S', 2, '$O-2')"
+expect_sql "deduct o3 (1)" "SELECT hotstock.deduct('$S', 1, '$O-3')"
+expect_sql "refund o3" "SELECT hotstock.refund('$O-3')"
+q "BEGIN; SELECT hotstock.deduct('$S', 1, '$O-4'); COMMIT" >/dev/null || fail "o4 in a block"
+q "BEGIN; SELECT hotstock.deduct('$S', 1, '$O-5'); ROLLBACK" >/dev/null || fail "o5 rolled back"
+expect "available 96" "$(q "SELECT hotstock.available('$S')")" 96
+
+# evicted: the drain applied everything written so far, and the daemon's
+# evicted LSN passed it
+LAST=$(q "SELECT durable_lsn FROM hotstock.status")
+evicted_past() { [ "$(q "SELECT evicted_lsn >= $1 FROM hotstock.status")" = t ]; }
+check "drain caught up" wait_drain 30
+check "evicted LSN reaches $LAST" wait_for 30 evicted_past "$LAST"
+EVICTIONS=$(as_pg "$HOTSTOCKD" status -D "$HOTSTOCK_DIR" --json | sed -n 's/.*"evictions": \([0-9]*\).*/\1/p')
+check "the daemon counts evictions ($EVICTIONS)" test "${EVICTIONS:-0}" -ge 4
+
+retries() {
+    local when=$1
+    expect_sql "$when: retry o1 is true" "SELECT hotstock.deduct('$S', 1, '$O-1')"
+    expect_sql "$when: retry o4 is true" "SELECT hotstock.deduct('$S', 1, '$O-4')"
+    expect "$when: o1 with another qty: HS004" "$(sqlstate "SELECT hotstock.deduct('$S', 2, '$O-1')")" HS004
+    expect "$when: o1 with another sku: HS004" "$(sqlstate "SELECT hotstock.deduct('$S-other', 1, '$O-1')")" HS004
+    expect "$when: refunded o3: HS005" "$(sqlstate "SELECT hotstock.deduct('$S', 1, '$O-3')")" HS005
+    expect "$when: rolled-back o5: HS005" "$(sqlstate "SELECT hotstock.deduct('$S', 1, '$O-5')")" HS005
+    expect "$when: status o1" "$(q "SELECT hotstock.order_status('$O-1')")" deducted
+    expect "$when: status o3" "$(q "SELECT hotstock.order_status('$O-3')")" refunded
+    expect "$when: status o5" "$(q "SELECT hotstock.order_status('$O-5')")" refunded
+    expect "$when: status of an unknown id" "$(q "SELECT hotstock.order_status('$O-none')")" unknown
+}
+retries "evicted"
+expect "retries took nothing: available 96" "$(q "SELECT hotstock.available('$S')")" 96
+
+# refunds of evicted orders: database first, once; a rolled-back one is void
+q "BEGIN; SELECT hotstock.refund('$O-4'); ROLLBACK" >/dev/null || fail "refund o4 rolled back"
+expect_sql "o4 still deducted after a rolled-back refund" "SELECT hotstock.deduct('$S', 1, '$O-4')"
+expect_sql "refund evicted o2: true" "SELECT hotstock.refund('$O-2')"
+expect "refund o2 again: false" "$(q "SELECT hotstock.refund('$O-2')")" f
+expect "o2 after its refund: HS005" "$(sqlstate "SELECT hotstock.deduct('$S', 2, '$O-2')")" HS005
+expect "o2's units back: available 98" "$(q "SELECT hotstock.available('$S')")" 98
+expect_sql "a new order o6" "SELECT hotstock.deduct('$S', 1, '$O-6')"
+expect "available 97" "$(q "SELECT hotstock.available('$S')")" 97
+
+# a restart: recovery starts from the filter's durable watermark
+check "daemon restart" daemon_restart
+FILTER_LSN=$(as_pg "$HOTSTOCKD" status -D "$HOTSTOCK_DIR" --json | sed -n 's/.*"filter_lsn": \([0-9]*\).*/\1/p')
+check "the filter is durable past the first orders (filter_lsn $FILTER_LSN)" test "${FILTER_LSN:-0}" -gt 0
+retries "after a restart"
+expect "available 97 after the restart" "$(q "SELECT hotstock.available('$S')")" 97
+
+check "drain caught up at the end" wait_drain 30
+expect "stock.available = hotstock.available()" \
+    "$(q "SELECT available FROM hotstock.stock WHERE sku = '$S'")" 97
+expect "unrefunded ledger qty = stock.sold = 3 (o1, o4, o6)" \
+    "$(q "SELECT (SELECT sum(qty) FROM hotstock.ledger WHERE sku = '$S' AND refunded_at IS NULL)
+              || '=' || (SELECT sold FROM hotstock.stock WHERE sku = '$S')")" "3=3"
+finish

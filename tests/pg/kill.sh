@@ -44,10 +44,6 @@ cluster_start || {
 }
 check "drain running" wait_for 30 drain_running
 make_test_tables || fail "test tables"
-if [ "$(q "SELECT order_index_fill > 0.5 FROM hotstock.status")" = t ]; then
-    say "order index more than half full: draining, then restarting hotstockd to evict drained orders"
-    wait_drain 120 && daemon_restart || fail "make room in the order index"
-fi
 
 SKU=kill-$RUN_ID
 q "SELECT hotstock.put_sku('$SKU', $STOCK)" >/dev/null || fail "put_sku"

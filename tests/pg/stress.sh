@@ -36,13 +36,6 @@ check "daemon up" daemon_up
 
 make_test_tables || fail "test tables"
 
-# Every attempt takes an order-index slot until a daemon restart evicts the
-# drained orders: make room when a previous run left the index well filled.
-FILL=$(q "SELECT order_index_fill > 0.5 FROM hotstock.status")
-if [ "$FILL" = t ]; then
-    say "order index more than half full: draining, then restarting hotstockd to evict drained orders"
-    wait_drain 120 && daemon_restart || fail "make room in the order index"
-fi
 
 # run_pgbench NAME TOTAL SCRIPT...: TOTAL transactions over CLIENTS clients;
 # checks that all were processed and none failed.

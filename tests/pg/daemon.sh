@@ -3,12 +3,13 @@
 # restarted: HS001 errors, the drain draining from the queue files, and
 # orders evicted from the daemon's index (answered from hotstock.ledger).
 #
-#  1. orders e1..e8 are deducted (e3 refunded) and drained;
+#  1. orders e1..e8 are deducted (e3 refunded), drained, and evicted from
+#     the index online (order_retention = 0 for this suite);
 #  2. records written while the drain is held back, then the daemon stops:
 #     every call fails with HS001 and its hint, the status view says down,
 #     and the drain applies the held-back records from the files;
-#  3. the daemon starts again: the drained orders are evicted
-#     (evicted_lsn > 0).  Retries answer from the ledger (true, nothing
+#  3. the daemon starts again: the evicted orders stay evicted (the
+#     filter's durable watermark).  Retries answer from the ledger (true, nothing
 #     deducted; HS004 for another sku or qty; HS005 for a refunded order);
 #     refunds go database-first (rollback keeps the order, commit returns
 #     the units, as hotstock_app too, exactly one of 8 racing refunds wins);
@@ -27,6 +28,7 @@ cleanup() {
     local fd
     for fd in "${!SESSION_PID[@]}"; do session_close "$fd"; done
     rm -rf "$WORK"
+    daemon_conf_restore
 }
 trap cleanup EXIT
 
@@ -52,6 +54,7 @@ cluster_start || {
 }
 check "drain running" wait_for 30 drain_running
 check "daemon up" daemon_up
+check "daemon restarted with order_retention = 0" daemon_conf_set order_retention 0
 make_test_tables || fail "test tables"
 q "SET client_min_messages = warning; CREATE TABLE IF NOT EXISTS hotstock_test.race (run text, client int, won boolean)" || fail "race table"
 
@@ -64,6 +67,8 @@ expect "1. deduct e1 (2 units) and e2..e8 (1 unit each)" \
 expect "1. refund e3" "$(q "SELECT hotstock.refund('$O-e3')")" t
 check "1. drained" wait_drain 60
 DRAINED=$(q "SELECT applied_lsn FROM hotstock.drain_state")
+evicted_drained() { [ "$(q "SELECT evicted_lsn >= $DRAINED FROM hotstock.status")" = t ]; }
+check "1. evicted online (evicted_lsn reaches $DRAINED)" wait_for 30 evicted_drained
 
 # ---- 2. the daemon stops; the drain goes on from the files ----
 session_open 7
@@ -88,10 +93,10 @@ check "2. the drain applied the held-back records from the files, daemon down" w
 expect "2. those records are in the tables" \
     "$(q "SELECT available || ' ' || sold FROM hotstock.stock WHERE sku = '$S-x'")" "50 50"
 
-# ---- 3. the daemon restarts: drained orders are evicted ----
+# ---- 3. the daemon restarts: evicted orders stay evicted ----
 check "3. hotstockd started" daemon_start
 check "3. daemon up" wait_for 30 daemon_up
-expect "3. the orders drained in 1. were evicted (evicted_lsn >= their LSNs)" \
+expect "3. the orders evicted in 1. stay evicted (evicted_lsn >= their LSNs)" \
     "$(q "SELECT evicted_lsn >= $DRAINED FROM hotstock.status")" t
 AVAIL=$(q "SELECT hotstock.available('$S')")
 expect "3. available after the restart (100 - 2 - 7 + 1)" "$AVAIL" 92

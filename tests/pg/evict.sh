@@ -19,27 +19,13 @@
 set -uo pipefail
 . "$(dirname "$0")/lib.bash"
 
-CONF=$HOTSTOCK_DIR/hotstockd.conf
-SAVED=$(mktemp /tmp/hotstock-evict-conf.XXXXXX)
-HAD_CONF=0
-restore_conf() {
-    if [ "$HAD_CONF" = 1 ]; then cp "$SAVED" "$CONF"; else rm -f "$CONF"; fi
-    rm -f "$SAVED"
-    daemon_restart >/dev/null 2>&1 || say "could not restart hotstockd with its own settings"
-}
-
 cluster_start || {
     fail "cluster start"
     finish
 }
 check "drain running" wait_for 30 drain_running
-[ -f "$CONF" ] && HAD_CONF=1 && cp "$CONF" "$SAVED"
-trap restore_conf EXIT
-{
-    [ "$HAD_CONF" = 1 ] && grep -v '^ *order_retention' "$SAVED"
-    echo "order_retention = 0"
-} >"$CONF.new" && chmod 644 "$CONF.new" && mv "$CONF.new" "$CONF"
-check "daemon restarted with order_retention = 0" daemon_restart
+trap daemon_conf_restore EXIT
+check "daemon restarted with order_retention = 0" daemon_conf_set order_retention 0
 
 S=ev-$RUN_ID
 O=E$RUN_ID

@@ -129,6 +129,34 @@ daemon_start() {
     as_pg "$HOTSTOCKD" start -D "$HOTSTOCK_DIR" >/dev/null 2>&1
 }
 
+# daemon_conf_set KEY VALUE: KEY = VALUE in the daemon's hotstockd.conf for
+# this suite, and a daemon restart to read it.  The suite calls
+# daemon_conf_restore at exit: the file as it was, and a restart.
+DAEMON_CONF_SAVED=
+DAEMON_CONF_HAD=0
+daemon_conf_set() {
+    local conf=$HOTSTOCK_DIR/hotstockd.conf
+    if [ -z "$DAEMON_CONF_SAVED" ]; then
+        DAEMON_CONF_SAVED=$(mktemp /tmp/hotstock-conf.XXXXXX)
+        if [ -f "$conf" ]; then
+            DAEMON_CONF_HAD=1
+            cp "$conf" "$DAEMON_CONF_SAVED"
+        fi
+    fi
+    {
+        [ -f "$conf" ] && grep -v "^ *$1 *=" "$conf"
+        echo "$1 = $2"
+    } >"$conf.new" && chmod 644 "$conf.new" && mv "$conf.new" "$conf" && daemon_restart
+}
+daemon_conf_restore() {
+    local conf=$HOTSTOCK_DIR/hotstockd.conf
+    [ -n "$DAEMON_CONF_SAVED" ] || return 0
+    if [ "$DAEMON_CONF_HAD" = 1 ]; then cp "$DAEMON_CONF_SAVED" "$conf"; else rm -f "$conf"; fi
+    rm -f "$DAEMON_CONF_SAVED"
+    DAEMON_CONF_SAVED=
+    daemon_restart || say "could not restart hotstockd with its own settings"
+}
+
 # A unique prefix for this run's SKUs and order ids.
 RUN_ID=$(date +%s)-$$
 

@@ -400,6 +400,12 @@ hotstock_refund(PG_FUNCTION_ARGS)
         if (evicted_lsn == 0)
             PG_RETURN_BOOL(false); /* never deducted here */
 
+        /* evicted with a refund committed and waiting for the drain (the
+         * daemon could not take it, then evicted the order): refunded.  Its
+         * request row is committed before its claim is released, so it is
+         * visible here whenever the order could be evicted. */
+        if (refund_pending(order_id, order_len))
+            PG_RETURN_BOOL(false);
         /* evicted: database first, units at commit */
         n = hotstock_ledger_refund(order_id, order_len, evicted_lsn, rows);
         if (n > 0 || !ledger_has_unrefunded(order_id, order_len))
@@ -478,7 +484,8 @@ hotstock_order_status(PG_FUNCTION_ARGS)
 
         answer = "unknown";
         for (int i = 0; i < n; i++)
-            answer = rows[i].refunded ? "refunded" : "deducted";
+            answer = rows[i].refunded || refund_pending(order_id, order_len) ? "refunded"
+                                                                              : "deducted";
     } else if (r != HS_OK)
         hotstock_raise(r, pnstrdup(order_id, order_len));
     else {

@@ -246,6 +246,7 @@ typedef struct hsd_daemon {
      * and its dirty pages (one bit per 4 kB page of the filter) */
     hs_filter_file *filter_file;
     uint64_t *filter_dirty;
+    hs_filter_block *filter_bits; /* recovery's copy of the file's bits, until the build */
     /* the durable watermark of the filter (evictor, release; checkpointer
      * and recovery, acquire): queue files are kept back to it */
     _Atomic uint64_t filter_lsn;
@@ -346,6 +347,10 @@ int hsd_spiller_start(hsd_daemon *d);
  * before it had a filter, a legacy one).  Sets d->filter_file and
  * d->filter_lsn; *meta is its header.  0, or -1 after an ERROR line. */
 int hsd_filter_open(hsd_daemon *d, bool had_history, hs_lsn applied, hs_filter_meta *meta);
+
+/* Recovery, step 3: was the order with this hash and last record LSN
+ * evicted (filter_file.h, `evicted`)?  Then it is not indexed. */
+bool hsd_filter_evicted(hsd_daemon *d, uint64_t hash, hs_lsn last);
 
 /* Recovery, step 8: copy the filter's bits into the new segment h.  0 / -1. */
 int hsd_filter_load(hsd_daemon *d, hs_header *h);

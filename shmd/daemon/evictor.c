@@ -24,21 +24,27 @@
  * A pass picks W: the applied LSN of order_retention seconds ago (from
  * samples it takes each pass), or the applied LSN now while the index is
  * more than 3/4 full (retention is then given up rather than refuse
- * orders).  It publishes evicted_lsn = max(W, evicted_lsn), then visits
- * every slot once, in steps of HSD_EVICT_STEP slots between which it
- * yields: never a stop-the-world scan, and no client ever waits for it
- * (probes are lock-free; the one thing a client may meet is an EVICTING
- * slot, which probes pass over).  An entry goes when its state is final
- * and its last record is <= W: DEDUCTED (deducted_lsn), REFUNDED (its
- * REFUND folded: recorded > deducted_lsn); FAILED entries (no record, no
- * units) and DEAD slots go at once, without entering the filter.
- *
- * The filter file's watermark after a pass is min(W, last record - 1 of
- * every entry skipped with a record <= W): every order with all records at
- * or below it is in the filter.  Bits reach the file before the header
- * that names the watermark (filter_file_write.c), at most once a second
- * and at a smart stop.  A failed fdatasync there is fatal, as for the
- * queue: the next start reads the last durable header and indexes more.
+ * orders).  It publishes evicted_lsn = max(W, evicted_lsn), then, in
+ * three phases:
+ *   mark    visit every slot once, in steps of HSD_EVICT_STEP slots between
+ *           which it yields; an entry may go when its state is final and
+ *           its last record is <= W: DEDUCTED (deducted_lsn), REFUNDED (its
+ *           REFUND folded: recorded > deducted_lsn).  Its id goes into the
+ *           filter and it becomes a candidate.  FAILED entries (no record,
+ *           no units) and DEAD slots go at once, without the filter;
+ *   commit  the filter's new bits and then its header (F, and E = W) are
+ *           made durable (filter_file_write.c);
+ *   evict   each candidate still of its version and evictable leaves.
+ * Never a stop-the-world scan, and no client ever waits for it (probes are
+ * lock-free; the one thing a client may meet is an EVICTING slot, which
+ * probes pass over).  Because an order leaves only once its id and E are
+ * durable, a restart never brings an evicted order back into the index
+ * (recovery skips the orders at or below E that the filter holds), even
+ * when F lags: F = min(W, last record - 1 of every entry skipped with a
+ * record <= W), so every order with all records at or below F is in the
+ * filter.  A commit without candidates (F or E moved) waits a second.  A
+ * failed fdatasync is fatal, as for the queue: the next start reads the
+ * last durable header.
  *
  *-------------------------------------------------------------------------
  */
@@ -71,8 +77,11 @@ typedef struct hsd_evictor {
     uint32_t head, count;
     uint64_t last_sample_ms, last_pass_ms, last_commit_ms;
     hs_lsn keep;       /* this pass: min(last record - 1) of entries skipped */
-    bool dirty;        /* filter pages written since the last commit */
+    bool dirty;        /* filter bits set since the last commit */
     bool under_pressure;
+    /* this pass's candidates: slot << 32 | version, in the filter already */
+    uint64_t *cand;
+    uint32_t ncand;
 } hsd_evictor;
 
 /*-------------------------------------------------------------------------
@@ -107,6 +116,7 @@ hsd_filter_open(hsd_daemon *d, bool had_history, hs_lsn applied, hs_filter_meta 
             /* Restarts evicted every order drained up to `applied` before
              * this directory had a filter: any id may be one of them. */
             meta->lsn = applied;
+            meta->evicted = applied;
             meta->legacy = applied;
         }
         if (hs_filter_file_create(d->dir, meta, &d->filter_file) != 0) {
@@ -135,12 +145,27 @@ hsd_filter_open(hsd_daemon *d, bool had_history, hs_lsn applied, hs_filter_meta 
                     want, meta->bytes);
     }
     d->filter_dirty = calloc(meta->bytes / HSD_PAGE / 64 + 1, sizeof(uint64_t));
-    if (d->filter_dirty == NULL) {
-        hsd_log(HSD_ERROR, "refusing to start: out of memory");
+    d->filter_bits = aligned_alloc(HSD_PAGE, meta->bytes);
+    if (d->filter_dirty == NULL || d->filter_bits == NULL) {
+        hsd_log(HSD_ERROR, "refusing to start: out of memory for the %" PRIu64 "-byte filter",
+                meta->bytes);
+        return -1;
+    }
+    if (hs_filter_file_read(d->filter_file, d->filter_bits, meta->bytes) != 0) {
+        hsd_log(HSD_ERROR, "refusing to start: %s", hs_last_error());
         return -1;
     }
     atomic_store_explicit(&d->filter_lsn, meta->lsn, memory_order_release);
     return 0;
+}
+
+bool
+hsd_filter_evicted(hsd_daemon *d, uint64_t hash, hs_lsn last)
+{
+    const hs_filter_meta *m = hs_filter_file_meta(d->filter_file);
+
+    return last <= m->evicted &&
+           hs_filter_holds(d->filter_bits, (uint32_t)(m->bytes / sizeof(hs_filter_block)), hash);
 }
 
 int
@@ -156,10 +181,9 @@ hsd_filter_load(hsd_daemon *d, hs_header *h)
         return -1;
     }
     /* The segment is STARTING: nobody reads the filter yet. */
-    if (hs_filter_file_read(d->filter_file, hs_filter(h), m->bytes) != 0) {
-        hsd_log(HSD_ERROR, "refusing to start: %s", hs_last_error());
-        return -1;
-    }
+    memcpy(hs_filter(h), d->filter_bits, m->bytes);
+    free(d->filter_bits);
+    d->filter_bits = NULL;
     atomic_store_explicit(&h->filter_ids, m->ids, memory_order_relaxed);
     return 0;
 }
@@ -200,11 +224,11 @@ keep_below(hsd_evictor *ev, hs_lsn last, hs_lsn w)
         ev->keep = last - 1;
 }
 
-/* Evict slot k, read as w.  to_filter: its id goes into the filter first;
- * counted: its insert counted itself in `passed` and in order_count (not a
- * DEAD slot).  False when a client moved the slot first. */
+/* Evict slot k, read as w (its id is in the durable filter already, or
+ * needs none).  counted: its insert counted itself in `passed` and in
+ * order_count (not a DEAD slot).  False when a client moved it first. */
 static bool
-evict_slot(hsd_evictor *ev, uint32_t k, uint64_t w, bool to_filter, bool counted)
+evict_slot(hsd_evictor *ev, uint32_t k, uint64_t w, bool counted)
 {
     hs_header *h = ev->h;
     const uint32_t mask = h->order_capacity - 1;
@@ -214,8 +238,6 @@ evict_slot(hsd_evictor *ev, uint32_t k, uint64_t w, bool to_filter, bool counted
      * while the version is w's. */
     uint64_t hash = o->hash;
 
-    if (to_filter)
-        filter_add(ev, hash);
     /* seq_cst: after the filter bit; from here on the id is gone. */
     if (!atomic_compare_exchange_strong(&o->state, &w, HS_ORDER_NEXT(w, HS_INDEX_EVICTING, 0)))
         return false;
@@ -232,15 +254,42 @@ evict_slot(hsd_evictor *ev, uint32_t k, uint64_t w, bool to_filter, bool counted
     return true;
 }
 
-/* Visit slot k with watermark w. */
+/* May the entry in o, read as sw, leave the index under watermark w?  Its
+ * last record LSN goes to *last. */
+static bool
+evictable(hs_order_slot *o, uint64_t sw, hs_lsn w, hs_lsn *last)
+{
+    /* Acquire: pairs with the spiller's release store of recorded.  The
+     * state (seq_cst, an acquire) published deducted_lsn. */
+    hs_lsn recorded = atomic_load_explicit(&o->recorded, memory_order_acquire);
+    hs_lsn deducted = atomic_load_explicit(&o->deducted_lsn, memory_order_relaxed);
+
+    *last = recorded > deducted ? recorded : deducted;
+    switch (HS_STATE_OF(sw)) {
+    case HS_INDEX_DEDUCTED:
+        return deducted != 0 && *last <= w;
+    case HS_INDEX_REFUNDED:
+        /* its REFUND folded (the spiller marked it), and applied */
+        if (recorded > deducted && recorded <= w)
+            return true;
+        *last = deducted; /* its REFUND comes after w */
+        return false;
+    default: /* PENDING, REFUNDING: owned */
+        return false;
+    }
+}
+
+/* Mark phase, slot k: an entry that may leave goes into the filter and the
+ * candidates (evicted after the filter is durable); FAILED entries (no
+ * record, no units) and DEAD slots leave now, without the filter. */
 static void
-visit(hsd_evictor *ev, uint32_t k, hs_lsn w)
+mark(hsd_evictor *ev, uint32_t k, hs_lsn w)
 {
     hs_order_slot *o = &hs_order_table(ev->h)[k];
     /* seq_cst (an acquire): pairs with the release store of the state,
-     * which published the key, recorded and deducted_lsn. */
+     * which published the key. */
     uint64_t sw = atomic_load(&o->state);
-    hs_lsn recorded, deducted, last;
+    hs_lsn last;
 
     switch (HS_STATE_OF(sw)) {
     case HS_INDEX_EMPTY:
@@ -248,40 +297,39 @@ visit(hsd_evictor *ev, uint32_t k, hs_lsn w)
     case HS_INDEX_EVICTING:
         return;
     case HS_INDEX_DEAD:
-        (void)evict_slot(ev, k, sw, false, false);
+        (void)evict_slot(ev, k, sw, false);
+        return;
+    case HS_INDEX_FAILED:
+        (void)evict_slot(ev, k, sw, true);
         return;
     default:
         break;
     }
-    /* Acquire: pairs with the spiller's release store of recorded. */
-    recorded = atomic_load_explicit(&o->recorded, memory_order_acquire);
-    deducted = atomic_load_explicit(&o->deducted_lsn, memory_order_relaxed);
-    last = recorded > deducted ? recorded : deducted;
-    switch (HS_STATE_OF(sw)) {
-    case HS_INDEX_FAILED:
-        /* no record, no units: it was never sold here */
-        if (!evict_slot(ev, k, sw, false, true))
-            keep_below(ev, last, w);
-        return;
-    case HS_INDEX_DEDUCTED:
-        if (deducted != 0 && last <= w) {
-            if (!evict_slot(ev, k, sw, true, true))
-                keep_below(ev, last, w);
-        }
-        return;
-    case HS_INDEX_REFUNDED:
-        /* its REFUND folded (the spiller marked it), and applied */
-        if (recorded > deducted && recorded <= w) {
-            if (!evict_slot(ev, k, sw, true, true))
-                keep_below(ev, last, w);
-        } else {
-            keep_below(ev, deducted, w);
-        }
-        return;
-    default: /* PENDING, REFUNDING: owned */
+    if (evictable(o, sw, w, &last)) {
+        filter_add(ev, o->hash);
+        ev->cand[ev->ncand++] = (uint64_t)k << 32 | HS_VER_OF(sw);
+    } else {
         keep_below(ev, last, w);
-        return;
     }
+}
+
+/* Evict phase: a candidate still of its version and evictable leaves; one
+ * a client moved on stays (in the filter: see filter_file.h, `evicted`). */
+static void
+evict_candidates(hsd_evictor *ev, hs_lsn w)
+{
+    for (uint32_t i = 0; i < ev->ncand; i++) {
+        uint32_t k = (uint32_t)(ev->cand[i] >> 32);
+        hs_order_slot *o = &hs_order_table(ev->h)[k];
+        uint64_t sw = atomic_load(&o->state);
+        hs_lsn last;
+
+        if (HS_VER_OF(sw) == (uint32_t)ev->cand[i] && evictable(o, sw, w, &last))
+            (void)evict_slot(ev, k, sw, true);
+        if ((i + 1) % HSD_EVICT_STEP == 0)
+            sched_yield();
+    }
+    ev->ncand = 0;
 }
 
 /*-------------------------------------------------------------------------
@@ -319,9 +367,9 @@ watermark(hsd_evictor *ev, uint64_t now, hs_lsn applied)
     return 0;
 }
 
-/* Write the dirty pages and the watermark.  Fatal on failure. */
+/* Write the dirty pages and the watermarks.  Fatal on failure. */
 static void
-commit_filter(hsd_evictor *ev, hs_lsn lsn)
+commit_filter(hsd_evictor *ev, hs_lsn lsn, hs_lsn evicted)
 {
     hsd_daemon *d = ev->d;
     const hs_filter_meta *m = hs_filter_file_meta(d->filter_file);
@@ -344,7 +392,7 @@ commit_filter(hsd_evictor *ev, hs_lsn lsn)
             hsd_fatal("evictor: %s", hs_last_error());
         p = q;
     }
-    if (hs_filter_file_commit(d->filter_file, lsn,
+    if (hs_filter_file_commit(d->filter_file, lsn, evicted,
                               atomic_load_explicit(&ev->h->filter_ids, memory_order_relaxed)) !=
         0)
         hsd_fatal("evictor: %s", hs_last_error());
@@ -355,19 +403,22 @@ commit_filter(hsd_evictor *ev, hs_lsn lsn)
     atomic_fetch_add_explicit(&d->stats.filter_commits, 1, memory_order_relaxed);
 }
 
-/* Commit when something changed and a second passed (or now, at stop). */
+/* Commit when something changed: before candidates leave the index
+ * (now), else at most once a second, and at stop (now). */
 static void
-maybe_commit(hsd_evictor *ev, hs_lsn lsn, bool now)
+maybe_commit(hsd_evictor *ev, hs_lsn lsn, hs_lsn evicted, bool now)
 {
-    hs_lsn durable = atomic_load_explicit(&ev->d->filter_lsn, memory_order_relaxed);
+    const hs_filter_meta *m = hs_filter_file_meta(ev->d->filter_file);
 
-    if (lsn < durable)
-        lsn = durable; /* see the header: it only moves up */
-    if (!ev->dirty && lsn == durable)
+    if (lsn < m->lsn)
+        lsn = m->lsn; /* see the header: it only moves up */
+    if (evicted < m->evicted)
+        evicted = m->evicted;
+    if (!ev->dirty && lsn == m->lsn && evicted == m->evicted)
         return;
     if (!now && hs_now_monotonic_ms() - ev->last_commit_ms < HSD_FILTER_COMMIT_MS)
         return;
-    commit_filter(ev, lsn);
+    commit_filter(ev, lsn, evicted);
 }
 
 static bool
@@ -392,17 +443,23 @@ should_exit(hsd_daemon *d, uint64_t wait_ms)
     return exit;
 }
 
-/* One pass with watermark w; returns the filter watermark it allows. */
+/* One pass with watermark w: mark, make the filter durable, evict.
+ * Returns the filter watermark it allows. */
 static hs_lsn
 pass(hsd_evictor *ev, hs_lsn w)
 {
     const uint32_t cap = ev->h->order_capacity;
 
     ev->keep = w;
+    ev->ncand = 0;
     for (uint32_t k = 0; k < cap; k++) {
-        visit(ev, k, w);
+        mark(ev, k, w);
         if ((k + 1) % HSD_EVICT_STEP == 0)
             sched_yield();
+    }
+    if (ev->ncand > 0) {
+        maybe_commit(ev, ev->keep, w, true);
+        evict_candidates(ev, w);
     }
     atomic_fetch_add_explicit(&ev->h->evict_passes, 1, memory_order_relaxed);
     return ev->keep;
@@ -454,11 +511,12 @@ hsd_evictor_main(void *arg)
             allowed = pass(ev, w);
             ev->last_pass_ms = now;
         }
-        maybe_commit(ev, allowed, false);
+        maybe_commit(ev, allowed, published > w ? published : w, false);
         if (should_exit(d, pressure ? 20 : period))
             break;
     }
-    maybe_commit(ev, allowed, true);
+    maybe_commit(ev, allowed, atomic_load(&h->evicted_lsn), true);
+    free(ev->cand);
     free(ev);
     return NULL;
 }
@@ -476,6 +534,12 @@ hsd_evictor_start(hsd_daemon *d)
     ev->d = d;
     ev->h = d->seg;
     ev->last_commit_ms = hs_now_monotonic_ms();
+    ev->cand = malloc((size_t)d->seg->order_capacity * sizeof(uint64_t));
+    if (ev->cand == NULL) {
+        free(ev);
+        hsd_log(HSD_ERROR, "cannot start the evictor thread: out of memory");
+        return -1;
+    }
     pthread_mutex_init(&d->evict_mu, NULL);
     {
         pthread_condattr_t attr;
@@ -488,6 +552,7 @@ hsd_evictor_start(hsd_daemon *d)
     d->evict_exit = false;
     rc = pthread_create(&d->evictor_thread, NULL, hsd_evictor_main, ev);
     if (rc != 0) {
+        free(ev->cand);
         free(ev);
         hsd_log(HSD_ERROR, "cannot start the evictor thread: %s", strerror(rc));
         return -1;

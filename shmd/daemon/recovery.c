@@ -33,9 +33,9 @@
  *   2. load the checkpoint            counters up to C; its applied LSN A;
  *      open DIR/evicted.filter         its watermark F (evictor.c)
  *   3. scan the queue from min(C, A, F) + 1, cut a torn tail, fold records
- *      > C into the shadow, index every order with a record > F (orders
+ *      > C into the shadow, collect every order with a record > F (orders
  *      whose records are all <= F were evicted online and are in the
- *      filter: the new segment's evicted_lsn is F)
+ *      filter)
  *   4. salvage the old ring after the on-disk tail: published records
  *      keep their LSNs, abandoned or damaged slots become NOOPs
  *   5. fdatasync the salvaged records AND every queue file (the old daemon
@@ -43,7 +43,9 @@
  *   6. mark the old segment DEAD and unlink its name; only now may it go,
  *      since until step 5 its ring held the only copy of those records
  *   7. checkpoint (counters at the last LSN, new generation) and recycle
- *   8. create the new segment: counters, order index, filter, positions
+ *   8. create the new segment: counters, order index (but the orders the
+ *      filter file says were evicted: filter_file.h), filter, positions;
+ *      its evicted_lsn is the file's `evicted`
  *
  * Any failure refuses the start with one ERROR line naming the file,
  * offset and LSN where that is known; nothing damaged is skipped.
@@ -562,9 +564,9 @@ hsd_build_segment(hsd_daemon *d, hsd_replay *rp, hs_lsn last, const hs_filter_me
         .ring_capacity = hsd_pow2_ceil(d->settings.ring_capacity),
         .filter_blocks = (uint32_t)(filter->bytes / sizeof(hs_filter_block)),
     };
-    const hs_lsn evicted = filter->lsn;
+    const hs_lsn evicted = filter->evicted;
     hs_header *h;
-    uint32_t skus = 0, orders = 0;
+    uint32_t skus = 0, orders = 0, not_indexed = 0;
     hsd_prefault prefault;
     pthread_t prefaulter;
     bool prefaulting = false;
@@ -578,8 +580,6 @@ hsd_build_segment(hsd_daemon *d, hsd_replay *rp, hs_lsn last, const hs_filter_me
         return -1;
     }
     d->seg = h;
-    if (hsd_filter_load(d, h) != 0)
-        return -1;
 
     if (rp->orders.count > 65536) {
         /* the order table and the ring; each page is faulted once, by
@@ -619,6 +619,10 @@ hsd_build_segment(hsd_daemon *d, hsd_replay *rp, hs_lsn last, const hs_filter_me
         uint32_t sku_idx, idx;
         hs_result r;
 
+        if (hsd_filter_evicted(d, o->hash, o->lsn)) {
+            not_indexed++; /* evicted before: it stays evicted */
+            continue;
+        }
         r = hs_sku_find(h, rp->orders.arena + o->sku_off, o->sku_len, true, &sku_idx);
         if (r == HS_OK)
             r = hs_order_install(h, rp->orders.arena + o->id_off, o->id_len, sku_idx,
@@ -634,6 +638,9 @@ hsd_build_segment(hsd_daemon *d, hsd_replay *rp, hs_lsn last, const hs_filter_me
         orders++;
     }
 
+    /* after the orders: they were sorted with the file's bits */
+    if (hsd_filter_load(d, h) != 0)
+        goto done;
     atomic_store_explicit(&h->next_lsn, last + 1, memory_order_relaxed);
     atomic_store_explicit(&h->spilled_lsn, last, memory_order_relaxed);
     atomic_store_explicit(&h->durable_lsn, last, memory_order_relaxed);
@@ -641,9 +648,11 @@ hsd_build_segment(hsd_daemon *d, hsd_replay *rp, hs_lsn last, const hs_filter_me
     atomic_store_explicit(&h->checkpoint_lsn, ckpt, memory_order_relaxed);
     atomic_store_explicit(&h->last_flush_unix_ms, hs_now_unix_us() / 1000, memory_order_relaxed);
     hsd_log(HSD_LOG,
-            "built segment generation %" PRIu64 ": %u SKUs, %u orders indexed (evicted LSN %" PRIu64
-            "), next LSN %" PRIu64 ", %" PRIu64 " MiB",
-            d->generation, skus, orders, evicted, last + 1, h->total_size >> 20);
+            "built segment generation %" PRIu64 ": %u SKUs, %u orders indexed, %u evicted "
+            "(evicted LSN %" PRIu64 ", filter LSN %" PRIu64 "), next LSN %" PRIu64 ", %" PRIu64
+            " MiB",
+            d->generation, skus, orders, not_indexed, evicted, filter->lsn, last + 1,
+            h->total_size >> 20);
     rc = 0;
 done:
     if (prefaulting)
@@ -840,7 +849,7 @@ hsd_recover(hsd_daemon *d)
 
     /* 8. the new segment (state STARTING) */
     /* orders whose every record is <= F are in the filter and were not
-     * indexed: evicted_lsn = F */
+     * collected; evicted_lsn = the file's `evicted` */
     if (hsd_build_segment(d, &rp, last, &filter, applied, last) != 0)
         goto fail;
 

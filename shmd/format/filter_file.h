@@ -8,7 +8,12 @@
  * filter_file_write.c).  Its watermark `lsn` says: every order whose
  * records all have LSN <= lsn is in the filter on disk, so recovery needs
  * to index only the orders with a record after it, and the queue is kept
- * back to it.
+ * back to it.  `evicted` says: every order the daemon evicted had all its
+ * records at or below it, and the daemon evicts an order only once its id
+ * is in the file (and this header durable); so recovery does not index an
+ * order whose records are all <= evicted and whose id the filter holds
+ * (such an order was evicted, or is drained and answered from the ledger
+ * just as well), and an evicted order never comes back after a restart.
  *
  *-------------------------------------------------------------------------
  */
@@ -30,6 +35,7 @@
 typedef struct hs_filter_meta {
     uint64_t bytes;  /* size of the bits: a power of two, a multiple of 4096 */
     hs_lsn lsn;      /* the watermark (see above) */
+    hs_lsn evicted;  /* no evicted order had a record after it (see above) */
     hs_lsn legacy;   /* > 0: orders up to it were evicted before the filter existed */
     uint64_t ids;    /* ids put into it so far (informational) */
     uint64_t seq;    /* header generation: the valid copy with the larger wins */
@@ -59,12 +65,12 @@ int hs_filter_file_write(hs_filter_file *f, const void *bits, uint64_t off, uint
 
 /*
  * Make the bits written so far durable (fdatasync), then the next header
- * copy with this watermark and id count (pwrite, fdatasync).  0, or -1: an
+ * copy with these watermarks and id count (pwrite, fdatasync).  0, or -1: an
  * fdatasync that failed is never retried as if the data were safe; the
  * caller gives up on the file (the daemon exits; the next start reads the
  * last durable header).
  */
-int hs_filter_file_commit(hs_filter_file *f, hs_lsn lsn, uint64_t ids);
+int hs_filter_file_commit(hs_filter_file *f, hs_lsn lsn, hs_lsn evicted, uint64_t ids);
 
 /* The header as last written or read. */
 const hs_filter_meta *hs_filter_file_meta(const hs_filter_file *f);

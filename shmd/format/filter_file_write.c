@@ -15,14 +15,16 @@
  *      offset  size  field
  *           0     8  magic          HS_FILTER_MAGIC, "HSTKFLT1"
  *           8     4  format version 1
- *          12     4  header size    64
+ *          12     4  header size    80
  *          16     8  seq            +1 per header written; copy seq & 1
  *          24     8  bytes          size of the bits
  *          32     8  lsn            the watermark (filter_file.h)
  *          40     8  legacy         orders up to it evicted with no filter
  *          48     8  ids            ids added (informational)
- *          56     4  reserved       zeros
- *          60     4  CRC32C over bytes [0, 60) of the copy
+ *          56     8  evicted        every id evicted so far had its records
+ *                                   at or below it (filter_file.h)
+ *          64    12  reserved       zeros
+ *          76     4  CRC32C over bytes [0, 76) of the copy
  *
  * then the bits from offset 4096: `bytes` bytes, the segment's filter
  * blocks as they are in memory.  The file is exactly 4096 + bytes long.
@@ -49,7 +51,7 @@
 #include "filter_file.h"
 #include "util.h"
 
-#define FILTER_COPY_SIZE 64
+#define FILTER_COPY_SIZE 80
 #define FILTER_COPY_STRIDE 512
 #define FILTER_TMP_SUFFIX ".tmp"
 
@@ -71,7 +73,8 @@ encode_copy(uint8_t *b, const hs_filter_meta *m)
     hs_put_u64(b + 32, m->lsn);
     hs_put_u64(b + 40, m->legacy);
     hs_put_u64(b + 48, m->ids);
-    hs_put_u32(b + 60, hs_crc32c(0, b, 60));
+    hs_put_u64(b + 56, m->evicted);
+    hs_put_u32(b + 76, hs_crc32c(0, b, 76));
 }
 
 /* 1 valid (into *m), 0 not. */
@@ -79,13 +82,14 @@ static int
 decode_copy(const uint8_t *b, hs_filter_meta *m)
 {
     if (hs_get_u64(b) != HS_FILTER_MAGIC || hs_get_u32(b + 8) != HS_FILTER_FORMAT_VERSION ||
-        hs_get_u32(b + 12) != FILTER_COPY_SIZE || hs_get_u32(b + 60) != hs_crc32c(0, b, 60))
+        hs_get_u32(b + 12) != FILTER_COPY_SIZE || hs_get_u32(b + 76) != hs_crc32c(0, b, 76))
         return 0;
     m->seq = hs_get_u64(b + 16);
     m->bytes = hs_get_u64(b + 24);
     m->lsn = hs_get_u64(b + 32);
     m->legacy = hs_get_u64(b + 40);
     m->ids = hs_get_u64(b + 48);
+    m->evicted = hs_get_u64(b + 56);
     return 1;
 }
 
@@ -283,7 +287,7 @@ hs_filter_file_write(hs_filter_file *f, const void *bits, uint64_t off, uint64_t
 }
 
 int
-hs_filter_file_commit(hs_filter_file *f, hs_lsn lsn, uint64_t ids)
+hs_filter_file_commit(hs_filter_file *f, hs_lsn lsn, hs_lsn evicted, uint64_t ids)
 {
     hs_filter_meta next = f->meta;
     uint8_t copy[FILTER_COPY_SIZE];
@@ -296,6 +300,7 @@ hs_filter_file_commit(hs_filter_file *f, hs_lsn lsn, uint64_t ids)
     }
     next.seq++;
     next.lsn = lsn;
+    next.evicted = evicted;
     next.ids = ids;
     encode_copy(copy, &next);
     at = (next.seq & 1) ? FILTER_COPY_STRIDE : 0;

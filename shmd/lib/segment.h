@@ -463,21 +463,26 @@ hs_filter_pattern(uint32_t blocks, uint64_t hash, uint64_t mask[8])
     return (uint32_t)(hash >> 40) & (blocks - 1);
 }
 
-/* May the id with this hash have been evicted?  seq_cst loads: see
- * EVICTION above (read after the claim). */
+/* Does the filter of `blocks` blocks hold the id with this hash (or a
+ * false positive)?  seq_cst loads: see EVICTION above. */
 static inline bool
-hs_filter_maybe(hs_header *h, uint64_t hash)
+hs_filter_holds(hs_filter_block *filter, uint32_t blocks, uint64_t hash)
 {
     uint64_t mask[8];
-    hs_filter_block *b;
+    hs_filter_block *b = &filter[hs_filter_pattern(blocks, hash, mask)];
 
-    if (h->filter_legacy)
-        return true;
-    b = &hs_filter(h)[hs_filter_pattern(h->filter_blocks, hash, mask)];
     for (int i = 0; i < 8; i++)
         if (mask[i] != 0 && (atomic_load(&b->word[i]) & mask[i]) != mask[i])
             return false;
     return true;
+}
+
+/* May the id with this hash have been evicted?  Read after the claim (see
+ * EVICTION above). */
+static inline bool
+hs_filter_maybe(hs_header *h, uint64_t hash)
+{
+    return h->filter_legacy || hs_filter_holds(hs_filter(h), h->filter_blocks, hash);
 }
 
 /*

@@ -131,7 +131,8 @@
  *     never take it;
  *   - the evictor (shmd/daemon/evictor.c) publishes evicted_lsn = W, then
  *     for an entry whose every record is <= W: puts its id into the filter
- *     (seq_cst), CASes the state to EVICTING (the id is gone from here on:
+ *     (seq_cst), makes the filter file durable (so a restart never brings
+ *     the entry back), CASes the state to EVICTING (the id is gone from here on:
  *     probes pass over EVICTING), clears the slot, stores EMPTY(version+1)
  *     (seq_cst), and takes 1 from `passed` of the slots between the id's
  *     home and its slot (seq_cst).  FAILED entries (no record, no units)

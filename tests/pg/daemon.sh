@@ -159,7 +159,9 @@ expect "4. refund of e7 again: false" "$(q "SELECT hotstock.refund('$O-e7')")" f
 
 # ---- 4b. a refund of an order in the index committing while the daemon is down ----
 # The refund is durable with the caller's commit (hotstock.refund_requests);
-# the drain applies it, once, when the daemon is back.
+# the drain applies it, once, when the daemon is back.  The order must stay
+# in the index until the refund claims it: a long retention from here on.
+check "4b. daemon restarted with order_retention = 3600" daemon_conf_set order_retention 3600
 expect "4b. deduct idx, an order the index holds" "$(q "SELECT hotstock.deduct('$S', 1, '$O-idx')")" t
 session_open 9
 session_send 9 "BEGIN; SELECT hotstock.refund('$O-idx');"

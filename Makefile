@@ -7,7 +7,7 @@
 #   make check          set up, start, run every test                (scripts/check.sh)
 #   make check-fresh    make demo + make check in a fresh minbase Debian 12 root (tests/install)
 #   make start|stop|status|psql   the private cluster + daemon under $(RUN_DIR)
-#   make bench | crashtest | fuzz   long runs, not part of check
+#   make bench | crashtest | fuzz | soak   long runs, not part of check
 
 # PG_CONFIG is resolved in one place, scripts/lib.sh (PostgreSQL 15's own
 # pg_config when it is installed, else the one on PATH), for the Makefile
@@ -46,7 +46,7 @@ EXTRA_CLEAN = shmd/*/*.o shmd/*.a shmd/hotstockd $(TEST_BINS) $(PQ_BINS) tests/*
 # The targets users run are scripts (see the end of this file): they need
 # no PGXS, and PGXS's own `check` (which says "not supported") must not
 # stand beside ours.  So PGXS is read only when something is built.
-SCRIPT_GOALS = demo check check-fresh start stop status psql bench crashtest fuzz
+SCRIPT_GOALS = demo check check-fresh start stop status psql bench crashtest fuzz soak
 ifneq ($(MAKECMDGOALS),)
 ifeq ($(filter-out $(SCRIPT_GOALS),$(MAKECMDGOALS)),)
 ONLY_SCRIPTS := 1
@@ -145,7 +145,7 @@ install-daemon: shmd/hotstockd
 	$(INSTALL_PROGRAM) shmd/hotstockd '$(DESTDIR)$(bindir)/hotstockd'
 
 # ---- what users run (scripts/ does the work; see README.md) ----
-.PHONY: demo check check-fresh start stop status psql bench crashtest fuzz unit install-daemon
+.PHONY: demo check check-fresh start stop status psql bench crashtest fuzz soak unit install-daemon
 demo:
 	@bash scripts/demo.sh
 # PGXS defines a `check` of its own; ours replaces it only where both are
@@ -172,3 +172,5 @@ crashtest:
 	@bash tests/crash/run.sh long
 fuzz:
 	@bash tests/fuzz/run.sh
+soak:
+	@bash tests/soak/run.sh long

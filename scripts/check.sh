@@ -14,9 +14,9 @@
 # is added up.  A suite that exits non-zero without counting a failure, times
 # out, or prints no such line counts as one failure; a suite whose runner is
 # not in the tree is reported as "not present" and counts as nothing.
-# The suites: unit, layout, daemon, regress, pg, stress, crash, model, fuzz.  The
-# last line is the sum over all suites: `N passed, N failed`; the exit status
-# is non-zero on any failure.
+# The suites: unit, layout, daemon, regress, pg, stress, soak, crash, model,
+# fuzz.  The last line is the sum over all suites: `N passed, N failed`; the
+# exit status is non-zero on any failure.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -235,6 +235,14 @@ if [ -f "$REPO/tests/stress/run.sh" ]; then
     ensure_cluster stress && run_suite stress 420 plain bash tests/stress/run.sh
 else
     not_present stress tests/stress/run.sh
+fi
+
+# The sustain test's short run, on a cluster of its own (a small order
+# index that must serve many times its capacity online).
+if [ -f "$REPO/tests/soak/run.sh" ]; then
+    run_suite soak 300 plain bash tests/soak/run.sh quick
+else
+    not_present soak "tests/soak/run.sh quick"
 fi
 
 if [ -f "$REPO/tests/crash/run.sh" ]; then

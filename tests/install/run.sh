@@ -31,8 +31,8 @@
 #   (FRESH_KEEP=1 keeps it for a look).
 # - The root shares the host's network, so the ports must be free:
 #   FRESH_DEMO_PORT (default 55482) and FRESH_CHECK_PORT (55483; the crash
-#   suite's cluster takes the next one: the root's /tmp, where the crash
-#   suite locks its port, is not the host's).
+#   suite's cluster takes the next one and the soak suite's the one after:
+#   the root's /tmp, where those suites lock their ports, is not the host's).
 # - Processes still running in the root after `make stop` are a failed
 #   check; they were started by this test (their root is the copy), so they
 #   are listed and then SIGKILLed by PID before the copy is removed.
@@ -201,7 +201,7 @@ else
     fail "make demo: 0 oversold (no 'oversold 0 0' line in $LOG/demo.log)"
 fi
 
-in_root check "CHECK_PORT=$CHECK_PORT CRASH_PORT=$((CHECK_PORT + 1)) make check"
+in_root check "CHECK_PORT=$CHECK_PORT CRASH_PORT=$((CHECK_PORT + 1)) SOAK_PORT=$((CHECK_PORT + 2)) make check"
 rc=$?
 line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$LOG/check.log" | tail -n 1)
 if [ -n "$line" ]; then

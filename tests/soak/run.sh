@@ -183,6 +183,17 @@ give_up() {
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 T0_MS=$(now_ms)
 at() { echo "[$((($(now_ms) - T0_MS) / 1000)) s]"; }
+# within SECONDS CMD...: poll CMD every 0.2 s until it succeeds; false once
+# SECONDS of wall time passed (lib.sh's wait_for counts polls, and a poll
+# that runs psql on a loaded machine takes longer than its sleep).
+within() {
+    local end=$(($(now_ms) + $1 * 1000))
+    shift
+    until "$@" >/dev/null 2>&1; do
+        [ "$(now_ms)" -lt "$end" ] || return 1
+        sleep 0.2
+    done
+}
 
 # ---- build, install, start ----
 if ! bash "$REPO/scripts/setup.sh" >"$WORK/setup.log" 2>&1; then
@@ -223,12 +234,12 @@ json_num() { sed -nE "s/.*\"$1\": ([0-9.]+).*/\1/p"; }
 slots=1 # the daemon rounds order_capacity up to a power of two
 while [ "$slots" -lt "$CAPACITY" ]; do slots=$((slots * 2)); done
 expect "daemon order_capacity (hotstockd status --json)" "$(status_json | json_num order_capacity)" "$slots"
-check "drain running" wait_for 30 drain_running
+check "drain running" within 30 drain_running
 # Every error in the server log with its SQLSTATE and application_name.
 { q "ALTER SYSTEM SET log_line_prefix = '%m [%p] %e [%a] '" && q "SELECT pg_reload_conf()"; } >/dev/null ||
     give_up "set log_line_prefix"
 prefix_set() { [ "$(q "SHOW log_line_prefix")" = '%m [%p] %e [%a] ' ]; }
-check "log_line_prefix carries the SQLSTATE" wait_for 10 prefix_set
+check "log_line_prefix carries the SQLSTATE" within 10 prefix_set
 
 SKU=soak-$RUN_ID
 OTHER=soak-other-$RUN_ID
@@ -417,7 +428,7 @@ victim_found() {
 # stop_pid PID: a pgbench this test started, given 60 s to end by itself.
 stop_pid() {
     [ -n "$1" ] || return 0
-    wait_for 60 pid_gone "$1" || kill_pid TERM "$1"
+    within 60 pid_gone "$1" || kill_pid TERM "$1"
     wait "$1" 2>/dev/null
 }
 
@@ -440,28 +451,34 @@ kill_segment() {
     VICTIM_PID='' VICTIM_ORDER='' OPEN_ORDERS=''
     drain=$(drain_pid)
     if checked "$name: load running ($KILL_AFTER records past LSN ${base:-?} within 20 s)" \
-        wait_for 20 lsn_past "$((${base:-0} + KILL_AFTER))" &&
+        within 20 lsn_past "$((${base:-0} + KILL_AFTER))" &&
         checked "$name: a load backend inside an open transaction that deducted (found within 30 s)" \
-            wait_for 30 victim_found; then
+            within 30 victim_found; then
         if checked "$name: SIGKILL backend $VICTIM_PID (order $VICTIM_ORDER, 3 units, transaction open)" \
             kill_pid KILL "$VICTIM_PID"; then
             VICTIMS+=("$VICTIM_ORDER")
             for v in $OPEN_ORDERS; do
                 [ "$v" = "$VICTIM_ORDER" ] || ENDED+=("$v")
             done
-            check "$name: the load's clients ended with the reset" wait_for 60 pid_gone "$LOAD_PID"
+            check "$name: the load's clients ended with the reset" within 60 pid_gone "$LOAD_PID"
             stop_pid "$LOAD_PID"
             stop_pid "$OPEN_PID"
             LOAD_PID='' OPEN_PID=''
-            check "$name: serving again after the reset (within 90 s)" wait_for 90 serving_after_reset "$drain"
+            check "$name: serving again after the reset (within 90 s)" within 90 serving_after_reset "$drain"
         fi
     fi
-    # Whatever went wrong above, this segment's pgbench runs end here.
+    # Whatever went wrong above, this segment's pgbench runs end here; the
+    # victims' backends too (they would sleep on with their transactions
+    # open, unsettled, after their client left).
+    if [ -n "$OPEN_PID" ]; then
+        q "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+           WHERE application_name LIKE 'soak-open%' AND pid <> pg_backend_pid()" >/dev/null 2>&1
+        kill_pid TERM "$OPEN_PID" 2>/dev/null && wait "$OPEN_PID" 2>/dev/null
+    fi
     [ -n "$LOAD_PID" ] && kill_pid TERM "$LOAD_PID" 2>/dev/null && wait "$LOAD_PID" 2>/dev/null
-    [ -n "$OPEN_PID" ] && kill_pid TERM "$OPEN_PID" 2>/dev/null && wait "$OPEN_PID" 2>/dev/null
     LOAD_PID='' OPEN_PID=''
     LOAD_MS=$((LOAD_MS + $(now_ms) - t0))
-    wait_for 60 serving
+    within 60 serving
     to=$(log_size)
     HS003_PGBENCH=$((HS003_PGBENCH + $(cat "$WORK/$name.out" "$WORK/$name-open.out" | grep -c 'order index is full')))
     # The reset closes every connection (class 57, 08): nothing else.
@@ -503,7 +520,7 @@ between() {
     # a WARNING: allowed, as long as its units come back by the end.
     left=$(grep -c 'will be returned by the drain' "$WORK/refund-$name.err")
     [ "$left" -eq 0 ] || say "$name: $left of those refunds were left to the drain: $(grep -m 1 -A 1 'will be returned' "$WORK/refund-$name.err" | tail -n 1)"
-    check "$name: drain caught up and settled" wait_for 60 settled
+    check "$name: drain caught up and settled" within 60 settled
     wait_drain 60
     q "DELETE FROM hotstock_soak.pool" >/dev/null
     POOL_N=$(q "WITH ev AS (SELECT evicted_lsn FROM hotstock.status_info()),
@@ -579,9 +596,9 @@ SAMPLER_PID=
 
 # ---- quiescence ----
 check "drain caught up (applied = last LSN)" wait_drain 180
-check "compensation settled: unsettled_orders = 0, pending_refunds = 0 (within 120 s)" wait_for 120 settled
+check "compensation settled: unsettled_orders = 0, pending_refunds = 0 (within 120 s)" within 120 settled
 check "refunds of evicted orders handed back: none marked refunded without its REFUND record (within 60 s)" \
-    wait_for 60 evicted_refunds_done
+    within 60 evicted_refunds_done
 ORDERS=$(orders)
 ORDERS_LIFE2=$((ORDERS - ORDERS_LIFE1))
 WALL_S=$((($(now_ms) - T0_MS) / 1000))

@@ -112,7 +112,7 @@ OTHER_INITIAL=1000 # units of the second SKU: must stay untouched
 if [ "$MODE" = quick ]; then
     TARGET=${SOAK_ORDERS:-$((4 * CAPACITY))}
     FILL_TX=$((3 * CAPACITY / 2))
-    MEASURE_TX=$((3 * CAPACITY / 2))
+    MEASURE_TX=$CAPACITY
     KILLS_EACH_SIDE=1
     KILL_AFTER=$((CAPACITY / 2)) # records the load writes in a kill segment before the kill
 else

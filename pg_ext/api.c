@@ -367,6 +367,11 @@ hotstock_refund(PG_FUNCTION_ARGS)
         PG_RETURN_BOOL(false);
 
     for (int attempt = 1;; attempt++) {
+        /* Read before the claim: an order absent from the index then, with
+         * a ledger row at or below this, was evicted before we looked (one
+         * read after could be published before its eviction, while the
+         * index still holds the order). */
+        evicted_lsn = hs_evicted_lsn(c);
         r = hs_refund_claim(c, order_id, order_len);
         if (r == HS_OK) {
             bool recorded = false;
@@ -396,7 +401,6 @@ hotstock_refund(PG_FUNCTION_ARGS)
             PG_RETURN_BOOL(false);
         if (r != HS_NOT_FOUND)
             hotstock_raise(r, pnstrdup(order_id, order_len));
-        evicted_lsn = hs_evicted_lsn(c);
         if (evicted_lsn == 0)
             PG_RETURN_BOOL(false); /* never deducted here */
 
@@ -424,6 +428,7 @@ hotstock_refund(PG_FUNCTION_ARGS)
     for (int i = 0; i < n; i++) {
         PendingAction *a = hotstock_remember(PENDING_REFUND_EVICTED, order_id, order_len);
 
+        a->evicted_checked = evicted_lsn;
         a->sku_len = (uint8)strlen(rows[i].sku);
         memcpy(a->sku, rows[i].sku, a->sku_len + 1);
         a->qty = rows[i].qty;

@@ -133,6 +133,7 @@ typedef struct PendingAction {
     SubTransactionId subid; /* subtransaction that did it */
     bool committed;         /* claim: hs_refund_commit succeeded */
     int32 qty;              /* evicted refund */
+    uint64 evicted_checked; /* evicted refund: hs_evicted_lsn() read before the ledger */
     uint8 sku_len;          /* evicted refund */
     uint8 order_len;
     char sku[HS_SKU_MAX + 1];

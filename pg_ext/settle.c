@@ -76,8 +76,10 @@ static SPIPlanPtr request_refunded_plan = NULL;
  *       - evicted (the daemon restarted since it was drained): database
  *         first, as a refund of an evicted order: mark the row refunded in
  *         this transaction (row lock), and once it committed return the
- *         units with hs_refund_evicted() (at most once per order in the
- *         index; hotstock_apply_ledger_refunds() retries it).
+ *         units with hs_refund_evicted() (at most once per order: the
+ *         index, and the evicted LSN read before the mark, which refuses
+ *         a second application after the first was evicted again;
+ *         hotstock_apply_ledger_refunds() retries it).
  *
  * A crash anywhere repeats a pass, never a compensation: the index (or
  * the row's refunded_at) says it was done.  So the units of a transaction
@@ -94,6 +96,7 @@ hotstock_settle_deductions(hs_client *drain_client, int *delay_ms)
         HotstockXidFate fate;
         bool settle; /* clear xid in this pass */
         bool evicted_marked; /* return the units after the commit */
+        hs_lsn evicted_checked; /* hs_evicted_lsn() before the mark */
     } Unsettled;
     Unsettled *rows = NULL;
     int n = 0;
@@ -179,6 +182,7 @@ hotstock_settle_deductions(hs_client *drain_client, int *delay_ms)
             break;
         case HS_NOT_FOUND:
             /* evicted: database first (settles the row too) */
+            u->evicted_checked = hs_evicted_lsn(drain_client);
             u->evicted_marked = hotstock_ledger_compensate_evicted(u->order_id, u->sku, u->xid);
             break;
         case HS_QUEUE_FULL:
@@ -254,7 +258,8 @@ hotstock_settle_deductions(hs_client *drain_client, int *delay_ms)
         r = drain_client == NULL
                 ? HS_DAEMON_DOWN
                 : hs_refund_evicted(drain_client, rows[i].sku, strlen(rows[i].sku), rows[i].qty,
-                                    rows[i].order_id, strlen(rows[i].order_id), &lsn);
+                                    rows[i].order_id, strlen(rows[i].order_id),
+                                    rows[i].evicted_checked, &lsn);
         if (r == HS_OK)
             ereport(LOG, (errmsg("hotstock drain returned the %d units of evicted order \"%s\": "
                                  "its transaction %llu did not commit",
@@ -299,6 +304,7 @@ hotstock_apply_refund_requests(hs_client *drain_client)
         char order_id[HS_ORDER_ID_MAX + 1];
         bool forget;
         int nmarked; /* ledger rows marked refunded database-first */
+        hs_lsn evicted_checked; /* hs_evicted_lsn() before the mark */
         LedgerRow marked[HS_LEDGER_ROWS_MAX];
     } Request;
     Request *rows = NULL;
@@ -359,8 +365,9 @@ hotstock_apply_refund_requests(hs_client *drain_client)
             LedgerRow rows_now[HS_LEDGER_ROWS_MAX];
             int k;
 
+            q->evicted_checked = hs_evicted_lsn(drain_client);
             q->nmarked = hotstock_ledger_refund(q->order_id, strlen(q->order_id),
-                                                hs_evicted_lsn(drain_client), q->marked);
+                                                q->evicted_checked, q->marked);
             /* done unless a row is left unrefunded (drained after the
              * segment was built: the index should hold it; look again) */
             k = hotstock_ledger_lookup(q->order_id, strlen(q->order_id), rows_now);
@@ -394,7 +401,8 @@ hotstock_apply_refund_requests(hs_client *drain_client)
             LedgerRow *m = &rows[i].marked[j];
             hs_lsn lsn;
             hs_result r = hs_refund_evicted(drain_client, m->sku, strlen(m->sku), m->qty,
-                                            rows[i].order_id, strlen(rows[i].order_id), &lsn);
+                                            rows[i].order_id, strlen(rows[i].order_id),
+                                            rows[i].evicted_checked, &lsn);
 
             if (r == HS_OK)
                 ereport(LOG, (errmsg("hotstock drain returned the %d units of evicted order "
@@ -421,6 +429,8 @@ hotstock_apply_ledger_refunds(hs_client *drain_client)
     } Pending;
     Pending *rows = NULL;
     int n = 0;
+    /* read before the rows: see hs_refund_evicted() */
+    hs_lsn checked = drain_client != NULL ? hs_evicted_lsn(drain_client) : 0;
 
     if (hotstock_drain_begin()) {
         Oid types[2] = {INT4OID, INT4OID};
@@ -454,8 +464,10 @@ hotstock_apply_ledger_refunds(hs_client *drain_client)
     for (int i = 0; i < n; i++) {
         hs_lsn lsn;
         hs_result r = hs_refund_evicted(drain_client, rows[i].sku, strlen(rows[i].sku), rows[i].qty,
-                                        rows[i].order_id, strlen(rows[i].order_id), &lsn);
+                                        rows[i].order_id, strlen(rows[i].order_id), checked, &lsn);
 
+        if (r == HS_EVICTED_CHANGED)
+            continue; /* maybe applied meanwhile: the next sweep looks again */
         if (r == HS_OK)
             ereport(LOG, (errmsg("hotstock drain returned the %d units of order \"%s\" refunded in "
                                  "hotstock.ledger",

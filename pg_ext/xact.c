@@ -217,7 +217,7 @@ refund_evicted_order(PendingAction *a)
 {
     hs_lsn lsn;
     hs_result r = hs_refund_evicted(hotstock_backend_client, a->sku, a->sku_len, a->qty,
-                                    a->order_id, a->order_len, &lsn);
+                                    a->order_id, a->order_len, a->evicted_checked, &lsn);
 
     if (r != HS_OK && r != HS_ALREADY_REFUNDED)
         ereport(WARNING, (errcode(r == HS_DAEMON_DOWN ? ERRCODE_HOTSTOCK_DAEMON_DOWN

@@ -218,10 +218,16 @@ hs_result hs_refund_release(hs_client *c, const char *order_id, size_t order_len
  * durable ledger: appends REFUND(sku, qty), raises the counter, and records
  * the order as REFUNDED in the index.  HS_ALREADY_REFUNDED if the index
  * already knows it as refunded; HS_DUPLICATE if the index knows it as
- * deducted (use hs_refund() then).
+ * deducted (use hs_refund() then).  evicted_checked: hs_evicted_lsn() as
+ * read before the caller saw, in its ledger, that this refund was not
+ * applied yet; if the index no longer knows the order and the daemon
+ * evicted more since (an earlier application of this refund may have been
+ * indexed and evicted again meanwhile), nothing is done and
+ * HS_EVICTED_CHANGED asks the caller to look again.
  */
 hs_result hs_refund_evicted(hs_client *c, const char *sku, size_t sku_len, int32_t qty,
-                            const char *order_id, size_t order_len, hs_lsn *lsn);
+                            const char *order_id, size_t order_len, hs_lsn evicted_checked,
+                            hs_lsn *lsn);
 
 /* Block until the record at lsn is fdatasync'ed (group commit).  HS_OK, or
  * HS_DAEMON_DOWN when the daemon died or the segment was fenced first

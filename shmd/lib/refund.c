@@ -256,7 +256,7 @@ hs_refund_release(hs_client *c, const char *order_id, size_t order_len)
 
 hs_result
 hs_refund_evicted(hs_client *c, const char *sku, size_t sku_len, int32_t qty, const char *order_id,
-                  size_t order_len, hs_lsn *lsn)
+                  size_t order_len, hs_lsn evicted_checked, hs_lsn *lsn)
 {
     order_insert ins = {HS_INDEX_REFUNDING, 0, qty};
     hs_header *h;
@@ -328,6 +328,16 @@ again:
             if (r != HS_OK)
                 return r;
         }
+    }
+    /* Ours now (absent, or FAILED before): was it evicted again since the
+     * caller looked?  seq_cst, after the claim, as in hs_deduct_checked(). */
+    if (hs_filter_maybe(h, hs_hash(order_id, order_len)) &&
+        atomic_load(&h->evicted_lsn) > evicted_checked) {
+        order_unclaim(o);
+        hs_set_error("order %.*s may have been refunded and evicted again since the caller "
+                     "checked (evicted LSN %" PRIu64 " > %" PRIu64 ")",
+                     (int)order_len, order_id, atomic_load(&h->evicted_lsn), evicted_checked);
+        return HS_EVICTED_CHANGED;
     }
     return refund_apply(c, h, oi, 0, lsn, NULL, NULL);
 }

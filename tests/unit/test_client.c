@@ -86,8 +86,8 @@ test_bad_arguments(hs_client *c)
     CHECK_R(hs_refund_claim(c, "", 0), HS_BAD_ARGUMENT);
     CHECK_R(hs_refund_commit(c, "", 0, NULL, NULL, NULL), HS_BAD_ARGUMENT);
     CHECK_R(hs_refund_release(c, "", 0), HS_BAD_ARGUMENT);
-    CHECK_R(hs_refund_evicted(c, S("apple"), 0, S("o"), NULL), HS_BAD_ARGUMENT);
-    CHECK_R(hs_refund_evicted(c, "", 0, 1, S("o"), NULL), HS_BAD_ARGUMENT);
+    CHECK_R(hs_refund_evicted(c, S("apple"), 0, S("o"), 0, NULL), HS_BAD_ARGUMENT);
+    CHECK_R(hs_refund_evicted(c, "", 0, 1, S("o"), 0, NULL), HS_BAD_ARGUMENT);
     CHECK_R(hs_put_sku(c, S("apple"), -1, NULL), HS_BAD_ARGUMENT);
     CHECK_R(hs_put_sku(c, S("apple"), HS_STOCK_MAX + 1, NULL), HS_BAD_ARGUMENT);
     CHECK_R(hs_put_sku(c, sku64, HS_SKU_MAX + 1, 1, NULL), HS_BAD_ARGUMENT);
@@ -188,14 +188,14 @@ test_semantics(hs_client *c)
     CHECK_EQ(status_of(c, "p-2", &r), HS_ORDER_STATUS_REFUNDED);
 
     /* Refund of an evicted order (not in the index). */
-    CHECK_R(hs_refund_evicted(c, S("pear"), 3, S("ev-1"), &lsn), HS_OK);
+    CHECK_R(hs_refund_evicted(c, S("pear"), 3, S("ev-1"), 0, &lsn), HS_OK);
     CHECK(lsn > 0);
     CHECK_EQ(avail(c, "pear"), 13);
-    CHECK_R(hs_refund_evicted(c, S("pear"), 3, S("ev-1"), &lsn), HS_ALREADY_REFUNDED);
+    CHECK_R(hs_refund_evicted(c, S("pear"), 3, S("ev-1"), 0, &lsn), HS_ALREADY_REFUNDED);
     CHECK_R(hs_refund(c, S("ev-1"), NULL, NULL, NULL), HS_ALREADY_REFUNDED);
     CHECK_R(hs_deduct(c, S("pear"), 1, S("p-3"), 0, &lsn), HS_OK);
-    CHECK_R(hs_refund_evicted(c, S("pear"), 1, S("p-3"), &lsn), HS_DUPLICATE);
-    CHECK_R(hs_refund_evicted(c, S("nope"), 1, S("ev-2"), &lsn), HS_UNKNOWN_SKU);
+    CHECK_R(hs_refund_evicted(c, S("pear"), 1, S("p-3"), 0, &lsn), HS_DUPLICATE);
+    CHECK_R(hs_refund_evicted(c, S("nope"), 1, S("ev-2"), 0, &lsn), HS_UNKNOWN_SKU);
     CHECK_EQ(avail(c, "pear"), 12);
 
     /* Durability wait: returns once durable_lsn has passed the record. */
@@ -584,6 +584,25 @@ test_kill_restart(hsd_ctl *d, hs_client *c)
         CHECK_R(hs_deduct_checked(c, S("pear"), 1, S("k-3"), 0, ev, &lsn), HS_OK);
         CHECK(lsn > last);
         CHECK_EQ(status_of(c, "k-3", &r), HS_ORDER_STATUS_DEDUCTED);
+
+        /* A database-first refund applied twice (the committing backend
+         * late, the drain's sweep first): the second, with the evicted LSN
+         * read before its ledger look-up, finds the first one's entry
+         * evicted again since, and does nothing. */
+        {
+            int64_t before;
+
+            CHECK_R(hs_refund_evicted(c, S("pear"), 1, S("k-5"), ev, &lsn), HS_OK);
+            before = avail(c, "pear");
+            CHECK_R(hs_wait_durable(c, lsn, 5000), HS_OK);
+            CHECK_R(hs_publish_applied(c, lsn), HS_OK);
+            t1 = now_s();
+            while (hs_order_status(c, S("k-5"), &st, NULL, NULL) == HS_OK && now_s() - t1 < 10)
+                usleep(20000);
+            CHECK_R(hs_order_status(c, S("k-5"), &st, NULL, NULL), HS_NOT_FOUND);
+            CHECK_R(hs_refund_evicted(c, S("pear"), 1, S("k-5"), ev, &lsn), HS_EVICTED_CHANGED);
+            CHECK_EQ(avail(c, "pear"), before);
+        }
 
         /* An entry the evictor must skip (a refund claimed here) holds the
          * filter file's watermark below it, so a restart re-reads the

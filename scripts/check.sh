@@ -252,7 +252,7 @@ else
 fi
 
 if [ -f "$REPO/tests/model/run.sh" ]; then
-    run_suite model 300 plain bash tests/model/run.sh
+    run_suite model 420 plain bash tests/model/run.sh
 else
     not_present model tests/model/run.sh
 fi

@@ -37,6 +37,11 @@
  * etc. where they are made; run.sh also fails on invalid end states (a
  * process blocked forever).
  *
+ * Online eviction of the order index (probing, `passed`, versions, the
+ * evicted filter) is modelled in eviction.pml, xid-aware compensation in
+ * compensation.pml; here the index is one slot per order id and only a
+ * restart evicts.
+ *
  * Switches (-D on the spin command line, see run.sh):
  *   NB NORD NOPS RETRIES DEATHS CRASHES POWERLOSS STALLS RESTOCK DRAIN RING
  *   MAXLSN PREEVICTED ONLY_REFUNDS (scripts of refunds only)

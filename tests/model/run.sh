@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# tests/model/run.sh — check hotstock.pml with SPIN.
+# tests/model/run.sh — check the SPIN models of this folder.
+#
+#   hotstock.pml      deduct / refund / ring / spiller / crash / drain
+#   eviction.pml      the order index with online eviction
+#   compensation.pml  xid-aware compensation by the drain
 #
 # Every configuration is one exhaustive SPIN safety run (spin -a, gcc
 # -DSAFETY -DCOLLAPSE, pan): assertions and invalid end states (a process
@@ -10,7 +14,7 @@
 # <work>/<name>/trail.txt.
 #
 #   tests/model/run.sh            the quick set (under 2 minutes on 2 cores)
-#   MODEL_DEEP=1 run.sh           also the large configurations (~4 minutes more)
+#   MODEL_DEEP=1 run.sh           also the large configurations (~10 minutes more)
 #   MODEL_ONLY=name,name run.sh   only these configurations
 #   MODEL_JOBS=N                  parallel pan runs (default: number of CPUs, at most 2)
 #   MODEL_WORK=dir                keep the work files there (default: a temp dir, removed
@@ -21,7 +25,6 @@
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
-model=$here/hotstock.pml
 jobs=${MODEL_JOBS:-$(nproc 2>/dev/null || echo 2)}
 ((jobs > 2)) && jobs=2
 ((jobs < 1)) && jobs=1
@@ -45,59 +48,103 @@ else
     keep=0
 fi
 
-# name | expect (pass/fail) | set (quick/deep) | -D flags
-# Common: STOCK 2 units, qty 1, RING 3 slots, LSNs up to 8, one stalled
+# name | expect (pass/fail) | set (quick/deep) | model (file without .pml) | -D flags
+# hotstock: STOCK 2 units, qty 1, RING 3 slots, LSNs up to 8, one stalled
 # writer abandoned by the spiller (STALLS=1), one retry per operation.
 configs=(
     # races between buyers: no crash, no death
-    "race3|pass|quick|-DNB=3 -DNOPS=1 -DNORD=3 -DCRASHES=0 -DDEATHS=0"
-    "race2x2|pass|quick|-DNB=2 -DNOPS=2 -DNORD=3 -DCRASHES=0 -DDEATHS=0"
-    "restock|pass|quick|-DNB=2 -DNOPS=1 -DNORD=3 -DCRASHES=0 -DDEATHS=0 -DRESTOCK=1"
+    "race3|pass|quick|hotstock|-DNB=3 -DNOPS=1 -DNORD=3 -DCRASHES=0 -DDEATHS=0"
+    "race2x2|pass|quick|hotstock|-DNB=2 -DNOPS=2 -DNORD=3 -DCRASHES=0 -DDEATHS=0"
+    "restock|pass|quick|hotstock|-DNB=2 -DNOPS=1 -DNORD=3 -DCRASHES=0 -DDEATHS=0 -DRESTOCK=1"
     # a buyer process dies at any step; waiters resolve its entries
-    "death|pass|quick|-DNB=2 -DNOPS=2 -DNORD=2 -DCRASHES=0 -DDEATHS=1"
-    "death3|pass|quick|-DNB=3 -DNOPS=1 -DNORD=3 -DCRASHES=0 -DDEATHS=1"
+    "death|pass|quick|hotstock|-DNB=2 -DNOPS=2 -DNORD=2 -DCRASHES=0 -DDEATHS=1"
+    "death3|pass|quick|hotstock|-DNB=3 -DNOPS=1 -DNORD=3 -DCRASHES=0 -DDEATHS=1"
     # the daemon crashes at any point; the next one fences and salvages
-    "crash|pass|quick|-DNB=2 -DNOPS=1 -DNORD=2 -DCRASHES=1 -DDEATHS=0 -DDRAIN=0"
+    "crash|pass|quick|hotstock|-DNB=2 -DNOPS=1 -DNORD=2 -DCRASHES=1 -DDEATHS=0 -DDRAIN=0"
     # crash with the drain: eviction, ledger checks, DB-first refunds
-    "evict|pass|quick|-DNB=2 -DNOPS=1 -DNORD=2 -DCRASHES=1 -DDEATHS=0 -DDRAIN=1"
+    "evict|pass|quick|hotstock|-DNB=2 -DNOPS=1 -DNORD=2 -DCRASHES=1 -DDEATHS=0 -DDRAIN=1"
     # order 0 already evicted: both refund paths, deduct retries, deaths
-    "evicted|pass|quick|-DPREEVICTED=1 -DNB=3 -DNOPS=1 -DNORD=2 -DCRASHES=0 -DDEATHS=0"
-    "evicted-death|pass|quick|-DPREEVICTED=1 -DNB=3 -DNOPS=1 -DNORD=1 -DCRASHES=0 -DDEATHS=1"
+    "evicted|pass|quick|hotstock|-DPREEVICTED=1 -DNB=3 -DNOPS=1 -DNORD=2 -DCRASHES=0 -DDEATHS=0"
+    "evicted-death|pass|quick|hotstock|-DPREEVICTED=1 -DNB=3 -DNOPS=1 -DNORD=1 -DCRASHES=0 -DDEATHS=1"
     # power loss: the queue keeps its durable prefix, every process dies
-    "powerloss|pass|quick|-DNB=2 -DNOPS=1 -DNORD=2 -DCRASHES=0 -DDEATHS=0 -DPOWERLOSS=1"
+    "powerloss|pass|quick|hotstock|-DNB=2 -DNOPS=1 -DNORD=2 -DCRASHES=0 -DDEATHS=0 -DPOWERLOSS=1"
 
     # deliberately broken variants: SPIN must find the violation
-    "broken-refund-order|fail|quick|-DBROKEN_REFUND_ORDER -DNB=2 -DNOPS=1 -DNORD=2 -DCRASHES=0 -DDEATHS=0"
-    "broken-refund-nocas|fail|quick|-DBROKEN_REFUND_NOCAS -DNB=3 -DNOPS=1 -DNORD=2 -DCRASHES=0 -DDEATHS=0"
-    "broken-spill-order|fail|quick|-DBROKEN_SPILL_ORDER -DNB=2 -DNOPS=1 -DNORD=2 -DCRASHES=0 -DDEATHS=1"
-    "broken-ledger-once|fail|quick|-DBROKEN_LEDGER_ONCE -DNB=2 -DNOPS=1 -DNORD=2 -DCRASHES=1 -DDEATHS=0 -DDRAIN=1"
-    "broken-dbfirst-any|fail|quick|-DBROKEN_DBFIRST_ANY -DPREEVICTED=1 -DNB=3 -DNOPS=1 -DNORD=2 -DCRASHES=0 -DDEATHS=0"
+    "broken-refund-order|fail|quick|hotstock|-DBROKEN_REFUND_ORDER -DNB=2 -DNOPS=1 -DNORD=2 -DCRASHES=0 -DDEATHS=0"
+    "broken-refund-nocas|fail|quick|hotstock|-DBROKEN_REFUND_NOCAS -DNB=3 -DNOPS=1 -DNORD=2 -DCRASHES=0 -DDEATHS=0"
+    "broken-spill-order|fail|quick|hotstock|-DBROKEN_SPILL_ORDER -DNB=2 -DNOPS=1 -DNORD=2 -DCRASHES=0 -DDEATHS=1"
+    "broken-ledger-once|fail|quick|hotstock|-DBROKEN_LEDGER_ONCE -DNB=2 -DNOPS=1 -DNORD=2 -DCRASHES=1 -DDEATHS=0 -DDRAIN=1"
+    "broken-dbfirst-any|fail|quick|hotstock|-DBROKEN_DBFIRST_ANY -DPREEVICTED=1 -DNB=3 -DNOPS=1 -DNORD=2 -DCRASHES=0 -DDEATHS=0"
     # segment.h / hotstock.h as written: findings of this model (README)
-    "essay-seq|fail|quick|-DESSAY_SEQ -DNB=2 -DNOPS=1 -DNORD=2 -DCRASHES=0 -DDEATHS=0"
-    "seq-lap-check|fail|quick|-DSEQ_LAP_CHECK -DRING=2 -DRESTOCK=1 -DNB=2 -DNOPS=1 -DNORD=2 -DCRASHES=0 -DDEATHS=0"
-    "old-client-publish|fail|quick|-DCLIENT_C_PUBLISH -DRING=2 -DRESTOCK=1 -DNB=2 -DNOPS=1 -DNORD=2 -DCRASHES=0 -DDEATHS=0"
-    "essay-release|fail|quick|-DESSAY_RELEASE -DONLY_REFUNDS -DPREEVICTED=1 -DNB=2 -DNOPS=1 -DNORD=1 -DCRASHES=0 -DDEATHS=1"
-    "api-dup-nowait|fail|quick|-DAPI_DUP_NOWAIT -DNB=2 -DNOPS=1 -DNORD=2 -DCRASHES=0 -DDEATHS=0"
+    "essay-seq|fail|quick|hotstock|-DESSAY_SEQ -DNB=2 -DNOPS=1 -DNORD=2 -DCRASHES=0 -DDEATHS=0"
+    "seq-lap-check|fail|quick|hotstock|-DSEQ_LAP_CHECK -DRING=2 -DRESTOCK=1 -DNB=2 -DNOPS=1 -DNORD=2 -DCRASHES=0 -DDEATHS=0"
+    "old-client-publish|fail|quick|hotstock|-DCLIENT_C_PUBLISH -DRING=2 -DRESTOCK=1 -DNB=2 -DNOPS=1 -DNORD=2 -DCRASHES=0 -DDEATHS=0"
+    "essay-release|fail|quick|hotstock|-DESSAY_RELEASE -DONLY_REFUNDS -DPREEVICTED=1 -DNB=2 -DNOPS=1 -DNORD=1 -DCRASHES=0 -DDEATHS=1"
+    "api-dup-nowait|fail|quick|hotstock|-DAPI_DUP_NOWAIT -DNB=2 -DNOPS=1 -DNORD=2 -DCRASHES=0 -DDEATHS=0"
 
     # large configurations (MODEL_DEEP=1)
-    "deep-crash2x2|pass|deep|-DNB=2 -DNOPS=2 -DNORD=2 -DCRASHES=1 -DDEATHS=0 -DDRAIN=0"
-    "deep-crash3|pass|deep|-DNB=3 -DNOPS=1 -DNORD=2 -DCRASHES=1 -DDEATHS=0 -DDRAIN=0"
-    "deep-evicted-death|pass|deep|-DPREEVICTED=1 -DNB=3 -DNOPS=1 -DNORD=2 -DCRASHES=0 -DDEATHS=1"
-    "deep-crash-death|pass|deep|-DNB=2 -DNOPS=1 -DNORD=2 -DCRASHES=1 -DDEATHS=1 -DDRAIN=1"
-    "deep-crash2|pass|deep|-DNB=2 -DNOPS=1 -DNORD=2 -DCRASHES=2 -DDEATHS=0 -DDRAIN=0"
+    "deep-crash2x2|pass|deep|hotstock|-DNB=2 -DNOPS=2 -DNORD=2 -DCRASHES=1 -DDEATHS=0 -DDRAIN=0"
+    "deep-crash3|pass|deep|hotstock|-DNB=3 -DNOPS=1 -DNORD=2 -DCRASHES=1 -DDEATHS=0 -DDRAIN=0"
+    "deep-evicted-death|pass|deep|hotstock|-DPREEVICTED=1 -DNB=3 -DNOPS=1 -DNORD=2 -DCRASHES=0 -DDEATHS=1"
+    "deep-crash-death|pass|deep|hotstock|-DNB=2 -DNOPS=1 -DNORD=2 -DCRASHES=1 -DDEATHS=1 -DDRAIN=1"
+    "deep-crash2|pass|deep|hotstock|-DNB=2 -DNOPS=1 -DNORD=2 -DCRASHES=2 -DDEATHS=0 -DDRAIN=0"
+
+    # eviction.pml: 2 buyers, 3-4 operations on 2 order ids (scenarios: see
+    # init in eviction.pml), 3 slots (ev-retry-death: 2, the table fills),
+    # STOCK 3; the evictor, the spiller and the drain
+    "ev-retry|pass|quick|eviction|-DSCENARIO=1"
+    "ev-retry-fp|pass|quick|eviction|-DSCENARIO=1 -DFALSEPOS=1"
+    "ev-retry-death|pass|quick|eviction|-DSCENARIO=1 -DDEATHS=1 -DNSLOT=2"
+    "ev-retake|pass|quick|eviction|-DSCENARIO=4 -DDEATHS=1"
+    "ev-refund|pass|quick|eviction|-DSCENARIO=2"
+    "ev-refund-death|pass|quick|eviction|-DSCENARIO=2 -DDEATHS=1"
+    "ev-refund-failed|pass|quick|eviction|-DSCENARIO=5 -DDEATHS=1"
+    "ev-chain|pass|quick|eviction|-DSCENARIO=3"
+    "ev-broken-no-stripe|fail|quick|eviction|-DBROKEN_NO_STRIPE -DSCENARIO=1"
+    "ev-broken-late-passed|fail|quick|eviction|-DBROKEN_LATE_PASSED -DSCENARIO=1"
+    "ev-broken-stop-at-empty|fail|quick|eviction|-DBROKEN_STOP_AT_EMPTY -DSCENARIO=1"
+    "ev-broken-filter-late|fail|quick|eviction|-DBROKEN_FILTER_LATE -DSCENARIO=1"
+    "ev-broken-retake-nofilter|fail|quick|eviction|-DBROKEN_RETAKE_NOFILTER -DSCENARIO=4"
+    "ev-broken-ledger-first|fail|quick|eviction|-DBROKEN_LEDGER_FIRST -DSCENARIO=1 -DFALSEPOS=1"
+    "ev-broken-evict-recorded|fail|quick|eviction|-DBROKEN_EVICT_RECORDED -DSCENARIO=1"
+    "ev-broken-decr-lost-cas|fail|quick|eviction|-DBROKEN_DECR_LOST_CAS -DSCENARIO=4"
+    # pg_ext/api.c hotstock_refund() as written: finding (README)
+    "ev-api-refund-e-after|fail|quick|eviction|-DBROKEN_REFUND_E_AFTER -DSCENARIO=2"
+
+    # compensation.pml: 1-2 orders, each deducted by its own transaction
+    # (commit, rollback, killed, prepared), a user's refund of order 0, the
+    # evictor, the drain and its settling; STOCK 2
+    "comp-one|pass|quick|compensation|-DNORD=1"
+    "comp-one-crash|pass|quick|compensation|-DNORD=1 -DCRASHES=1"
+    "comp-two|pass|quick|compensation|-DNORD=2 -DUSER=0"
+    "comp-broken-fate-order|fail|quick|compensation|-DBROKEN_FATE_ORDER -DNORD=1"
+    "comp-broken-prepared|fail|quick|compensation|-DBROKEN_PREPARED_ABORTED -DNORD=1"
+    "comp-broken-blind|fail|quick|compensation|-DBROKEN_COMP_BLIND -DNORD=1"
+    "comp-broken-settle-on-down|fail|quick|compensation|-DBROKEN_SETTLE_ON_DOWN -DNORD=1 -DCRASHES=1"
+    # shmd/lib/refund.c hs_refund_evicted() as written: finding (README)
+    "comp-api-refund-evicted|fail|quick|compensation|-DBROKEN_REFUND_EVICTED_UNCHECKED -DNORD=1"
+
+    # large configurations of the new models (MODEL_DEEP=1)
+    "ev-deep-refund-reuse|pass|deep|eviction|-DSCENARIO=6"
+    "ev-deep-refund-reuse-death|pass|deep|eviction|-DSCENARIO=6 -DDEATHS=1"
+    "ev-deep-chain-death|pass|deep|eviction|-DSCENARIO=3 -DDEATHS=1"
+    "ev-deep-chain-fp|pass|deep|eviction|-DSCENARIO=3 -DFALSEPOS=1"
+    "comp-deep-two-crash|pass|deep|compensation|-DNORD=2 -DUSER=0 -DCRASHES=1"
+    "comp-deep-two-user|pass|deep|compensation|-DNORD=2 -DUSER=1"
 )
 
 # one configuration: prints one result line into $work/<name>/result
 run_one() {
-    local name=$1 expect=$2 flags=$3 hashbits=$4
+    local name=$1 expect=$2 model=$3 flags=$4 hashbits=$5
     local dir=$work/$name
+    local pml=$model.pml
     mkdir -p "$dir"
-    cp "$model" "$dir/hotstock.pml"
+    cp "$here/$pml" "$dir/$pml"
     local start=$SECONDS
     (
         cd "$dir" || exit 1
         # shellcheck disable=SC2086
-        if ! spin -a $flags hotstock.pml >spin.out 2>&1; then
+        if ! spin -a $flags "$pml" >spin.out 2>&1; then
             echo "FAIL $name: spin -a failed: $(head -1 spin.out)" >result
             exit 0
         fi
@@ -107,10 +154,11 @@ run_one() {
         fi
         timeout "$limit" ./pan -m"$depth" -w"$hashbits" >pan.out 2>&1
         local rc=$?
-        local errors states depthr secs verdict what
+        local errors states depthr vector secs verdict what
         errors=$(sed -n 's/.*errors: \([0-9]*\).*/\1/p' pan.out | tail -1)
         states=$(sed -n 's/^ *\([0-9e.+]*\) states, stored.*/\1/p' pan.out | tail -1)
         depthr=$(sed -n 's/.*depth reached \([0-9]*\).*/\1/p' pan.out | tail -1)
+        vector=$(sed -n 's/^State-vector \([0-9]*\) byte.*/\1/p' pan.out | tail -1)
         secs=$((SECONDS - start))
         what=$(grep -m1 -E 'assertion violated|invalid end state|acceptance cycle' pan.out |
             sed 's/^pan:1: //; s/ (at depth [0-9]*)//')
@@ -124,17 +172,17 @@ run_one() {
             verdict="FAIL $name: pan ran out of memory"
         elif [[ $expect == pass ]]; then
             if ((errors == 0)); then
-                verdict="PASS $name: $states states, depth $depthr, no violation (${secs}s)"
+                verdict="PASS $name: $states states, vector $vector bytes, depth $depthr, no violation (${secs}s)"
             else
                 verdict="FAIL $name: $what (errors: $errors; trail in $dir/trail.txt)"
-                spin -t -p -g $flags hotstock.pml >trail.txt 2>&1
-                spin -t $flags hotstock.pml 2>&1 | sed -n 's/^ *@ //p' >story.txt
+                spin -t -p -g $flags "$pml" >trail.txt 2>&1
+                spin -t $flags "$pml" 2>&1 | sed -n 's/^ *@ //p' >story.txt
             fi
         else
             if ((errors > 0)); then
                 verdict="PASS $name: violation found as expected: $what (${secs}s)"
-                spin -t -p -g $flags hotstock.pml >trail.txt 2>&1
-                spin -t $flags hotstock.pml 2>&1 | sed -n 's/^ *@ //p' >story.txt
+                spin -t -p -g $flags "$pml" >trail.txt 2>&1
+                spin -t $flags "$pml" 2>&1 | sed -n 's/^ *@ //p' >story.txt
             else
                 verdict="FAIL $name: expected a violation, SPIN found none ($states states)"
             fi
@@ -145,7 +193,7 @@ run_one() {
 
 selected=()
 for c in "${configs[@]}"; do
-    IFS='|' read -r name expect set flags <<<"$c"
+    IFS='|' read -r name expect set model flags <<<"$c"
     if [[ -n ${MODEL_ONLY:-} ]]; then
         [[ ",$MODEL_ONLY," == *",$name,"* ]] || continue
     elif [[ $set == deep && -z ${MODEL_DEEP:-} ]]; then
@@ -157,10 +205,10 @@ done
 echo "hotstock model: ${#selected[@]} configurations, $jobs at a time, work in $work"
 running=0
 for c in "${selected[@]}"; do
-    IFS='|' read -r name expect set flags <<<"$c"
+    IFS='|' read -r name expect set model flags <<<"$c"
     hashbits=24
     [[ $set == deep ]] && hashbits=27
-    run_one "$name" "$expect" "$flags" "$hashbits" &
+    run_one "$name" "$expect" "$model" "$flags" "$hashbits" &
     running=$((running + 1))
     if ((running >= jobs)); then
         wait -n
@@ -172,7 +220,7 @@ wait
 passed=0
 failed=0
 for c in "${selected[@]}"; do
-    IFS='|' read -r name expect set flags <<<"$c"
+    IFS='|' read -r name expect set model flags <<<"$c"
     if [[ -f $work/$name/result ]]; then
         line=$(cat "$work/$name/result")
     else

@@ -9,12 +9,14 @@
  * call here to re-attach: map the name again, and switch to it if it is a
  * newer generation that is READY and fresh; otherwise HS_DAEMON_DOWN.  A
  * replaced mapping is retired, not unmapped, until hs_detach(): other
- * threads may still read it.  Re-attachment is serialised by c->lock; the
+ * threads may still read it (a DEAD one keeps only a private copy of its
+ * header: segment_release_pages()).  Re-attachment is serialised by c->lock; the
  * fast path takes no lock.  Must not create or unlink a segment.
  *
  *-------------------------------------------------------------------------
  */
 #include <errno.h>
+#include <sys/mman.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
@@ -128,6 +130,35 @@ report_not_serving(const hs_client *c, hs_header *h)
                      now > beat ? now - beat : 0, (int)h->daemon_pid);
 }
 
+/*
+ * A retired segment that its daemon's successor marked DEAD is never read
+ * for its content again, but its mapping would pin the whole (unlinked)
+ * shared-memory object until hs_detach(): a process that outlives many
+ * daemon restarts, like the drain, would hold a segment per restart.  So
+ * its pages are swapped, in one mremap() (atomic for the other threads of
+ * this process), for private anonymous memory that holds a copy of the
+ * header and zeros elsewhere: a thread still inside a call on it reads the
+ * same capacities and offsets, state DEAD, empty tables and a fenced ring,
+ * answers "daemon down" and re-attaches; whatever it writes is private.
+ * On any failure the mapping stays as it was.
+ */
+static void
+segment_release_pages(hs_header *h)
+{
+    size_t size = h->total_size;
+    void *fresh;
+
+    if (atomic_load_explicit(&h->state, memory_order_acquire) != HS_SEGMENT_DEAD)
+        return;
+    fresh = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                 -1, 0);
+    if (fresh == MAP_FAILED)
+        return;
+    memcpy(fresh, h, h->header_size);
+    if (mremap(fresh, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, h) == MAP_FAILED)
+        munmap(fresh, size);
+}
+
 /* Slow path of client_segment(): the mapping `seen` does not serve.  Map the
  * name again; switch to it when it serves. */
 hs_header *
@@ -173,6 +204,7 @@ client_reattach(hs_client *c, hs_header *seen, hs_result *res)
             c->retired[c->retired_count++] = cur;
         }
     }
+    segment_release_pages(cur);
     /* Release: publishes the new mapping; pairs with the acquire load in
      * client_segment(). */
     atomic_store_explicit(&c->seg, fresh, memory_order_release);

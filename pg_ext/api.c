@@ -199,15 +199,20 @@ refund_pending(const char *order_id, size_t order_len)
  * about to hand back.  Returns when the retry may answer true.
  */
 static void
-deduct_retry_settle(hs_client *c, const char *order_id, size_t order_len)
+deduct_retry_settle(hs_client *c, const char *sku, size_t sku_len, int32 qty, const char *order_id,
+                    size_t order_len)
 {
     for (;;) {
         hs_order_info info;
         TransactionId xid;
         hs_result r = hs_order_lookup(c, order_id, order_len, &info);
 
-        if (r == HS_NOT_FOUND)
-            return; /* nothing deducted: cannot be (a duplicate was found) */
+        if (r == HS_NOT_FOUND) {
+            /* evicted since it was found (drained, its retention over, or
+             * the index 3/4 full): the ledger answers, with the xid's fate */
+            (void)hotstock_deduct_is_drained_retry(sku, sku_len, qty, order_id, order_len);
+            return;
+        }
         if (r != HS_OK)
             hotstock_raise(r, pnstrdup(order_id, order_len));
         if (info.status == HS_ORDER_STATUS_REFUNDED)
@@ -237,8 +242,8 @@ deduct_retry_settle(hs_client *c, const char *order_id, size_t order_len)
                 hotstock_wait_durable(c, lsn);
             if (r == HS_OK || r == HS_ALREADY_REFUNDED)
                 hotstock_raise(HS_ALREADY_REFUNDED, pnstrdup(order_id, order_len));
-            if (r == HS_ORDER_MISMATCH)
-                continue; /* deducted anew meanwhile: look again */
+            if (r == HS_ORDER_MISMATCH || r == HS_NOT_FOUND)
+                continue; /* deducted anew, or evicted, meanwhile: look again */
             hotstock_raise(r, pnstrdup(order_id, order_len));
         }
         }
@@ -305,7 +310,7 @@ hotstock_deduct(PG_FUNCTION_ARGS)
         PG_RETURN_BOOL(true);
     case HS_DUPLICATE:
         /* a retry: true only if the deduction it repeats stands */
-        deduct_retry_settle(c, order_id, order_len);
+        deduct_retry_settle(c, sku, sku_len, qty, order_id, order_len);
         if (hotstock_synchronous)
             hotstock_wait_durable_now(c);
         PG_RETURN_BOOL(true);

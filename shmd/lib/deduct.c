@@ -91,6 +91,24 @@ again:
             return r;
     }
 
+    /* 1b. An id the filter names, when the caller has not checked its
+     * ledger that far: if the index does not hold it, say so before any
+     * claim (a claim would park a FAILED entry until the evictor's next
+     * pass; a storm of retries of evicted ids could fill the index).  An
+     * id absent here and named by the filter only after our claim is
+     * caught by the check after the claim (2a). */
+    if (evicted_checked != UINT64_MAX && hs_filter_maybe(h, hash) &&
+        atomic_load(&h->evicted_lsn) > evicted_checked) {
+        r = order_probe(c, h, order_id, order_len, NULL, &oi, &ver, &inserted);
+        if (r == HS_NOT_FOUND) {
+            hs_set_error("order %.*s may have been evicted, the caller checked up to LSN %" PRIu64,
+                         (int)order_len, order_id, evicted_checked);
+            return HS_EVICTED_CHANGED;
+        }
+        if (r != HS_OK)
+            return r;
+    }
+
     /* 2. Claim the order id: absent -> PENDING(me), under its stripe lock. */
     mine = ins;
     mine.sku_index = si;

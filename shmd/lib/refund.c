@@ -141,7 +141,10 @@ again:
         if (state == HS_INDEX_DEDUCTED) {
             /* Relaxed: published with DEDUCTED, which the load above
              * acquired; it never changes while the order is DEDUCTED. */
-            if (mode == REFUND_COMPENSATE && atomic_load_explicit(&o->xid, memory_order_relaxed) != xid) {
+            if (mode == REFUND_COMPENSATE &&
+                atomic_load_explicit(&o->xid, memory_order_relaxed) != xid) {
+                if (!order_still(o, ver))
+                    goto again; /* evicted and reused while we read the xid */
                 hs_set_error("order %.*s was deducted by another transaction than %" PRIu64,
                              (int)order_len, order_id, xid);
                 return HS_ORDER_MISMATCH;

@@ -47,8 +47,10 @@
  * lost with a power loss) through hs_refund(), and ledger rows marked
  * refunded by a database-first refund of an evicted order whose
  * hs_refund_evicted() failed, through hs_refund_evicted().  Both are at
- * most once per order in the daemon's index, so a retry cannot refund
- * twice; a request row goes when its REFUND record is drained.  And it
+ * most once per order: the daemon's index, and for hs_refund_evicted()
+ * the evicted LSN read before the ledger (an order refunded and evicted
+ * again since is refused), so a retry cannot refund twice; a request row
+ * goes when its REFUND record is drained.  And it
  * settles deductions by their transaction's fate (settle.c runs both).
  *
  *-------------------------------------------------------------------------

@@ -128,8 +128,10 @@ hotstock_raise(hs_result r, const char *what)
         ereport(ERROR, (errcode(ERRCODE_HOTSTOCK_TABLE_FULL),
                         errmsg("hotstock sku table or order index is full"),
                         has_detail ? errdetail("%s", detail) : 0,
-                        errhint("Restart hotstockd with larger capacities; orders already drained "
-                                "leave the index at a restart.")));
+                        errhint("The order index holds the orders in flight and those drained "
+                                "less than order_retention ago: check hotstock.status for a "
+                                "drain that is behind, or restart hotstockd with a larger "
+                                "order_capacity (or sku_capacity).")));
         break;
     case HS_ORDER_MISMATCH:
         ereport(ERROR,

@@ -198,9 +198,10 @@ hotstock_ledger_lookup(const char *order_id, size_t order_len, LedgerRow *rows)
  * Database-first refund of an evicted order: mark its unrefunded ledger
  * rows refunded in the caller's transaction (the row lock serialises
  * concurrent refunds; a waiter re-checks refunded_at and finds it set).
- * Only rows at or below evicted_lsn count: a row drained after the
- * segment was built belongs to an order the index still holds, which
- * must be refunded through the index (else both paths could succeed).
+ * Only rows at or below evicted_lsn (read before the index look-up that
+ * did not find the order) count: a row after it belongs to an order the
+ * index still holds, which must be refunded through the index (else both
+ * paths could succeed).
  * Returns the rows it marked.
  */
 int

@@ -73,7 +73,7 @@ static SPIPlanPtr request_refunded_plan = NULL;
  *         settled only once that record is on disk: a power loss in
  *         between brings the order back DEDUCTED and the next pass
  *         compensates again.
- *       - evicted (the daemon restarted since it was drained): database
+ *       - evicted (drained order_retention ago, or before a restart): database
  *         first, as a refund of an evicted order: mark the row refunded in
  *         this transaction (row lock), and once it committed return the
  *         units with hs_refund_evicted() (at most once per order: the
@@ -361,7 +361,9 @@ hotstock_apply_refund_requests(hs_client *drain_client)
                         SPI_processed > 0;
         } else if (r == HS_NOT_FOUND) {
             /* evicted: database first, like hotstock.refund(); its units
-             * go back after this commit */
+             * go back after this commit.  Its request row proves the order
+             * was claimed in the index before our look-up, so rows up to an
+             * evicted LSN read now are the evicted ones. */
             LedgerRow rows_now[HS_LEDGER_ROWS_MAX];
             int k;
 

@@ -157,7 +157,8 @@ undo_actions(SubTransactionId subid)
                         (errcode(ERRCODE_HOTSTOCK_DAEMON_DOWN),
                          errmsg("could not undo the deduction of order \"%s\" after rollback: %s",
                                 a->order_id, hs_result_name(r)),
-                         errdetail("Its units stay held back until hotstock.refund('%s') succeeds.",
+                         errdetail("Its transaction did not commit: the drain returns its "
+                                   "units once it sees that (or hotstock.refund('%s') does).",
                                    a->order_id)));
         }
     }

@@ -361,6 +361,7 @@ hotstock_refund(PG_FUNCTION_ARGS)
     hs_result r;
     LedgerRow rows[HS_LEDGER_ROWS_MAX];
     hs_lsn evicted_lsn;
+    hs_lsn mark_lsn = 0;
     int n;
 
     get_name_arg(fcinfo, 0, "order_id", &order_id, &order_len);
@@ -416,6 +417,7 @@ hotstock_refund(PG_FUNCTION_ARGS)
         if (refund_pending(order_id, order_len))
             PG_RETURN_BOOL(false);
         /* evicted: database first, units at commit */
+        mark_lsn = hotstock_mark_lsn(c);
         n = hotstock_ledger_refund(order_id, order_len, evicted_lsn, rows);
         if (n > 0 || !ledger_has_unrefunded(order_id, order_len))
             break;
@@ -433,7 +435,7 @@ hotstock_refund(PG_FUNCTION_ARGS)
     for (int i = 0; i < n; i++) {
         PendingAction *a = hotstock_remember(PENDING_REFUND_EVICTED, order_id, order_len);
 
-        a->evicted_checked = evicted_lsn;
+        a->evicted_checked = mark_lsn;
         a->sku_len = (uint8)strlen(rows[i].sku);
         memcpy(a->sku, rows[i].sku, a->sku_len + 1);
         a->qty = rows[i].qty;

@@ -133,7 +133,7 @@ typedef struct PendingAction {
     SubTransactionId subid; /* subtransaction that did it */
     bool committed;         /* claim: hs_refund_commit succeeded */
     int32 qty;              /* evicted refund */
-    uint64 evicted_checked; /* evicted refund: hs_evicted_lsn() read before the ledger */
+    uint64 evicted_checked; /* evicted refund: hotstock_mark_lsn() before the mark */
     uint8 sku_len;          /* evicted refund */
     uint8 order_len;
     char sku[HS_SKU_MAX + 1];
@@ -163,6 +163,7 @@ extern hs_client *hotstock_backend_client; /* NULL until attached */
 extern void hotstock_check_database(void);
 extern hs_result hotstock_try_attach(void);
 extern hs_client *hotstock_client(void);
+extern hs_lsn hotstock_mark_lsn(hs_client *c);
 extern hs_result hotstock_wait_durable_core(hs_client *c, hs_lsn lsn, bool interruptible);
 extern void hotstock_wait_durable(hs_client *c, hs_lsn lsn);
 extern void hotstock_wait_durable_now(hs_client *c);

@@ -194,3 +194,20 @@ hotstock_wait_durable_now(hs_client *c)
     if (st.next_lsn > 1 && st.durable_lsn < st.next_lsn - 1)
         hotstock_wait_durable(c, st.next_lsn - 1);
 }
+
+/*
+ * What a database-first refund's hs_refund_evicted() checks against
+ * (hotstock.h), read before the ledger row is marked: the daemon's durable
+ * LSN.  Any other application of the same mark (the drain's sweep) appends
+ * its REFUND after the mark, so above this LSN, and LSNs up to it are never
+ * reused; an order refunded and evicted again since shows as an evicted
+ * LSN past it.  0 when the daemon cannot say: then the call refuses and the
+ * sweep returns the units.
+ */
+hs_lsn
+hotstock_mark_lsn(hs_client *c)
+{
+    hs_status st;
+
+    return c != NULL && hs_get_status(c, &st) == HS_OK ? st.durable_lsn : 0;
+}

@@ -96,7 +96,7 @@ hotstock_settle_deductions(hs_client *drain_client, int *delay_ms)
         HotstockXidFate fate;
         bool settle; /* clear xid in this pass */
         bool evicted_marked; /* return the units after the commit */
-        hs_lsn evicted_checked; /* hs_evicted_lsn() before the mark */
+        hs_lsn evicted_checked; /* hotstock_mark_lsn() before the mark */
     } Unsettled;
     Unsettled *rows = NULL;
     int n = 0;
@@ -182,7 +182,7 @@ hotstock_settle_deductions(hs_client *drain_client, int *delay_ms)
             break;
         case HS_NOT_FOUND:
             /* evicted: database first (settles the row too) */
-            u->evicted_checked = hs_evicted_lsn(drain_client);
+            u->evicted_checked = hotstock_mark_lsn(drain_client);
             u->evicted_marked = hotstock_ledger_compensate_evicted(u->order_id, u->sku, u->xid);
             break;
         case HS_QUEUE_FULL:
@@ -304,7 +304,7 @@ hotstock_apply_refund_requests(hs_client *drain_client)
         char order_id[HS_ORDER_ID_MAX + 1];
         bool forget;
         int nmarked; /* ledger rows marked refunded database-first */
-        hs_lsn evicted_checked; /* hs_evicted_lsn() before the mark */
+        hs_lsn evicted_checked; /* hotstock_mark_lsn() before the mark */
         LedgerRow marked[HS_LEDGER_ROWS_MAX];
     } Request;
     Request *rows = NULL;
@@ -367,9 +367,9 @@ hotstock_apply_refund_requests(hs_client *drain_client)
             LedgerRow rows_now[HS_LEDGER_ROWS_MAX];
             int k;
 
-            q->evicted_checked = hs_evicted_lsn(drain_client);
+            q->evicted_checked = hotstock_mark_lsn(drain_client);
             q->nmarked = hotstock_ledger_refund(q->order_id, strlen(q->order_id),
-                                                q->evicted_checked, q->marked);
+                                                hs_evicted_lsn(drain_client), q->marked);
             /* done unless a row is left unrefunded (drained after the
              * segment was built: the index should hold it; look again) */
             k = hotstock_ledger_lookup(q->order_id, strlen(q->order_id), rows_now);
@@ -431,7 +431,9 @@ hotstock_apply_ledger_refunds(hs_client *drain_client)
     } Pending;
     Pending *rows = NULL;
     int n = 0;
-    /* read before the rows: see hs_refund_evicted() */
+    /* read before the rows (not marked by us: someone else may have
+     * applied a mark already, whose REFUND is not drained yet, so above
+     * this): see hs_refund_evicted() */
     hs_lsn checked = drain_client != NULL ? hs_evicted_lsn(drain_client) : 0;
 
     if (hotstock_drain_begin()) {

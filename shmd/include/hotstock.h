@@ -218,11 +218,13 @@ hs_result hs_refund_release(hs_client *c, const char *order_id, size_t order_len
  * durable ledger: appends REFUND(sku, qty), raises the counter, and records
  * the order as REFUNDED in the index.  HS_ALREADY_REFUNDED if the index
  * already knows it as refunded; HS_DUPLICATE if the index knows it as
- * deducted (use hs_refund() then).  evicted_checked: hs_evicted_lsn() as
- * read before the caller saw, in its ledger, that this refund was not
- * applied yet; if the index no longer knows the order and the daemon
- * evicted more since (an earlier application of this refund may have been
- * indexed and evicted again meanwhile), nothing is done and
+ * deducted (use hs_refund() then).  evicted_checked: an LSN below every
+ * REFUND record another application of the same mark could have appended
+ * -- the durable LSN read before the caller marked its ledger, or, for a
+ * caller that did not mark it, hs_evicted_lsn() read before it saw in its
+ * ledger that the refund was not applied yet.  If the index no longer knows
+ * the order and the daemon evicted past it (that other application may
+ * have been indexed and evicted again meanwhile), nothing is done and
  * HS_EVICTED_CHANGED asks the caller to look again.
  */
 hs_result hs_refund_evicted(hs_client *c, const char *sku, size_t sku_len, int32_t qty,

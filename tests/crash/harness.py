@@ -281,8 +281,13 @@ class Cluster:
         return int(rows[0][0]) if rows else None
 
     def status(self):
+        # the drain's work still owed: deductions whose fate it has not
+        # settled, committed refunds waiting for it, and database-first
+        # refunds of evicted orders whose units it has yet to return
         rows = self.sql("SELECT daemon_up, last_lsn, durable_lsn, applied_lsn, "
-                        "unsettled_orders + pending_refunds FROM hotstock.status")
+                        "unsettled_orders + pending_refunds + (SELECT count(*) FROM "
+                        "hotstock.ledger WHERE refunded_at IS NOT NULL AND refund_lsn IS NULL) "
+                        "FROM hotstock.status")
         up, last, durable, applied, unsettled = rows[0]
         return (up == "t", int(last or 0), int(durable or 0), int(applied or 0),
                 int(unsettled or 0))
@@ -512,7 +517,7 @@ def quiesce(cluster, timeout=90):
         up, last, durable, applied, unsettled = cluster.status()
         return up and last == durable == applied and last > 0 and unsettled == 0
     return wait_until("quiescence (last_lsn == durable_lsn == applied_lsn, 0 unsettled orders, "
-                      "0 pending refunds)",
+                      "0 pending refunds, 0 refunds of evicted orders owed)",
                       done, timeout, 0.2)
 
 

@@ -59,7 +59,7 @@
 # Environment: SOAK_PORT (default the first free of 55470..55479),
 # SOAK_RUN_DIR (/tmp/hs-soak-<port>), SOAK_CLIENTS (32), SOAK_ORDERS
 # (target unique orders), SOAK_ORDER_CAPACITY (16384), SOAK_RETENTION (1),
-# SOAK_MAX_DROP (0.30), SOAK_KEEP=1 leaves the cluster running and the
+# SOAK_MAX_DROP (0.30; quick 0.50), SOAK_KEEP=1 leaves the cluster running and the
 # logs in place.  Needs root or the PostgreSQL OS user, like make check.
 # Prints the figures, then `N passed, N failed`.
 set -uo pipefail
@@ -106,7 +106,17 @@ ME=soak
 CLIENTS=${SOAK_CLIENTS:-32}
 CAPACITY=${SOAK_ORDER_CAPACITY:-16384}
 RETENTION=${SOAK_RETENTION-1}
-MAX_DROP=${SOAK_MAX_DROP:-0.30}
+# The quick run measures each rate over ~5 s on two cores that the rest
+# of make check (or anything else) may share: measured after/before ratios
+# of one build range 0.64..1.10 there, so it fails only on a halving; the
+# long run measures ~30 s each and fails past a 30 % drop.  (The drop this
+# guards against, every new order looked up in the ledger after a restart,
+# was 41 %.)
+if [ "$MODE" = quick ]; then
+    MAX_DROP=${SOAK_MAX_DROP:-0.50}
+else
+    MAX_DROP=${SOAK_MAX_DROP:-0.30}
+fi
 INITIAL=1000000000 # units of the hot SKU: the load never sells out
 OTHER_INITIAL=1000 # units of the second SKU: must stay untouched
 if [ "$MODE" = quick ]; then

@@ -69,6 +69,25 @@ if [ "$RUN_DIR" = "$REPO/.run" ] && [ ${#RUN_DIR} -gt $RUN_DIR_MAX ]; then
 fi
 export RUN_DIR
 
+# claim_port NAME FIRST LAST: a port of FIRST..LAST for one run of NAME:
+# nothing listens on it and no other run holds it (the lock file
+# /tmp/hs-NAME-<port>.lock, held on fd 9 for the rest of the caller's
+# life), in CLAIMED_PORT.  Returns 1 when every port is taken.
+claim_port() {
+    local port
+    CLAIMED_PORT=
+    for port in $(seq "$2" "$3"); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue
+        exec 9>"/tmp/hs-$1-$port.lock"
+        if flock -n 9; then
+            CLAIMED_PORT=$port
+            return 0
+        fi
+        exec 9>&-
+    done
+    return 1
+}
+
 # How to say "make X" for this RUN_DIR.
 make_hint() {
     if [ "$RUN_DIR" = "$REPO/.run" ]; then echo "make $1"; else echo "make $1 RUN_DIR=$RUN_DIR"; fi

@@ -25,28 +25,6 @@ ME=crash/run.sh
 MODE=${1:-quick}
 shift || true
 
-# One run per port at a time: take the first free port from 55442 on (a
-# lock file held for the whole run, and nothing else listening on it: a
-# cluster from make demo may), and a base directory of its own, so that two
-# runs (two checkouts, or make check beside make crashtest) never share a
-# cluster.
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-if [ -z "${CRASH_PORT:-}" ]; then
-    for port in $(seq 55442 55461); do
-        port_busy "$port" && continue
-        exec 9>"/tmp/hs-crash-$port.lock"
-        if flock -n 9; then
-            CRASH_PORT=$port
-            break
-        fi
-        exec 9>&-
-    done
-    [ -n "${CRASH_PORT:-}" ] || { echo "$ME: no free port in 55442..55461"; echo "0 passed, 1 failed"; exit 1; }
-fi
-export CRASH_PORT
-export CRASH_BASE=${CRASH_BASE:-/tmp/hs-crash-run-$CRASH_PORT}
-BIN=$CRASH_BASE/bin
-
 say() { printf '%s: %s\n' "$ME" "$*"; }
 fail() {
     say "$*"
@@ -63,6 +41,20 @@ RUN_DIR_SAVED=${RUN_DIR-}
 . "$REPO/scripts/lib.sh"
 ME=crash/run.sh
 RUN_DIR=$RUN_DIR_SAVED
+
+# One run per port at a time: take the first free port from 55442 on (a
+# lock file held for the whole run, and nothing else listening on it: a
+# cluster from make demo may), and a base directory of its own, so that two
+# runs (two checkouts, or make check beside make crashtest) never share a
+# cluster.
+if [ -z "${CRASH_PORT:-}" ]; then
+    claim_port crash 55442 55461 || fail "no free port in 55442..55461"
+    CRASH_PORT=$CLAIMED_PORT
+fi
+export CRASH_PORT
+export CRASH_BASE=${CRASH_BASE:-/tmp/hs-crash-run-$CRASH_PORT}
+BIN=$CRASH_BASE/bin
+
 
 # ---- build and install ----
 if ! bash "$REPO/scripts/setup.sh" >"$REPO/tests/crash/.setup.log" 2>&1; then

@@ -77,22 +77,15 @@ case $MODE in
 esac
 
 # ---- a cluster of our own: port, folder, environment ----
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# shellcheck source=../../scripts/lib.sh
+. "$REPO/scripts/lib.sh"
 if [ -z "${SOAK_PORT:-}" ]; then
-    for port in $(seq 55470 55479); do
-        port_busy "$port" && continue
-        exec 9>"/tmp/hs-soak-$port.lock"
-        if flock -n 9; then
-            SOAK_PORT=$port
-            break
-        fi
-        exec 9>&-
-    done
-    if [ -z "${SOAK_PORT:-}" ]; then
+    if ! claim_port soak 55470 55479; then
         echo "soak: no free port in 55470..55479; set SOAK_PORT"
         echo "0 passed, 1 failed"
         exit 1
     fi
+    SOAK_PORT=$CLAIMED_PORT
 fi
 # Whatever cluster the caller's environment points at (make check's), the
 # test talks to its own only.

@@ -78,13 +78,21 @@ typedef enum hs_record_type {
     HS_REC_REFUND = 2,    /* qty > 0 units of sku given back by order_id */
     HS_REC_PUT_SKU = 3,   /* sku created or reset: qty = delta applied */
     HS_REC_ADD_STOCK = 4, /* restock/withdraw: qty = delta applied */
-    HS_REC_NOOP = 5       /* an abandoned LSN: keeps the LSN sequence dense */
+    HS_REC_NOOP = 5,      /* an abandoned LSN: keeps the LSN sequence dense */
+    HS_REC_RESERVE = 6,   /* qty units of sku held for order_id until timestamp + ttl_ms */
+    HS_REC_CONFIRM = 7,   /* order_id's hold became a sale (no counter change) */
+    HS_REC_CANCEL = 8,    /* order_id's hold given back by cancel or compensation */
+    HS_REC_EXPIRE = 9     /* order_id's hold given back by the daemon at its deadline */
 } hs_record_type;
+
+/* The longest time-to-live of a hold (the queue record keeps it in 32 bits
+ * of milliseconds): 30 days. */
+#define HS_TTL_MAX_MS UINT32_C(2592000000)
 
 /* Record flags (a bit set in the record's flags byte; a format value). */
 typedef enum hs_record_flag {
-    /* A REFUND that returns the units of a DEDUCT whose transaction did not
-     * commit (hs_compensate(): a crash, a ROLLBACK PREPARED, an abort whose
+    /* A REFUND (or CANCEL) that returns the units of a DEDUCT, CONFIRM or
+     * RESERVE whose transaction did not commit (hs_compensate(): a crash, a ROLLBACK PREPARED, an abort whose
      * own undo failed), not a refund anybody asked for. */
     HS_REC_FLAG_COMPENSATION = 0x01
 } hs_record_flag;
@@ -108,7 +116,13 @@ typedef enum hs_order_slot_state {
     HS_INDEX_REFUNDING = 5, /* a refund is in flight or claimed (owner pid) */
     HS_INDEX_REFUNDED = 6,
     HS_INDEX_DEAD = 7, /* insert abandoned by a dead process; never matches */
-    HS_INDEX_EVICTING = 8 /* being evicted by the daemon; never matches */
+    HS_INDEX_EVICTING = 8, /* being evicted by the daemon; never matches */
+    HS_INDEX_RESERVED = 9,   /* held until deadline_ms; counter and RESERVE done */
+    HS_INDEX_CONFIRMING = 10, /* a confirm is in flight or claimed (owner pid) */
+    HS_INDEX_CANCELLING = 11, /* a cancel is in flight or claimed (owner pid) */
+    HS_INDEX_EXPIRING = 12,   /* the daemon (or a late confirm) is expiring it (owner pid) */
+    HS_INDEX_CANCELLED = 13,  /* hold given back by cancel or compensation */
+    HS_INDEX_EXPIRED = 14     /* hold given back at its deadline */
 } hs_order_slot_state;
 
 /* The answer of hs_order_status() (HS_ORDER_STATUS_*), folded from the
@@ -117,7 +131,10 @@ typedef enum hs_order_status_code {
     HS_ORDER_STATUS_UNKNOWN = 0,
     HS_ORDER_STATUS_DEDUCTED = 1, /* includes a refund claimed but not committed */
     HS_ORDER_STATUS_REFUNDED = 2,
-    HS_ORDER_STATUS_PENDING = 3 /* a deduction is in flight right now */
+    HS_ORDER_STATUS_PENDING = 3, /* a deduction is in flight right now */
+    HS_ORDER_STATUS_RESERVED = 4, /* held (includes a confirm or cancel claimed, not committed) */
+    HS_ORDER_STATUS_EXPIRED = 5,
+    HS_ORDER_STATUS_CANCELLED = 6
 } hs_order_status_code;
 
 typedef enum hs_result {
@@ -135,6 +152,9 @@ typedef enum hs_result {
     HS_VERSION_MISMATCH, /* segment of another layout version or magic */
     HS_IO_ERROR,         /* a system call failed; see hs_last_error() */
     HS_EVICTED_CHANGED,  /* hs_deduct_checked: the id may be evicted; check up to hs_evicted_lsn() */
+    HS_HOLD_EXPIRED,     /* the order's hold expired: its units went back */
+    HS_HOLD_CANCELLED,   /* the order's hold was cancelled: its units went back */
+    HS_NOT_HELD,         /* confirm/cancel: the order is a plain deduction, not a hold */
     HS_RESULT_COUNT_
 } hs_result;
 
@@ -231,6 +251,86 @@ hs_result hs_refund_evicted(hs_client *c, const char *sku, size_t sku_len, int32
                             const char *order_id, size_t order_len, hs_lsn evicted_checked,
                             hs_lsn *lsn);
 
+/*-------------------------------------------------------------------------
+ * Holds (reservations with a time-to-live).  shmd/lib/hold.c.
+ *
+ * A hold takes its units out of `available` at once, like a deduction, and
+ * gives them back by itself at its deadline (the daemon expires it, within
+ * a second) unless it was confirmed (a sale) or cancelled first.  Every
+ * change travels through the queue: RESERVE, CONFIRM, CANCEL, EXPIRE.
+ * Confirm, cancel and expiry race only by CAS on the order's state, so
+ * exactly one of them settles a hold; a confirm at or after the deadline
+ * (the daemon's clock, CLOCK_REALTIME) never succeeds: it expires the hold
+ * itself and answers HS_HOLD_EXPIRED.
+ *-------------------------------------------------------------------------
+ */
+
+/*
+ * Hold qty units of sku for order_id for ttl_ms (1..HS_TTL_MAX_MS).  As
+ * hs_deduct_checked(), and:
+ *   HS_DUPLICATE      the order holds (or held and confirmed) the same sku
+ *                     and qty: a retry; *lsn = 0
+ *   HS_HOLD_EXPIRED, HS_HOLD_CANCELLED  the order's hold ended before
+ *   HS_ORDER_MISMATCH another sku or qty, or the order is a plain deduction
+ * *expires_at_ms (may be NULL) = the hold's deadline, unix ms (also on a retry).
+ */
+hs_result hs_reserve(hs_client *c, const char *sku, size_t sku_len, int32_t qty,
+                     const char *order_id, size_t order_len, uint64_t xid, uint32_t ttl_ms,
+                     hs_lsn evicted_checked, hs_lsn *lsn, uint64_t *expires_at_ms);
+
+typedef enum hs_hold_action {
+    HS_HOLD_CONFIRM = 1, /* the hold becomes a sale */
+    HS_HOLD_CANCEL = 2   /* the hold's units go back now */
+} hs_hold_action;
+
+/*
+ * Settle order_id's hold now: confirm or cancel it.
+ *   HS_OK             done now; *lsn its record (CONFIRM or CANCEL)
+ *   HS_DUPLICATE      done before by the same action (a retry)
+ *   HS_HOLD_EXPIRED   expired (by the daemon, or by this call: its deadline
+ *                     had passed); for a cancel also "nothing to cancel"
+ *   HS_HOLD_CANCELLED cancelled before
+ *   HS_ALREADY_REFUNDED confirmed, then refunded
+ *   HS_NOT_HELD       the order is a plain deduction (never a hold), or
+ *                     confirmed (for a cancel: refund it instead)
+ *   HS_NOT_FOUND      not in the index (unknown, or evicted)
+ *   HS_QUEUE_FULL, HS_DAEMON_DOWN: nothing changed.
+ * xid: the caller's transaction, carried in a CONFIRM record (0 for none):
+ * a CONFIRM whose transaction does not commit is compensated like a
+ * deduction (hs_compensate()).
+ */
+hs_result hs_hold_settle(hs_client *c, hs_hold_action action, const char *order_id,
+                         size_t order_len, uint64_t xid, hs_lsn *lsn);
+
+/*
+ * Two-phase settling, for a confirm or cancel inside a transaction: claim
+ * now (RESERVED -> CONFIRMING or CANCELLING, owned by this process: expiry
+ * waits, other settlers wait), then hs_hold_commit() (the record) or
+ * hs_hold_release() (back to RESERVED; a hold whose deadline passed
+ * meanwhile then expires).  A claim whose owner dies is released by
+ * whoever next waits on it (the daemon's expiry included).  Claim results
+ * as hs_hold_settle(), with HS_OK for "claimed".  hs_hold_commit() of a
+ * claim lost with a restarted daemon claims anew (and may then find the
+ * hold expired).
+ */
+hs_result hs_hold_claim(hs_client *c, hs_hold_action action, const char *order_id,
+                        size_t order_len);
+hs_result hs_hold_commit(hs_client *c, hs_hold_action action, const char *order_id,
+                         size_t order_len, uint64_t xid, hs_lsn *lsn);
+hs_result hs_hold_release(hs_client *c, hs_hold_action action, const char *order_id,
+                          size_t order_len);
+
+/*
+ * A late confirm that takes units anew: order_id's hold expired or was
+ * cancelled; deduct qty units of its SKU again if still available (a
+ * DEDUCT record; the order becomes a plain deduction).  Results as
+ * hs_deduct_checked() for the order's own sku and qty; HS_DUPLICATE when
+ * the hold was confirmed (or retaken) before; HS_NOT_HELD for a plain
+ * deduction that never was a hold.
+ */
+hs_result hs_hold_retake(hs_client *c, const char *order_id, size_t order_len, uint64_t xid,
+                         hs_lsn evicted_checked, hs_lsn *lsn);
+
 /* Block until the record at lsn is fdatasync'ed (group commit).  HS_OK, or
  * HS_DAEMON_DOWN when the daemon died or the segment was fenced first
  * ("unknown": see the top of this file).  timeout_ms < 0 waits forever
@@ -251,10 +351,12 @@ hs_result hs_order_status(hs_client *c, const char *order_id, size_t order_len,
 
 /* What the order index holds for one order (hs_order_lookup). */
 typedef struct hs_order_info {
-    hs_order_status_code status; /* DEDUCTED, REFUNDED or PENDING */
+    hs_order_status_code status; /* any but UNKNOWN */
     int32_t qty;
     uint64_t xid;         /* full xid of the (sub)transaction its DEDUCT carries, 0 for none */
-    hs_lsn deducted_lsn;  /* its DEDUCT record; 0 when it was not deducted in this segment */
+    hs_lsn deducted_lsn;  /* the record that settled its state (DEDUCT, RESERVE, CONFIRM);
+                             0 when it was not deducted in this segment */
+    uint64_t expires_at_ms; /* a hold's deadline (unix ms), also once settled; 0 for a deduction */
     char sku[HS_SKU_MAX + 1]; /* NUL-terminated */
 } hs_order_info;
 
@@ -266,13 +368,14 @@ hs_result hs_order_lookup(hs_client *c, const char *order_id, size_t order_len,
 /*
  * Compensate: give back the units of order_id's deduction because the
  * transaction xid that made it did not commit (it aborted, or died in a
- * crash; the caller knows).  Acts only while the order is DEDUCTED by
- * exactly that xid: the REFUND record (flag HS_REC_FLAG_COMPENSATION) is
- * appended before the counter is raised, at most once per order, like
- * hs_refund().
+ * crash; the caller knows).  Acts only while the order is DEDUCTED (by a
+ * DEDUCT or a CONFIRM) or RESERVED by exactly that xid: the REFUND record
+ * (for a hold: CANCEL; flag HS_REC_FLAG_COMPENSATION) is appended before
+ * the counter is raised, at most once per order, like hs_refund().
  *   HS_OK               compensated now; *lsn, *qty and the SKU as hs_refund()
- *   HS_ALREADY_REFUNDED refunded before (by the aborted transaction's own
- *                       undo, a refund, or an earlier compensation)
+ *   HS_ALREADY_REFUNDED refunded (or the hold cancelled or expired) before
+ *                       (by the aborted transaction's own undo, a refund,
+ *                       or an earlier compensation)
  *   HS_NOT_FOUND        not in the index (evicted: the ledger's turn)
  *   HS_ORDER_MISMATCH   deducted by another xid: not this deduction
  *   HS_QUEUE_FULL       a live process holds a refund claim on it (it does
@@ -332,6 +435,7 @@ typedef struct hs_record {
     int64_t qty; /* qty (deduct, refund) or signed delta (put_sku, add_stock) */
     uint64_t xid;
     uint64_t timestamp_us;              /* unix microseconds */
+    uint32_t ttl_ms;                    /* RESERVE: deadline = timestamp_us / 1000 + ttl_ms */
     char sku[HS_SKU_MAX + 1];           /* NUL-terminated */
     char order_id[HS_ORDER_ID_MAX + 1]; /* NUL-terminated; empty for stock records */
 } hs_record;

@@ -54,6 +54,9 @@ static const char *const hs_result_names[HS_RESULT_COUNT_] = {
     [HS_VERSION_MISMATCH] = "version_mismatch",
     [HS_IO_ERROR] = "io_error",
     [HS_EVICTED_CHANGED] = "evicted_changed",
+    [HS_HOLD_EXPIRED] = "hold_expired",
+    [HS_HOLD_CANCELLED] = "hold_cancelled",
+    [HS_NOT_HELD] = "not_held",
 };
 
 /* Exported for the unit tests, which compare it with the hardware path. */

@@ -197,7 +197,11 @@ typedef struct hsd_stats {
     _Atomic uint64_t last_checkpoint_unix_ms; /* checkpointer */
     _Atomic uint64_t files_recycled;          /* checkpointer */
     _Atomic uint64_t filter_commits;          /* evictor: durable filter watermarks */
+    _Atomic uint64_t holds_expired;           /* expirer */
+    _Atomic uint64_t expiry_delay_ms_sum;     /* expirer: sum of (expired at - deadline) */
 } hsd_stats;
+
+typedef struct hsd_expirer hsd_expirer;
 
 typedef struct hsd_daemon {
     /* fixed before the threads start */
@@ -254,8 +258,13 @@ typedef struct hsd_daemon {
     pthread_cond_t evict_cv;
     bool evict_exit; /* under evict_mu */
 
-    pthread_t spiller_thread, checkpointer_thread, control_thread, evictor_thread;
-    bool spiller_running, checkpointer_running, control_running, evictor_running;
+    /* the expirer's heap of live holds (expirer.c; its own lock) */
+    hsd_expirer *expirer;
+
+    pthread_t spiller_thread, checkpointer_thread, control_thread, evictor_thread,
+        expirer_thread;
+    bool spiller_running, checkpointer_running, control_running, evictor_running,
+        expirer_running;
     int control_fd;
     _Atomic bool control_exit; /* main (release) -> control loop (acquire) */
 
@@ -358,6 +367,21 @@ int hsd_filter_load(hsd_daemon *d, hs_header *h);
 /* The evictor thread (once the segment is READY).  0 / -1. */
 int hsd_evictor_start(hsd_daemon *d);
 void hsd_evictor_stop(hsd_daemon *d);
+
+/*-------------------------------------------------------------------------
+ * expirer.c: the expiry of holds
+ *-------------------------------------------------------------------------
+ */
+/* Add a live hold (order slot and its version) due at deadline_ms (unix
+ * ms).  Thread-safe: the spiller after it folded a RESERVE, recovery for
+ * the holds it installed. */
+void hsd_expirer_add(hsd_daemon *d, uint64_t deadline_ms, uint32_t slot, uint32_t version);
+/* Holds waiting for their deadline. */
+uint64_t hsd_expirer_holds(hsd_daemon *d);
+/* Start the thread (segment READY); stop it (before the ring is fenced)
+ * and free the heap. */
+int hsd_expirer_start(hsd_daemon *d);
+void hsd_expirer_stop(hsd_daemon *d);
 
 /*-------------------------------------------------------------------------
  * checkpointer.c: the checkpointer thread, checkpoints, queue file sync

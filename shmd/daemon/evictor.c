@@ -29,7 +29,10 @@
  *   mark    visit every slot once, in steps of HSD_EVICT_STEP slots between
  *           which it yields; an entry may go when its state is final and
  *           its last record is <= W: DEDUCTED (deducted_lsn), REFUNDED (its
- *           REFUND folded: recorded > deducted_lsn).  Its id goes into the
+ *           REFUND folded: recorded > deducted_lsn), CANCELLED and EXPIRED
+ *           (their record folded: recorded >= deducted_lsn).  A live hold
+ *           never goes: it holds F below its RESERVE, so a restart finds it
+ *           in the queue with its deadline.  Its id goes into the
  *           filter and it becomes a candidate.  FAILED entries (no record,
  *           no units) and DEAD slots go at once, without the filter;
  *   commit  the filter's new bits and then its header (F, and E = W) are
@@ -274,7 +277,12 @@ evictable(hs_order_slot *o, uint64_t sw, hs_lsn w, hs_lsn *last)
             return true;
         *last = deducted; /* its REFUND comes after w */
         return false;
-    default: /* PENDING, REFUNDING: owned */
+    case HS_INDEX_CANCELLED:
+    case HS_INDEX_EXPIRED:
+        /* its CANCEL or EXPIRE (deducted_lsn; 0 when rebuilt) folded, and
+         * applied */
+        return recorded != 0 && recorded >= deducted && recorded <= w;
+    default: /* PENDING, REFUNDING, a live hold or one being settled */
         return false;
     }
 }

@@ -232,7 +232,9 @@ hsd_stop_smart(hsd_daemon *d)
 
     hsd_log(HSD_LOG, "smart stop: refusing new records, spilling and syncing every record "
                      "reserved so far");
-    /* the evictor first: it commits its filter file and leaves the index */
+    /* the expirer first (it appends EXPIRE records), then the evictor: it
+     * commits its filter file and leaves the index */
+    hsd_expirer_stop(d);
     hsd_evictor_stop(d);
     /* no reservation succeeds after this; seq_cst orders it before the
      * spiller's loads of the slots below the fenced value.  The state stays
@@ -386,8 +388,9 @@ hsd_serve(hsd_daemon *d, int *notify_fd)
     /* publishes every field recovery wrote; pairs with the clients'
      * acquire load of state */
     atomic_store_explicit(&d->seg->state, HS_SEGMENT_READY, memory_order_release);
-    if (hsd_evictor_start(d) != 0) {
-        snprintf(msg, sizeof(msg), "cannot start the evictor thread; see %s", d->log_path);
+    if (hsd_evictor_start(d) != 0 || hsd_expirer_start(d) != 0) {
+        snprintf(msg, sizeof(msg), "cannot start the evictor or expirer thread; see %s",
+                 d->log_path);
         goto fail;
     }
     hsd_log(HSD_LOG,
@@ -411,7 +414,8 @@ hsd_serve(hsd_daemon *d, int *notify_fd)
 fail:
     hsd_log(HSD_ERROR, "%s", msg);
     hsd_notify(notify_fd, msg);
-    if (d->spiller_running || d->checkpointer_running || d->evictor_running)
+    if (d->spiller_running || d->checkpointer_running || d->evictor_running ||
+        d->expirer_running)
         _exit(HSD_EXIT_FAILURE); /* threads cannot be unwound: as a crash */
     if (d->control_running)
         hsd_control_stop(d);

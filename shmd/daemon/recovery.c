@@ -65,167 +65,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
-
-/*-------------------------------------------------------------------------
- * The order map: every order with a record after min(C, A), by order id,
- * with the state its last record gives it.  Private to recovery; entries
- * are compact (strings in an arena) because a big queue may hold a million
- * orders.
- *-------------------------------------------------------------------------
- */
-typedef struct hsd_order_entry {
-    uint64_t hash;
-    hs_lsn lsn; /* its last record */
-    int64_t qty;
-    uint64_t xid; /* the xid its DEDUCT carried */
-    uint32_t id_off; /* order id in the arena */
-    uint32_t sku_off;
-    uint8_t id_len;
-    uint8_t sku_len;
-    uint8_t state; /* HS_INDEX_DEDUCTED or HS_INDEX_REFUNDED */
-} hsd_order_entry;
-
-typedef struct hsd_order_map {
-    hsd_order_entry *entries;
-    uint32_t count, entries_cap;
-    uint32_t *index; /* entry + 1, 0 empty; power-of-two size */
-    uint32_t index_cap;
-    char *arena;
-    size_t arena_len, arena_cap;
-} hsd_order_map;
-
-static void
-hsd_order_map_free(hsd_order_map *m)
-{
-    free(m->entries);
-    free(m->index);
-    free(m->arena);
-    memset(m, 0, sizeof(*m));
-}
-
-static int
-hsd_order_map_rehash(hsd_order_map *m, uint32_t cap)
-{
-    uint32_t *index = calloc(cap, sizeof(uint32_t));
-
-    if (index == NULL)
-        return -1;
-    for (uint32_t e = 0; e < m->count; e++) {
-        uint32_t i = (uint32_t)m->entries[e].hash & (cap - 1);
-        while (index[i] != 0)
-            i = (i + 1) & (cap - 1);
-        index[i] = e + 1;
-    }
-    free(m->index);
-    m->index = index;
-    m->index_cap = cap;
-    return 0;
-}
-
-/* Copy len bytes into the arena; returns the offset, or UINT32_MAX. */
-static uint32_t
-hsd_arena_put(hsd_order_map *m, const char *s, size_t len)
-{
-    uint32_t off;
-
-    if (m->arena_len + len > m->arena_cap) {
-        size_t cap = m->arena_cap ? m->arena_cap * 2 : 1 << 20;
-        char *grown;
-
-        while (cap < m->arena_len + len)
-            cap *= 2;
-        if (cap > UINT32_MAX)
-            return UINT32_MAX;
-        grown = realloc(m->arena, cap);
-        if (grown == NULL)
-            return UINT32_MAX;
-        m->arena = grown;
-        m->arena_cap = cap;
-    }
-    off = (uint32_t)m->arena_len;
-    memcpy(m->arena + off, s, len);
-    m->arena_len += len;
-    return off;
-}
-
-/*
- * Size the map up front for at most `orders` orders (an estimate), so a
- * big replay does not copy it while it grows.  Memory reserved but never
- * touched costs nothing: only what is filled is faulted in.  0, or -1.
- */
-static int
-hsd_order_map_reserve(hsd_order_map *m, uint64_t orders)
-{
-    uint32_t index_cap = 4096;
-
-    if (orders < 4096)
-        return 0;
-    while (index_cap < orders * 2 && index_cap < (UINT32_C(1) << 31))
-        index_cap <<= 1;
-    m->entries = malloc((size_t)orders * sizeof(hsd_order_entry));
-    m->arena = malloc((size_t)orders * 32);
-    if (m->entries == NULL || m->arena == NULL)
-        return -1;
-    m->entries_cap = (uint32_t)orders;
-    m->arena_cap = (size_t)orders * 32;
-    return hsd_order_map_rehash(m, index_cap);
-}
-
-/* Record that rec (a DEDUCT or REFUND with an order id) is the latest
- * record of its order.  0, or -1 out of memory. */
-static int
-hsd_order_map_put(hsd_order_map *m, const hs_record *rec)
-{
-    uint64_t hash = hs_hash(rec->order_id, rec->order_len);
-    hsd_order_entry *e = NULL;
-    uint32_t i;
-
-    if ((uint64_t)(m->count + 1) * 2 > m->index_cap &&
-        hsd_order_map_rehash(m, m->index_cap ? m->index_cap * 2 : 4096) != 0)
-        return -1;
-    i = (uint32_t)hash & (m->index_cap - 1);
-    while (m->index[i] != 0) {
-        hsd_order_entry *c = &m->entries[m->index[i] - 1];
-        if (c->hash == hash && c->id_len == rec->order_len &&
-            memcmp(m->arena + c->id_off, rec->order_id, rec->order_len) == 0) {
-            e = c;
-            break;
-        }
-        i = (i + 1) & (m->index_cap - 1);
-    }
-    if (e == NULL) {
-        if (m->count == m->entries_cap) {
-            uint32_t cap = m->entries_cap ? m->entries_cap * 2 : 4096;
-            hsd_order_entry *grown = realloc(m->entries, (size_t)cap * sizeof(*grown));
-            if (grown == NULL)
-                return -1;
-            m->entries = grown;
-            m->entries_cap = cap;
-        }
-        e = &m->entries[m->count];
-        memset(e, 0, sizeof(*e));
-        e->hash = hash;
-        e->id_len = rec->order_len;
-        e->id_off = hsd_arena_put(m, rec->order_id, rec->order_len);
-        if (e->id_off == UINT32_MAX)
-            return -1;
-        m->index[i] = ++m->count;
-    }
-    /* the SKU of the latest record (a deduct and its refund name the same) */
-    if (e->sku_len != rec->sku_len || e->lsn == 0 ||
-        memcmp(m->arena + e->sku_off, rec->sku, rec->sku_len) != 0) {
-        e->sku_off = hsd_arena_put(m, rec->sku, rec->sku_len);
-        if (e->sku_off == UINT32_MAX)
-            return -1;
-        e->sku_len = rec->sku_len;
-    }
-    e->lsn = rec->lsn;
-    e->qty = rec->qty;
-    if (rec->type == HS_REC_DEDUCT)
-        e->xid = rec->xid;
-    e->state = rec->type == HS_REC_DEDUCT ? HS_INDEX_DEDUCTED : HS_INDEX_REFUNDED;
-    return 0;
-}
+#include "order_map.h"
 
 /*-------------------------------------------------------------------------
  * Replay
@@ -253,8 +93,9 @@ hsd_replay_record(hsd_replay *rp, const hs_record *rec)
         }
         rp->folded++;
     }
-    if ((rec->type == HS_REC_DEDUCT || rec->type == HS_REC_REFUND) && rec->order_len > 0 &&
-        rec->lsn > rp->index_lsn && hsd_order_map_put(&rp->orders, rec) != 0) {
+    if (rec->type != HS_REC_NOOP && rec->type != HS_REC_PUT_SKU &&
+        rec->type != HS_REC_ADD_STOCK && rec->order_len > 0 && rec->lsn > rp->index_lsn &&
+        hsd_order_map_put(&rp->orders, rec) != 0) {
         snprintf(rp->error, sizeof(rp->error), "out of memory indexing orders at LSN %" PRIu64,
                  rec->lsn);
         return 1;
@@ -627,7 +468,9 @@ hsd_build_segment(hsd_daemon *d, hsd_replay *rp, hs_lsn last, const hs_filter_me
         if (r == HS_OK)
             r = hs_order_install(h, rp->orders.arena + o->id_off, o->id_len, sku_idx,
                                  (int32_t)o->qty, (enum hs_order_slot_state)o->state, o->lsn, o->xid,
-                                 &idx);
+                                 o->deadline_ms, &idx);
+        if (r == HS_OK && o->state == HS_INDEX_RESERVED)
+            hsd_expirer_add(d, o->deadline_ms, idx, 0); /* a new slot: version 0 */
         if (r != HS_OK) {
             hsd_log(HSD_ERROR,
                     "cannot rebuild the order index: %s after %u of %u orders with records "

@@ -30,7 +30,8 @@ hsd_ring_to_record(hs_header *h, const hs_ring_record *rr, hs_lsn lsn, hs_record
     out->xid = rr->xid;
     out->timestamp_us = rr->timestamp_us;
     out->qty = rr->qty;
-    if (rr->type < HS_REC_DEDUCT || rr->type > HS_REC_NOOP) {
+    out->ttl_ms = rr->ttl_ms;
+    if (rr->type < HS_REC_DEDUCT || rr->type > HS_REC_EXPIRE) {
         snprintf(why, whylen, "record type %u", rr->type);
         return -1;
     }
@@ -68,10 +69,13 @@ hsd_ring_to_record(hs_header *h, const hs_ring_record *rr, hs_lsn lsn, hs_record
         memcpy(out->sku, s->sku, s->sku_len);
         out->sku[s->sku_len] = '\0';
     }
-    if ((rr->type == HS_REC_DEDUCT || rr->type == HS_REC_REFUND) &&
+    if (rr->type != HS_REC_PUT_SKU && rr->type != HS_REC_ADD_STOCK &&
         (rr->qty <= 0 || rr->qty > HS_QTY_MAX)) {
-        snprintf(why, whylen, "qty %" PRId64 " for a %s", rr->qty,
-                 rr->type == HS_REC_DEDUCT ? "deduct" : "refund");
+        snprintf(why, whylen, "qty %" PRId64 " for a record of type %u", rr->qty, rr->type);
+        return -1;
+    }
+    if ((rr->type == HS_REC_RESERVE) != (rr->ttl_ms != 0) || rr->ttl_ms > HS_TTL_MAX_MS) {
+        snprintf(why, whylen, "ttl %" PRIu32 " ms for a record of type %u", rr->ttl_ms, rr->type);
         return -1;
     }
     return 0;

@@ -139,20 +139,24 @@ valid_len(const char *s, size_t len, size_t max)
 }
 
 /* See segment.h.  Daemon build only (state STARTING, one thread): inserts
- * with a final state (DEDUCTED, FAILED or REFUNDED) and no owner, counting
+ * with a settled state and no owner (deducted_lsn = recorded, the record
+ * that settled it, but 0 for REFUNDED and FAILED), counting
  * itself in `passed` of the slots it passes (segment.h, EVICTION).  HS_OK,
  * HS_DUPLICATE (*index: the id is there already), HS_TABLE_FULL,
  * HS_BAD_ARGUMENT (bad length or a non-final state). */
 hs_result
 hs_order_install(hs_header *h, const char *order_id, size_t len, uint32_t sku_index, int32_t qty,
-                 enum hs_order_slot_state state, hs_lsn recorded, uint64_t xid, uint32_t *index)
+                 enum hs_order_slot_state state, hs_lsn recorded, uint64_t xid,
+                 uint64_t deadline_ms, uint32_t *index)
 {
     const uint64_t hash = hs_hash(order_id, len);
     const uint32_t mask = h->order_capacity - 1;
     hs_order_slot *table = hs_order_table(h);
 
     if (!valid_len(order_id, len, HS_ORDER_ID_MAX) ||
-        (state != HS_INDEX_DEDUCTED && state != HS_INDEX_FAILED && state != HS_INDEX_REFUNDED)) {
+        (state != HS_INDEX_DEDUCTED && state != HS_INDEX_FAILED && state != HS_INDEX_REFUNDED &&
+         state != HS_INDEX_RESERVED && state != HS_INDEX_CANCELLED &&
+         state != HS_INDEX_EXPIRED)) {
         hs_set_error("cannot install order: bad id length %zu or state %d", len, (int)state);
         return HS_BAD_ARGUMENT;
     }
@@ -171,9 +175,12 @@ hs_order_install(hs_header *h, const char *order_id, size_t len, uint32_t sku_in
             /* Relaxed: the segment is published as a whole by the release
              * store of READY in the header. */
             atomic_store_explicit(&o->recorded, recorded, memory_order_relaxed);
-            atomic_store_explicit(&o->deducted_lsn, state == HS_INDEX_DEDUCTED ? recorded : 0,
+            atomic_store_explicit(&o->deducted_lsn,
+                                  state == HS_INDEX_REFUNDED || state == HS_INDEX_FAILED ? 0
+                                                                                         : recorded,
                                   memory_order_relaxed);
             atomic_store_explicit(&o->xid, xid, memory_order_relaxed);
+            atomic_store_explicit(&o->deadline_ms, deadline_ms, memory_order_relaxed);
             atomic_store_explicit(&o->state, HS_STATE_WORD(state, 0), memory_order_relaxed);
             atomic_fetch_add_explicit(&h->order_count, 1, memory_order_relaxed);
             for (uint32_t j = 0; j < i; j++)

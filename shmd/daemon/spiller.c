@@ -353,11 +353,19 @@ hsd_write_batch(hsd_spiller *sp)
         if (hs_shadow_fold(&d->shadow, &e->rec) != 0)
             hsd_fatal("cannot fold LSN %" PRIu64 " into the shadow counters: %s", e->rec.lsn,
                       hs_last_error());
-        if (e->order_index != UINT32_MAX)
+        if (e->order_index != UINT32_MAX) {
+            hs_order_slot *o = &hs_order_table(sp->h)[e->order_index];
+
             /* pairs with the acquire load of a waiter that found the
              * order's owner dead (segment.h), after spilled_lsn below */
-            atomic_store_explicit(&hs_order_table(sp->h)[e->order_index].recorded, e->rec.lsn,
-                                  memory_order_release);
+            atomic_store_explicit(&o->recorded, e->rec.lsn, memory_order_release);
+            /* A new hold: the expirer's from now on.  Its slot is owned
+             * (PENDING) by the reserver or by whoever settles it, never
+             * evicted meanwhile, so the version read here is the hold's. */
+            if (e->rec.type == HS_REC_RESERVE)
+                hsd_expirer_add(d, e->rec.timestamp_us / 1000 + e->rec.ttl_ms, e->order_index,
+                                HS_VER_OF(atomic_load(&o->state)));
+        }
     }
     sp->next += n;
     /* the slots up to it are free again; pairs with the acquire load in

@@ -147,8 +147,9 @@ hs_shadow_get(hs_shadow *s, const char *sku, size_t sku_len, bool create)
 }
 
 /*
- * Fold one record, of any type: DEDUCT subtracts qty, REFUND adds it,
- * PUT_SKU and ADD_STOCK add their signed delta, NOOP changes no counter.
+ * Fold one record, of any type: DEDUCT and RESERVE subtract qty, REFUND,
+ * CANCEL and EXPIRE add it, PUT_SKU and ADD_STOCK add their signed delta,
+ * CONFIRM and NOOP change no counter.
  * Every type but NOOP creates its SKU when absent.  The fold judges no
  * record (that is the daemon's work when it makes them); it fails, leaving
  * s unchanged, only when rec->lsn != s->lsn + 1, for a record without a
@@ -167,11 +168,17 @@ hs_shadow_fold(hs_shadow *s, const hs_record *rec)
     }
     switch (rec->type) {
     case HS_REC_DEDUCT:
+    case HS_REC_RESERVE:
         if (rec->qty == INT64_MIN)
             goto overflow;
         delta = -rec->qty;
         break;
+    case HS_REC_CONFIRM: /* a hold's units were taken by its RESERVE */
+        delta = 0;
+        break;
     case HS_REC_REFUND:
+    case HS_REC_CANCEL:
+    case HS_REC_EXPIRE:
     case HS_REC_PUT_SKU:
     case HS_REC_ADD_STOCK:
         delta = rec->qty;

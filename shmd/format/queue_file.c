@@ -26,7 +26,7 @@
  * only the daemon recycles files (those the drain has applied).
  *
  *
- * THE FORMAT (version 1)
+ * THE FORMAT (version 2)
  *
  * Directory.  DIR/queue/ holds the queue files, each named by the LSN of
  * its first record as 16 lower-case hex digits: "%016llx.hsq".  The files
@@ -41,7 +41,7 @@
  *
  *      offset  size  field
  *           0     8  magic           HS_QF_MAGIC, "HSTKQUE1"
- *           8     4  format version  HS_QF_FORMAT_VERSION (1)
+ *           8     4  format version  HS_QF_FORMAT_VERSION (2; 1 is read too)
  *          12     4  header size     64
  *          16     8  first_lsn       LSN of the file's first record (= its name)
  *          24     8  created         unix microseconds, informational
@@ -57,11 +57,16 @@
  *           4     4  total_len       whole record incl. padding; multiple of 8
  *           8     8  lsn
  *          16     1  type            1 deduct, 2 refund, 3 put_sku,
- *                                    4 add_stock, 5 noop (segment.h)
+ *                                    4 add_stock, 5 noop, 6 reserve,
+ *                                    7 confirm, 8 cancel, 9 expire
+ *                                    (hotstock.h)
  *          17     1  sku_len         0..63
  *          18     1  order_len       0..63 (0 for stock records)
  *          19     1  flags
- *          20     4  reserved        zero
+ *          20     4  ttl_ms          reserve: the hold's time-to-live in
+ *                                    milliseconds, 1..2592000000 (its
+ *                                    deadline is timestamp_us / 1000 +
+ *                                    ttl_ms); zero for every other type
  *          24     8  qty             signed: qty or delta (two's complement)
  *          32     8  xid             caller's full transaction id, 0 if none
  *          40     8  timestamp_us    unix microseconds
@@ -79,9 +84,16 @@
  *   2. sku_len <= 63, order_len <= 63, and total_len equals
  *      48 + sku_len + order_len rounded up to 8;
  *   3. crc equals CRC32C of bytes [off + 4, off + total_len);
- *   4. type is 1..5, reserved is zero and the padding bytes are zero;
+ *   4. type is 1..9, ttl_ms is non-zero exactly for type 6 and the
+ *      padding bytes are zero;
  *   5. lsn is the previous record's lsn + 1, and the first record's lsn
  *      is the file header's first_lsn (which equals the file's name).
+ *
+ * VERSIONS.  Version 2 added types 6-9 and ttl_ms (bytes 20-23 were a
+ * zero "reserved" field in version 1).  A version-1 file holds none of
+ * them, so both are read by the rules above; the writer never appends to
+ * a version-1 file (it starts a new file at its open), so a file's header
+ * tells the oldest build that can read it.
  *
  * A file header is valid when magic, format version, header size and its
  * CRC match, the reserved bytes are zero and first_lsn >= 1 equals the
@@ -167,7 +179,7 @@ hs_qf_encode(const hs_record *rec, uint8_t *buf)
     buf[17] = rec->sku_len;
     buf[18] = rec->order_len;
     buf[19] = rec->flags;
-    hs_put_u32(buf + 20, 0);
+    hs_put_u32(buf + 20, rec->type == HS_REC_RESERVE ? rec->ttl_ms : 0);
     hs_put_u64(buf + 24, (uint64_t)rec->qty);
     hs_put_u64(buf + 32, rec->xid);
     hs_put_u64(buf + 40, rec->timestamp_us);
@@ -206,7 +218,9 @@ hs_qf_decode(const uint8_t *buf, size_t avail, hs_record *rec, size_t *len)
     if (crc != hs_crc32c(0, buf + 4, total - 4))
         return HS_QF_BAD_CRC;
     strings = sku_len + order_len;
-    if (buf[16] < HS_REC_DEDUCT || buf[16] > HS_REC_NOOP || hs_get_u32(buf + 20) != 0 ||
+    if (buf[16] < HS_REC_DEDUCT || buf[16] > HS_REC_EXPIRE ||
+        (buf[16] == HS_REC_RESERVE) != (hs_get_u32(buf + 20) != 0) ||
+        hs_get_u32(buf + 20) > HS_TTL_MAX_MS ||
         !all_zero(buf + HS_QF_RECORD_HEADER_SIZE + strings,
                   total - HS_QF_RECORD_HEADER_SIZE - strings))
         return HS_QF_BAD_TYPE;
@@ -219,6 +233,7 @@ hs_qf_decode(const uint8_t *buf, size_t avail, hs_record *rec, size_t *len)
     rec->qty = (int64_t)hs_get_u64(buf + 24);
     rec->xid = hs_get_u64(buf + 32);
     rec->timestamp_us = hs_get_u64(buf + 40);
+    rec->ttl_ms = hs_get_u32(buf + 20);
     memcpy(rec->sku, buf + HS_QF_RECORD_HEADER_SIZE, sku_len);
     rec->sku[sku_len] = '\0';
     memcpy(rec->order_id, buf + HS_QF_RECORD_HEADER_SIZE + sku_len, order_len);
@@ -243,7 +258,7 @@ hs_qf_decode_result_name(hs_qf_decode_result r)
     case HS_QF_BAD_CRC:
         return "checksum mismatch";
     case HS_QF_BAD_TYPE:
-        return "bad type or non-zero reserved bytes";
+        return "bad type, ttl or non-zero padding";
     }
     return "unknown";
 }
@@ -280,9 +295,9 @@ hs_qf_check_header(const uint8_t *buf, size_t avail, hs_lsn *first_lsn, char *wh
         return false;
     }
     version = hs_get_u32(buf + 8);
-    if (version != HS_QF_FORMAT_VERSION) {
-        snprintf(why, whylen, "format version %u, this build reads version %d", version,
-                 HS_QF_FORMAT_VERSION);
+    if (version < HS_QF_FORMAT_VERSION_MIN || version > HS_QF_FORMAT_VERSION) {
+        snprintf(why, whylen, "format version %u, this build reads versions %d to %d", version,
+                 HS_QF_FORMAT_VERSION_MIN, HS_QF_FORMAT_VERSION);
         return false;
     }
     size = hs_get_u32(buf + 12);

@@ -24,7 +24,9 @@
 /* "HSTKQUE1" little-endian; the format version is separate from the
  * shared-memory layout version. */
 #define HS_QF_MAGIC UINT64_C(0x314555514B545348)
-#define HS_QF_FORMAT_VERSION 1
+#define HS_QF_FORMAT_VERSION 2
+/* The oldest format version this build reads (see queue_file.c, VERSIONS). */
+#define HS_QF_FORMAT_VERSION_MIN 1
 #define HS_QF_HEADER_SIZE 64
 #define HS_QF_RECORD_HEADER_SIZE 48
 /* largest encoded record: header + both strings, padded to 8 */

@@ -99,6 +99,30 @@ qf_writer_create(hs_qf_writer *w, hs_lsn first_lsn)
     return 0;
 }
 
+/* The newest file w has open is of an older format version: never append
+ * to it (queue_file.c, VERSIONS).  With records, start the next file now;
+ * empty (a header only), replace it by one of this version. */
+static int
+qf_writer_upgrade(hs_qf_writer *w, const hs_qf_file *f, hs_lsn next_lsn)
+{
+    uint8_t hdr[12];
+
+    if (pread(w->fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr)) {
+        hs_set_error("cannot read the header of queue file %s: %s", f->path, strerror(errno));
+        return -1;
+    }
+    if (hs_get_u32(hdr + 8) == HS_QF_FORMAT_VERSION)
+        return 0;
+    close(w->fd);
+    w->fd = -1;
+    if (next_lsn == f->first_lsn && unlink(f->path) != 0) {
+        hs_set_error("cannot remove the empty old-version queue file %s: %s", f->path,
+                     strerror(errno));
+        return -1;
+    }
+    return qf_writer_create(w, w->last_lsn + 1);
+}
+
 /* See queue_file.h.  Creates DIR/queue (0700) when missing.  Refuses to
  * append where the result would break the format: after a torn tail that
  * hs_qf_scan() has not cut yet, or when the newest file does not end at
@@ -169,6 +193,8 @@ hs_qf_writer_open(const char *dir, hs_lsn last_lsn, uint64_t segment_bytes)
             goto fail;
         }
         w->file_bytes = st.size;
+        if (qf_writer_upgrade(w, f, st.next_lsn) != 0)
+            goto fail;
     }
     free(win.buf);
     free(files);
@@ -254,7 +280,7 @@ hs_qf_writer_append(hs_qf_writer *w, const hs_record *rec)
                      rec->lsn, w->last_lsn);
         return -1;
     }
-    if (rec->type < HS_REC_DEDUCT || rec->type > HS_REC_NOOP || rec->sku_len > HS_SKU_MAX ||
+    if (rec->type < HS_REC_DEDUCT || rec->type > HS_REC_EXPIRE || rec->sku_len > HS_SKU_MAX ||
         rec->order_len > HS_ORDER_ID_MAX) {
         hs_set_error("queue append of LSN %" PRIu64 ": bad record (type %u, sku_len %u, "
                      "order_len %u)",

@@ -155,6 +155,7 @@ typedef enum hs_result {
     HS_HOLD_EXPIRED,     /* the order's hold expired: its units went back */
     HS_HOLD_CANCELLED,   /* the order's hold was cancelled: its units went back */
     HS_NOT_HELD,         /* confirm/cancel: the order is a plain deduction, not a hold */
+    HS_HELD,             /* refund: the order is a live hold (confirm or cancel it) */
     HS_RESULT_COUNT_
 } hs_result;
 
@@ -210,7 +211,8 @@ hs_result hs_deduct_checked(hs_client *c, const char *sku, size_t sku_len, int32
  * Refund order_id: the units of its deduction go back, at most once.
  *   HS_OK               refunded now; *lsn, *qty and the SKU (into sku_out,
  *                       HS_SKU_MAX + 1 bytes, NUL-terminated; may be NULL)
- *   HS_ALREADY_REFUNDED refunded before
+ *   HS_ALREADY_REFUNDED refunded before (or a hold that was cancelled or expired)
+ *   HS_HELD             a live hold: nothing to refund (confirm or cancel it)
  *   HS_NOT_FOUND        not in the order index: never deducted here, or
  *                       evicted after it was drained (see hs_evicted_lsn())
  *   HS_QUEUE_FULL, HS_DAEMON_DOWN: nothing changed.

@@ -120,11 +120,14 @@ HS_INTERNAL hs_result order_probe(const hs_client *c, hs_header *h, const char *
                                   size_t len, const order_insert *ins, uint32_t *index,
                                   uint32_t *ver, bool *inserted);
 HS_INTERNAL bool order_still(hs_order_slot *o, uint32_t ver);
+HS_INTERNAL bool order_owned_state(unsigned state);
 HS_INTERNAL void order_set(hs_order_slot *o, unsigned state);
 HS_INTERNAL hs_result order_resolve_dead(hs_client *c, hs_header *h, hs_order_slot *o, uint64_t w);
 HS_INTERNAL void order_fail(hs_order_slot *o);
 HS_INTERNAL void order_unclaim(hs_order_slot *o);
 HS_INTERNAL void copy_sku_name(hs_header *h, uint32_t si, char *out);
+HS_INTERNAL hs_result refund_apply(hs_client *c, hs_header *h, uint32_t oi, hs_record_type type,
+                                   uint16_t flags, hs_lsn *lsn, int32_t *qty, char *sku_out);
 
 /* The process id put into claims.  Cached (getpid() is a system call) and
  * refreshed in the child after fork(), so a child never claims with its

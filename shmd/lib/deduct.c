@@ -1,11 +1,14 @@
 /*-------------------------------------------------------------------------
  *
  * deduct.c
- *      hs_deduct(): claim the order id, take the units, append the DEDUCT.
+ *      Taking units for an order: hs_deduct(), hs_reserve() (a hold) and
+ *      hs_hold_retake() (a late confirm that takes anew): claim the order
+ *      id, take the units, append the DEDUCT or RESERVE.
  *
- * Order of effects: claim (CAS into PENDING), the evicted filter, counter
- * (CAS, acq_rel), record (ring.c), then DEDUCTED (release).  A death between the counter
- * and the record holds units back (undersell), never sells them twice.
+ * Order of effects: claim (CAS into PENDING), the evicted filter, xid and
+ * deadline, counter (CAS, acq_rel), record (ring.c), then DEDUCTED or
+ * RESERVED (release).  A death between the counter and the record holds
+ * units back (undersell), never sells them twice.
  *
  *-------------------------------------------------------------------------
  */
@@ -27,17 +30,76 @@
  *-------------------------------------------------------------------------
  */
 
-hs_result
-hs_deduct(hs_client *c, const char *sku, size_t sku_len, int32_t qty, const char *order_id,
-          size_t order_len, uint64_t xid, hs_lsn *lsn)
+typedef enum take_kind {
+    TAKE_DEDUCT,  /* hs_deduct_checked */
+    TAKE_RESERVE, /* hs_reserve */
+    TAKE_RETAKE   /* hs_hold_retake: an EXPIRED or CANCELLED hold takes anew */
+} take_kind;
+
+/* Give up our PENDING claim: FAILED, or a retake's slot back as it was. */
+static void
+take_undo(hs_order_slot *o, take_kind kind, unsigned prev, hs_lsn prev_lsn)
 {
-    return hs_deduct_checked(c, sku, sku_len, qty, order_id, order_len, xid, UINT64_MAX, lsn);
+    if (kind != TAKE_RETAKE) {
+        order_fail(o);
+        return;
+    }
+    atomic_store_explicit(&o->deducted_lsn, prev_lsn, memory_order_relaxed);
+    order_set(o, prev);
 }
 
-/* See hotstock.h. */
-hs_result
-hs_deduct_checked(hs_client *c, const char *sku, size_t sku_len, int32_t qty, const char *order_id,
-                  size_t order_len, uint64_t xid, hs_lsn evicted_checked, hs_lsn *lsn)
+/* What a retry finds in a settled slot (read as state w of version ver):
+ * the answer, or HS_OK to go on (only for a retake of an ended hold). */
+static hs_result
+take_settled(hs_order_slot *o, uint32_t ver, take_kind kind, unsigned state, uint32_t si,
+             int32_t qty, const char *order_id, size_t order_len, uint64_t *expires_at_ms)
+{
+    /* Relaxed: published with the state, which the caller acquired. */
+    uint64_t deadline = atomic_load_explicit(&o->deadline_ms, memory_order_relaxed);
+    bool same = o->sku_index == si && o->qty == qty;
+    int32_t had = o->qty;
+
+    if (!order_still(o, ver))
+        return HS_NOT_FOUND; /* evicted meanwhile: look again */
+    if (expires_at_ms != NULL)
+        *expires_at_ms = deadline;
+    switch (state) {
+    case HS_INDEX_DEDUCTED:
+    case HS_INDEX_REFUNDING:
+    case HS_INDEX_RESERVED:
+        if (!same) {
+            hs_set_error("order %.*s was taken with another sku or qty (%d)", (int)order_len,
+                         order_id, (int)had);
+            return HS_ORDER_MISMATCH;
+        }
+        if (kind == TAKE_RESERVE && deadline == 0) {
+            hs_set_error("order %.*s is a deduction, not a hold", (int)order_len, order_id);
+            return HS_ORDER_MISMATCH;
+        }
+        if (kind == TAKE_DEDUCT && state == HS_INDEX_RESERVED) {
+            hs_set_error("order %.*s is a hold: confirm it", (int)order_len, order_id);
+            return HS_ORDER_MISMATCH;
+        }
+        if (kind == TAKE_RETAKE && state == HS_INDEX_RESERVED) {
+            hs_set_error("order %.*s is a live hold: confirm it", (int)order_len, order_id);
+            return HS_HELD;
+        }
+        return HS_DUPLICATE;
+    case HS_INDEX_REFUNDED:
+        return HS_ALREADY_REFUNDED;
+    case HS_INDEX_CANCELLED:
+    case HS_INDEX_EXPIRED:
+        if (kind == TAKE_RETAKE)
+            return HS_OK;
+        return state == HS_INDEX_CANCELLED ? HS_HOLD_CANCELLED : HS_HOLD_EXPIRED;
+    }
+    return HS_OK;
+}
+
+static hs_result
+take_common(hs_client *c, take_kind kind, const char *sku, size_t sku_len, int32_t qty,
+            const char *order_id, size_t order_len, uint64_t xid, uint32_t ttl_ms,
+            hs_lsn evicted_checked, hs_lsn *lsn, uint64_t *expires_at_ms)
 {
     const order_insert ins = {HS_INDEX_PENDING, 0, qty};
     const uint64_t hash = hs_hash(order_id, order_len);
@@ -47,16 +109,24 @@ hs_deduct_checked(hs_client *c, const char *sku, size_t sku_len, int32_t qty, co
     hs_order_slot *o;
     hs_ring_record rec;
     uint32_t si, oi, ver;
+    unsigned prev = HS_INDEX_FAILED;
+    hs_lsn prev_lsn = 0;
     bool inserted;
+    uint64_t now_us, deadline = 0;
     hs_lsn at;
     hs_result r = HS_OK;
 
     if (lsn != NULL)
         *lsn = 0;
+    if (expires_at_ms != NULL)
+        *expires_at_ms = 0;
     if (c == NULL || !valid_len(sku, sku_len, HS_SKU_MAX) ||
-        !valid_len(order_id, order_len, HS_ORDER_ID_MAX) || qty < 1 || qty > HS_QTY_MAX) {
-        hs_set_error("hs_deduct: sku and order id must be 1..%d bytes, qty 1..%d", HS_SKU_MAX,
-                     HS_QTY_MAX);
+        !valid_len(order_id, order_len, HS_ORDER_ID_MAX) || qty < 1 || qty > HS_QTY_MAX ||
+        (kind == TAKE_RESERVE && (ttl_ms < 1 || ttl_ms > HS_TTL_MAX_MS))) {
+        hs_set_error("%s: sku and order id must be 1..%d bytes, qty 1..%d, ttl 1..%" PRIu32
+                     " ms",
+                     kind == TAKE_RESERVE ? "hs_reserve" : "hs_deduct", HS_SKU_MAX, HS_QTY_MAX,
+                     HS_TTL_MAX_MS);
         return HS_BAD_ARGUMENT;
     }
 again:
@@ -83,7 +153,7 @@ again:
      * goes the full way (a retry of a done deduction must answer
      * HS_DUPLICATE even when sold out).  Acquire: the look-up's loads stay
      * after this one. */
-    if (atomic_load_explicit(&s->available, memory_order_acquire) < qty) {
+    if (kind != TAKE_RETAKE && atomic_load_explicit(&s->available, memory_order_acquire) < qty) {
         r = order_probe(c, h, order_id, order_len, NULL, &oi, &ver, &inserted);
         if (r == HS_NOT_FOUND && !hs_filter_maybe(h, hash))
             return HS_SOLD_OUT;
@@ -109,10 +179,12 @@ again:
             return r;
     }
 
-    /* 2. Claim the order id: absent -> PENDING(me), under its stripe lock. */
+    /* 2. Claim the order id: absent -> PENDING(me), under its stripe lock.
+     * A retake claims only an existing ended hold. */
     mine = ins;
     mine.sku_index = si;
-    r = order_probe(c, h, order_id, order_len, &mine, &oi, &ver, &inserted);
+    r = order_probe(c, h, order_id, order_len, kind == TAKE_RETAKE ? NULL : &mine, &oi, &ver,
+                    &inserted);
     if (r != HS_OK)
         return r;
     o = &hs_order_table(h)[oi];
@@ -121,29 +193,15 @@ again:
 
         for (;;) {
             /* seq_cst (an acquire): pairs with the release store of whoever
-             * set the state (sku_index, qty and deducted_lsn come with it). */
+             * set the state (sku_index, qty, deadline_ms and deducted_lsn
+             * come with it). */
             uint64_t w = atomic_load(&o->state);
             unsigned state = HS_STATE_OF(w);
             int step;
 
             if (HS_VER_OF(w) != ver || state == HS_INDEX_EVICTING)
                 goto again; /* evicted since we found it: look again */
-            if (state == HS_INDEX_DEDUCTED || state == HS_INDEX_REFUNDING) {
-                bool same = o->sku_index == si && o->qty == qty;
-                int32_t had = o->qty;
-
-                if (!order_still(o, ver))
-                    goto again;
-                if (!same) {
-                    hs_set_error("order %.*s was deducted with another sku or qty (%d)",
-                                 (int)order_len, order_id, (int)had);
-                    return HS_ORDER_MISMATCH;
-                }
-                return HS_DUPLICATE;
-            }
-            if (state == HS_INDEX_REFUNDED)
-                return HS_ALREADY_REFUNDED;
-            if (state == HS_INDEX_FAILED) {
+            if (state == HS_INDEX_FAILED && kind != TAKE_RETAKE) {
                 /* A retry after a failed attempt.  acq_rel: we own it now
                  * (a CAS from a word of another version fails). */
                 if (atomic_compare_exchange_strong_explicit(
@@ -155,8 +213,39 @@ again:
                 }
                 continue;
             }
-            /* PENDING or REFUNDING of a live process: wait; of a dead one:
-             * settle it and look again. */
+            if (state == HS_INDEX_FAILED) {
+                hs_set_error("order %.*s is not a hold", (int)order_len, order_id);
+                return HS_NOT_FOUND;
+            }
+            if (!order_owned_state(state) || state == HS_INDEX_REFUNDING) {
+                r = take_settled(o, ver, kind, state, si, qty, order_id, order_len,
+                                 expires_at_ms);
+                if (r == HS_NOT_FOUND)
+                    goto again;
+                if (r != HS_OK)
+                    return r;
+                /* A retake of an ended hold.  acq_rel: we own it now; the
+                 * acquire half makes `recorded` and deducted_lsn (its
+                 * CANCEL or EXPIRE, when known) ours: deducted_lsn = the
+                 * later of the two, at or past every record of the order
+                 * so far, so a waiter that settles us after our death
+                 * tells our DEDUCT (recorded > deducted_lsn) apart. */
+                prev = state;
+                if (atomic_compare_exchange_strong_explicit(
+                        &o->state, &w, HS_ORDER_NEXT(w, HS_INDEX_PENDING, self_pid()),
+                        memory_order_acq_rel, memory_order_relaxed)) {
+                    hs_lsn rec_lsn = atomic_load_explicit(&o->recorded, memory_order_acquire);
+
+                    prev_lsn = atomic_load_explicit(&o->deducted_lsn, memory_order_relaxed);
+                    atomic_store_explicit(&o->deducted_lsn,
+                                          rec_lsn > prev_lsn ? rec_lsn : (prev_lsn ? prev_lsn : 1),
+                                          memory_order_relaxed);
+                    break;
+                }
+                continue;
+            }
+            /* PENDING, REFUNDING, or a hold being settled, of a live
+             * process: wait; of a dead one: settle it and look again. */
             step = owner_wait_step(c, h, &ow, w, &r);
             if (step < 0)
                 return r;
@@ -171,7 +260,7 @@ again:
     /* 2a. Ours now (absent, or FAILED before).  Was it evicted?  seq_cst,
      * after the claim: see segment.h, EVICTION.  A caller that keeps the
      * evicted orders must look there first. */
-    if (evicted_checked != UINT64_MAX && hs_filter_maybe(h, hash)) {
+    if (kind != TAKE_RETAKE && evicted_checked != UINT64_MAX && hs_filter_maybe(h, hash)) {
         hs_lsn evicted = atomic_load(&h->evicted_lsn);
 
         if (evicted > evicted_checked) {
@@ -183,19 +272,30 @@ again:
         }
     }
 
-    /* 2b. The xid before the record: whoever settles this slot after our
-     * death from `recorded` must read the xid of the record it found (see
-     * segment.h).  Relaxed: ordered by the record's publication. */
+    /* 2b. The xid and a hold's deadline before the record: whoever settles
+     * this slot after our death from `recorded` must read the xid of the
+     * record it found, and whether it was a hold (see segment.h).  Relaxed:
+     * ordered by the record's publication.  A retake keeps the deadline
+     * (it tells a confirmed hold from a deduction). */
+    now_us = hs_now_unix_us();
     atomic_store_explicit(&o->xid, xid, memory_order_relaxed);
+    if (kind == TAKE_RESERVE) {
+        deadline = now_us / 1000 + ttl_ms;
+        atomic_store_explicit(&o->deadline_ms, deadline, memory_order_relaxed);
+    } else if (kind == TAKE_DEDUCT) {
+        atomic_store_explicit(&o->deadline_ms, 0, memory_order_relaxed);
+    }
 
     /* 3. The counter, only if enough is left. */
     if (!counter_take(s, qty)) {
-        order_fail(o);
+        take_undo(o, kind, prev, prev_lsn);
         return HS_SOLD_OUT;
     }
 
     /* 4. The record. */
-    record_init(&rec, HS_REC_DEDUCT, si, qty);
+    record_init(&rec, kind == TAKE_RESERVE ? HS_REC_RESERVE : HS_REC_DEDUCT, si, qty);
+    rec.timestamp_us = now_us;
+    rec.ttl_ms = kind == TAKE_RESERVE ? ttl_ms : 0;
     rec.order_len = (uint8_t)order_len;
     rec.order_index = oi;
     rec.xid = xid;
@@ -203,16 +303,66 @@ again:
     r = append_record(c, h, &rec, &at);
     if (r != HS_OK) {
         counter_give(s, qty);
-        order_fail(o);
+        take_undo(o, kind, prev, prev_lsn);
         return r;
     }
 
     /* 5. Done: only we move our PENDING slot on while we live. */
     atomic_store_explicit(&o->deducted_lsn, at, memory_order_relaxed);
-    /* Release (in order_set): publishes deducted_lsn with DEDUCTED; pairs
-     * with the acquire load of retries, refunds and waiters. */
-    order_set(o, HS_INDEX_DEDUCTED);
+    /* Release (in order_set): publishes deducted_lsn with the state; pairs
+     * with the acquire load of retries, refunds, settlers and waiters. */
+    order_set(o, kind == TAKE_RESERVE ? HS_INDEX_RESERVED : HS_INDEX_DEDUCTED);
     if (lsn != NULL)
         *lsn = at;
+    if (expires_at_ms != NULL)
+        *expires_at_ms = deadline;
     return HS_OK;
+}
+
+hs_result
+hs_deduct(hs_client *c, const char *sku, size_t sku_len, int32_t qty, const char *order_id,
+          size_t order_len, uint64_t xid, hs_lsn *lsn)
+{
+    return take_common(c, TAKE_DEDUCT, sku, sku_len, qty, order_id, order_len, xid, 0, UINT64_MAX,
+                       lsn, NULL);
+}
+
+/* See hotstock.h. */
+hs_result
+hs_deduct_checked(hs_client *c, const char *sku, size_t sku_len, int32_t qty, const char *order_id,
+                  size_t order_len, uint64_t xid, hs_lsn evicted_checked, hs_lsn *lsn)
+{
+    return take_common(c, TAKE_DEDUCT, sku, sku_len, qty, order_id, order_len, xid, 0,
+                       evicted_checked, lsn, NULL);
+}
+
+/* See hotstock.h. */
+hs_result
+hs_reserve(hs_client *c, const char *sku, size_t sku_len, int32_t qty, const char *order_id,
+           size_t order_len, uint64_t xid, uint32_t ttl_ms, hs_lsn evicted_checked, hs_lsn *lsn,
+           uint64_t *expires_at_ms)
+{
+    return take_common(c, TAKE_RESERVE, sku, sku_len, qty, order_id, order_len, xid, ttl_ms,
+                       evicted_checked, lsn, expires_at_ms);
+}
+
+/* See hotstock.h.  The order's own SKU and qty, read from the index. */
+hs_result
+hs_hold_retake(hs_client *c, const char *order_id, size_t order_len, uint64_t xid,
+               hs_lsn evicted_checked, hs_lsn *lsn)
+{
+    hs_order_info info;
+    hs_result r;
+
+    if (lsn != NULL)
+        *lsn = 0;
+    r = hs_order_lookup(c, order_id, order_len, &info);
+    if (r != HS_OK)
+        return r;
+    if (info.expires_at_ms == 0) {
+        hs_set_error("order %.*s never was a hold", (int)order_len, order_id);
+        return HS_NOT_HELD;
+    }
+    return take_common(c, TAKE_RETAKE, info.sku, strlen(info.sku), info.qty, order_id, order_len,
+                       xid, 0, evicted_checked, lsn, NULL);
 }

@@ -153,10 +153,12 @@ sku_lookup(hs_client *c, hs_header *h, const char *sku, size_t len, bool create,
  *-------------------------------------------------------------------------
  */
 
-static inline bool
+bool
 order_owned_state(unsigned state)
 {
-    return state == HS_INDEX_PENDING || state == HS_INDEX_REFUNDING;
+    return state == HS_INDEX_PENDING || state == HS_INDEX_REFUNDING ||
+           state == HS_INDEX_CONFIRMING || state == HS_INDEX_CANCELLING ||
+           state == HS_INDEX_EXPIRING;
 }
 
 /* States whose slot holds a key (written while INSERTING, immutable until
@@ -164,7 +166,8 @@ order_owned_state(unsigned state)
 static inline bool
 order_keyed_state(unsigned state)
 {
-    return state >= HS_INDEX_PENDING && state <= HS_INDEX_REFUNDED;
+    return (state >= HS_INDEX_PENDING && state <= HS_INDEX_REFUNDED) ||
+           (state >= HS_INDEX_RESERVED && state <= HS_INDEX_EXPIRED);
 }
 
 /* Does slot o still hold the entry of version ver, with a key?  For readers
@@ -310,6 +313,7 @@ order_insert_new(const hs_client *c, hs_header *h, const char *order_id, size_t 
             atomic_store_explicit(&o->recorded, 0, memory_order_relaxed);
             atomic_store_explicit(&o->deducted_lsn, 0, memory_order_relaxed);
             atomic_store_explicit(&o->xid, 0, memory_order_relaxed);
+            atomic_store_explicit(&o->deadline_ms, 0, memory_order_relaxed);
             /* Release: publishes key, sku and qty; pairs with the acquire
              * load of every prober and waiter. */
             atomic_store_explicit(&o->state, HS_ORDER_NEXT(w, ins->state, me),
@@ -410,12 +414,17 @@ wait_spilled_all(hs_client *c, hs_header *h)
 }
 
 /*
- * The owner of order slot o (state word w, PENDING or REFUNDING) is dead.
- * Take the slot over, wait for the spiller, and settle it:
- *   PENDING:   its DEDUCT folded (recorded != 0)           -> DEDUCTED
- *              else                                        -> FAILED
+ * The owner of order slot o (state word w, an owned state) is dead.  Take
+ * the slot over, wait for the spiller, and settle it:
+ *   PENDING:   its DEDUCT or RESERVE folded (recorded > deducted_lsn, which
+ *              is 0 but for a retake) -> DEDUCTED, or RESERVED for a
+ *              reserve (deadline_ms set, deducted_lsn 0)
+ *              else -> FAILED, or EXPIRED for a retake (deducted_lsn set)
  *   REFUNDING: its REFUND folded (recorded > deducted_lsn) -> REFUNDED
  *              else -> DEDUCTED (or FAILED for an hs_refund_evicted entry)
+ *   CONFIRMING, CANCELLING, EXPIRING: its record folded (recorded >
+ *              deducted_lsn) -> DEDUCTED, CANCELLED, EXPIRED (deducted_lsn =
+ *              recorded: the record that settled it); else -> RESERVED
  * A counter change the dead process made without a record stays held back
  * (undersell) until the next daemon rebuilds the counters; a counter raise
  * that may be missing after a folded REFUND is not redone (it might not be
@@ -450,11 +459,29 @@ order_resolve_dead(hs_client *c, hs_header *h, hs_order_slot *o, uint64_t w)
      * which our take-over CAS acquired. */
     deducted = atomic_load_explicit(&o->deducted_lsn, memory_order_relaxed);
     if (state == HS_INDEX_PENDING) {
-        if (recorded != 0) {
+        /* Relaxed: written by the PENDING owner before its record. */
+        bool hold = atomic_load_explicit(&o->deadline_ms, memory_order_relaxed) != 0;
+
+        if (recorded > deducted) {
+            final = HS_ORDER_NEXT(w, hold && deducted == 0 ? HS_INDEX_RESERVED : HS_INDEX_DEDUCTED,
+                                  0);
+            atomic_store_explicit(&o->deducted_lsn, recorded, memory_order_relaxed);
+        } else if (deducted != 0) {
+            final = HS_ORDER_NEXT(w, HS_INDEX_EXPIRED, 0); /* a retake that took nothing */
+        } else {
+            final = HS_ORDER_NEXT(w, HS_INDEX_FAILED, 0);
+        }
+    } else if (state != HS_INDEX_REFUNDING) {
+        if (recorded <= deducted)
+            final = HS_ORDER_NEXT(w, HS_INDEX_RESERVED, 0);
+        else if (state == HS_INDEX_CONFIRMING) {
             atomic_store_explicit(&o->deducted_lsn, recorded, memory_order_relaxed);
             final = HS_ORDER_NEXT(w, HS_INDEX_DEDUCTED, 0);
         } else {
-            final = HS_ORDER_NEXT(w, HS_INDEX_FAILED, 0);
+            atomic_store_explicit(&o->deducted_lsn, recorded, memory_order_relaxed);
+            final = HS_ORDER_NEXT(w, state == HS_INDEX_CANCELLING ? HS_INDEX_CANCELLED
+                                                                  : HS_INDEX_EXPIRED,
+                                  0);
         }
     } else {
         if (recorded > deducted)
@@ -485,13 +512,20 @@ order_fail(hs_order_slot *o)
     order_set(o, HS_INDEX_FAILED);
 }
 
-/* Release our REFUNDING claim without a refund. */
+/* Release our REFUNDING claim without a refund (or our CONFIRMING,
+ * CANCELLING, EXPIRING claim of a hold without its record). */
 void
 order_unclaim(hs_order_slot *o)
 {
+    /* Relaxed: only we change an owned slot. */
+    unsigned state = HS_STATE_OF(atomic_load_explicit(&o->state, memory_order_relaxed));
     /* Relaxed: written by the PENDING owner before DEDUCTED was released,
      * which our claim acquired. */
     uint64_t deducted = atomic_load_explicit(&o->deducted_lsn, memory_order_relaxed);
 
-    order_set(o, deducted != 0 ? HS_INDEX_DEDUCTED : HS_INDEX_FAILED);
+    if (state == HS_INDEX_CONFIRMING || state == HS_INDEX_CANCELLING ||
+        state == HS_INDEX_EXPIRING)
+        order_set(o, HS_INDEX_RESERVED);
+    else
+        order_set(o, deducted != 0 ? HS_INDEX_DEDUCTED : HS_INDEX_FAILED);
 }

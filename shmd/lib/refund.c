@@ -48,13 +48,15 @@ copy_sku_name(hs_header *h, uint32_t si, char *out)
 }
 
 /*
- * We own o as REFUNDING: append the REFUND record, raise the counter, and
- * make it REFUNDED.  On failure before the record is published the claim
- * is released (DEDUCTED, or FAILED for an hs_refund_evicted entry).
+ * We own o as REFUNDING (type REFUND), or as CANCELLING / EXPIRING (type
+ * CANCEL / EXPIRE): append the record, raise the counter, and make it
+ * REFUNDED (CANCELLED, EXPIRED).  On failure before the record is
+ * published the claim is released (DEDUCTED, RESERVED, or FAILED for an
+ * hs_refund_evicted entry).
  */
-static hs_result
-refund_apply(hs_client *c, hs_header *h, uint32_t oi, uint16_t flags, hs_lsn *lsn, int32_t *qty,
-             char *sku_out)
+hs_result
+refund_apply(hs_client *c, hs_header *h, uint32_t oi, hs_record_type type, uint16_t flags,
+             hs_lsn *lsn, int32_t *qty, char *sku_out)
 {
     hs_order_slot *o = &hs_order_table(h)[oi];
     uint32_t si = o->sku_index;
@@ -63,13 +65,17 @@ refund_apply(hs_client *c, hs_header *h, uint32_t oi, uint16_t flags, hs_lsn *ls
     hs_lsn at;
     hs_result r;
 
+    const unsigned final = type == HS_REC_REFUND   ? HS_INDEX_REFUNDED
+                           : type == HS_REC_CANCEL ? HS_INDEX_CANCELLED
+                                                   : HS_INDEX_EXPIRED;
+
     if (si >= h->sku_capacity || q < 1) {
         order_unclaim(o);
         hs_set_error("order slot %u of %s is damaged (sku slot %u, qty %d)", oi, c->dir, si,
                      (int)q);
         return HS_IO_ERROR;
     }
-    record_init(&rec, HS_REC_REFUND, si, q);
+    record_init(&rec, type, si, q);
     rec.flags = flags;
     rec.order_len = o->order_len;
     rec.order_index = oi;
@@ -81,9 +87,13 @@ refund_apply(hs_client *c, hs_header *h, uint32_t oi, uint16_t flags, hs_lsn *ls
     }
     /* The record is published: now the units may be sold again. */
     counter_give(&hs_sku_table(h)[si], q);
+    /* A hold's CANCEL or EXPIRE settles its state: deducted_lsn names it
+     * (segment.h), published with the state below. */
+    if (type != HS_REC_REFUND)
+        atomic_store_explicit(&o->deducted_lsn, at, memory_order_relaxed);
     /* Release (in order_set): pairs with the acquire load of waiters and
      * retries. */
-    order_set(o, HS_INDEX_REFUNDED);
+    order_set(o, final);
     if (lsn != NULL)
         *lsn = at;
     if (qty != NULL)
@@ -157,14 +167,43 @@ again:
                 continue;
             if (mode == REFUND_CLAIM)
                 return HS_OK;
-            return refund_apply(c, h, oi, mode == REFUND_COMPENSATE ? HS_REC_FLAG_COMPENSATION : 0,
-                                lsn, qty, sku_out);
+            return refund_apply(c, h, oi, HS_REC_REFUND,
+                                mode == REFUND_COMPENSATE ? HS_REC_FLAG_COMPENSATION : 0, lsn, qty,
+                                sku_out);
         }
-        if (state == HS_INDEX_REFUNDED)
+        if (state == HS_INDEX_RESERVED) {
+            if (mode == REFUND_COMPENSATE) {
+                /* A hold whose transaction did not commit: cancel it. */
+                if (atomic_load_explicit(&o->xid, memory_order_relaxed) != xid) {
+                    if (!order_still(o, ver))
+                        goto again;
+                    hs_set_error("order %.*s was reserved by another transaction than %" PRIu64,
+                                 (int)order_len, order_id, xid);
+                    return HS_ORDER_MISMATCH;
+                }
+                if (!atomic_compare_exchange_strong_explicit(
+                        &o->state, &w, HS_ORDER_NEXT(w, HS_INDEX_CANCELLING, self_pid()),
+                        memory_order_acq_rel, memory_order_relaxed))
+                    continue;
+                return refund_apply(c, h, oi, HS_REC_CANCEL, HS_REC_FLAG_COMPENSATION, lsn, qty,
+                                    sku_out);
+            }
+            hs_set_error("order %.*s is a hold: confirm or cancel it", (int)order_len, order_id);
+            return HS_HELD;
+        }
+        if (state == HS_INDEX_REFUNDED || state == HS_INDEX_CANCELLED ||
+            state == HS_INDEX_EXPIRED)
             return HS_ALREADY_REFUNDED;
         if (state == HS_INDEX_FAILED) {
             hs_set_error("order %.*s has no deduction to refund", (int)order_len, order_id);
             return HS_NOT_FOUND;
+        }
+        if (mode == REFUND_COMPENSATE && order_owned_state(state) &&
+            state != HS_INDEX_REFUNDING && owner != self_pid() && !hs_pid_gone(owner)) {
+            /* a live confirm, cancel or expiry holds it: look again later */
+            hs_set_error("order %.*s is being settled by process %d", (int)order_len, order_id,
+                         (int)owner);
+            return HS_QUEUE_FULL;
         }
         if (mode == REFUND_COMPENSATE && state == HS_INDEX_REFUNDING && owner != self_pid() &&
             !hs_pid_gone(owner)) {
@@ -176,7 +215,7 @@ again:
         }
         if (state == HS_INDEX_REFUNDING && owner == self_pid()) {
             if (mode == REFUND_COMMIT)
-                return refund_apply(c, h, oi, 0, lsn, qty, sku_out);
+                return refund_apply(c, h, oi, HS_REC_REFUND, 0, lsn, qty, sku_out);
             if (mode == REFUND_CLAIM)
                 return HS_ALREADY_REFUNDED; /* claimed by this process already */
         }
@@ -342,5 +381,5 @@ again:
                      (int)order_len, order_id, atomic_load(&h->evicted_lsn), evicted_checked);
         return HS_EVICTED_CHANGED;
     }
-    return refund_apply(c, h, oi, 0, lsn, NULL, NULL);
+    return refund_apply(c, h, oi, HS_REC_REFUND, 0, lsn, NULL, NULL);
 }

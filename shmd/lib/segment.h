@@ -109,8 +109,24 @@
  *                     takes a FAILED one FAILED -> PENDING -> REFUNDING (its
  *                     fields written in between); such an entry
  *                     (deducted_lsn == 0) is released to FAILED, not DEDUCTED.
- *                     DEDUCTED | REFUNDED | FAILED | DEAD -> EVICTING ->
- *                     EMPTY(version + 1): the evictor only (see below).
+ *                     Holds (shmd/lib/hold.c): PENDING -> RESERVED (a reserve:
+ *                     deadline_ms written, like xid, before the RESERVE);
+ *                     RESERVED -> CONFIRMING(pid) -> DEDUCTED | RESERVED
+ *                     (released); RESERVED -> CANCELLING(pid) -> CANCELLED |
+ *                     RESERVED; RESERVED -> EXPIRING(pid) -> EXPIRED, only
+ *                     once the realtime clock read before the CAS is at or
+ *                     past deadline_ms (a confirm claims only before it);
+ *                     EXPIRED | CANCELLED -> PENDING (a retake) -> DEDUCTED |
+ *                     back.  deducted_lsn is the record that settled the
+ *                     current state (RESERVE, CONFIRM, CANCEL, EXPIRE), so a dead
+ *                     owner's CONFIRMING / CANCELLING / EXPIRING is decided
+ *                     like REFUNDING: recorded > deducted_lsn means its
+ *                     record was folded.  A settled hold keeps deadline_ms
+ *                     (it tells a confirmed hold from a plain deduction).
+ *                     DEDUCTED | REFUNDED | FAILED | DEAD | CANCELLED |
+ *                     EXPIRED -> EVICTING -> EMPTY(version + 1): the evictor
+ *                     only (see below); RESERVED and the claimed states
+ *                     never leave.
  *  hs_order_slot.passed how many ids stored beyond this slot passed over it
  *                     when they were inserted (seq_cst fetch_add by the
  *                     inserter before it claims its slot; fetch_sub by the
@@ -196,7 +212,7 @@
 
 /* "HSTKSEG1" little-endian; the layout version changes with any struct here. */
 #define HS_SEGMENT_MAGIC UINT64_C(0x3147455354534B48)
-#define HS_SEGMENT_LAYOUT_VERSION 4
+#define HS_SEGMENT_LAYOUT_VERSION 5
 
 #define HS_HEARTBEAT_INTERVAL_MS 100
 #define HS_HEARTBEAT_DEAD_MS 3000
@@ -346,12 +362,14 @@ typedef struct hs_order_slot {
                                       release of DEDUCTED); 0 if never deducted here */
     _Atomic uint64_t xid;          /* full xid of the (sub)transaction its DEDUCT carries, 0
                                       for none (PENDING owner, relaxed, BEFORE the record) */
+    _Atomic uint64_t deadline_ms;  /* a hold's deadline, unix ms; 0 for a deduction (PENDING
+                                      owner, relaxed, BEFORE the record, like xid) */
     uint32_t sku_index;            /* slot of its SKU in this segment */
     int32_t qty;
     _Atomic uint32_t passed; /* ids beyond this slot whose insert passed over it */
     uint8_t order_len;
     char order_id[HS_ORDER_ID_MAX + 1];
-    char pad_[128 - 8 - 8 - 8 - 8 - 8 - 4 - 4 - 4 - 1 - (HS_ORDER_ID_MAX + 1)];
+    char pad_[128 - 8 - 8 - 8 - 8 - 8 - 8 - 4 - 4 - 4 - 1 - (HS_ORDER_ID_MAX + 1)];
 } hs_order_slot;
 
 /* An insert lock of the order index: 0, or the holder's pid. */
@@ -373,7 +391,7 @@ typedef struct hs_ring_record {
     uint16_t flags;
     uint32_t sku_index;
     uint32_t order_index; /* slot in the order index, or UINT32_MAX */
-    uint32_t reserved;
+    uint32_t ttl_ms;      /* RESERVE: its time-to-live (deadline = timestamp_us / 1000 + ttl_ms) */
     int64_t qty;           /* qty or signed delta */
     uint64_t xid;          /* calling transaction's full xid, 0 if none */
     uint64_t timestamp_us; /* CLOCK_REALTIME */
@@ -513,14 +531,23 @@ int hs_segment_unlink(const char *real_dir);
  *   HS_OK (*index set), HS_UNKNOWN_SKU, HS_TABLE_FULL.
  * hs_order_find: HS_OK (*index set) or HS_NOT_FOUND.
  * hs_order_install: daemon build only (state STARTING, one thread): insert
- *   an order with its final state, the LSN of its last record and the xid
- *   its DEDUCT carried.
+ *   an order with its final state (DEDUCTED, FAILED, REFUNDED, RESERVED,
+ *   CANCELLED, EXPIRED), the LSN of its last record, the xid its DEDUCT
+ *   (or RESERVE, CONFIRM) carried and a hold's deadline (0 for none).
+ * hs_hold_expire: the daemon's expiry (shmd/daemon/expirer.c): expire the
+ *   hold in slot `index` if it is still of `version`, RESERVED and due at
+ *   now_ms (unix ms).  HS_OK (expired now, *lsn its EXPIRE); HS_NOT_FOUND
+ *   (no longer a hold of that version: forget it); HS_QUEUE_FULL (a live
+ *   process claims it, or the ring is full: try again later); HS_DUPLICATE
+ *   (not due: *deadline_ms says when); HS_DAEMON_DOWN.
  */
 hs_result hs_sku_find(hs_header *h, const char *sku, size_t len, bool create, uint32_t *index);
 hs_result hs_order_find(hs_header *h, const char *order_id, size_t len, uint32_t *index);
 hs_result hs_order_install(hs_header *h, const char *order_id, size_t len, uint32_t sku_index,
                            int32_t qty, enum hs_order_slot_state state, hs_lsn recorded,
-                           uint64_t xid, uint32_t *index);
+                           uint64_t xid, uint64_t deadline_ms, uint32_t *index);
+hs_result hs_hold_expire(hs_client *c, uint32_t index, uint32_t version, uint64_t now_ms,
+                         hs_lsn *lsn, uint64_t *deadline_ms);
 
 /* CRC of a ring record as the client computes it before publishing. */
 static inline uint32_t

@@ -92,6 +92,18 @@ again:
     case HS_INDEX_PENDING:
         out->status = HS_ORDER_STATUS_PENDING;
         return HS_OK;
+    case HS_INDEX_RESERVED:
+    case HS_INDEX_CONFIRMING:
+    case HS_INDEX_CANCELLING:
+    case HS_INDEX_EXPIRING:
+        out->status = HS_ORDER_STATUS_RESERVED;
+        break;
+    case HS_INDEX_CANCELLED:
+        out->status = HS_ORDER_STATUS_CANCELLED;
+        break;
+    case HS_INDEX_EXPIRED:
+        out->status = HS_ORDER_STATUS_EXPIRED;
+        break;
     default: /* FAILED: nothing deducted */
         return HS_NOT_FOUND;
     }
@@ -99,6 +111,7 @@ again:
     /* Relaxed: published with the state acquired above. */
     out->xid = atomic_load_explicit(&o->xid, memory_order_relaxed);
     out->deducted_lsn = atomic_load_explicit(&o->deducted_lsn, memory_order_relaxed);
+    out->expires_at_ms = atomic_load_explicit(&o->deadline_ms, memory_order_relaxed);
     copy_sku_name(h, o->sku_index, out->sku);
     if (!order_still(o, ver))
         goto again;

@@ -57,6 +57,7 @@ static const char *const hs_result_names[HS_RESULT_COUNT_] = {
     [HS_HOLD_EXPIRED] = "hold_expired",
     [HS_HOLD_CANCELLED] = "hold_cancelled",
     [HS_NOT_HELD] = "not_held",
+    [HS_HELD] = "held",
 };
 
 /* Exported for the unit tests, which compare it with the hardware path. */

@@ -218,7 +218,7 @@ stop "$D"
 FIRST=$(ls "$D"/queue/*.hsq | head -1)
 cp "$FIRST" "$TMP/first.bak"
 "$DRIVE" qversion "$FIRST" 7
-expect 1 "format version 7, this build reads version 1" "$BIN" start -D "$D" "${SMALL[@]}"
+expect 1 "format version 7, this build reads versions 1 to 2" "$BIN" start -D "$D" "${SMALL[@]}"
 check "the refusal names the queue file" grep -qF "$FIRST" <<<"$LAST_OUT"
 cp "$TMP/first.bak" "$FIRST"
 

@@ -59,7 +59,8 @@ rec_eq(const hs_record *a, const hs_record *b)
 {
     return a->lsn == b->lsn && a->type == b->type && a->flags == b->flags &&
            a->sku_len == b->sku_len && a->order_len == b->order_len && a->qty == b->qty &&
-           a->xid == b->xid && a->timestamp_us == b->timestamp_us && strcmp(a->sku, b->sku) == 0 &&
+           a->xid == b->xid && a->timestamp_us == b->timestamp_us && a->ttl_ms == b->ttl_ms &&
+           strcmp(a->sku, b->sku) == 0 &&
            strcmp(a->order_id, b->order_id) == 0 && strlen(a->sku) == a->sku_len &&
            strlen(a->order_id) == a->order_len;
 }

@@ -288,7 +288,7 @@ test_dead_owners(hsd_ctl *d, hs_client *c)
     CHECK_EQ(status_of(c, "do-0", &r), HS_ORDER_STATUS_UNKNOWN);
     /* a FAILED entry (an attempt that lost the race for the last unit) */
     CHECK_R(hs_sku_find(h, S("dead0"), false, &k), HS_OK);
-    CHECK_R(hs_order_install(h, S("do-0"), k, 1, HS_INDEX_FAILED, 0, 0, &oi), HS_OK);
+    CHECK_R(hs_order_install(h, S("do-0"), k, 1, HS_INDEX_FAILED, 0, 0, 0, &oi), HS_OK);
     o = &hs_order_table(h)[oi];
     CHECK(forge(&o->state, HS_INDEX_FAILED, HS_STATE_WORD(HS_INDEX_PENDING, gone)));
     CHECK_R(hs_put_sku(c, S("dead0"), 1, NULL), HS_OK);

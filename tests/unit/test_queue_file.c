@@ -154,6 +154,19 @@ test_codec(void)
         CHECK_EQ(hs_qf_decode(b, len, &out, &dlen), HS_QF_BAD_LEN);
         PATCH_AND_CRC(b[4] = 0; b[5] = 1); /* 256: over the maximum */
         CHECK_EQ(hs_qf_decode(b, len, &out, &dlen), HS_QF_BAD_LEN);
+        PATCH_AND_CRC(b[16] = 6; b[20] = 1); /* a RESERVE with a ttl */
+        CHECK_EQ(hs_qf_decode(b, len, &out, &dlen), HS_QF_OK);
+        CHECK_EQ(out.ttl_ms, 1);
+        PATCH_AND_CRC(b[16] = 6; b[20] = 0xff; b[21] = 0xff; b[22] = 0xff; b[23] = 0xff);
+        CHECK_EQ(hs_qf_decode(b, len, &out, &dlen), HS_QF_BAD_TYPE); /* over 30 days */
+        PATCH_AND_CRC(b[16] = 7); /* CONFIRM, CANCEL, EXPIRE: no ttl */
+        CHECK_EQ(hs_qf_decode(b, len, &out, &dlen), HS_QF_OK);
+        PATCH_AND_CRC(b[16] = 9);
+        CHECK_EQ(hs_qf_decode(b, len, &out, &dlen), HS_QF_OK);
+        PATCH_AND_CRC(b[16] = 9; b[20] = 5);
+        CHECK_EQ(hs_qf_decode(b, len, &out, &dlen), HS_QF_BAD_TYPE);
+        PATCH_AND_CRC(b[16] = 10);
+        CHECK_EQ(hs_qf_decode(b, len, &out, &dlen), HS_QF_BAD_TYPE);
         PATCH_AND_CRC(b[8] ^= 1); /* another LSN: valid here, rule 5 is the scan's */
         CHECK_EQ(hs_qf_decode(b, len, &out, &dlen), HS_QF_OK);
         memset(b, 0, sizeof(b));
@@ -178,12 +191,12 @@ test_codec(void)
         CHECK(!hs_qf_check_header(h, sizeof(h), &first, why, sizeof(why)));
         CHECK_CONTAINS(why, "bad magic");
         h[0] ^= 1;
-        h[8] = 2; /* version 2 with a correct CRC */
+        h[8] = 3; /* version 3 with a correct CRC */
         crc = hs_crc32c(0, h, 60);
         h[60] = (uint8_t)crc, h[61] = (uint8_t)(crc >> 8), h[62] = (uint8_t)(crc >> 16),
         h[63] = (uint8_t)(crc >> 24);
         CHECK(!hs_qf_check_header(h, sizeof(h), &first, why, sizeof(why)));
-        CHECK_CONTAINS(why, "format version 2");
+        CHECK_CONTAINS(why, "format version 3");
         hs_qf_encode_header(h, 12345);
         h[20] ^= 0x10;
         CHECK(!hs_qf_check_header(h, sizeof(h), &first, why, sizeof(why)));
@@ -257,7 +270,7 @@ test_round_trip(void)
         CHECK_EQ(hs_qf_writer_append(w, &r), -1); /* not dense */
         CHECK_CONTAINS(hs_last_error(), "LSN 1502 after LSN 1500");
         gen_rec(1501, &r);
-        r.type = 9;
+        r.type = 10;
         CHECK_EQ(hs_qf_writer_append(w, &r), -1);
         gen_rec(1501, &r);
         CHECK_EQ(hs_qf_writer_append(w, &r), 0);
@@ -278,6 +291,58 @@ test_round_trip(void)
         CHECK_EQ(res.first_lsn, 42);
         hs_test_rmrf(dir2);
     }
+    hs_test_rmrf(dir);
+}
+
+/* A RESERVE round-trips with its ttl; a newest file of format version 1
+ * is read, and never appended to: the writer starts a new file (or
+ * replaces an empty one). */
+static void
+test_versions(void)
+{
+    char dir[256];
+    hs_qf_file *files;
+    hs_qf_writer *w;
+    hs_record r, out;
+    uint8_t buf[HS_QF_RECORD_MAX], hdr[64];
+    size_t len, dlen;
+    uint32_t crc;
+    int n;
+
+    gen_rec(1, &r);
+    r.type = HS_REC_RESERVE;
+    r.ttl_ms = 900000;
+    len = hs_qf_encode(&r, buf);
+    CHECK_EQ(hs_qf_decode(buf, len, &out, &dlen), HS_QF_OK);
+    CHECK(rec_eq(&r, &out));
+
+    hs_test_tmpdir("qf-ver", dir);
+    CHECK(write_records(dir, 0, 10, 1 << 20));
+    n = hs_qf_list(dir, &files);
+    CHECK_EQ(n, 1);
+    hs_test_pread(files[0].path, 0, hdr, 64);
+    CHECK_EQ(hdr[8], HS_QF_FORMAT_VERSION);
+    hdr[8] = 1; /* as an older build wrote it */
+    crc = hs_crc32c(0, hdr, 60);
+    hdr[60] = (uint8_t)crc, hdr[61] = (uint8_t)(crc >> 8), hdr[62] = (uint8_t)(crc >> 16),
+    hdr[63] = (uint8_t)(crc >> 24);
+    hs_test_pwrite(files[0].path, 0, hdr, 64);
+    free(files);
+    CHECK(scan_ok(dir, 1, 10, NULL)); /* version 1 is read */
+    w = hs_qf_writer_open(dir, 10, 1 << 20);
+    CHECK(w != NULL);
+    if (w != NULL)
+        hs_qf_writer_close(w);
+    n = hs_qf_list(dir, &files);
+    CHECK_EQ(n, 2); /* a new file for LSN 11 on: version 2 */
+    if (n == 2) {
+        CHECK_EQ(files[1].first_lsn, 11);
+        hs_test_pread(files[1].path, 0, hdr, 64);
+        CHECK_EQ(hdr[8], HS_QF_FORMAT_VERSION);
+    }
+    free(files);
+    CHECK(write_records(dir, 10, 20, 1 << 20));
+    CHECK(scan_ok(dir, 1, 20, NULL));
     hs_test_rmrf(dir);
 }
 
@@ -565,12 +630,12 @@ test_corruption(void)
         expect_refused(dir, f->path, 0, f->first_lsn, "bad magic");
 
         memcpy(h, saved, 64);
-        h[8] = 2;
+        h[8] = 3;
         crc = hs_crc32c(0, h, 60);
         h[60] = (uint8_t)crc, h[61] = (uint8_t)(crc >> 8), h[62] = (uint8_t)(crc >> 16),
         h[63] = (uint8_t)(crc >> 24);
         hs_test_pwrite(f->path, 0, h, 64);
-        expect_refused(dir, f->path, 0, f->first_lsn, "format version 2, this build reads");
+        expect_refused(dir, f->path, 0, f->first_lsn, "format version 3, this build reads");
 
         hs_qf_encode_header(h, f->first_lsn + 1);
         hs_test_pwrite(f->path, 0, h, 64);
@@ -742,6 +807,7 @@ main(void)
     test_crc32c();
     test_codec();
     test_round_trip();
+    test_versions();
     test_rotation_and_recycling();
     test_torn_tail();
     test_corruption();

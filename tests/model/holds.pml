@@ -356,7 +356,7 @@ inline append(g, rt, o, x, d, tc, L, res)
             rord[L] = o;
             rxid[L] = x;
             rdl[L] = d;
-            printf("@ P%d appends LSN %d: type %d, order %d\n", me, L, rt, o);
+            printf("@ P%d appends LSN %d: type %d, order %d (deadline %d)\n", me, L, rt, o, d);
             if
             :: rt == R_RESERVE ->
                 nres[o]++;
@@ -449,6 +449,8 @@ inline resolve(g, o, w, n, nw)
         :: seg[g].spilled + 1 >= n ->
 #endif
         d_step {
+            printf("@ P%d decides from recorded %d (type %d), deducted_lsn %d, deadline field %d\n",
+                   me, seg[g].rec[o], rtype[seg[g].rec[o]], seg[g].dlsn[o], seg[g].dl[o]);
 #if TYPED
             if
             :: rtype[seg[g].rec[o]] == R_NONE -> nw = FAILED
@@ -558,7 +560,11 @@ r_begin:
         fi;
         DIE;
         /* read the clock, write the deadline field */
-        d_step { t = now + TTL; seg[g].dl[o] = t };
+        d_step {
+            t = now + TTL;
+            seg[g].dl[o] = t;
+            printf("@ P%d reserve order %d: deadline field %d (clock %d read)\n", me, o, t, now)
+        };
         DIE;
         /* CAS-decrement if >= 1; sold out: FAILED */
         d_step {
@@ -1092,6 +1098,8 @@ inline build(ng, i, o, a)
         fi;
 #endif
         /* P5: the rebuilt entry is what its records say, none lost */
+        printf("@ rebuilt order %d: state %d, deadline %d, deducted_lsn %d, recorded %d\n",
+               o, seg[ng].w[o], seg[ng].dl[o], seg[ng].dlsn[o], seg[ng].rec[o]);
         p5_index_agrees_with_records = BACKED(o, seg[ng].w[o]);
         assert(p5_index_agrees_with_records);
         o++

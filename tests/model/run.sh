@@ -15,8 +15,8 @@
 # a violation (proof that the model can fail); its trail is replayed into
 # <work>/<name>/trail.txt.
 #
-#   tests/model/run.sh            the quick set (under 2 minutes on 2 cores)
-#   MODEL_DEEP=1 run.sh           also the large configurations (~10 minutes more)
+#   tests/model/run.sh            the quick set (about 2.5 minutes on 2 cores)
+#   MODEL_DEEP=1 run.sh           also the large configurations (~12 minutes more)
 #   MODEL_ONLY=name,name run.sh   only these configurations
 #   MODEL_JOBS=N                  parallel pan runs (default: number of CPUs, at most 2)
 #   MODEL_WORK=dir                keep the work files there (default: a temp dir, removed

@@ -4,6 +4,8 @@
 #   hotstock.pml      deduct / refund / ring / spiller / crash / drain
 #   eviction.pml      the order index with online eviction
 #   compensation.pml  xid-aware compensation by the drain
+#   holds.pml         holds: reserve, confirm, cancel, expiry, compensation,
+#                     dead owners, crash and rebuild
 #
 # Every configuration is one exhaustive SPIN safety run (spin -a, gcc
 # -DSAFETY -DCOLLAPSE, pan): assertions and invalid end states (a process
@@ -13,8 +15,8 @@
 # a violation (proof that the model can fail); its trail is replayed into
 # <work>/<name>/trail.txt.
 #
-#   tests/model/run.sh            the quick set (under 2 minutes on 2 cores)
-#   MODEL_DEEP=1 run.sh           also the large configurations (~10 minutes more)
+#   tests/model/run.sh            the quick set (about 2.5 minutes on 2 cores)
+#   MODEL_DEEP=1 run.sh           also the large configurations (~12 minutes more)
 #   MODEL_ONLY=name,name run.sh   only these configurations
 #   MODEL_JOBS=N                  parallel pan runs (default: number of CPUs, at most 2)
 #   MODEL_WORK=dir                keep the work files there (default: a temp dir, removed
@@ -131,6 +133,46 @@ configs=(
     "ev-deep-chain-fp|pass|deep|eviction|-DSCENARIO=3 -DFALSEPOS=1"
     "comp-deep-two-crash|pass|deep|compensation|-DNORD=2 -DUSER=0 -DCRASHES=1"
     "comp-deep-two-user|pass|deep|compensation|-DNORD=2 -DUSER=1"
+
+    # holds.pml: holds with a time-to-live (hotstock.h, "Holds"); STOCK 1,
+    # TTL 1, the clock 0..1; scenarios (init in holds.pml): 1 reserve +
+    # confirm vs cancel, 2 the same two-phase, 3 two holds for one unit,
+    # 4 a retake, 5 three settlers, 6 a cancel and a two-phase confirm of
+    # two holds, 7 a sold-out reserve then a deduct of its order id
+    # (deaths, crashes and failures are "up to": each configuration also
+    # covers the runs without them)
+    "hold-death2|pass|quick|holds|-DSCENARIO=1 -DDEATHS=2"
+    "hold-2pc-death|pass|quick|holds|-DSCENARIO=2 -DDEATHS=1 -DFULLS=1"
+    "hold-two-death|pass|quick|holds|-DSCENARIO=3 -DDEATHS=1"
+    "hold-three-death|pass|quick|holds|-DSCENARIO=5 -DDEATHS=1"
+    "hold-deduct-death|pass|quick|holds|-DSCENARIO=7 -DDEATHS=1"
+    "hold-crash-death|pass|quick|holds|-DSCENARIO=2 -DCRASHES=1 -DDEATHS=1"
+    "hold-comp-death|pass|quick|holds|-DSCENARIO=2 -DCOMP=1 -DDEATHS=1"
+    "hold-retake-typed|pass|quick|holds|-DSCENARIO=4 -DRETAKE=1 -DTYPED=1 -DDEATHS=1 -DCRASHES=1"
+    # the hold protocol as specified (and the code it extends): findings (README)
+    "hold-spec-pending-dlsn|fail|quick|holds|-DSPEC_PENDING_NODLSN -DSCENARIO=1 -DDEATHS=2"
+    "hold-spec-expiry-owned|fail|quick|holds|-DSPEC_EXPIRY_CC -DSCENARIO=1 -DDEATHS=1 -DCOMP=1"
+    "hold-spec-retake|fail|quick|holds|-DRETAKE=1 -DSCENARIO=4 -DDEATHS=1"
+    "hold-api-deduct-deadline|fail|quick|holds|-DAPI_DEDUCT_STALE_DEADLINE -DSCENARIO=7 -DDEATHS=1"
+    "hold-api-record-timestamp|fail|quick|holds|-DAPI_RECORD_TIMESTAMP -DSCENARIO=1 -DCRASHES=1"
+    "hold-api-install-dlsn|fail|quick|holds|-DAPI_INSTALL_DLSN -DSCENARIO=1 -DCRASHES=1 -DDEATHS=1"
+    # deliberately broken variants, at least one per property
+    "hold-broken-raise-first|fail|quick|holds|-DBROKEN_RAISE_FIRST -DSCENARIO=1"
+    "hold-broken-expire-nocas|fail|quick|holds|-DBROKEN_EXPIRE_NOCAS -DSCENARIO=1"
+    "hold-broken-comp-confirmed|fail|quick|holds|-DBROKEN_COMP_CONFIRMED -DSCENARIO=1 -DCOMP=1"
+    "hold-broken-confirm-nocas|fail|quick|holds|-DBROKEN_CONFIRM_NOCAS -DSCENARIO=1"
+    "hold-broken-confirm-nodeadline|fail|quick|holds|-DBROKEN_CONFIRM_NODEADLINE -DSCENARIO=1"
+    "hold-broken-expiry-giveup|fail|quick|holds|-DBROKEN_EXPIRY_GIVEUP -DSCENARIO=2"
+    "hold-broken-resolve-nowait|fail|quick|holds|-DBROKEN_RESOLVE_NOWAIT -DSCENARIO=1 -DDEATHS=1"
+    "hold-broken-rebuild-silent|fail|quick|holds|-DBROKEN_REBUILD_SILENT_EXPIRY -DSCENARIO=1 -DCRASHES=1"
+    # large configurations of holds.pml (MODEL_DEEP=1)
+    "hold-deep-three-crash|pass|deep|holds|-DSCENARIO=5 -DCRASHES=1"
+    "hold-deep-death2-crash|pass|deep|holds|-DSCENARIO=2 -DDEATHS=2 -DCRASHES=1"
+    "hold-deep-cancel-crash|pass|deep|holds|-DSCENARIO=6 -DDEATHS=1 -DCRASHES=1"
+    "hold-deep-comp-crash|pass|deep|holds|-DSCENARIO=2 -DCOMP=1 -DDEATHS=1 -DCRASHES=1"
+    "hold-deep-two-clock2|pass|deep|holds|-DSCENARIO=3 -DTMAX=2 -DDEATHS=1"
+    "hold-deep-two-comp-crash|pass|deep|holds|-DSCENARIO=3 -DCOMP=1 -DCRASHES=1"
+    "hold-deep-deduct-crash|pass|deep|holds|-DSCENARIO=7 -DDEATHS=1 -DCRASHES=1 -DTMAX=2"
 )
 
 # one configuration: prints one result line into $work/<name>/result

@@ -279,6 +279,10 @@ hotstock_deduct(PG_FUNCTION_ARGS)
     hotstock_name_arg(fcinfo, 2, "order_id", &order_id, &order_len);
 
     c = hotstock_client();
+    /* a hold this transaction claimed: a deduct of a hold's order id is
+     * refused (and our own claim would keep the index waiting) */
+    if (hotstock_find_pending(PENDING_HOLD_CLAIM, order_id, order_len) != NULL)
+        hotstock_raise(HS_ORDER_MISMATCH, pnstrdup(order_id, order_len));
     xid = hotstock_deduct_xid();
 
     /*
@@ -373,6 +377,12 @@ hotstock_refund(PG_FUNCTION_ARGS)
     if (hotstock_find_pending(PENDING_REFUND_CLAIM, order_id, order_len) != NULL ||
         hotstock_find_pending(PENDING_REFUND_EVICTED, order_id, order_len) != NULL)
         PG_RETURN_BOOL(false);
+    /* a hold this transaction confirms or cancels (at its end): still a
+     * hold now (and our own claim would keep the index waiting) */
+    if (hotstock_find_pending(PENDING_HOLD_CLAIM, order_id, order_len) != NULL)
+        hotstock_raise_held(pnstrdup(order_id, order_len),
+                            "This transaction confirms or cancels it at its end: refund a "
+                            "confirmed reservation after that has committed.");
 
     for (int attempt = 1;; attempt++) {
         /* Read before the claim: an order absent from the index then, with

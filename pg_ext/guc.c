@@ -208,6 +208,22 @@ hotstock_raise_hint(hs_result r, const char *what, const char *hint)
     pg_unreachable();
 }
 
+/*
+ * Raise HS011: order `what` is a live reservation, which a refund cannot
+ * give back (hint: NULL for the default, which names cancel and confirm).
+ */
+void
+hotstock_raise_held(const char *what, const char *hint)
+{
+    ereport(ERROR, (errcode(ERRCODE_HOTSTOCK_HELD),
+                    errmsg("order \"%s\" is a live reservation", what ? what : ""),
+                    errdetail("A reservation's units are not sold until it is confirmed."),
+                    errhint("%s", hint != NULL ? hint
+                                               : "Use hotstock.cancel() to give its units back, or "
+                                                 "hotstock.confirm() to make it a sale first.")));
+    pg_unreachable();
+}
+
 /* The drain's last problem, for hotstock_drain_problem() (drain process). */
 static char last_problem[256];
 static TimestampTz last_problem_at = 0;

@@ -179,6 +179,7 @@ hotstock_reserve(PG_FUNCTION_ARGS)
     hs_lsn lsn = 0;
     hs_result r;
     uint64 xid;
+    PendingAction *mine;
 
     hotstock_name_arg(fcinfo, 0, "sku", &sku, &sku_len);
     qty = hotstock_qty_arg(fcinfo, 1);
@@ -186,6 +187,25 @@ hotstock_reserve(PG_FUNCTION_ARGS)
     ttl_ms = get_ttl_arg(fcinfo, 3);
 
     c = hotstock_client();
+
+    /* a hold this transaction confirms or cancels at its end: answer as
+     * the index will (our own claim would keep it waiting) */
+    mine = hotstock_find_pending(PENDING_HOLD_CLAIM, order_id, order_len);
+    if (mine != NULL) {
+        hs_order_info info;
+
+        r = hs_order_lookup(c, order_id, order_len, &info);
+        if (r != HS_OK)
+            hotstock_raise(r, pnstrdup(order_id, order_len));
+        if (info.qty != qty || strlen(info.sku) != sku_len || memcmp(info.sku, sku, sku_len) != 0)
+            hotstock_raise(HS_ORDER_MISMATCH, pnstrdup(order_id, order_len));
+        if (mine->action == HS_HOLD_CANCEL)
+            hotstock_raise_hint(HS_HOLD_CANCELLED, pnstrdup(order_id, order_len),
+                                "This transaction cancels it: roll back to before "
+                                "hotstock.cancel() to keep it.");
+        PG_RETURN_BOOL(true); /* a retry of a hold being confirmed */
+    }
+
     xid = hotstock_deduct_xid();
 
     /* as deduct (api.c): an order id the daemon's filter names may be an
@@ -353,6 +373,11 @@ hotstock_confirm(PG_FUNCTION_ARGS)
     retake = PG_GETARG_BOOL(1);
     c = hotstock_client();
 
+    /* refunded in this transaction (a confirmed hold: our own claim would
+     * keep the index waiting) */
+    if (hotstock_find_pending(PENDING_REFUND_CLAIM, order_id, order_len) != NULL ||
+        hotstock_find_pending(PENDING_REFUND_EVICTED, order_id, order_len) != NULL)
+        hotstock_raise(HS_ALREADY_REFUNDED, pnstrdup(order_id, order_len));
     /* claimed in this transaction already */
     mine = hotstock_find_pending(PENDING_HOLD_CLAIM, order_id, order_len);
     if (mine != NULL && mine->action == HS_HOLD_CONFIRM)
@@ -433,6 +458,11 @@ hotstock_cancel(PG_FUNCTION_ARGS)
     hotstock_name_arg(fcinfo, 0, "order_id", &order_id, &order_len);
     c = hotstock_client();
 
+    /* refunded in this transaction: a confirmed hold (as the index says) */
+    if (hotstock_find_pending(PENDING_REFUND_CLAIM, order_id, order_len) != NULL ||
+        hotstock_find_pending(PENDING_REFUND_EVICTED, order_id, order_len) != NULL)
+        hotstock_raise_hint(HS_NOT_HELD, pnstrdup(order_id, order_len),
+                            "This transaction refunds it already.");
     /* claimed in this transaction already */
     mine = hotstock_find_pending(PENDING_HOLD_CLAIM, order_id, order_len);
     if (mine != NULL && mine->action == HS_HOLD_CANCEL)

@@ -64,6 +64,7 @@
 #define ERRCODE_HOTSTOCK_HOLD_EXPIRED MAKE_SQLSTATE('H', 'S', '0', '0', '8')
 #define ERRCODE_HOTSTOCK_HOLD_CANCELLED MAKE_SQLSTATE('H', 'S', '0', '0', '9')
 #define ERRCODE_HOTSTOCK_NOT_HELD MAKE_SQLSTATE('H', 'S', '0', '1', '0')
+#define ERRCODE_HOTSTOCK_HELD MAKE_SQLSTATE('H', 'S', '0', '1', '1')
 
 /* The hint of HS008/HS009 for an order the daemon no longer knows. */
 #define HOTSTOCK_HINT_EVICTED_HOLD                                                                 \
@@ -190,6 +191,7 @@ extern void hotstock_drain_problem(int sqlstate, const char *detail, const char 
 extern void hotstock_raise(hs_result r, const char *what) pg_attribute_noreturn();
 extern void hotstock_raise_hint(hs_result r, const char *what, const char *hint)
     pg_attribute_noreturn();
+extern void hotstock_raise_held(const char *what, const char *hint) pg_attribute_noreturn();
 extern TimestampTz hotstock_unix_us_to_timestamptz(uint64 unix_us);
 
 /* session.c */

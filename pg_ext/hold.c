@@ -145,8 +145,10 @@ hold_retry_settle(hs_client *c, const char *sku, size_t sku_len, int32 qty, cons
             if (r == HS_OK && hotstock_synchronous)
                 hotstock_wait_durable(c, lsn);
             if (r == HS_OK || r == HS_ALREADY_REFUNDED || r == HS_ORDER_MISMATCH ||
-                r == HS_NOT_FOUND)
+                r == HS_NOT_FOUND) {
+                CHECK_FOR_INTERRUPTS();
                 continue; /* look again: now cancelled, refunded, or evicted */
+            }
             hotstock_raise(r, order_str);
         }
         }

@@ -76,8 +76,8 @@ OLDER=$(qd "$DB_NEW" "SELECT version FROM pg_available_extension_versions
 check "versions to update from: $(echo $OLDER) (1.0 and 1.1 at least)" \
     test "$(echo "$OLDER" | wc -w)" -ge 2
 for FROM in $OLDER; do
-    q "DROP DATABASE IF EXISTS $DB_UP" >/dev/null && q "CREATE DATABASE $DB_UP" >/dev/null ||
-        fail "scratch database $DB_UP"
+    q "DROP DATABASE IF EXISTS $DB_UP" >/dev/null 2>&1
+    q "CREATE DATABASE $DB_UP" >/dev/null || fail "scratch database $DB_UP"
     check "CREATE EXTENSION hotstock VERSION '$FROM'" \
         qd "$DB_UP" "SET client_min_messages = warning; CREATE EXTENSION hotstock VERSION '$FROM'"
     check "$FROM: ALTER EXTENSION hotstock UPDATE" qd "$DB_UP" "ALTER EXTENSION hotstock UPDATE"

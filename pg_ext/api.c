@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * api.c
- *      The SQL-callable API: deduct, refund, available, order_status, put_sku, add_stock,
- *status_info, and the guard trigger.
+ *      The SQL-callable API: deduct, refund, available, order_status, put_sku,
+ *      add_stock, status_info, the guard trigger; and the argument checks the
+ *      hold functions (hold.c) share.
  *
  * Owns the argument checks and the answers of each SQL function; the
  * work is libhotstock's (through session.c), the follow-up at commit or
@@ -64,9 +65,9 @@ PG_FUNCTION_INFO_V1(hotstock_guard);
  * Fetch text argument argno (a SKU or an order id: 1..63 bytes) without
  * copying.  NULL or empty raises 22023, too long 22001.
  */
-static void
-get_name_arg(FunctionCallInfo fcinfo, int argno, const char *argname, const char **data,
-             size_t *len)
+void
+hotstock_name_arg(FunctionCallInfo fcinfo, int argno, const char *argname, const char **data,
+                  size_t *len)
 {
     text *t;
     size_t max = HS_SKU_MAX < HS_ORDER_ID_MAX ? HS_SKU_MAX : HS_ORDER_ID_MAX;
@@ -87,8 +88,8 @@ get_name_arg(FunctionCallInfo fcinfo, int argno, const char *argname, const char
 }
 
 /* Fetch the qty argument: 1..HS_QTY_MAX, else 22023. */
-static int32
-get_qty_arg(FunctionCallInfo fcinfo, int argno)
+int32
+hotstock_qty_arg(FunctionCallInfo fcinfo, int argno)
 {
     int32 qty;
 
@@ -119,7 +120,7 @@ hotstock_put_sku(PG_FUNCTION_ARGS)
     hs_lsn lsn = 0;
     hs_result r;
 
-    get_name_arg(fcinfo, 0, "sku", &sku, &sku_len);
+    hotstock_name_arg(fcinfo, 0, "sku", &sku, &sku_len);
     if (PG_ARGISNULL(1))
         ereport(ERROR,
                 (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("stock must not be null")));
@@ -154,7 +155,7 @@ hotstock_add_stock(PG_FUNCTION_ARGS)
     hs_lsn lsn = 0;
     hs_result r;
 
-    get_name_arg(fcinfo, 0, "sku", &sku, &sku_len);
+    hotstock_name_arg(fcinfo, 0, "sku", &sku, &sku_len);
     if (PG_ARGISNULL(1))
         ereport(ERROR,
                 (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("delta must not be null")));
@@ -180,8 +181,8 @@ hotstock_add_stock(PG_FUNCTION_ARGS)
  * could not take it at its commit)?  This transaction's own refund counts
  * only once it commits.
  */
-static bool
-refund_pending(const char *order_id, size_t order_len)
+bool
+hotstock_refund_pending(const char *order_id, size_t order_len)
 {
     return hotstock_find_pending(PENDING_REFUND_CLAIM, order_id, order_len) == NULL &&
            hotstock_ledger_refund_requested(order_id, order_len);
@@ -210,7 +211,7 @@ deduct_retry_settle(hs_client *c, const char *sku, size_t sku_len, int32 qty, co
         if (r == HS_NOT_FOUND) {
             /* evicted since it was found (drained, its retention over, or
              * the index 3/4 full): the ledger answers, with the xid's fate */
-            (void)hotstock_deduct_is_drained_retry(sku, sku_len, qty, order_id, order_len);
+            (void)hotstock_take_is_drained_retry(sku, sku_len, qty, order_id, order_len, false);
             return;
         }
         if (r != HS_OK)
@@ -221,7 +222,7 @@ deduct_retry_settle(hs_client *c, const char *sku, size_t sku_len, int32 qty, co
             return;
         /* refunded, and the refund waits for the drain (daemon down or
          * disk full at its commit) */
-        if (refund_pending(order_id, order_len))
+        if (hotstock_refund_pending(order_id, order_len))
             hotstock_raise(HS_ALREADY_REFUNDED, pnstrdup(order_id, order_len));
         switch (hotstock_xid_fate(info.xid, &xid)) {
         case HS_FATE_NONE:
@@ -273,11 +274,15 @@ hotstock_deduct(PG_FUNCTION_ARGS)
     hs_result r;
     uint64 xid;
 
-    get_name_arg(fcinfo, 0, "sku", &sku, &sku_len);
-    qty = get_qty_arg(fcinfo, 1);
-    get_name_arg(fcinfo, 2, "order_id", &order_id, &order_len);
+    hotstock_name_arg(fcinfo, 0, "sku", &sku, &sku_len);
+    qty = hotstock_qty_arg(fcinfo, 1);
+    hotstock_name_arg(fcinfo, 2, "order_id", &order_id, &order_len);
 
     c = hotstock_client();
+    /* a hold this transaction claimed: a deduct of a hold's order id is
+     * refused (and our own claim would keep the index waiting) */
+    if (hotstock_find_pending(PENDING_HOLD_CLAIM, order_id, order_len) != NULL)
+        hotstock_raise(HS_ORDER_MISMATCH, pnstrdup(order_id, order_len));
     xid = hotstock_deduct_xid();
 
     /*
@@ -293,7 +298,7 @@ hotstock_deduct(PG_FUNCTION_ARGS)
         if (r != HS_EVICTED_CHANGED)
             break;
         checked = hs_evicted_lsn(c);
-        if (hotstock_deduct_is_drained_retry(sku, sku_len, qty, order_id, order_len))
+        if (hotstock_take_is_drained_retry(sku, sku_len, qty, order_id, order_len, false))
             PG_RETURN_BOOL(true);
         CHECK_FOR_INTERRUPTS();
     }
@@ -326,7 +331,8 @@ hotstock_deduct(PG_FUNCTION_ARGS)
     PG_RETURN_BOOL(false); /* not reached */
 }
 
-/* Does the ledger hold an unrefunded row of order_id? */
+/* Does the ledger hold an unrefunded row of order_id that a refund gives
+ * back (a deduction, a confirmed hold)? */
 static bool
 ledger_has_unrefunded(const char *order_id, size_t order_len)
 {
@@ -334,7 +340,7 @@ ledger_has_unrefunded(const char *order_id, size_t order_len)
     int n = hotstock_ledger_lookup(order_id, order_len, rows);
 
     for (int i = 0; i < n; i++)
-        if (!rows[i].refunded)
+        if (!rows[i].refunded && LEDGER_ROW_SOLD(&rows[i]))
             return true;
     return false;
 }
@@ -364,13 +370,19 @@ hotstock_refund(PG_FUNCTION_ARGS)
     hs_lsn mark_lsn = 0;
     int n;
 
-    get_name_arg(fcinfo, 0, "order_id", &order_id, &order_len);
+    hotstock_name_arg(fcinfo, 0, "order_id", &order_id, &order_len);
     c = hotstock_client();
 
     /* refunded in this transaction already: nothing left to refund */
     if (hotstock_find_pending(PENDING_REFUND_CLAIM, order_id, order_len) != NULL ||
         hotstock_find_pending(PENDING_REFUND_EVICTED, order_id, order_len) != NULL)
         PG_RETURN_BOOL(false);
+    /* a hold this transaction confirms or cancels (at its end): still a
+     * hold now (and our own claim would keep the index waiting) */
+    if (hotstock_find_pending(PENDING_HOLD_CLAIM, order_id, order_len) != NULL)
+        hotstock_raise_held(pnstrdup(order_id, order_len),
+                            "This transaction confirms or cancels it at its end: refund a "
+                            "confirmed reservation after that has committed.");
 
     for (int attempt = 1;; attempt++) {
         /* Read before the claim: an order absent from the index then, with
@@ -414,7 +426,7 @@ hotstock_refund(PG_FUNCTION_ARGS)
          * daemon could not take it, then evicted the order): refunded.  Its
          * request row is committed before its claim is released, so it is
          * visible here whenever the order could be evicted. */
-        if (refund_pending(order_id, order_len))
+        if (hotstock_refund_pending(order_id, order_len))
             PG_RETURN_BOOL(false);
         /* evicted: database first, units at commit */
         mark_lsn = hotstock_mark_lsn(c);
@@ -455,19 +467,38 @@ hotstock_available(PG_FUNCTION_ARGS)
     int64 available = 0;
     hs_result r;
 
-    get_name_arg(fcinfo, 0, "sku", &sku, &sku_len);
+    hotstock_name_arg(fcinfo, 0, "sku", &sku, &sku_len);
     r = hs_available(hotstock_client(), sku, sku_len, &available);
     if (r != HS_OK)
         hotstock_raise(r, pnstrdup(sku, sku_len));
     PG_RETURN_INT64(available);
 }
 
+/* What order_status() says of a ledger row of an evicted order. */
+static const char *
+ledger_row_status(const LedgerRow *row, const char *order_id, size_t order_len)
+{
+    switch (row->hold) {
+    case LEDGER_RESERVED:
+        return "reserved";
+    case LEDGER_CANCELLED:
+        return "cancelled";
+    case LEDGER_EXPIRED:
+        return "expired";
+    case LEDGER_NO_HOLD:
+    case LEDGER_CONFIRMED:
+        break;
+    }
+    return row->refunded || hotstock_refund_pending(order_id, order_len) ? "refunded" : "deducted";
+}
+
 /*
  * hotstock.order_status(order_id text) returns text
- * 'deducted', 'refunded' or 'unknown'.  A refund claimed by an open
- * transaction still counts as deducted.  A deduction in flight in another
- * session is waited for briefly; if it has not settled by then the answer
- * is 'pending'.
+ * 'deducted' (also a confirmed reservation), 'refunded', 'reserved',
+ * 'expired', 'cancelled' or 'unknown'.  A refund claimed by an open
+ * transaction still counts as deducted, a confirm or cancel claimed by one
+ * as reserved.  A deduction in flight in another session is waited for
+ * briefly; if it has not settled by then the answer is 'pending'.
  */
 Datum
 hotstock_order_status(PG_FUNCTION_ARGS)
@@ -479,7 +510,7 @@ hotstock_order_status(PG_FUNCTION_ARGS)
     hs_result r;
     const char *answer;
 
-    get_name_arg(fcinfo, 0, "order_id", &order_id, &order_len);
+    hotstock_name_arg(fcinfo, 0, "order_id", &order_id, &order_len);
     c = hotstock_client();
 
     for (int waited = 0;; waited++) {
@@ -496,20 +527,28 @@ hotstock_order_status(PG_FUNCTION_ARGS)
 
         answer = "unknown";
         for (int i = 0; i < n; i++)
-            answer = rows[i].refunded || refund_pending(order_id, order_len) ? "refunded"
-                                                                              : "deducted";
+            answer = ledger_row_status(&rows[i], order_id, order_len);
     } else if (r != HS_OK)
         hotstock_raise(r, pnstrdup(order_id, order_len));
     else {
         switch (state) {
         case HS_ORDER_STATUS_DEDUCTED:
-            answer = refund_pending(order_id, order_len) ? "refunded" : "deducted";
+            answer = hotstock_refund_pending(order_id, order_len) ? "refunded" : "deducted";
             break;
         case HS_ORDER_STATUS_REFUNDED:
             answer = "refunded";
             break;
         case HS_ORDER_STATUS_PENDING:
             answer = "pending";
+            break;
+        case HS_ORDER_STATUS_RESERVED:
+            answer = "reserved";
+            break;
+        case HS_ORDER_STATUS_EXPIRED:
+            answer = "expired";
+            break;
+        case HS_ORDER_STATUS_CANCELLED:
+            answer = "cancelled";
             break;
         default:
             answer = "unknown";

@@ -31,14 +31,16 @@
  *    its report there under the spinlock; hotstock.status_info() reads it.
  *
  *  - hotstock_writer = HS_WRITER_DRAIN around the batch's statements (run by
- *    ledger.c, the ledger writer, inside the drain's transaction): the
+ *    apply.c inside the drain's transaction): the
  *    guard trigger lets only this process write hotstock.stock and
  *    hotstock.drain_state.
  *
- * Each batch is one transaction with four set-oriented statements (unnest
- * of arrays), whatever its size: INSERT the DEDUCT records into the ledger,
- * UPDATE the ledger rows of the REFUND records, one INSERT .. ON CONFLICT
- * for the per-SKU sums of all deltas, UPDATE drain_state.
+ * Each batch is one transaction with a few set-oriented statements (unnest
+ * of arrays), whatever its size, run by apply.c: INSERT the RESERVE
+ * records, UPDATE the holds their CONFIRM, CANCEL and EXPIRE records
+ * settle, INSERT the DEDUCT records, UPDATE the ledger rows of the REFUND
+ * records, one INSERT .. ON CONFLICT for the per-SKU sums of all deltas,
+ * UPDATE drain_state (only the statements the batch needs).
  *
  * Between batches the drain also applies committed refunds that the queue
  * never received: rows of hotstock.refund_requests (a refund whose
@@ -403,24 +405,28 @@ drain_once(void)
 
     MemoryContextReset(batch_context);
     {
-        uint64 dup_deducts, missing_refunds, unsettled;
+        HotstockApplyReport report;
 
-        hotstock_ledger_apply(records, n, batch_context, &dup_deducts, &missing_refunds,
-                              &unsettled);
-        if (unsettled > 0) {
+        hotstock_ledger_apply(records, n, batch_context, &report);
+        if (report.unsettled > 0) {
             settle_due = true;
             last_settle_at = 0; /* new rows to settle: soon, whatever the back-off */
         }
-        if (dup_deducts > 0)
-            hotstock_drain_problem(
-                ERRCODE_HOTSTOCK_ORDER_MISMATCH, NULL,
-                "hotstock drain found %llu deductions of orders already in hotstock.ledger",
-                (unsigned long long)dup_deducts);
-        if (missing_refunds > 0)
+        if (report.dup_deducts > 0)
+            hotstock_drain_problem(ERRCODE_HOTSTOCK_ORDER_MISMATCH, NULL,
+                                   "hotstock drain found %llu deductions or reservations of "
+                                   "orders already in hotstock.ledger",
+                                   (unsigned long long)report.dup_deducts);
+        if (report.missing_refunds > 0)
             hotstock_drain_problem(
                 ERRCODE_HOTSTOCK_ORDER_MISMATCH, NULL,
                 "hotstock drain found %llu refunds of orders missing from hotstock.ledger",
-                (unsigned long long)missing_refunds);
+                (unsigned long long)report.missing_refunds);
+        if (report.missing_holds > 0)
+            hotstock_drain_problem(ERRCODE_HOTSTOCK_ORDER_MISMATCH, NULL,
+                                   "hotstock drain found %llu confirms, cancels or expiries of "
+                                   "holds missing from hotstock.ledger",
+                                   (unsigned long long)report.missing_holds);
     }
     hotstock_drain_finish();
     MemoryContextReset(batch_context);

@@ -96,19 +96,32 @@ hotstock_define_gucs(void)
 void
 hotstock_raise(hs_result r, const char *what)
 {
+    hotstock_raise_hint(r, what, NULL);
+}
+
+/*
+ * hotstock_raise() with the hint replaced by `hint` (a full sentence) when
+ * it is not NULL: for a caller that knows better what to do next (an
+ * evicted order cannot be taken anew, a cancel of a deduction wants a
+ * refund).
+ */
+void
+hotstock_raise_hint(hs_result r, const char *what, const char *hint)
+{
     const char *detail = hs_last_error();
     bool has_detail = detail != NULL && detail[0] != '\0';
 
+#define HINT(text) errhint("%s", hint != NULL ? hint : (text))
     switch (r) {
     case HS_UNKNOWN_SKU:
         ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
                         errmsg("sku \"%s\" does not exist", what ? what : ""),
-                        errhint("Create it with hotstock.put_sku().")));
+                        HINT("Create it with hotstock.put_sku().")));
         break;
     case HS_BAD_ARGUMENT:
         ereport(ERROR,
                 (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("invalid argument for hotstock"),
-                 has_detail ? errdetail("%s", detail) : 0));
+                 has_detail ? errdetail("%s", detail) : 0, hint ? errhint("%s", hint) : 0));
         break;
     case HS_DAEMON_DOWN:
         ereport(
@@ -122,22 +135,24 @@ hotstock_raise(hs_result r, const char *what)
         ereport(ERROR, (errcode(ERRCODE_HOTSTOCK_QUEUE_FULL),
                         errmsg("hotstock queue is full or the order is busy"),
                         has_detail ? errdetail("%s", detail) : 0,
-                        errhint("Nothing was changed; retry the call.")));
+                        HINT("Nothing was changed; retry the call.")));
         break;
     case HS_TABLE_FULL:
         ereport(ERROR, (errcode(ERRCODE_HOTSTOCK_TABLE_FULL),
                         errmsg("hotstock sku table or order index is full"),
                         has_detail ? errdetail("%s", detail) : 0,
-                        errhint("The order index holds the orders in flight and those drained "
-                                "less than order_retention ago: check hotstock.status for a "
-                                "drain that is behind, or restart hotstockd with a larger "
-                                "order_capacity (or sku_capacity).")));
+                        HINT("The order index holds the orders in flight and those drained "
+                             "less than order_retention ago: check hotstock.status for a "
+                             "drain that is behind, or restart hotstockd with a larger "
+                             "order_capacity (or sku_capacity).")));
         break;
     case HS_ORDER_MISMATCH:
-        ereport(ERROR,
-                (errcode(ERRCODE_HOTSTOCK_ORDER_MISMATCH),
-                 errmsg("order id \"%s\" was deducted with another sku or qty", what ? what : ""),
-                 errhint("Use a new order id for a different deduction.")));
+        ereport(ERROR, (errcode(ERRCODE_HOTSTOCK_ORDER_MISMATCH),
+                        errmsg("order id \"%s\" was taken with another sku, qty or kind",
+                               what ? what : ""),
+                        errdetail("An order id is one deduction or one reservation, of one sku and "
+                                  "qty."),
+                        HINT("Use a new order id for a different deduction or reservation.")));
         break;
     case HS_ALREADY_REFUNDED:
         ereport(ERROR,
@@ -145,7 +160,34 @@ hotstock_raise(hs_result r, const char *what)
                  errmsg("order id \"%s\" was refunded", what ? what : ""),
                  errdetail("A refunded order cannot be deducted again; this includes a deduction "
                            "undone because its transaction rolled back."),
-                 errhint("Use a new order id for a new deduction.")));
+                 HINT("Use a new order id for a new deduction.")));
+        break;
+    case HS_HOLD_EXPIRED:
+        ereport(ERROR,
+                (errcode(ERRCODE_HOTSTOCK_HOLD_EXPIRED), errmsg("reservation expired"),
+                 errdetail("The hold of order \"%s\" reached its deadline before it was "
+                           "confirmed; its units went back on sale.",
+                           what ? what : ""),
+                 HINT("hotstock.confirm(order_id, retake => true) takes the units anew while "
+                      "they last; or reserve under a new order id.")));
+        break;
+    case HS_HOLD_CANCELLED:
+        ereport(ERROR,
+                (errcode(ERRCODE_HOTSTOCK_HOLD_CANCELLED), errmsg("reservation cancelled"),
+                 errdetail("The hold of order \"%s\" was cancelled (by hotstock.cancel(), or "
+                           "because the transaction that reserved it rolled back); its units "
+                           "went back on sale.",
+                           what ? what : ""),
+                 HINT("hotstock.confirm(order_id, retake => true) takes the units anew while "
+                      "they last; or reserve under a new order id.")));
+        break;
+    case HS_NOT_HELD:
+        ereport(ERROR, (errcode(ERRCODE_HOTSTOCK_NOT_HELD),
+                        errmsg("order \"%s\" is not a reservation", what ? what : ""),
+                        errdetail("It is a deduction, or a reservation confirmed already."),
+                        HINT("Only an order made by hotstock.reserve() can be confirmed or "
+                             "cancelled; a deduction is final, hotstock.refund() gives it "
+                             "back.")));
         break;
     case HS_VERSION_MISMATCH:
         ereport(ERROR, (errcode(ERRCODE_HOTSTOCK_VERSION_MISMATCH),
@@ -162,6 +204,23 @@ hotstock_raise(hs_result r, const char *what)
                         errmsg("unexpected hotstock result \"%s\"", hs_result_name(r))));
         break;
     }
+#undef HINT
+    pg_unreachable();
+}
+
+/*
+ * Raise HS011: order `what` is a live reservation, which a refund cannot
+ * give back (hint: NULL for the default, which names cancel and confirm).
+ */
+void
+hotstock_raise_held(const char *what, const char *hint)
+{
+    ereport(ERROR, (errcode(ERRCODE_HOTSTOCK_HELD),
+                    errmsg("order \"%s\" is a live reservation", what ? what : ""),
+                    errdetail("A reservation's units are not sold until it is confirmed."),
+                    errhint("%s", hint != NULL ? hint
+                                               : "Use hotstock.cancel() to give its units back, or "
+                                                 "hotstock.confirm() to make it a sale first.")));
     pg_unreachable();
 }
 

@@ -5,18 +5,21 @@
  *      one job each:
  *
  *        module.c    _PG_init, shared-memory hooks          (top: calls the rest)
- *        api.c       the SQL-callable functions, the guard trigger
- *        xact.c      transaction callbacks: commit, abort, subtransactions
+ *        hold.c      the SQL functions of holds: reserve, confirm, cancel
+ *        api.c       the other SQL-callable functions, the guard trigger
+ *        xact.c      transaction callbacks: pre-commit, commit, abort,
+ *                    subtransactions
  *        drain.c     the "hotstock drain" background worker
  *        settle.c    the drain's follow-up: settling deductions, late refunds
- *        ledger.c    the ledger writer (drain batches, refund marks, lookups)
+ *        apply.c     the drain's batch into the tables
+ *        ledger.c    the ledger's statements (refund marks, lookups, settling)
  *        session.c   this backend's client handle, durability waits
  *        fate.c      what became of a deduction's transaction (bottom)
  *        guc.c       GUCs, error codes, process-wide shared state (bottom)
  *
- * Calls point down that list (api.c -> xact.c -> session.c -> guc.c,
- * drain.c -> settle.c -> ledger.c -> fate.c); tests/layout/check.sh fails
- * on a cycle.
+ * Calls point down that list (hold.c -> api.c -> xact.c -> session.c ->
+ * guc.c, drain.c -> settle.c -> ledger.c -> fate.c, drain.c -> apply.c ->
+ * ledger.c); tests/layout/check.sh fails on a cycle.
  *
  * Shared between them, per process:
  *  - the GUC variables (defined in guc.c);
@@ -41,6 +44,7 @@
 #include "access/xact.h"
 #include "datatype/timestamp.h"
 #include "executor/spi.h"
+#include "fmgr.h"
 #include "storage/spin.h"
 
 #include "hotstock.h"
@@ -57,6 +61,15 @@
 #define ERRCODE_HOTSTOCK_ORDER_REFUNDED MAKE_SQLSTATE('H', 'S', '0', '0', '5')
 #define ERRCODE_HOTSTOCK_VERSION_MISMATCH MAKE_SQLSTATE('H', 'S', '0', '0', '6')
 #define ERRCODE_HOTSTOCK_QUEUE_CORRUPT MAKE_SQLSTATE('H', 'S', '0', '0', '7')
+#define ERRCODE_HOTSTOCK_HOLD_EXPIRED MAKE_SQLSTATE('H', 'S', '0', '0', '8')
+#define ERRCODE_HOTSTOCK_HOLD_CANCELLED MAKE_SQLSTATE('H', 'S', '0', '0', '9')
+#define ERRCODE_HOTSTOCK_NOT_HELD MAKE_SQLSTATE('H', 'S', '0', '1', '0')
+#define ERRCODE_HOTSTOCK_HELD MAKE_SQLSTATE('H', 'S', '0', '1', '1')
+
+/* The hint of HS008/HS009 for an order the daemon no longer knows. */
+#define HOTSTOCK_HINT_EVICTED_HOLD                                                                 \
+    "The order was drained and evicted from hotstockd's order index, so its units cannot be "      \
+    "taken anew with retake: reserve under a new order id."
 
 /* GUC variables (guc.c) */
 extern char *hotstock_data_directory;
@@ -101,13 +114,27 @@ extern HotstockDrainShared *hotstock_drain_shared;
 /* Most ledger rows one order id can have (one per SKU). */
 #define HS_LEDGER_ROWS_MAX 16
 
+/* hotstock.ledger.hold: what became of a reservation (none: a deduction). */
+typedef enum LedgerHold {
+    LEDGER_NO_HOLD = 0, /* null: a plain deduction */
+    LEDGER_RESERVED,
+    LEDGER_CONFIRMED, /* a sale, like a deduction (also a hold taken anew) */
+    LEDGER_CANCELLED,
+    LEDGER_EXPIRED
+} LedgerHold;
+
 /* A ledger row as the evicted-order paths need it. */
 typedef struct LedgerRow {
     char sku[HS_SKU_MAX + 1];
     int32 qty;
     bool refunded;
     uint64 xid; /* its deduction's transaction while not known committed, else 0 */
+    LedgerHold hold;
 } LedgerRow;
+
+/* Does the row hold units sold (a deduction or a confirmed hold), which a
+ * refund gives back? */
+#define LEDGER_ROW_SOLD(row) ((row)->hold == LEDGER_NO_HOLD || (row)->hold == LEDGER_CONFIRMED)
 
 /* What became of a deduction's transaction (fate.c). */
 typedef enum HotstockXidFate {
@@ -122,16 +149,22 @@ typedef enum HotstockXidFate {
 /* What a transaction did to the segment that must be finished at commit
  * or undone at abort (xact.c). */
 typedef enum PendingKind {
-    PENDING_DEDUCT,        /* abort: compensate with hs_refund */
-    PENDING_REFUND_CLAIM,  /* pre-commit: hs_refund_commit; abort: release */
-    PENDING_REFUND_EVICTED /* commit: hs_refund_evicted */
+    PENDING_DEDUCT,         /* abort: undo with hs_refund (also a retake, a confirm done now) */
+    PENDING_RESERVE,        /* abort: undo with hs_compensate(xid): the hold is cancelled */
+    PENDING_REFUND_CLAIM,   /* commit: hs_refund_commit; abort: release */
+    PENDING_REFUND_EVICTED, /* commit: hs_refund_evicted */
+    PENDING_HOLD_CLAIM      /* confirm: hs_hold_commit at pre-commit, hs_refund at abort after
+                               it; cancel: hs_hold_commit at commit; abort: release */
 } PendingKind;
 
 typedef struct PendingAction {
     struct PendingAction *next;
     PendingKind kind;
     SubTransactionId subid; /* subtransaction that did it */
-    bool committed;         /* claim: hs_refund_commit succeeded */
+    bool committed;         /* claim: hs_refund_commit (hs_hold_commit) succeeded */
+    hs_hold_action action;  /* hold claim: confirm or cancel */
+    bool retake;            /* hold claim: confirm(retake => true) */
+    uint64 xid;             /* reserve, hold claim: the xid its record carries */
     int32 qty;              /* evicted refund */
     uint64 evicted_checked; /* evicted refund: hotstock_mark_lsn() before the mark */
     uint8 sku_len;          /* evicted refund */
@@ -142,7 +175,7 @@ typedef struct PendingAction {
 
 /* The extension version (hotstock.control) this build's SQL statements
  * are written for. */
-#define HOTSTOCK_EXT_VERSION "1.1"
+#define HOTSTOCK_EXT_VERSION "1.2"
 
 /* The drain sleeps this long after a problem, or while the extension is
  * missing; settles deductions at most every HOTSTOCK_SETTLE_MS; applies
@@ -156,6 +189,9 @@ extern void hotstock_define_gucs(void);
 extern void hotstock_drain_problem(int sqlstate, const char *detail, const char *fmt, ...)
     pg_attribute_printf(3, 4);
 extern void hotstock_raise(hs_result r, const char *what) pg_attribute_noreturn();
+extern void hotstock_raise_hint(hs_result r, const char *what, const char *hint)
+    pg_attribute_noreturn();
+extern void hotstock_raise_held(const char *what, const char *hint) pg_attribute_noreturn();
 extern TimestampTz hotstock_unix_us_to_timestamptz(uint64 unix_us);
 
 /* session.c */
@@ -167,6 +203,12 @@ extern hs_lsn hotstock_mark_lsn(hs_client *c);
 extern hs_result hotstock_wait_durable_core(hs_client *c, hs_lsn lsn, bool interruptible);
 extern void hotstock_wait_durable(hs_client *c, hs_lsn lsn);
 extern void hotstock_wait_durable_now(hs_client *c);
+
+/* api.c */
+extern void hotstock_name_arg(FunctionCallInfo fcinfo, int argno, const char *argname,
+                              const char **data, size_t *len);
+extern int32 hotstock_qty_arg(FunctionCallInfo fcinfo, int argno);
+extern bool hotstock_refund_pending(const char *order_id, size_t order_len);
 
 /* xact.c */
 extern PendingAction *hotstock_remember(PendingKind kind, const char *order_id, size_t order_len);
@@ -186,10 +228,10 @@ extern SPIPlanPtr hotstock_prepare(SPIPlanPtr *slot, const char *sql, int nargs,
 extern int hotstock_ledger_lookup(const char *order_id, size_t order_len, LedgerRow *rows);
 extern int hotstock_ledger_refund(const char *order_id, size_t order_len, hs_lsn evicted_lsn,
                                   LedgerRow *rows);
-extern bool hotstock_deduct_is_drained_retry(const char *sku, size_t sku_len, int32 qty,
-                                             const char *order_id, size_t order_len);
-extern void hotstock_ledger_apply(const hs_record *records, int n, MemoryContext batch_context,
-                                  uint64 *dup_deducts, uint64 *missing_refunds, uint64 *unsettled);
+extern bool hotstock_take_is_drained_retry(const char *sku, size_t sku_len, int32 qty,
+                                           const char *order_id, size_t order_len, bool reserve);
+extern uint64 hotstock_drain_execute(SPIPlanPtr plan, Datum *values, int expected);
+extern uint64 hotstock_drain_write(SPIPlanPtr plan, Datum *values, int expected);
 extern bool hotstock_ledger_request_refund(const char *order_id, size_t order_len);
 extern bool hotstock_ledger_refund_requested(const char *order_id, size_t order_len);
 extern void hotstock_ledger_forget_requests(Datum order_ids);
@@ -199,6 +241,17 @@ extern Datum hotstock_array(Datum *elems, int n, Oid type);
 
 extern bool hotstock_drain_begin(void);
 extern void hotstock_drain_finish(void);
+
+/* apply.c */
+typedef struct HotstockApplyReport {
+    uint64 dup_deducts;     /* DEDUCT/RESERVE records of orders already in the ledger */
+    uint64 missing_refunds; /* REFUND records of orders missing from it */
+    uint64 missing_holds;   /* CONFIRM/CANCEL/EXPIRE records without a live hold's row */
+    uint64 unsettled;       /* rows written with an xid still to settle */
+} HotstockApplyReport;
+
+extern void hotstock_ledger_apply(const hs_record *records, int n, MemoryContext batch_context,
+                                  HotstockApplyReport *report);
 
 /* settle.c */
 extern bool hotstock_settle_deductions(hs_client *drain_client, int *delay_ms);

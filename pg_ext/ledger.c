@@ -1,19 +1,26 @@
 /*-------------------------------------------------------------------------
  *
  * ledger.c
- *      The ledger writer: the drain's batch into hotstock.ledger and hotstock.stock, and the
- *backends' evicted-order reads and refund marks.
+ *      The ledger's statements outside the drain's batch: the backends'
+ *      evicted-order reads and refund marks, refund requests, and the
+ *      drain's settling and compensation marks; the drain's transactions.
  *
- * Owns every SQL statement on hotstock.ledger, hotstock.stock and
- * hotstock.drain_state that applies effects (prepared once per process).
+ * Owns every SQL statement on hotstock.ledger and hotstock.refund_requests
+ * but the batch's (apply.c), prepared once per process, and the helpers
+ * both use to run them (hotstock_drain_execute, hotstock_drain_write).
  * Shares the tables with every session; the guard trigger lets them be
  * written only while hotstock_writer says so, which this file sets around
- * its own statements and resets in PG_FINALLY.  The drain's batch runs in
- * the drain's transaction; the refund mark in the caller's, as the
+ * its own statements and resets in PG_FINALLY.  The drain's statements run
+ * in the drain's transactions; the refund mark in the caller's, as the
  * ledger's owner, with the latest snapshot.
  *
+ * A row of a hold (hotstock.ledger.hold set) holds units sold only once
+ * confirmed: a refund marks, and a compensation of an evicted order
+ * refunds, only rows of deductions and confirmed holds; a cancelled or
+ * expired hold gave its units back already (its CANCEL or EXPIRE record).
+ *
  * Must not call the daemon (its callers do) nor decide what to apply:
- * drain.c chooses the records, api.c the orders.
+ * drain.c chooses the records, api.c and hold.c the orders.
  *
  *-------------------------------------------------------------------------
  */
@@ -45,34 +52,16 @@
 
 #include "hotstock_ext.h"
 
-/* Per-SKU sum of one batch's deltas. */
-typedef struct SkuDelta {
-    char sku[HS_SKU_MAX + 1]; /* hash key */
-    int64 available;          /* sum of deltas to available */
-    int64 sold;               /* deducted - refunded */
-    int64 last_lsn;
-    TimestampTz at; /* time of its last record */
-} SkuDelta;
-
 static SPIPlanPtr ledger_lookup_plan = NULL;
 static SPIPlanPtr ledger_refund_plan = NULL;
-static SPIPlanPtr insert_ledger_plan = NULL;
-static SPIPlanPtr insert_ledger_safe_plan = NULL;
-static SPIPlanPtr refund_ledger_plan = NULL;
-static SPIPlanPtr upsert_stock_plan = NULL;
-static SPIPlanPtr write_applied_plan = NULL;
 static SPIPlanPtr compensate_lock_plan = NULL;
 static SPIPlanPtr request_refund_plan = NULL;
 static SPIPlanPtr extversion_plan = NULL;
 static bool extension_version_ok = false; /* the drain checked it once */
 static SPIPlanPtr refund_requested_plan = NULL;
-static SPIPlanPtr requests_done_plan = NULL;
 static SPIPlanPtr requests_forget_plan = NULL;
 static SPIPlanPtr compensate_mark_plan = NULL;
 static SPIPlanPtr settle_plan = NULL;
-
-static uint64 drain_execute(SPIPlanPtr plan, Datum *values, int expected);
-static uint64 drain_write(SPIPlanPtr plan, Datum *values, int expected);
 
 /*
  * Owner of hotstock.ledger: the evicted-order paths read and update it as
@@ -102,7 +91,26 @@ ledger_owner(void)
     return owner;
 }
 
-/* Copy up to HS_LEDGER_ROWS_MAX rows (sku, qty[, refunded]) out of SPI. */
+/* hotstock.ledger.hold as text (null: a deduction) to LedgerHold. */
+static LedgerHold
+ledger_hold(Datum d, bool isnull)
+{
+    char *hold;
+
+    if (isnull)
+        return LEDGER_NO_HOLD;
+    hold = TextDatumGetCString(d);
+    if (strcmp(hold, "reserved") == 0)
+        return LEDGER_RESERVED;
+    if (strcmp(hold, "confirmed") == 0)
+        return LEDGER_CONFIRMED;
+    if (strcmp(hold, "cancelled") == 0)
+        return LEDGER_CANCELLED;
+    return LEDGER_EXPIRED; /* the table's CHECK allows no other value */
+}
+
+/* Copy up to HS_LEDGER_ROWS_MAX rows (sku, qty[, refunded, xid, hold]) out
+ * of SPI. */
 static int
 copy_ledger_rows(LedgerRow *rows, bool with_refunded)
 {
@@ -120,6 +128,12 @@ copy_ledger_rows(LedgerRow *rows, bool with_refunded)
             with_refunded ? DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull)) : false;
         rows[i].xid =
             with_refunded ? (uint64)DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull)) : 0;
+        rows[i].hold = LEDGER_NO_HOLD;
+        if (with_refunded) {
+            Datum hold = SPI_getbinval(tup, desc, 5, &isnull);
+
+            rows[i].hold = ledger_hold(hold, isnull);
+        }
     }
     return n;
 }
@@ -129,7 +143,7 @@ copy_ledger_rows(LedgerRow *rows, bool with_refunded)
  * latest snapshot (a row the drain committed after this transaction's
  * snapshot must count: the daemon evicted the order because that row
  * exists), and copy up to HS_LEDGER_ROWS_MAX result rows (sku, qty[,
- * refunded]) into rows.  *plan is prepared on first use.  writer is what
+ * refunded, xid, hold]) into rows.  *plan is prepared on first use.  writer is what
  * the guard trigger sees while the statement runs.  Returns the rows copied.
  */
 static int
@@ -188,7 +202,7 @@ hotstock_ledger_lookup(const char *order_id, size_t order_len, LedgerRow *rows)
 
     values[0] = PointerGetDatum(cstring_to_text_with_len(order_id, (int)order_len));
     return ledger_run(&ledger_lookup_plan,
-                      "SELECT sku, qty, refunded_at IS NOT NULL, coalesce(xid, 0) "
+                      "SELECT sku, qty, refunded_at IS NOT NULL, coalesce(xid, 0), hold "
                       "FROM hotstock.ledger "
                       "WHERE order_id OPERATOR(pg_catalog.=) $1",
                       1, types, values, true, HS_WRITER_NONE, SPI_OK_SELECT, rows, true);
@@ -201,7 +215,8 @@ hotstock_ledger_lookup(const char *order_id, size_t order_len, LedgerRow *rows)
  * Only rows at or below evicted_lsn (read before the index look-up that
  * did not find the order) count: a row after it belongs to an order the
  * index still holds, which must be refunded through the index (else both
- * paths could succeed).
+ * paths could succeed).  Rows of holds count only once confirmed (a
+ * reservation's units are not sold; a cancelled or expired one's are back).
  * Returns the rows it marked.
  */
 int
@@ -218,6 +233,7 @@ hotstock_ledger_refund(const char *order_id, size_t order_len, hs_lsn evicted_ls
                       "WHERE order_id OPERATOR(pg_catalog.=) $1 "
                       "AND lsn OPERATOR(pg_catalog.<=) $2 "
                       "AND refunded_at IS NULL "
+                      "AND (hold IS NULL OR hold OPERATOR(pg_catalog.=) 'confirmed') "
                       "RETURNING sku, qty",
                       2, types, values, false, HS_WRITER_REFUND, SPI_OK_UPDATE_RETURNING, rows,
                       false);
@@ -270,14 +286,17 @@ hotstock_ledger_refund_requested(const char *order_id, size_t order_len)
 
 /*
  * The order index does not know order_id and orders were evicted: is it a
- * retry of a deduction already drained?  True when the ledger holds it with
- * this sku and qty (the caller answers true, deducts nothing); false when
- * the ledger does not know the order (a new one).  Raises HS005 when it
- * was refunded, HS004 when it was for another sku or qty.
+ * retry of a deduction (reserve: of a reservation) already drained?  True
+ * when the ledger holds it with this sku and qty, as a deduction or a
+ * confirmed hold (reserve: as a live or confirmed hold); the caller answers
+ * true and takes nothing.  False when the ledger does not know the order
+ * (a new one).  Raises HS005 when it was refunded, HS004 when it was for
+ * another sku or qty or of the other kind, HS008 / HS009 when it was a
+ * hold that expired or was cancelled (as the index answers).
  */
 bool
-hotstock_deduct_is_drained_retry(const char *sku, size_t sku_len, int32 qty, const char *order_id,
-                                 size_t order_len)
+hotstock_take_is_drained_retry(const char *sku, size_t sku_len, int32 qty, const char *order_id,
+                               size_t order_len, bool reserve)
 {
     LedgerRow rows[HS_LEDGER_ROWS_MAX];
     char *order_str = pnstrdup(order_id, order_len);
@@ -298,6 +317,24 @@ hotstock_deduct_is_drained_retry(const char *sku, size_t sku_len, int32 qty, con
             hotstock_raise(HS_ALREADY_REFUNDED, order_str);
         if (rows[i].qty != qty)
             hotstock_raise(HS_ORDER_MISMATCH, order_str);
+        switch (rows[i].hold) {
+        case LEDGER_EXPIRED:
+            hotstock_raise_hint(HS_HOLD_EXPIRED, order_str, HOTSTOCK_HINT_EVICTED_HOLD);
+            break;
+        case LEDGER_CANCELLED:
+            hotstock_raise_hint(HS_HOLD_CANCELLED, order_str, HOTSTOCK_HINT_EVICTED_HOLD);
+            break;
+        case LEDGER_NO_HOLD:
+            if (reserve)
+                hotstock_raise(HS_ORDER_MISMATCH, order_str);
+            break;
+        case LEDGER_RESERVED:
+            if (!reserve)
+                hotstock_raise(HS_ORDER_MISMATCH, order_str);
+            break;
+        case LEDGER_CONFIRMED:
+            break;
+        }
         if (rows[i].xid != 0) {
             /* its transaction was not known committed when it was drained:
              * as for a retry of an order still in the index (api.c) */
@@ -309,7 +346,9 @@ hotstock_deduct_is_drained_retry(const char *sku, size_t sku_len, int32 qty, con
                 CHECK_FOR_INTERRUPTS();
                 continue;
             case HS_FATE_ABORTED:
-                /* the drain compensates it (drain.c): it is rolled back */
+                /* the drain compensates it (settle.c): it is rolled back */
+                if (rows[i].hold == LEDGER_RESERVED)
+                    hotstock_raise_hint(HS_HOLD_CANCELLED, order_str, HOTSTOCK_HINT_EVICTED_HOLD);
                 hotstock_raise(HS_ALREADY_REFUNDED, order_str);
                 break;
             default:
@@ -326,7 +365,10 @@ hotstock_deduct_is_drained_retry(const char *sku, size_t sku_len, int32 qty, con
  * transaction; the row lock serialises it with a database-first refund.
  * True when this call marked it (the caller returns the units once the
  * transaction committed: hs_refund_evicted); false when it was refunded
- * already (then it is only settled) or is not pending with this xid.
+ * already, or is a hold that holds no units sold (cancelled or expired:
+ * its units are back; reserved: the index never evicts a live hold, so
+ * this cannot happen, and nothing is given back), then it is only
+ * settled; or false when it is not pending with this xid.
  */
 bool
 hotstock_ledger_compensate_evicted(const char *order_id, const char *sku, uint64 xid)
@@ -334,15 +376,18 @@ hotstock_ledger_compensate_evicted(const char *order_id, const char *sku, uint64
     Oid types[3] = {TEXTOID, TEXTOID, INT8OID};
     Datum values[3];
     SPIPlanPtr lock = hotstock_prepare(&compensate_lock_plan,
-                                       "SELECT refunded_at IS NULL FROM hotstock.ledger "
+                                       "SELECT refunded_at IS NULL AND (hold IS NULL OR "
+                                       "hold = 'confirmed') FROM hotstock.ledger "
                                        "WHERE order_id OPERATOR(pg_catalog.=) $1 "
                                        "AND sku OPERATOR(pg_catalog.=) $2 "
                                        "AND xid OPERATOR(pg_catalog.=) $3 FOR UPDATE",
                                        3, types);
     SPIPlanPtr mark = hotstock_prepare(&compensate_mark_plan,
                                        "UPDATE hotstock.ledger "
-                                       "SET refunded_at = coalesce(refunded_at, "
-                                       "pg_catalog.clock_timestamp()), xid = NULL "
+                                       "SET refunded_at = CASE WHEN hold IS NULL OR "
+                                       "hold = 'confirmed' THEN coalesce(refunded_at, "
+                                       "pg_catalog.clock_timestamp()) ELSE refunded_at END, "
+                                       "xid = NULL "
                                        "WHERE order_id OPERATOR(pg_catalog.=) $1 "
                                        "AND sku OPERATOR(pg_catalog.=) $2 "
                                        "AND xid OPERATOR(pg_catalog.=) $3",
@@ -355,10 +400,10 @@ hotstock_ledger_compensate_evicted(const char *order_id, const char *sku, uint64
     values[2] = Int64GetDatum((int64)xid);
     /* the row lock first: a database-first refund holding it commits or
      * rolls back before we read whether it is refunded */
-    if (drain_execute(lock, values, SPI_OK_SELECT) != 1)
+    if (hotstock_drain_execute(lock, values, SPI_OK_SELECT) != 1)
         return false;
     open = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-    (void)drain_write(mark, values, SPI_OK_UPDATE);
+    (void)hotstock_drain_write(mark, values, SPI_OK_UPDATE);
     return open;
 }
 
@@ -377,7 +422,7 @@ hotstock_ledger_forget_requests(Datum order_ids)
         &requests_forget_plan, "DELETE FROM hotstock.refund_requests WHERE order_id = ANY ($1)",
         1, types);
 
-    (void)drain_write(plan, values, SPI_OK_DELETE);
+    (void)hotstock_drain_write(plan, values, SPI_OK_DELETE);
 }
 
 /*
@@ -397,7 +442,7 @@ hotstock_ledger_settle(Datum order_ids, Datum skus, Datum xids)
                                        "AND l.xid = u.xid",
                                        3, types);
 
-    (void)drain_write(plan, values, SPI_OK_UPDATE);
+    (void)hotstock_drain_write(plan, values, SPI_OK_UPDATE);
 }
 
 /*
@@ -479,9 +524,10 @@ hotstock_array(Datum *elems, int n, Oid type)
     return PointerGetDatum(construct_array(elems, n, type, typlen, typbyval, typalign));
 }
 
-/* Run a prepared write statement; returns rows processed. */
-static uint64
-drain_execute(SPIPlanPtr plan, Datum *values, int expected)
+/* Run a prepared statement of the drain's; returns rows processed.  Raises
+ * unless SPI answers `expected`. */
+uint64
+hotstock_drain_execute(SPIPlanPtr plan, Datum *values, int expected)
 {
     int ret = SPI_execute_plan(plan, values, NULL, false, 0);
 
@@ -494,15 +540,15 @@ drain_execute(SPIPlanPtr plan, Datum *values, int expected)
 
 /* Run a prepared write statement as the drain (the guard trigger lets it
  * through); returns rows processed. */
-static uint64
-drain_write(SPIPlanPtr plan, Datum *values, int expected)
+uint64
+hotstock_drain_write(SPIPlanPtr plan, Datum *values, int expected)
 {
     uint64 done = 0;
 
     hotstock_writer = HS_WRITER_DRAIN;
     PG_TRY();
     {
-        done = drain_execute(plan, values, expected);
+        done = hotstock_drain_execute(plan, values, expected);
     }
     PG_FINALLY();
     {
@@ -510,275 +556,4 @@ drain_write(SPIPlanPtr plan, Datum *values, int expected)
     }
     PG_END_TRY();
     return done;
-}
-
-/*
- * INSERT the DEDUCT records (values: order ids, skus, qtys, LSNs, times,
- * xids still to settle or 0)
- * into hotstock.ledger; returns the rows inserted.  The plain INSERT runs
- * in a subtransaction: an order already in the ledger (a deduction of an
- * order the daemon had evicted, deducted anew: see README.md) raises a
- * unique violation, and only then the batch is inserted again with ON
- * CONFLICT DO NOTHING, which is slower (speculative insertion).
- */
-static uint64
-drain_insert_ledger(Datum *values)
-{
-    Oid types[6] = {TEXTARRAYOID, TEXTARRAYOID,        INT4ARRAYOID,
-                    INT8ARRAYOID, TIMESTAMPTZARRAYOID, INT8ARRAYOID};
-    SPIPlanPtr fast = hotstock_prepare(&insert_ledger_plan,
-                                       "INSERT INTO hotstock.ledger "
-                                       "(order_id, sku, qty, lsn, deducted_at, xid) "
-                                       "SELECT unnest($1), unnest($2), unnest($3), unnest($4), "
-                                       "unnest($5), NULLIF(unnest($6), 0)",
-                                       6, types);
-    SPIPlanPtr safe = hotstock_prepare(&insert_ledger_safe_plan,
-                                       "INSERT INTO hotstock.ledger "
-                                       "(order_id, sku, qty, lsn, deducted_at, xid) "
-                                       "SELECT unnest($1), unnest($2), unnest($3), unnest($4), "
-                                       "unnest($5), NULLIF(unnest($6), 0) "
-                                       "ON CONFLICT (order_id, sku) DO NOTHING",
-                                       6, types);
-    MemoryContext oldcxt = CurrentMemoryContext;
-    ResourceOwner oldowner = CurrentResourceOwner;
-    uint64 done = 0;
-    bool conflict = false;
-
-    BeginInternalSubTransaction(NULL);
-    MemoryContextSwitchTo(oldcxt);
-    PG_TRY();
-    {
-        done = drain_execute(fast, values, SPI_OK_INSERT);
-        ReleaseCurrentSubTransaction();
-        MemoryContextSwitchTo(oldcxt);
-        CurrentResourceOwner = oldowner;
-    }
-    PG_CATCH();
-    {
-        ErrorData *edata;
-
-        MemoryContextSwitchTo(oldcxt);
-        edata = CopyErrorData();
-        FlushErrorState();
-        RollbackAndReleaseCurrentSubTransaction();
-        MemoryContextSwitchTo(oldcxt);
-        CurrentResourceOwner = oldowner;
-        if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION)
-            ReThrowError(edata);
-        FreeErrorData(edata);
-        conflict = true;
-    }
-    PG_END_TRY();
-
-    if (conflict)
-        done = drain_execute(safe, values, SPI_OK_INSERT);
-    return done;
-}
-
-/*
- * Apply records[0..n) and set applied_lsn to the last one's LSN, inside
- * the caller's transaction, allocating in batch_context.  The records are
- * dense and start right after the committed applied_lsn (the caller
- * checked).  *dup_deducts and *missing_refunds count DEDUCT records of
- * orders already in the ledger and REFUND records of orders missing from
- * it, for the caller to report; *unsettled the deductions written with
- * their xid still to settle.
- */
-void
-hotstock_ledger_apply(const hs_record *records, int n, MemoryContext batch_context,
-                      uint64 *dup_deducts, uint64 *missing_refunds, uint64 *unsettled)
-{
-    MemoryContext oldcxt = MemoryContextSwitchTo(batch_context);
-    HASHCTL ctl;
-    HTAB *skus;
-    HASH_SEQ_STATUS seq;
-    SkuDelta *delta;
-    Datum *d_order = palloc(n * sizeof(Datum));
-    Datum *d_sku = palloc(n * sizeof(Datum));
-    Datum *d_qty = palloc(n * sizeof(Datum));
-    Datum *d_lsn = palloc(n * sizeof(Datum));
-    Datum *d_at = palloc(n * sizeof(Datum));
-    Datum *d_xid = palloc(n * sizeof(Datum));
-    Datum *r_order = palloc(n * sizeof(Datum));
-    Datum *r_sku = palloc(n * sizeof(Datum));
-    Datum *r_lsn = palloc(n * sizeof(Datum));
-    Datum *r_at = palloc(n * sizeof(Datum));
-    int nd = 0;
-    int nr = 0;
-    int ns;
-    Datum values[6];
-    uint64 done;
-
-    *dup_deducts = 0;
-    *missing_refunds = 0;
-    *unsettled = 0;
-    memset(&ctl, 0, sizeof(ctl));
-    ctl.keysize = HS_SKU_MAX + 1;
-    ctl.entrysize = sizeof(SkuDelta);
-    ctl.hcxt = batch_context;
-    skus = hash_create("hotstock drain skus", 64, &ctl, HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-
-    for (int i = 0; i < n; i++) {
-        const hs_record *rec = &records[i];
-        TimestampTz at = hotstock_unix_us_to_timestamptz(rec->timestamp_us);
-        bool found;
-
-        if (rec->type == HS_REC_NOOP)
-            continue;
-
-        delta = hash_search(skus, rec->sku, HASH_ENTER, &found);
-        if (!found) {
-            delta->available = 0;
-            delta->sold = 0;
-        }
-        delta->last_lsn = (int64)rec->lsn;
-        delta->at = at;
-
-        switch (rec->type) {
-        case HS_REC_DEDUCT:
-            delta->available -= rec->qty;
-            delta->sold += rec->qty;
-            d_order[nd] = CStringGetTextDatum(rec->order_id);
-            d_sku[nd] = CStringGetTextDatum(rec->sku);
-            d_qty[nd] = Int32GetDatum((int32)rec->qty);
-            d_lsn[nd] = Int64GetDatum((int64)rec->lsn);
-            d_at[nd] = TimestampTzGetDatum(at);
-            /* A deduction of a transaction not known committed yet keeps
-             * its xid in the ledger until the drain settles it (drain.c):
-             * committed, or compensated. */
-            switch (hotstock_xid_fate(rec->xid, NULL)) {
-            case HS_FATE_IN_PROGRESS:
-            case HS_FATE_ABORTED:
-            case HS_FATE_MINE:
-                d_xid[nd] = Int64GetDatum((int64)rec->xid);
-                (*unsettled)++;
-                break;
-            default:
-                d_xid[nd] = Int64GetDatum(0);
-                break;
-            }
-            nd++;
-            break;
-        case HS_REC_REFUND:
-            delta->available += rec->qty;
-            delta->sold -= rec->qty;
-            r_order[nr] = CStringGetTextDatum(rec->order_id);
-            r_sku[nr] = CStringGetTextDatum(rec->sku);
-            r_lsn[nr] = Int64GetDatum((int64)rec->lsn);
-            r_at[nr] = TimestampTzGetDatum(at);
-            nr++;
-            break;
-        case HS_REC_PUT_SKU:
-        case HS_REC_ADD_STOCK:
-            delta->available += rec->qty;
-            break;
-        default:
-            ereport(ERROR, (errcode(ERRCODE_HOTSTOCK_QUEUE_CORRUPT),
-                            errmsg("hotstock queue record %llu has unknown type %u",
-                                   (unsigned long long)rec->lsn, rec->type)));
-        }
-    }
-
-    hotstock_writer = HS_WRITER_DRAIN;
-    PG_TRY();
-    {
-        if (nd > 0) {
-            values[0] = hotstock_array(d_order, nd, TEXTOID);
-            values[1] = hotstock_array(d_sku, nd, TEXTOID);
-            values[2] = hotstock_array(d_qty, nd, INT4OID);
-            values[3] = hotstock_array(d_lsn, nd, INT8OID);
-            values[4] = hotstock_array(d_at, nd, TIMESTAMPTZOID);
-            values[5] = hotstock_array(d_xid, nd, INT8OID);
-            done = drain_insert_ledger(values);
-            *dup_deducts = (uint64)nd - done;
-        }
-        if (nr > 0) {
-            Oid types[4] = {TEXTARRAYOID, TEXTARRAYOID, INT8ARRAYOID, TIMESTAMPTZARRAYOID};
-            SPIPlanPtr plan =
-                hotstock_prepare(&refund_ledger_plan,
-                                 "UPDATE hotstock.ledger AS l "
-                                 "SET refunded_at = coalesce(l.refunded_at, u.at), "
-                                 "refund_lsn = u.lsn "
-                                 "FROM unnest($1, $2, $3, $4) AS u(order_id, sku, lsn, at) "
-                                 "WHERE l.order_id = u.order_id AND l.sku = u.sku "
-                                 "AND l.refund_lsn IS NULL",
-                                 4, types);
-
-            values[0] = hotstock_array(r_order, nr, TEXTOID);
-            values[1] = hotstock_array(r_sku, nr, TEXTOID);
-            values[2] = hotstock_array(r_lsn, nr, INT8OID);
-            values[3] = hotstock_array(r_at, nr, TIMESTAMPTZOID);
-            done = drain_execute(plan, values, SPI_OK_UPDATE);
-            *missing_refunds = (uint64)nr - done;
-            /* these refunds reached the queue: their requests are done */
-            {
-                Oid rtypes[1] = {TEXTARRAYOID};
-                SPIPlanPtr del = hotstock_prepare(
-                    &requests_done_plan,
-                    "DELETE FROM hotstock.refund_requests WHERE order_id = ANY ($1)", 1, rtypes);
-
-                (void)drain_execute(del, values, SPI_OK_DELETE);
-            }
-        }
-
-        ns = (int)hash_get_num_entries(skus);
-        if (ns > 0) {
-            Oid types[5] = {TEXTARRAYOID, INT8ARRAYOID, INT8ARRAYOID, INT8ARRAYOID,
-                            TIMESTAMPTZARRAYOID};
-            SPIPlanPtr plan = hotstock_prepare(
-                &upsert_stock_plan,
-                "INSERT INTO hotstock.stock AS s "
-                "(sku, available, sold, last_lsn, updated_at) "
-                "SELECT unnest($1), unnest($2), unnest($3), unnest($4), unnest($5) "
-                "ON CONFLICT (sku) DO UPDATE SET "
-                "available = s.available + excluded.available, "
-                "sold = s.sold + excluded.sold, "
-                "last_lsn = excluded.last_lsn, "
-                "updated_at = excluded.updated_at",
-                5, types);
-            Datum *s_sku = palloc(ns * sizeof(Datum));
-            Datum *s_available = palloc(ns * sizeof(Datum));
-            Datum *s_sold = palloc(ns * sizeof(Datum));
-            Datum *s_lsn = palloc(ns * sizeof(Datum));
-            Datum *s_at = palloc(ns * sizeof(Datum));
-            int k = 0;
-
-            hash_seq_init(&seq, skus);
-            while ((delta = hash_seq_search(&seq)) != NULL) {
-                s_sku[k] = CStringGetTextDatum(delta->sku);
-                s_available[k] = Int64GetDatum(delta->available);
-                s_sold[k] = Int64GetDatum(delta->sold);
-                s_lsn[k] = Int64GetDatum(delta->last_lsn);
-                s_at[k] = TimestampTzGetDatum(delta->at);
-                k++;
-            }
-            values[0] = hotstock_array(s_sku, ns, TEXTOID);
-            values[1] = hotstock_array(s_available, ns, INT8OID);
-            values[2] = hotstock_array(s_sold, ns, INT8OID);
-            values[3] = hotstock_array(s_lsn, ns, INT8OID);
-            values[4] = hotstock_array(s_at, ns, TIMESTAMPTZOID);
-            (void)drain_execute(plan, values, SPI_OK_INSERT);
-        }
-
-        {
-            Oid types[1] = {INT8OID};
-            SPIPlanPtr plan =
-                hotstock_prepare(&write_applied_plan,
-                                 "UPDATE hotstock.drain_state "
-                                 "SET applied_lsn = $1, updated_at = clock_timestamp()",
-                                 1, types);
-
-            values[0] = Int64GetDatum((int64)records[n - 1].lsn);
-            if (drain_execute(plan, values, SPI_OK_UPDATE) != 1)
-                ereport(ERROR, (errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-                                errmsg("hotstock.drain_state must hold exactly one row")));
-        }
-    }
-    PG_FINALLY();
-    {
-        hotstock_writer = HS_WRITER_NONE;
-    }
-    PG_END_TRY();
-
-    MemoryContextSwitchTo(oldcxt);
 }

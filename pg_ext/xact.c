@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * xact.c
- *      Transaction callbacks: what a deduct or refund must finish at commit or undo at abort.
+ *      Transaction callbacks: what a deduct, refund, reserve, confirm or
+ *      cancel must finish at commit or undo at abort.
  *
  * Owns:
  *
@@ -14,9 +15,28 @@
  *
  *        kind            at (sub)abort        at commit          at PREPARE
  *        deduct          hs_refund (undo)     -                  left to the drain
+ *        reserve         hs_compensate (xid): -                  left to the drain
+ *                        the hold is cancelled
  *        refund claim    hs_refund_release    hs_refund_commit   refused
  *        evicted refund  (its ledger update   hs_refund_evicted  refused
  *                         rolls back)
+ *        confirm claim   hs_hold_release;     hs_hold_commit at  hs_hold_commit
+ *                        hs_refund once       PRE_COMMIT (may    (left to the drain)
+ *                        committed            raise: aborts)
+ *        cancel claim    hs_hold_release      hs_hold_commit     refused
+ *
+ *    A deduct entry also stands for a confirm done at once (autocommit)
+ *    and for a retake (confirm(..., retake => true)): each is a sale, undone
+ *    by a refund.  A confirm in a transaction block is claimed at the call
+ *    (the hold cannot expire or be cancelled meanwhile) and made at
+ *    XACT_EVENT_PRE_COMMIT, so a confirm that fails there (the daemon
+ *    down, the claim lost with a daemon restart and the hold expired)
+ *    fails the COMMIT: the caller's transaction and the sale stand or fall
+ *    together.  Its CONFIRM record carries the xid, so a transaction that
+ *    still fails after that (or dies) is compensated like a deduction.  A
+ *    cancel gives units back, so like a refund it happens only once the
+ *    transaction has committed; if the daemon cannot take it then, the
+ *    claim is released and the hold expires at its deadline.
  *
  *    The undo at abort is the fast path; the safety net is the drain: a
  *    deduction made in a transaction block carries its (sub)transaction's
@@ -39,7 +59,9 @@
  *    claim.  An autocommit deduct adds one small entry, and the commit
  *    callback only walks past it: no call into the segment at commit.
  *
- * Must not raise at commit or abort (it warns), and must not run SQL.
+ * Must not raise at commit or abort (it warns; it raises only at
+ * PRE_COMMIT and PRE_PREPARE, where an error aborts the transaction), and
+ * must not run SQL.
  *
  *-------------------------------------------------------------------------
  */
@@ -81,6 +103,9 @@ hotstock_remember(PendingKind kind, const char *order_id, size_t order_len)
     a->kind = kind;
     a->subid = GetCurrentSubTransactionId();
     a->committed = false;
+    a->action = HS_HOLD_CONFIRM;
+    a->retake = false;
+    a->xid = 0;
     a->qty = 0;
     a->sku_len = 0;
     a->sku[0] = '\0';
@@ -117,7 +142,7 @@ undo_actions(SubTransactionId subid)
 
 #define MATCHES(a) (subid == InvalidSubTransactionId || (a)->subid == subid)
 
-    /* first release our refund claims: a compensating refund would wait on them */
+    /* first release our claims: a compensating refund would wait on them */
     for (a = pending_actions; a != NULL; a = a->next) {
         if (MATCHES(a) && a->kind == PENDING_REFUND_CLAIM && !a->committed) {
             hs_result r = hs_refund_release(hotstock_backend_client, a->order_id, a->order_len);
@@ -128,10 +153,25 @@ undo_actions(SubTransactionId subid)
                                          a->order_id, hs_result_name(r)),
                                   errdetail("The next refund of this order releases it.")));
         }
+        if (MATCHES(a) && a->kind == PENDING_HOLD_CLAIM && !a->committed) {
+            hs_result r =
+                hs_hold_release(hotstock_backend_client, a->action, a->order_id, a->order_len);
+
+            if (r != HS_OK)
+                ereport(WARNING, (errcode(ERRCODE_HOTSTOCK_DAEMON_DOWN),
+                                  errmsg("could not release the %s claim of order \"%s\": %s",
+                                         a->action == HS_HOLD_CONFIRM ? "confirm" : "cancel",
+                                         a->order_id, hs_result_name(r)),
+                                  errdetail("Whoever next confirms, cancels or expires the hold "
+                                            "releases it once this session ends.")));
+        }
     }
 
+    /* then the sales: deductions, confirms, retakes */
     for (a = pending_actions; a != NULL; a = a->next) {
-        if (MATCHES(a) && a->kind == PENDING_DEDUCT) {
+        if (MATCHES(a) &&
+            (a->kind == PENDING_DEDUCT ||
+             (a->kind == PENDING_HOLD_CLAIM && a->committed && a->action == HS_HOLD_CONFIRM))) {
             hs_lsn lsn;
             int32 qty;
             hs_result r =
@@ -160,6 +200,38 @@ undo_actions(SubTransactionId subid)
                          errdetail("Its transaction did not commit: the drain returns its "
                                    "units once it sees that (or hotstock.refund('%s') does).",
                                    a->order_id)));
+        }
+    }
+
+    /* last the reservations (one confirmed in this transaction is refunded
+     * above already): cancelled, as the drain would (by their xid) */
+    for (a = pending_actions; a != NULL; a = a->next) {
+        if (MATCHES(a) && a->kind == PENDING_RESERVE) {
+            hs_lsn lsn = 0;
+            int32 qty;
+            hs_result r = hs_compensate(hotstock_backend_client, a->order_id, a->order_len, a->xid,
+                                        &lsn, &qty, NULL);
+
+            if (r == HS_OK && hotstock_synchronous &&
+                hotstock_wait_durable_core(hotstock_backend_client, lsn, false) != HS_OK)
+                ereport(
+                    WARNING,
+                    (errcode(ERRCODE_HOTSTOCK_DAEMON_DOWN),
+                     errmsg("could not undo the reservation of order \"%s\" durably", a->order_id),
+                     errdetail("The undo is applied, but hotstockd stopped before its record "
+                               "was synced: a crash may lose it; the hold then expires at "
+                               "its deadline, or the drain cancels it.")));
+            /* HS_ALREADY_REFUNDED: cancelled, expired (or confirmed and
+             * refunded) already; HS_ORDER_MISMATCH: another transaction
+             * confirmed it, and its sale stands */
+            if (r != HS_OK && r != HS_ALREADY_REFUNDED && r != HS_ORDER_MISMATCH)
+                ereport(WARNING,
+                        (errcode(ERRCODE_HOTSTOCK_DAEMON_DOWN),
+                         errmsg("could not undo the reservation of order \"%s\" after "
+                                "rollback: %s",
+                                a->order_id, hs_result_name(r)),
+                         errdetail("Its transaction did not commit: the drain cancels it once "
+                                   "it sees that, or it expires at its deadline.")));
         }
     }
 
@@ -233,6 +305,77 @@ refund_evicted_order(PendingAction *a)
 }
 
 /*
+ * At PRE_COMMIT (or PRE_PREPARE): make this transaction's confirm claim on
+ * a a sale: the CONFIRM record, carrying the xid of the (sub)transaction
+ * that called confirm(), and with hotstock.synchronous its fsync.  Raises
+ * when it cannot, which aborts the transaction: the hold then stays
+ * reserved (released at abort) or has ended.  A claim lost with a daemon
+ * restart is claimed anew by hs_hold_commit(), and may find the hold
+ * expired; with retake the units are then taken anew if there are enough.
+ */
+static void
+confirm_claimed_hold(PendingAction *a)
+{
+    hs_client *c = hotstock_backend_client;
+    hs_lsn lsn = 0;
+    hs_result r = hs_hold_commit(c, HS_HOLD_CONFIRM, a->order_id, a->order_len, a->xid, &lsn);
+
+    if ((r == HS_HOLD_EXPIRED || r == HS_HOLD_CANCELLED) && a->retake) {
+        hs_result ended = r;
+
+        r = hs_hold_retake(c, a->order_id, a->order_len, a->xid, hs_evicted_lsn(c), &lsn);
+        if (r == HS_SOLD_OUT)
+            ereport(ERROR, (errcode(ended == HS_HOLD_EXPIRED ? ERRCODE_HOTSTOCK_HOLD_EXPIRED
+                                                             : ERRCODE_HOTSTOCK_HOLD_CANCELLED),
+                            errmsg(ended == HS_HOLD_EXPIRED ? "reservation expired"
+                                                            : "reservation cancelled"),
+                            errdetail("The hold of order \"%s\" ended before the commit could "
+                                      "confirm it, and too few units are left to take it anew.",
+                                      a->order_id)));
+    }
+    if (r == HS_OK)
+        a->committed = true; /* a sale now: an abort from here on refunds it */
+    else if (r == HS_DUPLICATE)
+        return; /* confirmed (or taken anew) before */
+    else
+        hotstock_raise(r, a->order_id);
+    if (hotstock_synchronous)
+        hotstock_wait_durable(c, lsn);
+}
+
+/*
+ * At commit: apply this transaction's cancel claim on a.  Never raises.  If
+ * the daemon cannot take the CANCEL now, the claim is released and the
+ * hold expires at its deadline (the units come back then, not now).
+ */
+static void
+cancel_claimed_hold(PendingAction *a)
+{
+    hs_lsn lsn = 0;
+    hs_result r =
+        hs_hold_commit(hotstock_backend_client, HS_HOLD_CANCEL, a->order_id, a->order_len, 0, &lsn);
+
+    if (r == HS_OK) {
+        a->committed = true;
+        return;
+    }
+    /* cancelled before, or expired: nothing left to give back */
+    if (r == HS_DUPLICATE || r == HS_HOLD_CANCELLED || r == HS_HOLD_EXPIRED)
+        return;
+    (void)hs_hold_release(hotstock_backend_client, HS_HOLD_CANCEL, a->order_id, a->order_len);
+    ereport(WARNING,
+            (errcode(r == HS_DAEMON_DOWN ? ERRCODE_HOTSTOCK_DAEMON_DOWN
+                                         : ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+             errmsg("cancel of order \"%s\" is committed; its units come back when the hold "
+                    "expires",
+                    a->order_id),
+             errdetail("hotstockd could not take the cancel now (%s); the hold stays until its "
+                       "deadline, when the daemon expires it.",
+                       hs_result_name(r)),
+             errhint("Call hotstock.cancel('%s') again to return the units sooner.", a->order_id)));
+}
+
+/*
  * Transaction callback.  Cheap when the transaction did nothing here (one
  * NULL test); an autocommit deduct costs one list walk at commit.
  */
@@ -245,19 +388,33 @@ hotstock_xact_callback(XactEvent event, void *arg)
         return;
 
     switch (event) {
+    case XACT_EVENT_PRE_COMMIT:
+
+        /*
+         * Still able to fail the commit: confirms become sales here, so
+         * that a confirm that cannot be made aborts its transaction.
+         */
+        for (a = pending_actions; a != NULL; a = a->next)
+            if (a->kind == PENDING_HOLD_CLAIM && a->action == HS_HOLD_CONFIRM && !a->committed)
+                confirm_claimed_hold(a);
+        break;
+
     case XACT_EVENT_COMMIT:
 
         /*
          * The transaction is committed and durable: only now do refunds
-         * give their units back.  Nothing may raise here; a refund that
-         * fails leaves its units held back (undersold), never sold
-         * twice, and says so.
+         * and cancels give their units back.  Nothing may raise here; a
+         * refund that fails leaves its units held back (undersold), never
+         * sold twice, and says so; a cancel that fails leaves the hold to
+         * expire.
          */
         for (a = pending_actions; a != NULL; a = a->next) {
             if (a->kind == PENDING_REFUND_CLAIM)
                 refund_claimed_order(a);
             else if (a->kind == PENDING_REFUND_EVICTED)
                 refund_evicted_order(a);
+            else if (a->kind == PENDING_HOLD_CLAIM && a->action == HS_HOLD_CANCEL)
+                cancel_claimed_hold(a);
         }
         pending_actions = NULL;
         break;
@@ -270,23 +427,35 @@ hotstock_xact_callback(XactEvent event, void *arg)
     case XACT_EVENT_PRE_PREPARE:
 
         /*
-         * A prepared transaction outlives this session: its deductions
-         * carry its xid, and the drain settles them by its fate (fate.c)
-         * -- units stay out until COMMIT PREPARED, and come back after
-         * ROLLBACK PREPARED, across restarts.  A refund's claim lives in
-         * this session only: refuse.
+         * A prepared transaction outlives this session: its deductions,
+         * reservations and confirms carry its xid, and the drain settles
+         * them by its fate (fate.c) -- units stay out until COMMIT
+         * PREPARED, and come back after ROLLBACK PREPARED, across
+         * restarts.  So a confirm is made now, like at PRE_COMMIT.  A
+         * refund's or a cancel's claim lives in this session only, and
+         * gives units back, which must wait for the commit: refuse.
          */
-        for (a = pending_actions; a != NULL; a = a->next)
-            if (a->kind != PENDING_DEDUCT)
+        for (a = pending_actions; a != NULL; a = a->next) {
+            if (a->kind == PENDING_REFUND_CLAIM || a->kind == PENDING_REFUND_EVICTED)
                 ereport(ERROR,
                         (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
                          errmsg("cannot prepare a transaction that called hotstock.refund()"),
                          errdetail("A refund is applied by the session that commits it."),
                          errhint("Refund in a transaction that is not prepared.")));
+            if (a->kind == PENDING_HOLD_CLAIM && a->action == HS_HOLD_CANCEL)
+                ereport(ERROR,
+                        (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                         errmsg("cannot prepare a transaction that called hotstock.cancel()"),
+                         errdetail("A cancel is applied by the session that commits it."),
+                         errhint("Cancel in a transaction that is not prepared.")));
+        }
+        for (a = pending_actions; a != NULL; a = a->next)
+            if (a->kind == PENDING_HOLD_CLAIM && a->action == HS_HOLD_CONFIRM && !a->committed)
+                confirm_claimed_hold(a);
         break;
 
     case XACT_EVENT_PREPARE:
-        /* the drain owns the deductions' fate from here on */
+        /* the drain owns the deductions' (and holds') fate from here on */
         pending_actions = NULL;
         break;
 

@@ -2,13 +2,15 @@
 # tests/pg/upgrade.sh — the extension's upgrade path gives what a fresh
 # install gives.
 #
-# In two scratch databases of the running cluster: one gets
-# `CREATE EXTENSION hotstock VERSION '1.0'` then `ALTER EXTENSION hotstock
-# UPDATE`, the other `CREATE EXTENSION hotstock` (the default version).
-# Their hotstock schemas must be the same, object by object: columns with
-# types, defaults and nullability; indexes; constraints; triggers; views;
-# functions with their arguments and results; privileges of every table,
-# view and function.  Then both are dropped.  The functions work only in
+# For every older version the installed extension offers (1.0, 1.1, ...):
+# in two scratch databases of the running cluster, one gets `CREATE
+# EXTENSION hotstock VERSION 'X'` then `ALTER EXTENSION hotstock UPDATE`
+# (1.0 -> 1.1 -> 1.2: every step on the way), the other `CREATE EXTENSION
+# hotstock` (the default version).  Their hotstock schemas must be the
+# same, object by object: columns with types, defaults and nullability;
+# indexes; constraints; triggers; views; functions with their arguments
+# (and their defaults) and results; privileges of every table, view and
+# function.  Then both are dropped.  The functions work only in
 # hotstock.drain_database; DDL works anywhere, which is all this needs.
 #
 # Environment as in lib.bash.  Prints `N passed, N failed`; a few seconds.
@@ -17,9 +19,11 @@ set -uo pipefail
 
 DB_UP=hotstock_upgrade_$$
 DB_NEW=hotstock_fresh_$$
+OUT=${TMPDIR:-/tmp}/hotstock-upgrade-$$
 cleanup() {
     q "DROP DATABASE IF EXISTS $DB_UP" >/dev/null 2>&1
     q "DROP DATABASE IF EXISTS $DB_NEW" >/dev/null 2>&1
+    rm -f "$OUT".*
 }
 trap cleanup EXIT
 
@@ -49,7 +53,8 @@ FROM pg_trigger WHERE tgrelid IN (SELECT oid FROM pg_class WHERE relnamespace = 
 UNION ALL
 SELECT 'view ' || viewname || ': ' || definition FROM pg_views WHERE schemaname = 'hotstock'
 UNION ALL
-SELECT 'function ' || p.oid::regprocedure || ' returns ' || pg_get_function_result(p.oid)
+SELECT 'function ' || p.oid::regprocedure || ' (' || pg_get_function_arguments(p.oid)
+       || ') returns ' || pg_get_function_result(p.oid)
        || ' ' || p.provolatile::text || ' acl=' || coalesce(p.proacl::text, '-')
 FROM pg_proc p WHERE p.pronamespace = 'hotstock'::regnamespace
 UNION ALL
@@ -57,26 +62,33 @@ SELECT 'relation ' || c.relname || ' ' || c.relkind::text || ' acl=' || coalesce
 FROM pg_class c WHERE c.relnamespace = 'hotstock'::regnamespace AND c.relkind IN ('r', 'v')
 ORDER BY 1"
 
-q "CREATE DATABASE $DB_UP" >/dev/null && q "CREATE DATABASE $DB_NEW" >/dev/null ||
-    fail "scratch databases"
-check "CREATE EXTENSION hotstock VERSION '1.0'" \
-    qd "$DB_UP" "SET client_min_messages = warning; CREATE EXTENSION hotstock VERSION '1.0'"
-check "ALTER EXTENSION hotstock UPDATE" qd "$DB_UP" "ALTER EXTENSION hotstock UPDATE"
-DEFAULT=$(qd "$DB_NEW" "SELECT default_version FROM pg_available_extensions WHERE name = 'hotstock'")
-expect "updated to the default version" \
-    "$(qd "$DB_UP" "SELECT extversion FROM pg_extension WHERE extname = 'hotstock'")" "$DEFAULT"
-check "CREATE EXTENSION hotstock (default version $DEFAULT)" \
+q "CREATE DATABASE $DB_NEW" >/dev/null || fail "scratch database $DB_NEW"
+check "CREATE EXTENSION hotstock (the default version)" \
     qd "$DB_NEW" "SET client_min_messages = warning; CREATE EXTENSION hotstock"
-qd "$DB_UP" "$SCHEMA_SQL" >"${TMPDIR:-/tmp}/hotstock-upgrade-$$.up" 2>&1
-qd "$DB_NEW" "$SCHEMA_SQL" >"${TMPDIR:-/tmp}/hotstock-upgrade-$$.new" 2>&1
-check "the fresh schema has objects ($(wc -l <"${TMPDIR:-/tmp}/hotstock-upgrade-$$.new") lines)" \
-    test "$(wc -l <"${TMPDIR:-/tmp}/hotstock-upgrade-$$.new")" -gt 40
-if diff -u "${TMPDIR:-/tmp}/hotstock-upgrade-$$.new" "${TMPDIR:-/tmp}/hotstock-upgrade-$$.up" \
-    >"${TMPDIR:-/tmp}/hotstock-upgrade-$$.diff"; then
-    pass "1.0 updated = $DEFAULT installed, object by object"
-else
-    fail "1.0 updated differs from $DEFAULT installed:"
-    sed 's/^/    /' "${TMPDIR:-/tmp}/hotstock-upgrade-$$.diff" | head -n 40
-fi
-rm -f "${TMPDIR:-/tmp}/hotstock-upgrade-$$".*
+DEFAULT=$(qd "$DB_NEW" "SELECT extversion FROM pg_extension WHERE extname = 'hotstock'")
+qd "$DB_NEW" "$SCHEMA_SQL" >"$OUT.new" 2>&1
+check "the fresh $DEFAULT schema has objects ($(wc -l <"$OUT.new") lines)" \
+    test "$(wc -l <"$OUT.new")" -gt 40
+
+# every older version the installed extension offers
+OLDER=$(qd "$DB_NEW" "SELECT version FROM pg_available_extension_versions
+                      WHERE name = 'hotstock' AND version <> '$DEFAULT' ORDER BY version")
+check "versions to update from: $(echo $OLDER) (1.0 and 1.1 at least)" \
+    test "$(echo "$OLDER" | wc -w)" -ge 2
+for FROM in $OLDER; do
+    q "DROP DATABASE IF EXISTS $DB_UP" >/dev/null 2>&1
+    q "CREATE DATABASE $DB_UP" >/dev/null || fail "scratch database $DB_UP"
+    check "CREATE EXTENSION hotstock VERSION '$FROM'" \
+        qd "$DB_UP" "SET client_min_messages = warning; CREATE EXTENSION hotstock VERSION '$FROM'"
+    check "$FROM: ALTER EXTENSION hotstock UPDATE" qd "$DB_UP" "ALTER EXTENSION hotstock UPDATE"
+    expect "$FROM: updated to the default version" \
+        "$(qd "$DB_UP" "SELECT extversion FROM pg_extension WHERE extname = 'hotstock'")" "$DEFAULT"
+    qd "$DB_UP" "$SCHEMA_SQL" >"$OUT.up" 2>&1
+    if diff -u "$OUT.new" "$OUT.up" >"$OUT.diff"; then
+        pass "$FROM updated = $DEFAULT installed, object by object"
+    else
+        fail "$FROM updated differs from $DEFAULT installed:"
+        sed 's/^/    /' "$OUT.diff" | head -n 40
+    fi
+done
 finish

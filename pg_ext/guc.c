@@ -189,6 +189,9 @@ hotstock_raise_hint(hs_result r, const char *what, const char *hint)
                              "cancelled; a deduction is final, hotstock.refund() gives it "
                              "back.")));
         break;
+    case HS_HELD:
+        hotstock_raise_held(what, hint);
+        break;
     case HS_VERSION_MISMATCH:
         ereport(ERROR, (errcode(ERRCODE_HOTSTOCK_VERSION_MISMATCH),
                         errmsg("hotstock daemon segment has an unsupported version"),

@@ -162,8 +162,9 @@ undo_actions(SubTransactionId subid)
                                   errmsg("could not release the %s claim of order \"%s\": %s",
                                          a->action == HS_HOLD_CONFIRM ? "confirm" : "cancel",
                                          a->order_id, hs_result_name(r)),
-                                  errdetail("Whoever next confirms, cancels or expires the hold "
-                                            "releases it once this session ends.")));
+                                  errdetail("A restarted hotstockd has no claim left; else "
+                                            "whoever next confirms, cancels or expires the "
+                                            "hold releases it once this session ends.")));
         }
     }
 

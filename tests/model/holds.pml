@@ -404,11 +404,14 @@ inline raise(g, o)
     }
 }
 
-/* a buyer may die here (the drain and the daemon's threads do not) */
+/* a buyer may die here (the drain and the daemon's threads do not); the
+ * test of the budget is in the step that spends it, so that DEATHS bounds
+ * the deaths of a run (a guard of its own let every buyer pass it before
+ * the first death was counted) */
 #define DIE                                                                    \
     if                                                                         \
-    :: me <= NB && deaths < DEATHS ->                                          \
-        d_step {                                                               \
+    :: d_step {                                                                \
+            me <= NB && deaths < DEATHS;                                       \
             deaths++;                                                          \
             alive[me] = 0;                                                     \
             xab[me] = xab[me] || inres;                                        \

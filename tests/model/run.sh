@@ -51,6 +51,8 @@ else
 fi
 
 # name | expect (pass/fail) | set (quick/deep) | model (file without .pml) | -D flags
+#   [| gcc optimisation, -O1 unless given: -O0 for small searches, where
+#    compiling pan.c at -O1 takes longer than the search]
 # hotstock: STOCK 2 units, qty 1, RING 3 slots, LSNs up to 8, one stalled
 # writer abandoned by the spiller (STALLS=1), one retry per operation.
 configs=(
@@ -141,30 +143,30 @@ configs=(
     # two holds, 7 a sold-out reserve then a deduct of its order id
     # (deaths, crashes and failures are "up to": each configuration also
     # covers the runs without them)
-    "hold-death2|pass|quick|holds|-DSCENARIO=1 -DDEATHS=2"
-    "hold-2pc-death|pass|quick|holds|-DSCENARIO=2 -DDEATHS=1 -DFULLS=1"
-    "hold-two-death|pass|quick|holds|-DSCENARIO=3 -DDEATHS=1"
-    "hold-three-death|pass|quick|holds|-DSCENARIO=5 -DDEATHS=1"
-    "hold-deduct-death|pass|quick|holds|-DSCENARIO=7 -DDEATHS=1"
-    "hold-crash-death|pass|quick|holds|-DSCENARIO=2 -DCRASHES=1 -DDEATHS=1"
-    "hold-comp-death|pass|quick|holds|-DSCENARIO=2 -DCOMP=1 -DDEATHS=1"
-    "hold-retake-typed|pass|quick|holds|-DSCENARIO=4 -DRETAKE=1 -DTYPED=1 -DDEATHS=1 -DCRASHES=1"
+    "hold-death2|pass|quick|holds|-DSCENARIO=1 -DDEATHS=2|-O0"
+    "hold-2pc-death|pass|quick|holds|-DSCENARIO=2 -DDEATHS=1 -DFULLS=1|-O0"
+    "hold-two-death|pass|quick|holds|-DSCENARIO=3 -DDEATHS=1|-O0"
+    "hold-three-death|pass|quick|holds|-DSCENARIO=5 -DDEATHS=1|-O0"
+    "hold-deduct-death|pass|quick|holds|-DSCENARIO=7 -DDEATHS=1|-O0"
+    "hold-crash-death|pass|quick|holds|-DSCENARIO=2 -DCRASHES=1 -DDEATHS=1|-O0"
+    "hold-comp-death|pass|quick|holds|-DSCENARIO=2 -DCOMP=1 -DDEATHS=1|-O0"
+    "hold-retake-typed|pass|quick|holds|-DSCENARIO=4 -DRETAKE=1 -DTYPED=1 -DDEATHS=1 -DCRASHES=1|-O0"
     # the hold protocol as specified (and the code it extends): findings (README)
-    "hold-spec-pending-dlsn|fail|quick|holds|-DSPEC_PENDING_NODLSN -DSCENARIO=1 -DDEATHS=2"
-    "hold-spec-expiry-owned|fail|quick|holds|-DSPEC_EXPIRY_CC -DSCENARIO=1 -DDEATHS=1 -DCOMP=1"
-    "hold-spec-retake|fail|quick|holds|-DRETAKE=1 -DSCENARIO=4 -DDEATHS=1"
-    "hold-api-deduct-deadline|fail|quick|holds|-DAPI_DEDUCT_STALE_DEADLINE -DSCENARIO=7 -DDEATHS=1"
-    "hold-api-record-timestamp|fail|quick|holds|-DAPI_RECORD_TIMESTAMP -DSCENARIO=1 -DCRASHES=1"
-    "hold-api-install-dlsn|fail|quick|holds|-DAPI_INSTALL_DLSN -DSCENARIO=1 -DCRASHES=1 -DDEATHS=1"
+    "hold-spec-pending-dlsn|fail|quick|holds|-DSPEC_PENDING_NODLSN -DSCENARIO=1 -DDEATHS=2|-O0"
+    "hold-spec-expiry-owned|fail|quick|holds|-DSPEC_EXPIRY_CC -DSCENARIO=1 -DDEATHS=1 -DCOMP=1|-O0"
+    "hold-spec-retake|fail|quick|holds|-DRETAKE=1 -DSCENARIO=4 -DDEATHS=1|-O0"
+    "hold-api-deduct-deadline|fail|quick|holds|-DAPI_DEDUCT_STALE_DEADLINE -DSCENARIO=7 -DDEATHS=1|-O0"
+    "hold-api-record-timestamp|fail|quick|holds|-DAPI_RECORD_TIMESTAMP -DSCENARIO=1 -DCRASHES=1|-O0"
+    "hold-api-install-dlsn|fail|quick|holds|-DAPI_INSTALL_DLSN -DSCENARIO=1 -DCRASHES=1 -DDEATHS=1|-O0"
     # deliberately broken variants, at least one per property
-    "hold-broken-raise-first|fail|quick|holds|-DBROKEN_RAISE_FIRST -DSCENARIO=1"
-    "hold-broken-expire-nocas|fail|quick|holds|-DBROKEN_EXPIRE_NOCAS -DSCENARIO=1"
-    "hold-broken-comp-confirmed|fail|quick|holds|-DBROKEN_COMP_CONFIRMED -DSCENARIO=1 -DCOMP=1"
-    "hold-broken-confirm-nocas|fail|quick|holds|-DBROKEN_CONFIRM_NOCAS -DSCENARIO=1"
-    "hold-broken-confirm-nodeadline|fail|quick|holds|-DBROKEN_CONFIRM_NODEADLINE -DSCENARIO=1"
-    "hold-broken-expiry-giveup|fail|quick|holds|-DBROKEN_EXPIRY_GIVEUP -DSCENARIO=2"
-    "hold-broken-resolve-nowait|fail|quick|holds|-DBROKEN_RESOLVE_NOWAIT -DSCENARIO=1 -DDEATHS=1"
-    "hold-broken-rebuild-silent|fail|quick|holds|-DBROKEN_REBUILD_SILENT_EXPIRY -DSCENARIO=1 -DCRASHES=1"
+    "hold-broken-raise-first|fail|quick|holds|-DBROKEN_RAISE_FIRST -DSCENARIO=1|-O0"
+    "hold-broken-expire-nocas|fail|quick|holds|-DBROKEN_EXPIRE_NOCAS -DSCENARIO=1|-O0"
+    "hold-broken-comp-confirmed|fail|quick|holds|-DBROKEN_COMP_CONFIRMED -DSCENARIO=1 -DCOMP=1|-O0"
+    "hold-broken-confirm-nocas|fail|quick|holds|-DBROKEN_CONFIRM_NOCAS -DSCENARIO=1|-O0"
+    "hold-broken-confirm-nodeadline|fail|quick|holds|-DBROKEN_CONFIRM_NODEADLINE -DSCENARIO=1|-O0"
+    "hold-broken-expiry-giveup|fail|quick|holds|-DBROKEN_EXPIRY_GIVEUP -DSCENARIO=2|-O0"
+    "hold-broken-resolve-nowait|fail|quick|holds|-DBROKEN_RESOLVE_NOWAIT -DSCENARIO=1 -DDEATHS=1|-O0"
+    "hold-broken-rebuild-silent|fail|quick|holds|-DBROKEN_REBUILD_SILENT_EXPIRY -DSCENARIO=1 -DCRASHES=1|-O0"
     # large configurations of holds.pml (MODEL_DEEP=1)
     "hold-deep-three-crash|pass|deep|holds|-DSCENARIO=5 -DCRASHES=1"
     "hold-deep-death2-crash|pass|deep|holds|-DSCENARIO=2 -DDEATHS=2 -DCRASHES=1"
@@ -177,7 +179,7 @@ configs=(
 
 # one configuration: prints one result line into $work/<name>/result
 run_one() {
-    local name=$1 expect=$2 model=$3 flags=$4 hashbits=$5
+    local name=$1 expect=$2 model=$3 flags=$4 hashbits=$5 copt=${6:--O1}
     local dir=$work/$name
     local pml=$model.pml
     mkdir -p "$dir"
@@ -190,7 +192,7 @@ run_one() {
             echo "FAIL $name: spin -a failed: $(head -1 spin.out)" >result
             exit 0
         fi
-        if ! gcc -O1 -w -DSAFETY -DCOLLAPSE -DMEMLIM=8192 -o pan pan.c >gcc.out 2>&1; then
+        if ! gcc "$copt" -w -DSAFETY -DCOLLAPSE -DMEMLIM=8192 -o pan pan.c >gcc.out 2>&1; then
             echo "FAIL $name: gcc failed: $(head -1 gcc.out)" >result
             exit 0
         fi
@@ -247,10 +249,10 @@ done
 echo "hotstock model: ${#selected[@]} configurations, $jobs at a time, work in $work"
 running=0
 for c in "${selected[@]}"; do
-    IFS='|' read -r name expect set model flags <<<"$c"
+    IFS='|' read -r name expect set model flags copt <<<"$c"
     hashbits=24
     [[ $set == deep ]] && hashbits=27
-    run_one "$name" "$expect" "$model" "$flags" "$hashbits" &
+    run_one "$name" "$expect" "$model" "$flags" "$hashbits" "${copt:-}" &
     running=$((running + 1))
     if ((running >= jobs)); then
         wait -n

@@ -140,7 +140,8 @@ configs=(
     # TTL 1, the clock 0..1; scenarios (init in holds.pml): 1 reserve +
     # confirm vs cancel, 2 the same two-phase, 3 two holds for one unit,
     # 4 a retake, 5 three settlers, 6 a cancel and a two-phase confirm of
-    # two holds, 7 a sold-out reserve then a deduct of its order id
+    # two holds, 7 a sold-out reserve then a deduct of its order id, 8 a
+    # retake after a cancel
     # (deaths, crashes and failures are "up to": each configuration also
     # covers the runs without them)
     "hold-death2|pass|quick|holds|-DSCENARIO=1 -DDEATHS=2|-O0"
@@ -151,6 +152,14 @@ configs=(
     "hold-crash-death|pass|quick|holds|-DSCENARIO=2 -DCRASHES=1 -DDEATHS=1|-O0"
     "hold-comp-death|pass|quick|holds|-DSCENARIO=2 -DCOMP=1 -DDEATHS=1|-O0"
     "hold-retake-typed|pass|quick|holds|-DSCENARIO=4 -DRETAKE=1 -DTYPED=1 -DDEATHS=1 -DCRASHES=1|-O0"
+    # IMPL=1: the code as it landed (hold.c, deduct.c, index.c, refund.c,
+    # segment_build.c): the LSN base in deducted_lsn.  It fails (H8, H9 in
+    # the README); with the record's type in the slot (TYPED=1) it passes;
+    # IMPL_ONESTEP: as if each owner's deducted_lsn and state stores were one
+    "hold-retake-impl-typed|pass|quick|holds|-DIMPL=1 -DTYPED=1 -DSCENARIO=4 -DRETAKE=1 -DDEATHS=1 -DCRASHES=1|-O0"
+    "hold-deduct-impl-typed|pass|quick|holds|-DIMPL=1 -DTYPED=1 -DSCENARIO=7 -DDEATHS=1|-O0"
+    "hold-cancel-retake-impl-typed|pass|quick|holds|-DIMPL=1 -DTYPED=1 -DSCENARIO=8 -DRETAKE=1 -DDEATHS=1|-O0"
+    "hold-retake-impl-onestep|pass|quick|holds|-DIMPL=1 -DIMPL_ONESTEP -DSCENARIO=4 -DRETAKE=1 -DDEATHS=1 -DCRASHES=1|-O0"
     # the hold protocol as specified (and the code it extends): findings (README)
     "hold-spec-pending-dlsn|fail|quick|holds|-DSPEC_PENDING_NODLSN -DSCENARIO=1 -DDEATHS=2|-O0"
     "hold-spec-expiry-owned|fail|quick|holds|-DSPEC_EXPIRY_CC -DSCENARIO=1 -DDEATHS=1 -DCOMP=1|-O0"
@@ -158,6 +167,10 @@ configs=(
     "hold-api-deduct-deadline|fail|quick|holds|-DAPI_DEDUCT_STALE_DEADLINE -DSCENARIO=7 -DDEATHS=1|-O0"
     "hold-api-record-timestamp|fail|quick|holds|-DAPI_RECORD_TIMESTAMP -DSCENARIO=1 -DCRASHES=1|-O0"
     "hold-api-install-dlsn|fail|quick|holds|-DAPI_INSTALL_DLSN -DSCENARIO=1 -DCRASHES=1 -DDEATHS=1|-O0"
+    # the code as it landed (IMPL=1): findings H8, H9 (README)
+    "hold-retake-impl|fail|quick|holds|-DIMPL=1 -DSCENARIO=4 -DRETAKE=1 -DDEATHS=1 -DCRASHES=1|-O0"
+    "hold-impl-cancel-oversell|fail|quick|holds|-DIMPL=1 -DNO_P5 -DSCENARIO=1 -DDEATHS=1|-O0"
+    "hold-impl-onestep-cancel-retake|fail|quick|holds|-DIMPL=1 -DIMPL_ONESTEP -DSCENARIO=8 -DRETAKE=1 -DDEATHS=1|-O0"
     # deliberately broken variants, at least one per property
     "hold-broken-raise-first|fail|quick|holds|-DBROKEN_RAISE_FIRST -DSCENARIO=1|-O0"
     "hold-broken-expire-nocas|fail|quick|holds|-DBROKEN_EXPIRE_NOCAS -DSCENARIO=1|-O0"
@@ -175,6 +188,10 @@ configs=(
     "hold-deep-two-clock2|pass|deep|holds|-DSCENARIO=3 -DTMAX=2 -DDEATHS=1"
     "hold-deep-two-comp-crash|pass|deep|holds|-DSCENARIO=3 -DCOMP=1 -DCRASHES=1"
     "hold-deep-deduct-crash|pass|deep|holds|-DSCENARIO=7 -DDEATHS=1 -DCRASHES=1 -DTMAX=2"
+    "hold-deep-impl-typed-three|pass|deep|holds|-DIMPL=1 -DTYPED=1 -DSCENARIO=5 -DDEATHS=1"
+    "hold-deep-impl-typed-two-crash|pass|deep|holds|-DIMPL=1 -DTYPED=1 -DSCENARIO=6 -DDEATHS=1 -DCRASHES=1"
+    "hold-deep-impl-typed-comp-crash|pass|deep|holds|-DIMPL=1 -DTYPED=1 -DSCENARIO=2 -DCOMP=1 -DDEATHS=1 -DCRASHES=1"
+    "hold-deep-impl-typed-retake2|pass|deep|holds|-DIMPL=1 -DTYPED=1 -DSCENARIO=8 -DRETAKE=1 -DDEATHS=2 -DCRASHES=1 -DTMAX=2"
 )
 
 # one configuration: prints one result line into $work/<name>/result

@@ -123,9 +123,34 @@
  * record carries the very deadline the slot got; the rebuild sets
  * deducted_lsn of a RESERVED entry to its RESERVE.
  *
- * Switches: SCENARIO (1-7, see init), STOCK, TMAX, DEATHS, CRASHES, COMP,
- * RETAKE, TYPED, FULLS (appends that fail with HS_QUEUE_FULL), and the
- * variants run.sh expects to FAIL:
+ * IMPL=1: the code as it landed (shmd/lib/hold.c, deduct.c, index.c,
+ * refund.c, shmd/daemon/segment_build.c), whose resolver decides from an
+ * LSN base in deducted_lsn instead:
+ *   every owner stores deducted_lsn = the LSN of its record (RESERVE,
+ *   DEDUCT, CONFIRM, and CANCEL / EXPIRE after the raise) and then, a
+ *   second store, its final state; a confirm stores its xid (none: 0)
+ *   before its record and puts the old one back if the record fails; a
+ *   retake, after its claim EXPIRED/CANCELLED -> PENDING, sets
+ *   deducted_lsn = max(recorded, deducted_lsn), never 0, and an undo puts
+ *   the old one back before the state; the rebuild sets deducted_lsn =
+ *   recorded for every state; the resolver (order_resolve_dead):
+ *     PENDING     recorded > deducted_lsn -> RESERVED if the deadline field
+ *                 is set and deducted_lsn is 0, else DEDUCTED; deducted_lsn
+ *                 = recorded; else EXPIRED if deducted_lsn != 0 (a retake),
+ *                 else FAILED
+ *     CONFIRMING, CANCELLING, EXPIRING  recorded > deducted_lsn ->
+ *                 DEDUCTED / CANCELLED / EXPIRED, deducted_lsn = recorded;
+ *                 else RESERVED
+ *   IMPL=1 fails (README, H8): an owner that dies between its two stores
+ *   leaves recorded == deducted_lsn, read as "its record was not folded".
+ *   IMPL_ONESTEP (with IMPL): as if the two stores were one step; fails
+ *   only by a dead retake of a CANCELLED hold resolved to EXPIRED (H9).
+ *   IMPL with TYPED: the code with the typed rule instead (the fix): passes.
+ *   NO_P5: P5 unchecked, so that a run shows where a wrong state leads.
+ *
+ * Switches: SCENARIO (1-8, see init), STOCK, TMAX, DEATHS, CRASHES, COMP,
+ * RETAKE, TYPED, IMPL, IMPL_ONESTEP, NO_P5, FULLS (appends that fail with
+ * HS_QUEUE_FULL), and the variants run.sh expects to FAIL:
  *   the hold protocol as specified (or the code it will extend), where
  *   this model finds it wrong:
  *   SPEC_PENDING_NODLSN  a dead PENDING resolved to RESERVED keeps
@@ -186,6 +211,9 @@
 #endif
 #ifndef TYPED
 #define TYPED 0
+#endif
+#ifndef IMPL
+#define IMPL 0
 #endif
 #ifndef FULLS
 #define FULLS 0
@@ -314,6 +342,14 @@ hidden byte p5_index_agrees_with_records;
 hidden byte p4_hold_settled_after_deadline;
 hidden byte p4_not_reserved_after_deadline;
 
+/* NO_P5: P5 not checked, so that a run shows where a wrong state leads
+ * (a unit handed back twice, a sale of a returned unit) */
+#ifdef NO_P5
+#define P5_ASSERT skip
+#else
+#define P5_ASSERT assert(p5_index_agrees_with_records)
+#endif
+
 /* P1, live: a serving segment's counter never runs ahead of the units held */
 #define INV(g) assert(!seg[g].up || seg[g].avail + held <= STOCK)
 
@@ -332,7 +368,7 @@ inline settle(g, o, s)
     assert(OWN(seg[g].w[o]) == me);
     seg[g].w[o] = s;
     p5_index_agrees_with_records = (g != cur || BACKED(o, s));
-    assert(p5_index_agrees_with_records);
+    P5_ASSERT;
     printf("@ P%d: order %d -> state %d in segment %d\n", me, o, s, g)
 }
 
@@ -404,11 +440,38 @@ inline raise(g, o)
     }
 }
 
-/* a buyer may die here (the drain and the daemon's threads do not) */
+/* IMPL: an owner's store of deducted_lsn = L (its record), a step of its
+ * own before the state's */
+#ifndef IMPL_ONESTEP
+#define STORE_DLSN                                                             \
+    d_step {                                                                   \
+        seg[g].dlsn[o] = L;                                                    \
+        printf("@ P%d: order %d deducted_lsn = %d\n", me, o, L)                \
+    }
+#else
+/* IMPL_ONESTEP: as if the two stores were one (they are not): the store
+ * goes with the state's, in SETTLE_OWN */
+#define STORE_DLSN pendl = L
+#endif
+/* the owner's store of its final state (with IMPL_ONESTEP its deducted_lsn
+ * too) */
+#define SETTLE_OWN(s)                                                          \
+    d_step {                                                                   \
+        if                                                                     \
+        :: pendl != 0 -> seg[g].dlsn[o] = pendl; pendl = 0                     \
+        :: else                                                                \
+        fi;                                                                    \
+        settle(g, o, s)                                                        \
+    }
+
+/* a buyer may die here (the drain and the daemon's threads do not); the
+ * test of the budget is in the step that spends it, so that DEATHS bounds
+ * the deaths of a run (a guard of its own let every buyer pass it before
+ * the first death was counted) */
 #define DIE                                                                    \
     if                                                                         \
-    :: me <= NB && deaths < DEATHS ->                                          \
-        d_step {                                                               \
+    :: d_step {                                                                \
+            me <= NB && deaths < DEATHS;                                       \
             deaths++;                                                          \
             alive[me] = 0;                                                     \
             xab[me] = xab[me] || inres;                                        \
@@ -460,6 +523,48 @@ inline resolve(g, o, w, n, nw)
             :: rtype[seg[g].rec[o]] == R_CANCEL -> nw = CANCELLED
             :: rtype[seg[g].rec[o]] == R_EXPIRE -> nw = EXPIRED
             fi;
+#if IMPL
+            /* the code's deducted_lsn: the record that settled the state */
+            if
+            :: seg[g].rec[o] != 0 -> seg[g].dlsn[o] = seg[g].rec[o]
+            :: else
+            fi;
+#endif
+#elif IMPL
+            /* order_resolve_dead() in index.c as written: the LSN base
+             * deducted_lsn ("recorded > deducted_lsn": the dead owner's
+             * record was folded) */
+            if
+            :: ST(w) == PENDING ->
+                if
+                :: seg[g].rec[o] > seg[g].dlsn[o] ->
+                    /* a reserve (deadline set, no base) or a deduct/retake */
+                    nw = (seg[g].dl[o] != 0 && seg[g].dlsn[o] == 0 -> RESERVED : DEDUCTED);
+                    seg[g].dlsn[o] = seg[g].rec[o]
+                :: seg[g].rec[o] <= seg[g].dlsn[o] && seg[g].dlsn[o] != 0 ->
+                    nw = EXPIRED /* "a retake that took nothing" */
+                :: seg[g].rec[o] <= seg[g].dlsn[o] && seg[g].dlsn[o] == 0 -> nw = FAILED
+                fi
+            :: else ->
+                if
+                :: seg[g].rec[o] <= seg[g].dlsn[o] -> nw = RESERVED
+                :: else ->
+                    seg[g].dlsn[o] = seg[g].rec[o];
+                    if
+                    :: ST(w) == CONFIRMING -> nw = DEDUCTED
+                    :: ST(w) == CANCELLING -> nw = CANCELLED
+                    :: ST(w) == EXPIRING -> nw = EXPIRED
+                    fi
+                fi
+            fi;
+#ifndef IMPL_ONESTEP
+            /* index.c: deducted_lsn (above), then, a second store, the
+             * state: the resolver may die in between too */
+            printf("@ P%d: order %d deducted_lsn = %d, deciding %d\n", me, o, seg[g].dlsn[o], nw)
+        };
+        DIE;
+        d_step {
+#endif
 #else
             if
             :: ST(w) == PENDING ->
@@ -521,6 +626,8 @@ inline wait_owner(g, o, w, n, nw)
 proctype buyer(byte me)
 {
     byte k = 0, op, o, g, w, n, nw, L, t, res, tries, prev;
+    byte prevl = 0, hadx = 0; /* IMPL: a retake's old deducted_lsn, a confirm's old xid */
+    byte pendl = 0;           /* IMPL_ONESTEP: deducted_lsn to store with the state */
     bool owe = 0;
     bool inres = 0; /* in a reserve: a death aborts its transaction */
 
@@ -599,10 +706,17 @@ r_begin:
             goto done
         fi;
         DIE;
+#if IMPL
+        /* deduct.c: deducted_lsn, then (a second store) RESERVED */
+        STORE_DLSN;
+        DIE;
+        SETTLE_OWN(RESERVED);
+#else
         d_step {
             seg[g].dlsn[o] = L;
             settle(g, o, RESERVED)
         };
+#endif
         res = OK;
 #if COMP
         /* its transaction may roll back (or be killed): the drain
@@ -680,16 +794,31 @@ c_begin:
             fi
         :: else
         fi;
+#if IMPL
+        /* hold.c confirm_apply(): the CONFIRM's xid (none) before the record */
+        d_step { hadx = seg[g].xid[o]; seg[g].xid[o] = 0 };
+        DIE;
+#endif
         append(g, R_CONFIRM, o, 0, 0, t, L, res);
         if
         :: res != GO ->
             /* not confirmed: release */
             DIE;
+#if IMPL
+            d_step { seg[g].xid[o] = hadx; settle(g, o, RESERVED) };
+#else
             d_step { settle(g, o, RESERVED) };
+#endif
             goto done
         :: else
         fi;
         DIE;
+#if IMPL
+        /* deducted_lsn, then (a second store) DEDUCTED */
+        STORE_DLSN;
+        DIE;
+        SETTLE_OWN(DEDUCTED);
+#else
         d_step {
             seg[g].dlsn[o] = L;
 #ifndef BROKEN_COMP_CONFIRMED
@@ -697,6 +826,7 @@ c_begin:
 #endif
             settle(g, o, DEDUCTED)
         };
+#endif
         res = OK;
         goto done;
 
@@ -716,7 +846,12 @@ e_append:
         raise(g, o);
         owe = 0;
         DIE;
-        d_step { settle(g, o, EXPIRED) };
+#if IMPL
+        /* refund_apply(): deducted_lsn = the EXPIRE, then EXPIRED */
+        STORE_DLSN;
+        DIE;
+#endif
+        SETTLE_OWN(EXPIRED);
         res = GONE;
         goto done;
 
@@ -783,7 +918,12 @@ x_begin:
 #endif
         owe = 0;
         DIE;
-        d_step { settle(g, o, CANCELLED) };
+#if IMPL
+        /* refund_apply(): deducted_lsn = the CANCEL, then CANCELLED */
+        STORE_DLSN;
+        DIE;
+#endif
+        SETTLE_OWN(CANCELLED);
         res = OK;
         goto done;
 
@@ -840,10 +980,16 @@ d_begin:
             goto done
         fi;
         DIE;
+#if IMPL
+        STORE_DLSN;
+        DIE;
+        SETTLE_OWN(DEDUCTED);
+#else
         d_step {
             seg[g].dlsn[o] = L;
             settle(g, o, DEDUCTED)
         };
+#endif
         res = OK;
         goto done;
 
@@ -870,6 +1016,36 @@ t_begin:
         :: else
         fi;
         DIE;
+#if IMPL
+        /* deduct.c: after the claim, the LSN base: deducted_lsn =
+         * max(recorded, deducted_lsn), never 0 (the old one kept for an
+         * undo); the retake's xid (before the counter) */
+        d_step {
+            prevl = seg[g].dlsn[o];
+            seg[g].dlsn[o] = (seg[g].rec[o] > prevl -> seg[g].rec[o] : (prevl != 0 -> prevl : 1));
+            seg[g].xid[o] = me;
+            printf("@ P%d retake order %d: base deducted_lsn %d (recorded %d)\n", me, o, seg[g].dlsn[o], seg[g].rec[o])
+        };
+        DIE;
+        d_step {
+            if
+            :: seg[g].avail >= 1 ->
+                seg[g].avail--;
+                owe = 1;
+                res = GO
+            :: else -> res = SOLDOUT
+            fi
+        };
+        if
+        :: res == SOLDOUT ->
+            /* take_undo(): deducted_lsn back, then the state */
+            d_step { seg[g].dlsn[o] = prevl };
+            DIE;
+            d_step { settle(g, o, prev) };
+            goto done
+        :: else
+        fi;
+#else
         d_step {
             if
             :: seg[g].avail >= 1 ->
@@ -881,6 +1057,7 @@ t_begin:
                 res = SOLDOUT
             fi
         };
+#endif
         if
         :: res == SOLDOUT -> goto done
         :: else
@@ -891,15 +1068,27 @@ t_begin:
         :: res == GO -> owe = 0
         :: else ->
             DIE;
+#if IMPL
+            d_step { seg[g].avail++; owe = 0; INV(g); seg[g].dlsn[o] = prevl };
+            DIE;
+            d_step { settle(g, o, prev) };
+#else
             d_step { seg[g].avail++; owe = 0; INV(g); settle(g, o, prev) };
+#endif
             goto done
         fi;
         DIE;
+#if IMPL
+        STORE_DLSN;
+        DIE;
+        SETTLE_OWN(DEDUCTED);
+#else
         d_step {
             seg[g].dlsn[o] = L;
             seg[g].xid[o] = me;
             settle(g, o, DEDUCTED)
         };
+#endif
         res = OK;
         goto done;
 
@@ -908,7 +1097,7 @@ done:
         :: res == DOWN && tries < RETRIES -> tries++; goto attempt
         :: else
         fi;
-        d_step { k++; op = 0; o = 0; g = 0; w = 0; L = 0; t = 0; res = 0; tries = 0; prev = 0; inres = 0 }
+        d_step { k++; op = 0; o = 0; g = 0; w = 0; L = 0; t = 0; res = 0; tries = 0; prev = 0; prevl = 0; hadx = 0; pendl = 0; inres = 0 }
     :: else -> break
     od;
     ndone++;
@@ -983,7 +1172,11 @@ end_expiry:
 #ifndef BROKEN_RAISE_FIRST
             raise(g, o);
 #endif
+#if IMPL
+            d_step { seg[g].dlsn[o] = L; settle(g, o, EXPIRED) }
+#else
             d_step { settle(g, o, EXPIRED) }
+#endif
         :: res == FULL ->
             d_step {
 #ifdef BROKEN_RAISE_FIRST
@@ -1082,6 +1275,14 @@ inline build(ng, i, o, a)
     o = 0;
     do
     :: o < NORD ->
+#if IMPL
+        /* hs_order_install: deducted_lsn = recorded for every state but
+         * REFUNDED and FAILED (none here) */
+        if
+        :: seg[ng].w[o] != EMPTY -> seg[ng].dlsn[o] = seg[ng].rec[o]
+        :: else
+        fi;
+#endif
 #ifdef API_INSTALL_DLSN
         /* hs_order_install: deducted_lsn = recorded only for DEDUCTED */
         if
@@ -1101,7 +1302,7 @@ inline build(ng, i, o, a)
         printf("@ rebuilt order %d: state %d, deadline %d, deducted_lsn %d, recorded %d\n",
                o, seg[ng].w[o], seg[ng].dl[o], seg[ng].dlsn[o], seg[ng].rec[o]);
         p5_index_agrees_with_records = BACKED(o, seg[ng].w[o]);
-        assert(p5_index_agrees_with_records);
+        P5_ASSERT;
         o++
     :: else -> break
     od;
@@ -1207,7 +1408,11 @@ c_comp:
             if
             :: res == GO ->
                 raise(g, o);
+#if IMPL
+                d_step { seg[g].dlsn[o] = L; settle(g, o, CANCELLED) }
+#else
                 d_step { settle(g, o, CANCELLED) }
+#endif
             :: res == FULL -> d_step { settle(g, o, RESERVED) }; goto c_comp
             :: res == DOWN -> goto c_comp /* the next daemon's segment */
             fi
@@ -1241,7 +1446,7 @@ proctype finish()
             assert(p4_not_reserved_after_deadline);
             /* P5 */
             p5_index_agrees_with_records = (OWNED(ST(seg[cur].w[o])) || BACKED(o, ST(seg[cur].w[o])));
-            assert(p5_index_agrees_with_records);
+            P5_ASSERT;
             o++
         :: else -> break
         od;
@@ -1297,6 +1502,11 @@ init
         SCRIPT(1, 0, OP_RESERVE, 0);
         SCRIPT(1, 1, OP_DEDUCT, 0);
         SCRIPT(2, 0, OP_RESERVE, 1);
+#elif SCENARIO == 8
+        /* a retake after a cancel (or the expiry) of the hold */
+        SCRIPT(1, 0, OP_RESERVE, 0);
+        SCRIPT(1, 1, OP_RETAKE, 0);
+        SCRIPT(2, 0, OP_CANCEL, 0);
 #else
 #error "unknown SCENARIO"
 #endif

@@ -51,6 +51,8 @@ else
 fi
 
 # name | expect (pass/fail) | set (quick/deep) | model (file without .pml) | -D flags
+#   [| gcc optimisation, -O1 unless given: -O0 for small searches, where
+#    compiling pan.c at -O1 takes longer than the search]
 # hotstock: STOCK 2 units, qty 1, RING 3 slots, LSNs up to 8, one stalled
 # writer abandoned by the spiller (STALLS=1), one retry per operation.
 configs=(
@@ -138,33 +140,46 @@ configs=(
     # TTL 1, the clock 0..1; scenarios (init in holds.pml): 1 reserve +
     # confirm vs cancel, 2 the same two-phase, 3 two holds for one unit,
     # 4 a retake, 5 three settlers, 6 a cancel and a two-phase confirm of
-    # two holds, 7 a sold-out reserve then a deduct of its order id
+    # two holds, 7 a sold-out reserve then a deduct of its order id, 8 a
+    # retake after a cancel
     # (deaths, crashes and failures are "up to": each configuration also
     # covers the runs without them)
-    "hold-death2|pass|quick|holds|-DSCENARIO=1 -DDEATHS=2"
-    "hold-2pc-death|pass|quick|holds|-DSCENARIO=2 -DDEATHS=1 -DFULLS=1"
-    "hold-two-death|pass|quick|holds|-DSCENARIO=3 -DDEATHS=1"
-    "hold-three-death|pass|quick|holds|-DSCENARIO=5 -DDEATHS=1"
-    "hold-deduct-death|pass|quick|holds|-DSCENARIO=7 -DDEATHS=1"
-    "hold-crash-death|pass|quick|holds|-DSCENARIO=2 -DCRASHES=1 -DDEATHS=1"
-    "hold-comp-death|pass|quick|holds|-DSCENARIO=2 -DCOMP=1 -DDEATHS=1"
-    "hold-retake-typed|pass|quick|holds|-DSCENARIO=4 -DRETAKE=1 -DTYPED=1 -DDEATHS=1 -DCRASHES=1"
+    "hold-death2|pass|quick|holds|-DSCENARIO=1 -DDEATHS=2|-O0"
+    "hold-2pc-death|pass|quick|holds|-DSCENARIO=2 -DDEATHS=1 -DFULLS=1|-O0"
+    "hold-two-death|pass|quick|holds|-DSCENARIO=3 -DDEATHS=1|-O0"
+    "hold-three-death|pass|quick|holds|-DSCENARIO=5 -DDEATHS=1|-O0"
+    "hold-deduct-death|pass|quick|holds|-DSCENARIO=7 -DDEATHS=1|-O0"
+    "hold-crash-death|pass|quick|holds|-DSCENARIO=2 -DCRASHES=1 -DDEATHS=1|-O0"
+    "hold-comp-death|pass|quick|holds|-DSCENARIO=2 -DCOMP=1 -DDEATHS=1|-O0"
+    "hold-retake-typed|pass|quick|holds|-DSCENARIO=4 -DRETAKE=1 -DTYPED=1 -DDEATHS=1 -DCRASHES=1|-O0"
+    # IMPL=1: the code as it landed (hold.c, deduct.c, index.c, refund.c,
+    # segment_build.c): the LSN base in deducted_lsn.  It fails (H8, H9 in
+    # the README); with the record's type in the slot (TYPED=1) it passes;
+    # IMPL_ONESTEP: as if each owner's deducted_lsn and state stores were one
+    "hold-retake-impl-typed|pass|quick|holds|-DIMPL=1 -DTYPED=1 -DSCENARIO=4 -DRETAKE=1 -DDEATHS=1 -DCRASHES=1|-O0"
+    "hold-deduct-impl-typed|pass|quick|holds|-DIMPL=1 -DTYPED=1 -DSCENARIO=7 -DDEATHS=1|-O0"
+    "hold-cancel-retake-impl-typed|pass|quick|holds|-DIMPL=1 -DTYPED=1 -DSCENARIO=8 -DRETAKE=1 -DDEATHS=1|-O0"
+    "hold-retake-impl-onestep|pass|quick|holds|-DIMPL=1 -DIMPL_ONESTEP -DSCENARIO=4 -DRETAKE=1 -DDEATHS=1 -DCRASHES=1|-O0"
     # the hold protocol as specified (and the code it extends): findings (README)
-    "hold-spec-pending-dlsn|fail|quick|holds|-DSPEC_PENDING_NODLSN -DSCENARIO=1 -DDEATHS=2"
-    "hold-spec-expiry-owned|fail|quick|holds|-DSPEC_EXPIRY_CC -DSCENARIO=1 -DDEATHS=1 -DCOMP=1"
-    "hold-spec-retake|fail|quick|holds|-DRETAKE=1 -DSCENARIO=4 -DDEATHS=1"
-    "hold-api-deduct-deadline|fail|quick|holds|-DAPI_DEDUCT_STALE_DEADLINE -DSCENARIO=7 -DDEATHS=1"
-    "hold-api-record-timestamp|fail|quick|holds|-DAPI_RECORD_TIMESTAMP -DSCENARIO=1 -DCRASHES=1"
-    "hold-api-install-dlsn|fail|quick|holds|-DAPI_INSTALL_DLSN -DSCENARIO=1 -DCRASHES=1 -DDEATHS=1"
+    "hold-spec-pending-dlsn|fail|quick|holds|-DSPEC_PENDING_NODLSN -DSCENARIO=1 -DDEATHS=2|-O0"
+    "hold-spec-expiry-owned|fail|quick|holds|-DSPEC_EXPIRY_CC -DSCENARIO=1 -DDEATHS=1 -DCOMP=1|-O0"
+    "hold-spec-retake|fail|quick|holds|-DRETAKE=1 -DSCENARIO=4 -DDEATHS=1|-O0"
+    "hold-api-deduct-deadline|fail|quick|holds|-DAPI_DEDUCT_STALE_DEADLINE -DSCENARIO=7 -DDEATHS=1|-O0"
+    "hold-api-record-timestamp|fail|quick|holds|-DAPI_RECORD_TIMESTAMP -DSCENARIO=1 -DCRASHES=1|-O0"
+    "hold-api-install-dlsn|fail|quick|holds|-DAPI_INSTALL_DLSN -DSCENARIO=1 -DCRASHES=1 -DDEATHS=1|-O0"
+    # the code as it landed (IMPL=1): findings H8, H9 (README)
+    "hold-retake-impl|fail|quick|holds|-DIMPL=1 -DSCENARIO=4 -DRETAKE=1 -DDEATHS=1 -DCRASHES=1|-O0"
+    "hold-impl-cancel-oversell|fail|quick|holds|-DIMPL=1 -DNO_P5 -DSCENARIO=1 -DDEATHS=1|-O0"
+    "hold-impl-onestep-cancel-retake|fail|quick|holds|-DIMPL=1 -DIMPL_ONESTEP -DSCENARIO=8 -DRETAKE=1 -DDEATHS=1|-O0"
     # deliberately broken variants, at least one per property
-    "hold-broken-raise-first|fail|quick|holds|-DBROKEN_RAISE_FIRST -DSCENARIO=1"
-    "hold-broken-expire-nocas|fail|quick|holds|-DBROKEN_EXPIRE_NOCAS -DSCENARIO=1"
-    "hold-broken-comp-confirmed|fail|quick|holds|-DBROKEN_COMP_CONFIRMED -DSCENARIO=1 -DCOMP=1"
-    "hold-broken-confirm-nocas|fail|quick|holds|-DBROKEN_CONFIRM_NOCAS -DSCENARIO=1"
-    "hold-broken-confirm-nodeadline|fail|quick|holds|-DBROKEN_CONFIRM_NODEADLINE -DSCENARIO=1"
-    "hold-broken-expiry-giveup|fail|quick|holds|-DBROKEN_EXPIRY_GIVEUP -DSCENARIO=2"
-    "hold-broken-resolve-nowait|fail|quick|holds|-DBROKEN_RESOLVE_NOWAIT -DSCENARIO=1 -DDEATHS=1"
-    "hold-broken-rebuild-silent|fail|quick|holds|-DBROKEN_REBUILD_SILENT_EXPIRY -DSCENARIO=1 -DCRASHES=1"
+    "hold-broken-raise-first|fail|quick|holds|-DBROKEN_RAISE_FIRST -DSCENARIO=1|-O0"
+    "hold-broken-expire-nocas|fail|quick|holds|-DBROKEN_EXPIRE_NOCAS -DSCENARIO=1|-O0"
+    "hold-broken-comp-confirmed|fail|quick|holds|-DBROKEN_COMP_CONFIRMED -DSCENARIO=1 -DCOMP=1|-O0"
+    "hold-broken-confirm-nocas|fail|quick|holds|-DBROKEN_CONFIRM_NOCAS -DSCENARIO=1|-O0"
+    "hold-broken-confirm-nodeadline|fail|quick|holds|-DBROKEN_CONFIRM_NODEADLINE -DSCENARIO=1|-O0"
+    "hold-broken-expiry-giveup|fail|quick|holds|-DBROKEN_EXPIRY_GIVEUP -DSCENARIO=2|-O0"
+    "hold-broken-resolve-nowait|fail|quick|holds|-DBROKEN_RESOLVE_NOWAIT -DSCENARIO=1 -DDEATHS=1|-O0"
+    "hold-broken-rebuild-silent|fail|quick|holds|-DBROKEN_REBUILD_SILENT_EXPIRY -DSCENARIO=1 -DCRASHES=1|-O0"
     # large configurations of holds.pml (MODEL_DEEP=1)
     "hold-deep-three-crash|pass|deep|holds|-DSCENARIO=5 -DCRASHES=1"
     "hold-deep-death2-crash|pass|deep|holds|-DSCENARIO=2 -DDEATHS=2 -DCRASHES=1"
@@ -173,11 +188,15 @@ configs=(
     "hold-deep-two-clock2|pass|deep|holds|-DSCENARIO=3 -DTMAX=2 -DDEATHS=1"
     "hold-deep-two-comp-crash|pass|deep|holds|-DSCENARIO=3 -DCOMP=1 -DCRASHES=1"
     "hold-deep-deduct-crash|pass|deep|holds|-DSCENARIO=7 -DDEATHS=1 -DCRASHES=1 -DTMAX=2"
+    "hold-deep-impl-typed-three|pass|deep|holds|-DIMPL=1 -DTYPED=1 -DSCENARIO=5 -DDEATHS=1"
+    "hold-deep-impl-typed-two-crash|pass|deep|holds|-DIMPL=1 -DTYPED=1 -DSCENARIO=6 -DDEATHS=1 -DCRASHES=1"
+    "hold-deep-impl-typed-comp-crash|pass|deep|holds|-DIMPL=1 -DTYPED=1 -DSCENARIO=2 -DCOMP=1 -DDEATHS=1 -DCRASHES=1"
+    "hold-deep-impl-typed-retake2|pass|deep|holds|-DIMPL=1 -DTYPED=1 -DSCENARIO=8 -DRETAKE=1 -DDEATHS=2 -DCRASHES=1 -DTMAX=2"
 )
 
 # one configuration: prints one result line into $work/<name>/result
 run_one() {
-    local name=$1 expect=$2 model=$3 flags=$4 hashbits=$5
+    local name=$1 expect=$2 model=$3 flags=$4 hashbits=$5 copt=${6:--O1}
     local dir=$work/$name
     local pml=$model.pml
     mkdir -p "$dir"
@@ -190,7 +209,7 @@ run_one() {
             echo "FAIL $name: spin -a failed: $(head -1 spin.out)" >result
             exit 0
         fi
-        if ! gcc -O1 -w -DSAFETY -DCOLLAPSE -DMEMLIM=8192 -o pan pan.c >gcc.out 2>&1; then
+        if ! gcc "$copt" -w -DSAFETY -DCOLLAPSE -DMEMLIM=8192 -o pan pan.c >gcc.out 2>&1; then
             echo "FAIL $name: gcc failed: $(head -1 gcc.out)" >result
             exit 0
         fi
@@ -247,10 +266,10 @@ done
 echo "hotstock model: ${#selected[@]} configurations, $jobs at a time, work in $work"
 running=0
 for c in "${selected[@]}"; do
-    IFS='|' read -r name expect set model flags <<<"$c"
+    IFS='|' read -r name expect set model flags copt <<<"$c"
     hashbits=24
     [[ $set == deep ]] && hashbits=27
-    run_one "$name" "$expect" "$model" "$flags" "$hashbits" &
+    run_one "$name" "$expect" "$model" "$flags" "$hashbits" "${copt:-}" &
     running=$((running + 1))
     if ((running >= jobs)); then
         wait -n

@@ -17,7 +17,9 @@
  *   crash_tool layout DIR            every file and record: offsets, LSNs,
  *                                    types and deltas (decoded here)
  *   crash_tool setversion FILE V     rewrite a queue file header with format
- *                                    version V and a valid header checksum
+ *                                    version V and a valid header checksum;
+ *                                    V = next: the version after this
+ *                                    build's (one it cannot read)
  *   crash_tool counters DIR SKU...   hs_available() of each SKU via a client
  *   crash_tool readq DIR FROM        read the queue with hs_queue_open/next
  *                                    and check every record returned
@@ -468,7 +470,9 @@ main(int argc, char **argv)
     if (argc == 3 && strcmp(argv[1], "layout") == 0)
         return cmd_layout(argv[2]);
     if (argc == 4 && strcmp(argv[1], "setversion") == 0)
-        return cmd_setversion(argv[2], (uint32_t)strtoul(argv[3], NULL, 10));
+        return cmd_setversion(argv[2], strcmp(argv[3], "next") == 0
+                                           ? HS_QF_FORMAT_VERSION + 1
+                                           : (uint32_t)strtoul(argv[3], NULL, 10));
     if (argc >= 4 && strcmp(argv[1], "counters") == 0)
         return cmd_counters(argv[2], argc - 3, argv + 3);
     if (argc == 5 && strcmp(argv[1], "probe") == 0)

@@ -1273,7 +1273,7 @@ def corrupt_case(base, it, res):
         bad_path, bad_lsn = f["path"], f["first"]
     elif name == "wrong_version":
         f = files[rng.randrange(len(files))]
-        rc, out, err = tool(["setversion", f["path"], "2"])
+        rc, out, err = tool(["setversion", f["path"], "next"])
         if rc != 0:
             return [f"setversion: {err.strip()}"], name
         bad_path, bad_lsn = f["path"], f["first"]

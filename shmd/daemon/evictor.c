@@ -28,9 +28,9 @@
  * three phases:
  *   mark    visit every slot once, in steps of HSD_EVICT_STEP slots between
  *           which it yields; an entry may go when its state is final and
- *           its last record is <= W: DEDUCTED (deducted_lsn), REFUNDED (its
- *           REFUND folded: recorded > deducted_lsn), CANCELLED and EXPIRED
- *           (their record folded: recorded >= deducted_lsn).  A live hold
+ *           its last record is <= W: the record that settled it (DEDUCT or
+ *           CONFIRM, REFUND, CANCEL, EXPIRE) is the one the spiller marked
+ *           in `recorded` (by its type, segment.h).  A live hold
  *           never goes: it holds F below its RESERVE, so a restart finds it
  *           in the queue with its deadline.  Its id goes into the
  *           filter and it becomes a candidate.  FAILED entries (no record,
@@ -264,24 +264,25 @@ evictable(hs_order_slot *o, uint64_t sw, hs_lsn w, hs_lsn *last)
 {
     /* Acquire: pairs with the spiller's release store of recorded.  The
      * state (seq_cst, an acquire) published deducted_lsn. */
-    hs_lsn recorded = atomic_load_explicit(&o->recorded, memory_order_acquire);
+    uint64_t rw = atomic_load_explicit(&o->recorded, memory_order_acquire);
+    hs_lsn recorded = HS_RECORDED_LSN(rw);
     hs_lsn deducted = atomic_load_explicit(&o->deducted_lsn, memory_order_relaxed);
+    unsigned state = HS_STATE_OF(sw);
 
     *last = recorded > deducted ? recorded : deducted;
-    switch (HS_STATE_OF(sw)) {
+    switch (state) {
     case HS_INDEX_DEDUCTED:
-        return deducted != 0 && *last <= w;
     case HS_INDEX_REFUNDED:
-        /* its REFUND folded (the spiller marked it), and applied */
-        if (recorded > deducted && recorded <= w)
-            return true;
-        *last = deducted; /* its REFUND comes after w */
-        return false;
     case HS_INDEX_CANCELLED:
     case HS_INDEX_EXPIRED:
-        /* its CANCEL or EXPIRE (deducted_lsn; 0 when rebuilt) folded, and
-         * applied */
-        return recorded != 0 && recorded >= deducted && recorded <= w;
+        /* the record that settled it folded (the spiller marked it with
+         * its type: a hold just confirmed may still show its RESERVE),
+         * and applied */
+        if (hs_state_of_record(HS_RECORDED_TYPE(rw)) == state && recorded <= w)
+            return true;
+        if (state == HS_INDEX_REFUNDED)
+            *last = deducted; /* its REFUND comes after w */
+        return false;
     default: /* PENDING, REFUNDING, a live hold or one being settled */
         return false;
     }

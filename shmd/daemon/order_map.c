@@ -144,28 +144,20 @@ hsd_order_map_put(hsd_order_map *m, const hs_record *rec)
     }
     e->lsn = rec->lsn;
     e->qty = rec->qty;
+    /* the state by the rule a dead owner's slot is settled by */
+    e->state = (uint8_t)hs_state_of_record(rec->type);
     switch (rec->type) {
     case HS_REC_DEDUCT: /* a deduction, or a retake of an ended hold */
         e->xid = rec->xid;
-        e->state = HS_INDEX_DEDUCTED;
         break;
     case HS_REC_RESERVE:
         e->xid = rec->xid;
         e->deadline_ms = rec->timestamp_us / 1000 + rec->ttl_ms;
-        e->state = HS_INDEX_RESERVED;
         break;
     case HS_REC_CONFIRM:
         e->xid = rec->xid; /* the sale is the confirm's (hold.c) */
-        e->state = HS_INDEX_DEDUCTED;
         break;
-    case HS_REC_CANCEL:
-        e->state = HS_INDEX_CANCELLED;
-        break;
-    case HS_REC_EXPIRE:
-        e->state = HS_INDEX_EXPIRED;
-        break;
-    default: /* REFUND */
-        e->state = HS_INDEX_REFUNDED;
+    default: /* CANCEL, EXPIRE, REFUND: the xid stays the taker's */
         break;
     }
     /* a hold whose RESERVE is before F (settled long ago): still a hold */

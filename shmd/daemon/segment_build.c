@@ -139,8 +139,9 @@ valid_len(const char *s, size_t len, size_t max)
 }
 
 /* See segment.h.  Daemon build only (state STARTING, one thread): inserts
- * with a settled state and no owner (deducted_lsn = recorded, the record
- * that settled it, but 0 for REFUNDED and FAILED), counting
+ * with a settled state and no owner (recorded: the LSN of the record that
+ * settled it, stored with that record's type; deducted_lsn = recorded, but
+ * 0 for REFUNDED and FAILED), counting
  * itself in `passed` of the slots it passes (segment.h, EVICTION).  HS_OK,
  * HS_DUPLICATE (*index: the id is there already), HS_TABLE_FULL,
  * HS_BAD_ARGUMENT (bad length or a non-final state). */
@@ -174,7 +175,11 @@ hs_order_install(hs_header *h, const char *order_id, size_t len, uint32_t sku_in
             o->qty = qty;
             /* Relaxed: the segment is published as a whole by the release
              * store of READY in the header. */
-            atomic_store_explicit(&o->recorded, recorded, memory_order_relaxed);
+            atomic_store_explicit(&o->recorded,
+                                  recorded != 0 ? HS_RECORDED_WORD(recorded,
+                                                                   hs_record_of_state(state))
+                                                : 0,
+                                  memory_order_relaxed);
             atomic_store_explicit(&o->deducted_lsn,
                                   state == HS_INDEX_REFUNDED || state == HS_INDEX_FAILED ? 0
                                                                                          : recorded,

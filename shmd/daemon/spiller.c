@@ -358,7 +358,8 @@ hsd_write_batch(hsd_spiller *sp)
 
             /* pairs with the acquire load of a waiter that found the
              * order's owner dead (segment.h), after spilled_lsn below */
-            atomic_store_explicit(&o->recorded, e->rec.lsn, memory_order_release);
+            atomic_store_explicit(&o->recorded, HS_RECORDED_WORD(e->rec.lsn, e->rec.type),
+                                  memory_order_release);
             /* A new hold: the expirer's from now on.  Its slot is owned
              * (PENDING) by the reserver or by whoever settles it, never
              * evicted meanwhile, so the version read here is the hold's. */

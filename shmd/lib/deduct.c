@@ -36,15 +36,17 @@ typedef enum take_kind {
     TAKE_RETAKE   /* hs_hold_retake: an EXPIRED or CANCELLED hold takes anew */
 } take_kind;
 
-/* Give up our PENDING claim: FAILED, or a retake's slot back as it was. */
+/* Give up our PENDING claim: FAILED, or a retake's slot back as it was
+ * (its hold's xid too: a compensation of the hold's transaction still
+ * finds it). */
 static void
-take_undo(hs_order_slot *o, take_kind kind, unsigned prev, hs_lsn prev_lsn)
+take_undo(hs_order_slot *o, take_kind kind, unsigned prev, uint64_t prev_xid)
 {
     if (kind != TAKE_RETAKE) {
         order_fail(o);
         return;
     }
-    atomic_store_explicit(&o->deducted_lsn, prev_lsn, memory_order_relaxed);
+    atomic_store_explicit(&o->xid, prev_xid, memory_order_relaxed);
     order_set(o, prev);
 }
 
@@ -110,7 +112,7 @@ take_common(hs_client *c, take_kind kind, const char *sku, size_t sku_len, int32
     hs_ring_record rec;
     uint32_t si, oi, ver;
     unsigned prev = HS_INDEX_FAILED;
-    hs_lsn prev_lsn = 0;
+    uint64_t prev_xid = 0;
     bool inserted;
     uint64_t now_us, deadline = 0;
     hs_lsn at;
@@ -224,22 +226,15 @@ again:
                     goto again;
                 if (r != HS_OK)
                     return r;
-                /* A retake of an ended hold.  acq_rel: we own it now; the
-                 * acquire half makes `recorded` and deducted_lsn (its
-                 * CANCEL or EXPIRE, when known) ours: deducted_lsn = the
-                 * later of the two, at or past every record of the order
-                 * so far, so a waiter that settles us after our death
-                 * tells our DEDUCT (recorded > deducted_lsn) apart. */
+                /* A retake of an ended hold.  acq_rel: we own it now.  A
+                 * waiter that settles us after our death reads our DEDUCT,
+                 * or else the CANCEL or EXPIRE we started from, as the
+                 * last record (segment.h). */
                 prev = state;
                 if (atomic_compare_exchange_strong_explicit(
                         &o->state, &w, HS_ORDER_NEXT(w, HS_INDEX_PENDING, self_pid()),
                         memory_order_acq_rel, memory_order_relaxed)) {
-                    hs_lsn rec_lsn = atomic_load_explicit(&o->recorded, memory_order_acquire);
-
-                    prev_lsn = atomic_load_explicit(&o->deducted_lsn, memory_order_relaxed);
-                    atomic_store_explicit(&o->deducted_lsn,
-                                          rec_lsn > prev_lsn ? rec_lsn : (prev_lsn ? prev_lsn : 1),
-                                          memory_order_relaxed);
+                    prev_xid = atomic_load_explicit(&o->xid, memory_order_relaxed);
                     break;
                 }
                 continue;
@@ -288,7 +283,7 @@ again:
 
     /* 3. The counter, only if enough is left. */
     if (!counter_take(s, qty)) {
-        take_undo(o, kind, prev, prev_lsn);
+        take_undo(o, kind, prev, prev_xid);
         return HS_SOLD_OUT;
     }
 
@@ -303,7 +298,7 @@ again:
     r = append_record(c, h, &rec, &at);
     if (r != HS_OK) {
         counter_give(s, qty);
-        take_undo(o, kind, prev, prev_lsn);
+        take_undo(o, kind, prev, prev_xid);
         return r;
     }
 

@@ -415,27 +415,26 @@ wait_spilled_all(hs_client *c, hs_header *h)
 
 /*
  * The owner of order slot o (state word w, an owned state) is dead.  Take
- * the slot over, wait for the spiller, and settle it:
- *   PENDING:   its DEDUCT or RESERVE folded (recorded > deducted_lsn, which
- *              is 0 but for a retake) -> DEDUCTED, or RESERVED for a
- *              reserve (deadline_ms set, deducted_lsn 0)
- *              else -> FAILED, or EXPIRED for a retake (deducted_lsn set)
- *   REFUNDING: its REFUND folded (recorded > deducted_lsn) -> REFUNDED
- *              else -> DEDUCTED (or FAILED for an hs_refund_evicted entry)
- *   CONFIRMING, CANCELLING, EXPIRING: its record folded (recorded >
- *              deducted_lsn) -> DEDUCTED, CANCELLED, EXPIRED (deducted_lsn =
- *              recorded: the record that settled it); else -> RESERVED
+ * the slot over, wait for the spiller, and settle it in the state its last
+ * folded record gives (segment.h, hs_state_of_record): the claim's own
+ * record if it was folded (DEDUCT, RESERVE, CONFIRM, CANCEL, EXPIRE,
+ * REFUND), else the record the claim started from (none: FAILED).
+ * deducted_lsn, which the owner stores just before its state, is not read:
+ * a death between the two stores changes nothing.  When the claim's record
+ * settled the order, deducted_lsn names it (a REFUND keeps its DEDUCT's).
  * A counter change the dead process made without a record stays held back
  * (undersell) until the next daemon rebuilds the counters; a counter raise
- * that may be missing after a folded REFUND is not redone (it might not be
- * missing).  HS_OK when settled (or someone else moved the slot first).
+ * that may be missing after a folded REFUND, CANCEL or EXPIRE is not redone
+ * (it might not be missing).  HS_OK when settled (or someone else moved
+ * the slot first).
  */
 hs_result
 order_resolve_dead(hs_client *c, hs_header *h, hs_order_slot *o, uint64_t w)
 {
     const unsigned state = HS_STATE_OF(w);
     const uint64_t mine = HS_ORDER_NEXT(w, state, self_pid());
-    uint64_t recorded, deducted, final;
+    uint64_t recorded;
+    unsigned type, settled;
     hs_result r;
 
     if (!order_owned_state(state))

@@ -87,18 +87,26 @@
  *                     EMPTY -> INSERTING -> PENDING -> DEDUCTED | FAILED;
  *                     FAILED -> PENDING (a retry after sold out);
  *                     DEDUCTED -> REFUNDING -> REFUNDED | DEDUCTED (released);
- *                     a waiter that finds a PENDING/REFUNDING owner dead waits
- *                     until the spiller has passed every reserved LSN and
- *                     then decides from `recorded`: the spiller marks each
- *                     order slot whose record it folded (release), so a
- *                     record that reached the queue is never denied.  The
- *                     waiter first takes the slot over (CAS to its own pid).
- *                     PENDING: recorded != 0 means its DEDUCT was folded.
- *                     REFUNDING: recorded > deducted_lsn means its REFUND
- *                     was folded (deducted_lsn: the LSN of the DEDUCT that
- *                     made the order DEDUCTED, written by the PENDING owner
- *                     before its release of DEDUCTED; 0 when the entry was
- *                     inserted by hs_refund_evicted()).
+ *                     a waiter that finds an owner (PENDING, REFUNDING, or
+ *                     a hold's claim) dead waits until the spiller has
+ *                     passed every reserved LSN and then decides from
+ *                     `recorded`: the spiller marks each order slot whose
+ *                     record it folded with that record's LSN and type
+ *                     (release), so a record that reached the queue is never
+ *                     denied.  The waiter first takes the slot over (CAS to
+ *                     its own pid), then settles it in the state the last
+ *                     folded record gives (hs_state_of_record: none ->
+ *                     FAILED, DEDUCT or CONFIRM -> DEDUCTED, RESERVE ->
+ *                     RESERVED, CANCEL, EXPIRE, REFUND -> CANCELLED,
+ *                     EXPIRED, REFUNDED).  Nothing the dead owner wrote
+ *                     itself is read for that: an owner stores deducted_lsn
+ *                     and then its state, and a death between the two
+ *                     stores must not change the verdict.  deducted_lsn:
+ *                     the LSN of the record that settled the current state
+ *                     (DEDUCT, RESERVE, CONFIRM, CANCEL, EXPIRE; a REFUND
+ *                     keeps its DEDUCT's), written by the owner before its
+ *                     release of the settled state; 0 when the entry was
+ *                     inserted by hs_refund_evicted().
  *                     xid: the PENDING owner stores it (relaxed) before it
  *                     appends the DEDUCT, so whoever settles a dead owner's
  *                     slot from `recorded` (acquire, after the spiller's
@@ -117,12 +125,12 @@
  *                     once the realtime clock read before the CAS is at or
  *                     past deadline_ms (a confirm claims only before it);
  *                     EXPIRED | CANCELLED -> PENDING (a retake) -> DEDUCTED |
- *                     back.  deducted_lsn is the record that settled the
- *                     current state (RESERVE, CONFIRM, CANCEL, EXPIRE), so a dead
- *                     owner's CONFIRMING / CANCELLING / EXPIRING is decided
- *                     like REFUNDING: recorded > deducted_lsn means its
- *                     record was folded.  A settled hold keeps deadline_ms
- *                     (it tells a confirmed hold from a plain deduction).
+ *                     back.  A dead claimer of a hold is settled by the
+ *                     same rule: its CONFIRM, CANCEL or EXPIRE folded, or
+ *                     else the RESERVE (or the CANCEL / EXPIRE a retake
+ *                     started from) is the last record.  A settled hold
+ *                     keeps deadline_ms (it tells a confirmed hold from a
+ *                     plain deduction).
  *                     DEDUCTED | REFUNDED | FAILED | DEAD | CANCELLED |
  *                     EXPIRED -> EVICTING -> EMPTY(version + 1): the evictor
  *                     only (see below); RESERVED and the claimed states
@@ -264,6 +272,63 @@ hs_seq_claimer(uint64_t seq)
     return (pid_t)((seq >> 32) & 0x3fffffffu);
 }
 
+/* order.recorded: the LSN of the last record of the order the spiller
+ * folded, with that record's type (HS_REC_*) in the top byte; 0 when none.
+ * One word, so a reader never pairs one record's LSN with another's type. */
+#define HS_RECORDED_TYPE_SHIFT 56
+#define HS_RECORDED_WORD(lsn, type) \
+    (((uint64_t)(type) << HS_RECORDED_TYPE_SHIFT) | (uint64_t)(lsn))
+#define HS_RECORDED_LSN(r) ((hs_lsn)((r) & ((UINT64_C(1) << HS_RECORDED_TYPE_SHIFT) - 1)))
+#define HS_RECORDED_TYPE(r) ((unsigned)((r) >> HS_RECORDED_TYPE_SHIFT))
+
+/*
+ * The settled state an order's last record gives it.  The one rule by
+ * which a dead owner's slot is settled (order_resolve_dead: from the type
+ * in `recorded`) and an order rebuilt from the queue (recovery): the last
+ * record says what the order is, whoever wrote which field before dying.
+ * No record: FAILED (nothing taken).
+ */
+static inline unsigned
+hs_state_of_record(unsigned type)
+{
+    switch (type) {
+    case HS_REC_DEDUCT:  /* a deduction, or a retake of an ended hold */
+    case HS_REC_CONFIRM: /* a hold made a sale */
+        return HS_INDEX_DEDUCTED;
+    case HS_REC_RESERVE:
+        return HS_INDEX_RESERVED;
+    case HS_REC_CANCEL:
+        return HS_INDEX_CANCELLED;
+    case HS_REC_EXPIRE:
+        return HS_INDEX_EXPIRED;
+    case HS_REC_REFUND:
+        return HS_INDEX_REFUNDED;
+    default:
+        return HS_INDEX_FAILED;
+    }
+}
+
+/* A record type that gives a settled state (its inverse, for an install);
+ * 0 (none) for FAILED. */
+static inline unsigned
+hs_record_of_state(unsigned state)
+{
+    switch (state) {
+    case HS_INDEX_DEDUCTED:
+        return HS_REC_DEDUCT;
+    case HS_INDEX_RESERVED:
+        return HS_REC_RESERVE;
+    case HS_INDEX_CANCELLED:
+        return HS_REC_CANCEL;
+    case HS_INDEX_EXPIRED:
+        return HS_REC_EXPIRE;
+    case HS_INDEX_REFUNDED:
+        return HS_REC_REFUND;
+    default:
+        return 0;
+    }
+}
+
 /* slot state words: low 8 bits state, bits 8..31 the owner's pid (Linux
  * pid_max <= 2^22), bits 32..63 the slot's version (order slots only) */
 #define HS_STATE_MASK UINT64_C(0xff)
@@ -357,7 +422,8 @@ typedef struct hs_sku_slot {
 typedef struct hs_order_slot {
     alignas(HS_CACHE_LINE) _Atomic uint64_t state; /* HS_STATE_WORD(hs_order_slot_state, pid) */
     uint64_t hash;
-    _Atomic uint64_t recorded;     /* LSN of the last record of this order the spiller folded */
+    _Atomic uint64_t recorded;     /* HS_RECORDED_WORD of the last record of this order the
+                                      spiller folded (release), 0 for none */
     _Atomic uint64_t deducted_lsn; /* LSN of its DEDUCT (PENDING owner, relaxed, before the
                                       release of DEDUCTED); 0 if never deducted here */
     _Atomic uint64_t xid;          /* full xid of the (sub)transaction its DEDUCT carries, 0

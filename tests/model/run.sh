@@ -152,9 +152,11 @@ configs=(
     "hold-crash-death|pass|quick|holds|-DSCENARIO=2 -DCRASHES=1 -DDEATHS=1|-O0"
     "hold-comp-death|pass|quick|holds|-DSCENARIO=2 -DCOMP=1 -DDEATHS=1|-O0"
     "hold-retake-typed|pass|quick|holds|-DSCENARIO=4 -DRETAKE=1 -DTYPED=1 -DDEATHS=1 -DCRASHES=1|-O0"
-    # IMPL=1: the code as it landed (hold.c, deduct.c, index.c, refund.c,
-    # segment_build.c): the LSN base in deducted_lsn.  It fails (H8, H9 in
-    # the README); with the record's type in the slot (TYPED=1) it passes;
+    # IMPL=1 TYPED=1: the code (hold.c, deduct.c, index.c, refund.c,
+    # segment_build.c): its stores, and a dead owner settled by the type of
+    # the last folded record (segment.h, hs_state_of_record).  IMPL=1
+    # alone: its first version, which decided from an LSN base in
+    # deducted_lsn and fails (H8, H9 in the README; kept below as must-fail);
     # IMPL_ONESTEP: as if each owner's deducted_lsn and state stores were one
     "hold-retake-impl-typed|pass|quick|holds|-DIMPL=1 -DTYPED=1 -DSCENARIO=4 -DRETAKE=1 -DDEATHS=1 -DCRASHES=1|-O0"
     "hold-deduct-impl-typed|pass|quick|holds|-DIMPL=1 -DTYPED=1 -DSCENARIO=7 -DDEATHS=1|-O0"
@@ -167,7 +169,8 @@ configs=(
     "hold-api-deduct-deadline|fail|quick|holds|-DAPI_DEDUCT_STALE_DEADLINE -DSCENARIO=7 -DDEATHS=1|-O0"
     "hold-api-record-timestamp|fail|quick|holds|-DAPI_RECORD_TIMESTAMP -DSCENARIO=1 -DCRASHES=1|-O0"
     "hold-api-install-dlsn|fail|quick|holds|-DAPI_INSTALL_DLSN -DSCENARIO=1 -DCRASHES=1 -DDEATHS=1|-O0"
-    # the code as it landed (IMPL=1): findings H8, H9 (README)
+    # the code's first version (IMPL=1, the LSN base): findings H8, H9
+    # (README), fixed by the typed rule
     "hold-retake-impl|fail|quick|holds|-DIMPL=1 -DSCENARIO=4 -DRETAKE=1 -DDEATHS=1 -DCRASHES=1|-O0"
     "hold-impl-cancel-oversell|fail|quick|holds|-DIMPL=1 -DNO_P5 -DSCENARIO=1 -DDEATHS=1|-O0"
     "hold-impl-onestep-cancel-retake|fail|quick|holds|-DIMPL=1 -DIMPL_ONESTEP -DSCENARIO=8 -DRETAKE=1 -DDEATHS=1|-O0"

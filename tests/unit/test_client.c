@@ -305,7 +305,7 @@ test_dead_owners(hsd_ctl *d, hs_client *c)
     CHECK(wait_spilled(c, lsn1));
     CHECK_R(hs_order_find(h, S("do-1"), &oi), HS_OK);
     o = &hs_order_table(h)[oi];
-    CHECK_EQ(atomic_load(&o->recorded), lsn1);
+    CHECK_EQ(atomic_load(&o->recorded), HS_RECORDED_WORD(lsn1, HS_REC_DEDUCT));
     CHECK_EQ(atomic_load(&o->deducted_lsn), lsn1);
     CHECK(forge(&o->state, HS_INDEX_DEDUCTED, HS_STATE_WORD(HS_INDEX_PENDING, gone)));
     atomic_store(&o->deducted_lsn, 0); /* it died before writing it */
@@ -323,7 +323,7 @@ test_dead_owners(hsd_ctl *d, hs_client *c)
     /* REFUNDING of a dead process whose REFUND was folded: it stands, and
      * the counter is not raised twice. */
     CHECK(wait_spilled(c, lsn2));
-    CHECK_EQ(atomic_load(&o->recorded), lsn2);
+    CHECK_EQ(atomic_load(&o->recorded), HS_RECORDED_WORD(lsn2, HS_REC_REFUND));
     CHECK(forge(&o->state, HS_INDEX_REFUNDED, HS_STATE_WORD(HS_INDEX_REFUNDING, gone)));
     CHECK_R(hs_refund(c, S("do-1"), NULL, NULL, NULL), HS_ALREADY_REFUNDED);
     CHECK_EQ(HS_STATE_OF(atomic_load(&o->state)), HS_INDEX_REFUNDED);

@@ -3,7 +3,8 @@
  * test_holds.c
  *      Holds (reservations with a time-to-live) against a real hotstockd:
  *      reserve, confirm, cancel, expiry by the daemon, two-phase claims,
- *      retake, compensation, a dead settler, and holds across a clean
+ *      retake, compensation, a dead settler (and one killed between its
+ *      last two stores), and holds across a clean
  *      restart and a SIGKILL (deadlines kept; a hold due while no daemon
  *      ran expires at once).
  *
@@ -256,6 +257,72 @@ test_dead_settler(hsd_ctl *d, hs_client *c)
     CHECK_EQ(avail(c, "pen"), 3);
 }
 
+/* Forge a state change, as if a process had made it and died. */
+static bool
+forge(_Atomic uint64_t *state, unsigned from, uint64_t to)
+{
+    uint64_t w = atomic_load(state);
+
+    if (HS_STATE_OF(w) != from)
+        return false;
+    return atomic_compare_exchange_strong(state, &w, to);
+}
+
+/* An owner killed between its last two stores (deducted_lsn = its record,
+ * then its settled state) is settled by the type of the last record the
+ * spiller folded, never by what the owner wrote: forged here by putting
+ * the claim's state back over a slot the owner settled. */
+static void
+test_dead_between_stores(hsd_ctl *d, hs_client *c)
+{
+    char real[4096];
+    hs_header *h = NULL;
+    hs_order_slot *o;
+    uint32_t oi;
+    hs_lsn lsn;
+    pid_t gone = hs_test_gone_pid();
+
+    if (!CHECK(realpath(d->dir, real) != NULL) || !CHECK_R(hs_segment_map(real, &h), HS_OK))
+        return;
+    CHECK_R(hs_put_sku(c, S("cup"), 2, NULL), HS_OK);
+
+    /* A canceller: CANCEL folded, the unit back, killed before CANCELLED.
+     * Read as "no CANCEL", the hold would be live again and a confirm
+     * would sell a unit that is back in `available`. */
+    CHECK_R(hs_reserve(c, S("cup"), 1, S("b-1"), 0, 600000, UINT64_MAX, &lsn, NULL), HS_OK);
+    CHECK_R(hs_hold_settle(c, HS_HOLD_CANCEL, S("b-1"), 0, &lsn), HS_OK);
+    CHECK_R(hs_wait_durable(c, lsn, 5000), HS_OK);
+    CHECK_EQ(avail(c, "cup"), 2);
+    CHECK_R(hs_order_find(h, S("b-1"), &oi), HS_OK);
+    o = &hs_order_table(h)[oi];
+    CHECK(forge(&o->state, HS_INDEX_CANCELLED, HS_STATE_WORD(HS_INDEX_CANCELLING, gone)));
+    CHECK_R(hs_hold_settle(c, HS_HOLD_CONFIRM, S("b-1"), 0, &lsn), HS_HOLD_CANCELLED);
+    CHECK_EQ(status_of(c, "b-1"), HS_ORDER_STATUS_CANCELLED);
+    CHECK_EQ(avail(c, "cup"), 2);
+
+    /* A reserver: RESERVE folded, killed before RESERVED.  Read as "a
+     * retake that took nothing", it would end EXPIRED with its unit never
+     * given back. */
+    CHECK_R(hs_reserve(c, S("cup"), 1, S("b-2"), 0, 600000, UINT64_MAX, &lsn, NULL), HS_OK);
+    CHECK_R(hs_wait_durable(c, lsn, 5000), HS_OK);
+    CHECK_EQ(avail(c, "cup"), 1);
+    CHECK_R(hs_order_find(h, S("b-2"), &oi), HS_OK);
+    o = &hs_order_table(h)[oi];
+    CHECK(forge(&o->state, HS_INDEX_RESERVED, HS_STATE_WORD(HS_INDEX_PENDING, gone)));
+    CHECK_R(hs_hold_settle(c, HS_HOLD_CANCEL, S("b-2"), 0, &lsn), HS_OK);
+    CHECK_EQ(avail(c, "cup"), 2);
+
+    /* A retake of that CANCELLED hold, killed before its record: the
+     * CANCEL is still the last record, so it stays CANCELLED (not EXPIRED)
+     * and nothing was taken. */
+    CHECK_R(hs_wait_durable(c, lsn, 5000), HS_OK);
+    CHECK(forge(&o->state, HS_INDEX_CANCELLED, HS_STATE_WORD(HS_INDEX_PENDING, gone)));
+    CHECK_R(hs_hold_settle(c, HS_HOLD_CONFIRM, S("b-2"), 0, &lsn), HS_HOLD_CANCELLED);
+    CHECK_EQ(status_of(c, "b-2"), HS_ORDER_STATUS_CANCELLED);
+    CHECK_EQ(avail(c, "cup"), 2);
+    hs_segment_unmap(h);
+}
+
 /* Holds across a clean stop and a SIGKILL: states, deadlines and units
  * come back; a hold whose deadline passed while no daemon ran expires at
  * once after the start. */
@@ -331,6 +398,7 @@ main(void)
     test_expiry(c);
     test_compensate(c);
     test_dead_settler(&d, c);
+    test_dead_between_stores(&d, c);
     test_restart(&d, c);
     hs_detach(c);
     CHECK_EQ(hsd_ctl_stop(&d), 0);

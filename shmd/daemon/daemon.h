@@ -372,16 +372,19 @@ void hsd_evictor_stop(hsd_daemon *d);
  * expirer.c: the expiry of holds
  *-------------------------------------------------------------------------
  */
+/* The empty heap, before recovery (0, or -1 out of memory). */
+int hsd_expirer_init(hsd_daemon *d);
 /* Add a live hold (order slot and its version) due at deadline_ms (unix
  * ms).  Thread-safe: the spiller after it folded a RESERVE, recovery for
  * the holds it installed. */
 void hsd_expirer_add(hsd_daemon *d, uint64_t deadline_ms, uint32_t slot, uint32_t version);
 /* Holds waiting for their deadline. */
 uint64_t hsd_expirer_holds(hsd_daemon *d);
-/* Start the thread (segment READY); stop it (before the ring is fenced)
- * and free the heap. */
+/* Start the thread (segment READY); stop it (before the ring is fenced);
+ * free the heap (after the spiller and the control thread are joined). */
 int hsd_expirer_start(hsd_daemon *d);
 void hsd_expirer_stop(hsd_daemon *d);
+void hsd_expirer_free(hsd_daemon *d);
 
 /*-------------------------------------------------------------------------
  * checkpointer.c: the checkpointer thread, checkpoints, queue file sync

@@ -17,7 +17,11 @@
  *  - the heap, under ex->mu: the spiller adds a batch of entries after it
  *    folded their RESERVE records (hsd_expirer_add, from hsd_write_batch),
  *    recovery adds the holds it installed (before any thread runs), and
- *    this thread pops and re-adds.  ex->cv wakes this thread when an entry
+ *    this thread pops and re-adds.  It is made before recovery
+ *    (hsd_expirer_init) and freed only after the spiller is joined
+ *    (hsd_expirer_free), so every thread that adds finds it; a smart stop
+ *    stops this thread first (no EXPIRE after the fence) and the spiller's
+ *    last additions stay unread, as a restart rebuilds them.  ex->cv wakes this thread when an entry
  *    earlier than the one it sleeps for arrives, or at stop;
  *  - the order slots, only through hs_hold_expire() (segment.h's protocol):
  *    an entry names a slot and its version, so a slot evicted and reused
@@ -126,30 +130,32 @@ heap_pop(hsd_expirer *ex)
  *-------------------------------------------------------------------------
  */
 
-static hsd_expirer *
-expirer_get(hsd_daemon *d)
+/* The empty heap, before recovery adds to it and before any thread runs:
+ * it lives as long as the daemon (hsd_expirer_free, after the spiller,
+ * which adds to it, is joined).  0, or -1 out of memory. */
+int
+hsd_expirer_init(hsd_daemon *d)
 {
-    hsd_expirer *ex = d->expirer;
+    hsd_expirer *ex = calloc(1, sizeof(*ex));
     pthread_condattr_t attr;
 
-    if (ex != NULL)
-        return ex;
-    ex = calloc(1, sizeof(*ex));
-    if (ex == NULL)
-        hsd_fatal("expirer: out of memory");
+    if (ex == NULL) {
+        hsd_log(HSD_ERROR, "expirer: out of memory");
+        return -1;
+    }
     pthread_mutex_init(&ex->mu, NULL);
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&ex->cv, &attr);
     pthread_condattr_destroy(&attr);
     d->expirer = ex;
-    return ex;
+    return 0;
 }
 
 void
 hsd_expirer_add(hsd_daemon *d, uint64_t deadline_ms, uint32_t slot, uint32_t version)
 {
-    hsd_expirer *ex = expirer_get(d);
+    hsd_expirer *ex = d->expirer;
     bool wake;
 
     pthread_mutex_lock(&ex->mu);
@@ -270,7 +276,7 @@ hsd_expirer_main(void *arg)
 int
 hsd_expirer_start(hsd_daemon *d)
 {
-    hsd_expirer *ex = expirer_get(d);
+    hsd_expirer *ex = d->expirer;
     int rc;
 
     if (ex->count > 0)
@@ -285,21 +291,31 @@ hsd_expirer_start(hsd_daemon *d)
     return 0;
 }
 
+/* Stop the thread; the heap stays (the spiller may still add to it). */
 void
 hsd_expirer_stop(hsd_daemon *d)
 {
     hsd_expirer *ex = d->expirer;
 
+    if (ex == NULL || !d->expirer_running)
+        return;
+    pthread_mutex_lock(&ex->mu);
+    ex->exit = true;
+    pthread_mutex_unlock(&ex->mu);
+    pthread_cond_signal(&ex->cv);
+    pthread_join(d->expirer_thread, NULL);
+    d->expirer_running = false;
+}
+
+/* Free the heap: no thread may add to it any more (spiller joined, the
+ * control thread that reads its size stopped). */
+void
+hsd_expirer_free(hsd_daemon *d)
+{
+    hsd_expirer *ex = d->expirer;
+
     if (ex == NULL)
         return;
-    if (d->expirer_running) {
-        pthread_mutex_lock(&ex->mu);
-        ex->exit = true;
-        pthread_mutex_unlock(&ex->mu);
-        pthread_cond_signal(&ex->cv);
-        pthread_join(d->expirer_thread, NULL);
-        d->expirer_running = false;
-    }
     free(ex->heap);
     pthread_cond_destroy(&ex->cv);
     pthread_mutex_destroy(&ex->mu);

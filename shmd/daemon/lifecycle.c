@@ -278,6 +278,7 @@ hsd_stop_smart(hsd_daemon *d)
     }
 
     hsd_control_stop(d);
+    hsd_expirer_free(d);
     hsd_retire_segment(d);
     hs_qf_writer_close(d->writer);
     d->writer = NULL;
@@ -485,7 +486,7 @@ hsd_start(const hsd_cli *cli)
             d->settings.flush_interval_ms, d->settings.queue_file_size,
             d->settings.checkpoint_interval_s);
 
-    if (hsd_recover(d) != 0) {
+    if (hsd_expirer_init(d) != 0 || hsd_recover(d) != 0) {
         if (!d->foreground)
             fprintf(stderr, "hotstockd: start failed; see %s\n", d->log_path);
         return HSD_EXIT_FAILURE;

@@ -460,8 +460,12 @@ hsd_build_segment(hsd_daemon *d, hsd_replay *rp, hs_lsn last, const hs_filter_me
         uint32_t sku_idx, idx;
         hs_result r;
 
-        if (hsd_filter_evicted(d, o->hash, o->lsn)) {
-            not_indexed++; /* evicted before: it stays evicted */
+        /* Evicted before: it stays evicted.  Never a live hold: the
+         * evictor keeps those, so a filter hit is a false positive, and
+         * skipping it would keep its units taken with nothing to expire
+         * it. */
+        if (o->state != HS_INDEX_RESERVED && hsd_filter_evicted(d, o->hash, o->lsn)) {
+            not_indexed++;
             continue;
         }
         r = hs_sku_find(h, rp->orders.arena + o->sku_off, o->sku_len, true, &sku_idx);

@@ -70,6 +70,11 @@
  * slot (a PENDING deduction, a claimed refund) before giving up with
  * HS_QUEUE_FULL ("busy, retry"): never hang on a stopped process. */
 #define HS_OWNER_WAIT_MS 10000
+/* How long an insert into a full order index waits for the evictor to
+ * empty a slot before HS_TABLE_FULL: a burst faster than the drain fills
+ * the index, and the evictor frees it as the drain catches up (the
+ * waiting clients give it the CPU), so the burst is slowed, not refused. */
+#define HS_INDEX_WAIT_MS 5000
 /* How long a dead owner's slot waits for the spiller to pass every reserved
  * LSN: a stuck slot is abandoned after HS_STALL_ABANDON_MS, so this is
  * that plus room for a slow disk. */

@@ -340,31 +340,53 @@ order_insert_new(const hs_client *c, hs_header *h, const char *order_id, size_t 
  * slot's version: a later state with another version is another entry),
  * *inserted false.  Absent: with ins, inserted as ins->state owned by this
  * process under the id's stripe lock (HS_OK, *inserted true); without,
- * HS_NOT_FOUND.  HS_TABLE_FULL when absent and no slot is free;
- * HS_QUEUE_FULL / HS_DAEMON_DOWN when a slot being inserted by a live
- * process stays so (see owner_wait_step).
+ * HS_NOT_FOUND.  HS_TABLE_FULL when absent and no slot frees up within
+ * HS_INDEX_WAIT_MS (the stripe lock is not held while it waits; the
+ * evictor's pass under pressure empties the drained entries); HS_QUEUE_FULL
+ * / HS_DAEMON_DOWN when a slot being inserted by a live process stays so
+ * (see owner_wait_step).
  */
 hs_result
 order_probe(const hs_client *c, hs_header *h, const char *order_id, size_t len,
             const order_insert *ins, uint32_t *index, uint32_t *ver, bool *inserted)
 {
     const uint64_t hash = hs_hash(order_id, len);
+    uint64_t deadline = 0;
+    unsigned round = HS_SPIN_ROUNDS + HS_YIELD_ROUNDS; /* sleep at once */
     hs_stripe *lock;
     hs_result r;
 
     *inserted = false;
     if (ins == NULL)
         return order_lookup(c, h, order_id, len, hash, index, ver);
-    r = stripe_lock(c, h, hash, &lock);
-    if (r != HS_OK)
-        return r;
-    r = order_lookup(c, h, order_id, len, hash, index, ver);
-    if (r == HS_NOT_FOUND) {
-        r = order_insert_new(c, h, order_id, len, hash, ins, index, ver);
-        *inserted = r == HS_OK;
+    for (;;) {
+        uint64_t now;
+
+        r = stripe_lock(c, h, hash, &lock);
+        if (r != HS_OK)
+            return r;
+        r = order_lookup(c, h, order_id, len, hash, index, ver);
+        if (r == HS_NOT_FOUND) {
+            r = order_insert_new(c, h, order_id, len, hash, ins, index, ver);
+            *inserted = r == HS_OK;
+        }
+        stripe_unlock(lock);
+        if (r != HS_TABLE_FULL || c == NULL)
+            return r;
+        now = hs_now_monotonic_ms();
+        if (deadline == 0) {
+            deadline = now + HS_INDEX_WAIT_MS;
+        } else if (now >= deadline) {
+            hs_set_error("order index of %s is full (%u slots) and the evictor freed no slot "
+                         "within %d ms (it empties only orders the drain has applied): is the "
+                         "drain running?  Else raise order_capacity, or lower order_retention",
+                         c->dir, h->order_capacity, HS_INDEX_WAIT_MS);
+            return r;
+        }
+        if (!daemon_alive(c, h, &r))
+            return r;
+        backoff(&round);
     }
-    stripe_unlock(lock);
-    return r;
 }
 
 /* See segment.h: HS_OK (*index) or HS_NOT_FOUND.  Waits for a slot being
@@ -452,44 +474,15 @@ order_resolve_dead(hs_client *c, hs_header *h, hs_order_slot *o, uint64_t w)
         atomic_store_explicit(&o->state, w, memory_order_release);
         return r;
     }
-    /* Acquire: pairs with the spiller's release store of recorded. */
+    /* Acquire: pairs with the spiller's release store of recorded; every
+     * record of the order is folded by now (wait_spilled_all). */
     recorded = atomic_load_explicit(&o->recorded, memory_order_acquire);
-    /* Relaxed: written by a PENDING owner before its release of DEDUCTED,
-     * which our take-over CAS acquired. */
-    deducted = atomic_load_explicit(&o->deducted_lsn, memory_order_relaxed);
-    if (state == HS_INDEX_PENDING) {
-        /* Relaxed: written by the PENDING owner before its record. */
-        bool hold = atomic_load_explicit(&o->deadline_ms, memory_order_relaxed) != 0;
-
-        if (recorded > deducted) {
-            final = HS_ORDER_NEXT(w, hold && deducted == 0 ? HS_INDEX_RESERVED : HS_INDEX_DEDUCTED,
-                                  0);
-            atomic_store_explicit(&o->deducted_lsn, recorded, memory_order_relaxed);
-        } else if (deducted != 0) {
-            final = HS_ORDER_NEXT(w, HS_INDEX_EXPIRED, 0); /* a retake that took nothing */
-        } else {
-            final = HS_ORDER_NEXT(w, HS_INDEX_FAILED, 0);
-        }
-    } else if (state != HS_INDEX_REFUNDING) {
-        if (recorded <= deducted)
-            final = HS_ORDER_NEXT(w, HS_INDEX_RESERVED, 0);
-        else if (state == HS_INDEX_CONFIRMING) {
-            atomic_store_explicit(&o->deducted_lsn, recorded, memory_order_relaxed);
-            final = HS_ORDER_NEXT(w, HS_INDEX_DEDUCTED, 0);
-        } else {
-            atomic_store_explicit(&o->deducted_lsn, recorded, memory_order_relaxed);
-            final = HS_ORDER_NEXT(w, state == HS_INDEX_CANCELLING ? HS_INDEX_CANCELLED
-                                                                  : HS_INDEX_EXPIRED,
-                                  0);
-        }
-    } else {
-        if (recorded > deducted)
-            final = HS_ORDER_NEXT(w, HS_INDEX_REFUNDED, 0);
-        else
-            final = HS_ORDER_NEXT(w, deducted != 0 ? HS_INDEX_DEDUCTED : HS_INDEX_FAILED, 0);
-    }
+    type = HS_RECORDED_TYPE(recorded);
+    settled = hs_state_of_record(type);
+    if (type != HS_REC_REFUND && settled != HS_INDEX_FAILED)
+        atomic_store_explicit(&o->deducted_lsn, HS_RECORDED_LSN(recorded), memory_order_relaxed);
     /* Release: publishes deducted_lsn with the settled state; we own it. */
-    atomic_store_explicit(&o->state, final, memory_order_release);
+    atomic_store_explicit(&o->state, HS_ORDER_NEXT(w, settled, 0), memory_order_release);
     return HS_OK;
 }
 

@@ -42,8 +42,9 @@
 # It passes when: no statement failed with HS003 (the server log carries
 # each error's SQLSTATE, %e in log_line_prefix; pgbench's own output is
 # searched for the message too), the non-kill segments had no error at
-# all and every kill segment only the connection losses of the reset; the
-# index fill stayed below 1.0 (peak printed); each daemon life served more
+# all and every kill segment only the connection losses of the reset (a
+# full index makes new orders wait for the evictor, never fail: the peak
+# fill is printed); each daemon life served more
 # unique orders than the capacity; every retry answered as above; each
 # victim's order was compensated (refunded, HS005 on retry); the rate
 # after the restart is at least (1 - SOAK_MAX_DROP) of the rate before;
@@ -617,7 +618,10 @@ expect "no hotstock error (HS...) logged at all" "$(grep -c '^HS' <<<"$ALL_ERROR
 read -r PEAK PEAK_CAP NSAMPLES <<<"$(fill_peak '')"
 PEAK_FILL=$(awk -v a="$PEAK" -v b="$PEAK_CAP" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')
 check "the sampler read the index fill (>= 20 samples: $NSAMPLES)" test "$NSAMPLES" -ge 20
-check "order index fill stayed below 1.0 (peak $PEAK_FILL: $PEAK of $PEAK_CAP)" test "$PEAK" -lt "$PEAK_CAP"
+# A burst faster than the drain may fill the index: new orders then wait
+# (up to HS_INDEX_WAIT_MS) for the evictor instead of failing, so the peak
+# is reported, and what must hold is that none failed (HS003, above).
+say "order index fill peak $PEAK_FILL ($PEAK of $PEAK_CAP; at 1.0 new orders wait for the evictor)"
 check "daemon life 1 served more unique orders than order_capacity ($ORDERS_LIFE1 > $CAPACITY)" \
     test "$ORDERS_LIFE1" -gt "$CAPACITY"
 check "daemon life 2 served more unique orders than order_capacity ($ORDERS_LIFE2 > $CAPACITY)" \

@@ -787,15 +787,38 @@ test_capacity(void)
     ok = 0;
     for (uint32_t i = 0; i <= st.order_capacity && r == HS_OK; i++) {
         snprintf(id, sizeof(id), "f-%u", i);
+        t0 = now_s();
         r = hs_deduct(c, S("hot"), 1, S(id), 0, &lsn);
         ok += r == HS_OK;
     }
     CHECK_R(r, HS_TABLE_FULL);
+    /* ... after waiting HS_INDEX_WAIT_MS (5 s) for the evictor, which
+     * frees nothing here: no drain has applied anything */
+    CHECK(now_s() - t0 >= 4.5);
     CHECK_EQ(ok + used, st.order_capacity);
     CHECK_EQ(avail(c, "hot"), 1000 - ok);
     /* A retry of a known id still answers. */
     CHECK_R(hs_deduct(c, S("hot"), 1, S("f-0"), 0, &lsn), HS_DUPLICATE);
-    CHECK_R(hs_refund(c, S("f-0"), NULL, NULL, NULL), HS_OK);
+    CHECK_R(hs_refund(c, S("f-0"), &lsn, NULL, NULL), HS_OK);
+    /* A new order waits for a slot, and gets one as soon as a drain
+     * applies the orders (a second process publishes applied_lsn after
+     * 300 ms; the evictor empties the drained entries under pressure). */
+    CHECK_R(hs_wait_durable(c, lsn, 5000), HS_OK);
+    {
+        pid_t drain = fork();
+
+        if (drain == 0) {
+            hs_client *dc = NULL;
+
+            hsd_ctl_nap_ms(300);
+            _exit(hs_attach(d.dir, &dc) == HS_OK && hs_publish_applied(dc, lsn) == HS_OK ? 0 : 1);
+        }
+        t0 = now_s();
+        CHECK_R(hs_deduct(c, S("hot"), 1, S("f-new"), 0, &lsn), HS_OK);
+        CHECK(now_s() - t0 >= 0.25);
+        CHECK(now_s() - t0 < 4.5);
+        CHECK(drain > 0 && waitpid(drain, NULL, 0) == drain);
+    }
 
     hs_detach(c);
     CHECK_EQ(hsd_ctl_stop(&d), 0);

@@ -3,14 +3,19 @@
 # oversold, nothing is applied twice, nothing is skipped.
 #
 # Under a pgbench load of deductions, refunds (autocommit and in blocks),
-# rolled-back deductions and retries on one SKU, it kills in turn:
+# rolled-back deductions and retries on one SKU, and of holds on a second
+# (reserve then confirm, reserve then cancel, reserve left to expire,
+# reserve rolled back), it kills in turn:
 #   1. the drain worker (the postmaster then resets every backend),
-#   2. a backend in the middle of a hotstock.deduct() call,
+#   2. a backend in the middle of a hotstock.deduct() call, then one in
+#      the middle of hotstock.reserve(), confirm() or cancel(),
 #   3. the postmaster itself (then the cluster is started again),
 #   4. hotstockd (the drain must keep draining from the queue files while
 #      the daemon is down; then the daemon is started again),
 #   5. a backend whose transaction deducted and is still open: no rollback
-#      runs; the drain sees its xid never commit and compensates it.
+#      runs; the drain sees its xid never commit and compensates it; the
+#      same for a backend whose open transaction reserved: its hold is
+#      cancelled and its units come back.
 # After each kill it waits (bounded) for the cluster to serve again.  Then,
 # with the load stopped and the drain caught up:
 #   - each order is in hotstock.ledger once; every order the app holds as
@@ -19,8 +24,13 @@
 #     kill between commit and the callback: undersold, counted, allowed);
 #   - stock.sold = units of unrefunded ledger rows, available + sold =
 #     stock: never oversold;
+#   - the holds' SKU, once every hold ended: available + sold = stock and
+#     nothing reserved; every acknowledged confirm is a confirmed sale in
+#     the ledger, every acknowledged cancel a cancelled hold, none both;
+#     every acknowledged reserve is in the ledger once; stock.sold = units
+#     of the confirmed holds;
 #   - after a daemon restart (counters rebuilt from checkpoint + queue),
-#     hotstock.available() equals stock.available exactly.
+#     hotstock.available() equals stock.available exactly, for both SKUs.
 #
 # Environment: PGHOST/PGPORT/PGUSER/PGDATABASE, HOTSTOCK_DIR (lib.bash);
 # KILL_CLIENTS (32), KILL_STOCK (20000).  Restarts use scripts/cluster.sh
@@ -48,12 +58,17 @@ make_test_tables || fail "test tables"
 SKU=kill-$RUN_ID
 q "SELECT hotstock.put_sku('$SKU', $STOCK)" >/dev/null || fail "put_sku"
 write_load_scripts "$WORK" "$SKU" "K$RUN_ID"
+SKUH=holds-$RUN_ID
+q "SELECT hotstock.put_sku('$SKUH', $STOCK)" >/dev/null || fail "put_sku (holds)"
+write_hold_scripts "$WORK" "$SKUH" "H$RUN_ID"
 PGDATA_DIR=$(q "SHOW data_directory")
 
 # Load in the background until killed or 60 s are over.
 load_start() {
     "$PGBENCH" -n -c "$CLIENTS" -j 2 -T 60 -f "$WORK/deduct.sql@6" -f "$WORK/refund.sql@2" \
-        -f "$WORK/refund_block.sql@1" -f "$WORK/rollback.sql@1" >"$WORK/load-$1.out" 2>&1 &
+        -f "$WORK/refund_block.sql@1" -f "$WORK/rollback.sql@1" \
+        -f "$WORK/hold_confirm.sql@3" -f "$WORK/hold_cancel.sql@1" -f "$WORK/hold_expire.sql@1" \
+        -f "$WORK/hold_rollback.sql@1" >"$WORK/load-$1.out" 2>&1 &
     LOAD_PID=$!
 }
 
@@ -118,6 +133,22 @@ DRAIN_PID=$(drain_pid)
 check "2. SIGKILL a backend running hotstock.deduct (pid ${VICTIM:-none})" kill_pid KILL "$VICTIM"
 load_stop
 check "2. serving again after the reset" wait_for 60 serving_after_reset "$DRAIN_PID"
+
+load_start backend-hold
+check "2b. load running" load_running
+hold_victim_found() {
+    VICTIM=$(q "SELECT pid FROM pg_stat_activity
+                WHERE application_name = 'pgbench' AND state = 'active'
+                  AND query ~ 'hotstock\.(reserve|confirm|cancel)' LIMIT 1" 2>/dev/null)
+    [ -n "$VICTIM" ]
+}
+VICTIM=
+wait_for 15 hold_victim_found
+DRAIN_PID=$(drain_pid)
+check "2b. SIGKILL a backend running hotstock.reserve/confirm/cancel (pid ${VICTIM:-none})" \
+    kill_pid KILL "$VICTIM"
+load_stop
+check "2b. serving again after the reset" wait_for 60 serving_after_reset "$DRAIN_PID"
 
 # ---- 3. the postmaster ----
 load_start postmaster
@@ -198,6 +229,27 @@ expect "5. a retry of the order id is told it was rolled back (HS005)" \
     "ERROR:  HS005"
 expect "5. and takes nothing" "$(q "SELECT hotstock.available('$SKU5')")" 10
 
+# The same for a hold: reserved in an open transaction, the backend killed.
+ORDER5H=K$RUN_ID-open-hold
+PGAPPNAME=hotstock-kill-open "$PSQL" -X -q -v ON_ERROR_STOP=1 \
+    -c "BEGIN" -c "SELECT hotstock.reserve('$SKU5', 4, '$ORDER5H', '1 hour')" -c "SELECT pg_sleep(120)" \
+    >"$WORK/open-hold.out" 2>&1 &
+OPEN_PSQL=$!
+VICTIM=
+check "5b. a session sleeps inside its transaction after reserving 4 units" wait_for 30 open_victim
+expect "5b. its units are held while the transaction is open" "$(q "SELECT hotstock.available('$SKU5')")" 6
+DRAIN_PID=$(drain_pid)
+check "5b. SIGKILL its backend (pid ${VICTIM:-none})" kill_pid KILL "$VICTIM"
+wait "$OPEN_PSQL" 2>/dev/null
+check "5b. serving again after the reset" wait_for 60 serving_after_reset "$DRAIN_PID"
+open_hold_compensated() {
+    [ "$(q "SELECT hotstock.available('$SKU5') = 10 AND hotstock.order_status('$ORDER5H') = 'cancelled'
+               AND (SELECT count(*) = 1 AND bool_and(hold = 'cancelled' AND xid IS NULL)
+                    FROM hotstock.ledger WHERE order_id = '$ORDER5H')")" = t ]
+}
+check "5b. the drain cancelled the hold and its 4 units came back (within 60 s)" \
+    wait_for 60 open_hold_compensated
+
 # ---- quiescence ----
 check "drain caught up" wait_drain 120
 unsettled_none() { [ "$(q "SELECT unsettled_orders FROM hotstock.status")" = 0 ]; }
@@ -231,11 +283,53 @@ say "orders deducted in the ledger that the app does not hold (held back by kill
     SELECT count(*) FROM hotstock.ledger l WHERE l.sku = '$SKU' AND l.refunded_at IS NULL
     AND NOT EXISTS (SELECT 1 FROM hotstock_test.ok o WHERE o.order_id = l.order_id)")"
 
+# ---- the holds' SKU: once every hold ended ----
+holds_ended() {
+    [ "$(q "SELECT (SELECT reserved = 0 FROM hotstock.stock WHERE sku = '$SKUH')
+               AND NOT EXISTS (SELECT 1 FROM hotstock.ledger WHERE sku = '$SKUH' AND hold = 'reserved')
+               AND (SELECT applied_lsn = last_lsn FROM hotstock.status)")" = t ]
+}
+check "every hold ended (confirmed, cancelled or expired) and drained (within 60 s)" wait_for 60 holds_ended
+say "holds: $(q "SELECT string_agg(coalesce(hold, 'deduction') || ' ' || n, ', ' ORDER BY hold)
+                 FROM (SELECT hold, count(*) AS n FROM hotstock.ledger WHERE sku = '$SKUH' GROUP BY hold) h");
+  acknowledged: $(q "SELECT count(*) FROM hotstock_test.held WHERE sku = '$SKUH'") reserves,
+  $(q "SELECT count(*) FROM hotstock_test.ok WHERE sku = '$SKUH'") confirms,
+  $(q "SELECT count(*) FROM hotstock_test.cancelled WHERE sku = '$SKUH'") cancels"
+expect "holds: never oversold: available + sold = stock, nothing reserved" \
+    "$(q "SELECT available + sold = $STOCK AND available >= 0 AND reserved = 0 FROM hotstock.stock WHERE sku = '$SKUH'")" t
+expect "holds: stock.sold = units of the confirmed holds in the ledger" \
+    "$(q "SELECT (SELECT sold FROM hotstock.stock WHERE sku = '$SKUH') =
+                 (SELECT coalesce(sum(qty), 0) FROM hotstock.ledger WHERE sku = '$SKUH'
+                  AND refunded_at IS NULL AND hold = 'confirmed')")" t
+expect "holds: the ledger has only holds, each order once" \
+    "$(q "SELECT count(*) = count(DISTINCT order_id) AND bool_and(hold IS NOT NULL)
+          FROM hotstock.ledger WHERE sku = '$SKUH'")" t
+expect "holds: every acknowledged reserve is in the ledger" \
+    "$(q "SELECT count(*) FROM hotstock_test.held h WHERE h.sku = '$SKUH' AND NOT EXISTS
+              (SELECT 1 FROM hotstock.ledger l WHERE l.order_id = h.order_id)")" 0
+expect "holds: every acknowledged confirm is a confirmed sale" \
+    "$(q "SELECT count(*) FROM hotstock_test.ok o WHERE o.sku = '$SKUH' AND NOT EXISTS
+              (SELECT 1 FROM hotstock.ledger l WHERE l.order_id = o.order_id
+               AND l.hold = 'confirmed' AND l.refunded_at IS NULL)")" 0
+expect "holds: every acknowledged cancel is a cancelled hold" \
+    "$(q "SELECT count(*) FROM hotstock_test.cancelled c WHERE c.sku = '$SKUH' AND NOT EXISTS
+              (SELECT 1 FROM hotstock.ledger l WHERE l.order_id = c.order_id AND l.hold = 'cancelled')")" 0
+expect "holds: no order both confirmed and cancelled by the app" \
+    "$(q "SELECT count(*) FROM hotstock_test.ok o JOIN hotstock_test.cancelled c USING (order_id)")" 0
+expect "holds: some of each ended hold (confirmed, cancelled, expired)" \
+    "$(q "SELECT count(DISTINCT hold) FROM hotstock.ledger WHERE sku = '$SKUH'")" 3
+
 # ---- counters rebuilt by a daemon restart equal the drained table ----
 check "daemon restarted (smart stop, start)" daemon_restart
 check "drain caught up after the restart" wait_drain 60
 expect "stock.available = hotstock.available() after the restart" \
     "$(q "SELECT available = hotstock.available('$SKU') FROM hotstock.stock WHERE sku = '$SKU'")" t
+expect "holds: stock.available = hotstock.available() after the restart" \
+    "$(q "SELECT available = hotstock.available('$SKUH') FROM hotstock.stock WHERE sku = '$SKUH'")" t
+expect "holds: order_status agrees with the ledger for every hold" \
+    "$(q "SELECT count(*) FROM hotstock.ledger WHERE sku = '$SKUH' AND
+              hotstock.order_status(order_id) <> CASE WHEN refunded_at IS NOT NULL THEN 'refunded'
+                                                     WHEN hold = 'confirmed' THEN 'deducted' ELSE hold END")" 0
 expect "order_status agrees with the ledger for every order (index and evicted)" \
     "$(q "SELECT count(*) FROM hotstock.ledger WHERE sku = '$SKU' AND
               hotstock.order_status(order_id) <> CASE WHEN refunded_at IS NULL THEN 'deducted' ELSE 'refunded' END")" 0

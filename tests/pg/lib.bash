@@ -167,7 +167,9 @@ make_test_tables() {
     q "SET client_min_messages = warning;
        CREATE SCHEMA IF NOT EXISTS hotstock_test;
        CREATE TABLE IF NOT EXISTS hotstock_test.ok (order_id text PRIMARY KEY, sku text NOT NULL);
-       CREATE TABLE IF NOT EXISTS hotstock_test.refunded (order_id text PRIMARY KEY, sku text NOT NULL)"
+       CREATE TABLE IF NOT EXISTS hotstock_test.refunded (order_id text PRIMARY KEY, sku text NOT NULL);
+       CREATE TABLE IF NOT EXISTS hotstock_test.held (order_id text PRIMARY KEY, sku text NOT NULL);
+       CREATE TABLE IF NOT EXISTS hotstock_test.cancelled (order_id text PRIMARY KEY, sku text NOT NULL)"
 }
 
 # write_load_scripts DIR SKU PREFIX: pgbench scripts on SKU, order ids
@@ -207,6 +209,45 @@ EOF
 \set id random(1, 1000000000000000)
 BEGIN;
 $ins
+ROLLBACK;
+EOF
+}
+
+# write_hold_scripts DIR SKU PREFIX: pgbench scripts of holds on SKU, order
+# ids PREFIX-<client>-<random>; an acknowledged reserve is a row of
+# hotstock_test.held, an acknowledged confirm one of hotstock_test.ok, an
+# acknowledged cancel one of hotstock_test.cancelled, each committed with
+# the call that it records:
+#   hold_confirm.sql   a hold (20 s), then its confirm
+#   hold_cancel.sql    a hold (20 s), then its cancel
+#   hold_expire.sql    a hold (1 s) left to expire
+#   hold_rollback.sql  a hold whose transaction rolls back
+write_hold_scripts() {
+    local dir=$1 sku=$2 prefix=$3
+    local oid="'$prefix-' || :client_id || '-' || :id"
+    local hold="INSERT INTO hotstock_test.held (order_id, sku) SELECT $oid, '$sku'
+WHERE hotstock.reserve('$sku', 1, $oid, '20 s');"
+    cat >"$dir/hold_confirm.sql" <<EOF
+\set id random(1, 1000000000000000)
+$hold
+INSERT INTO hotstock_test.ok (order_id, sku) SELECT order_id, sku FROM hotstock_test.held
+WHERE order_id = $oid AND hotstock.confirm(order_id);
+EOF
+    cat >"$dir/hold_cancel.sql" <<EOF
+\set id random(1, 1000000000000000)
+$hold
+INSERT INTO hotstock_test.cancelled (order_id, sku) SELECT order_id, sku FROM hotstock_test.held
+WHERE order_id = $oid AND hotstock.cancel(order_id);
+EOF
+    cat >"$dir/hold_expire.sql" <<EOF
+\set id random(1, 1000000000000000)
+INSERT INTO hotstock_test.held (order_id, sku) SELECT $oid, '$sku'
+WHERE hotstock.reserve('$sku', 1, $oid, '1 s');
+EOF
+    cat >"$dir/hold_rollback.sql" <<EOF
+\set id random(1, 1000000000000000)
+BEGIN;
+$hold
 ROLLBACK;
 EOF
 }

@@ -145,9 +145,11 @@ install-daemon: shmd/hotstockd
 	$(INSTALL_PROGRAM) shmd/hotstockd '$(DESTDIR)$(bindir)/hotstockd'
 
 # ---- what users run (scripts/ does the work; see README.md) ----
-.PHONY: demo check check-fresh start stop status psql bench crashtest fuzz soak unit install-daemon
+.PHONY: demo demo-holds check check-fresh start stop status psql bench crashtest fuzz soak unit install-daemon
 demo:
 	@bash scripts/demo.sh
+demo-holds:
+	@bash scripts/demo_holds.sh
 # PGXS defines a `check` of its own; ours replaces it only where both are
 # read (`make all check`), with make's warning about it.
 ifneq ($(or $(ONLY_SCRIPTS),$(filter check,$(MAKECMDGOALS)),$(if $(PGXS),,none)),)

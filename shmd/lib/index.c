@@ -383,9 +383,14 @@ order_probe(const hs_client *c, hs_header *h, const char *order_id, size_t len,
                          c->dir, h->order_capacity, HS_INDEX_WAIT_MS);
             return r;
         }
-        if (!daemon_alive(c, h, &r))
-            return r;
-        backoff(&round);
+        /* Scan again only once the evictor emptied something: a scan of a
+         * full index touches every slot.  Relaxed: a hint; the scan decides. */
+        do {
+            if (!daemon_alive(c, h, &r))
+                return r;
+            backoff(&round);
+        } while (atomic_load_explicit(&h->order_count, memory_order_relaxed) >= h->order_capacity &&
+                 hs_now_monotonic_ms() < deadline);
     }
 }
 

@@ -145,7 +145,7 @@ install-daemon: shmd/hotstockd
 	$(INSTALL_PROGRAM) shmd/hotstockd '$(DESTDIR)$(bindir)/hotstockd'
 
 # ---- what users run (scripts/ does the work; see README.md) ----
-.PHONY: demo demo-holds check check-fresh start stop status psql bench crashtest fuzz soak unit install-daemon
+.PHONY: demo demo-holds check check-fresh start stop status psql bench bench-holds crashtest fuzz soak unit install-daemon
 demo:
 	@bash scripts/demo.sh
 demo-holds:
@@ -170,6 +170,8 @@ unit: all
 	@bash tests/run_unit.sh
 bench:
 	@bash tests/bench/run.sh
+bench-holds: tests/bench/holdsbench
+	@./tests/bench/holdsbench
 crashtest:
 	@bash tests/crash/run.sh long
 fuzz:

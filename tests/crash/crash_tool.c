@@ -295,6 +295,14 @@ type_name(int t)
         return "add_stock";
     case HS_REC_NOOP:
         return "noop";
+    case HS_REC_RESERVE:
+        return "reserve";
+    case HS_REC_CONFIRM:
+        return "confirm";
+    case HS_REC_CANCEL:
+        return "cancel";
+    case HS_REC_EXPIRE:
+        return "expire";
     default:
         return "?";
     }
@@ -306,10 +314,13 @@ record_delta(const hs_record *rec)
 {
     switch (rec->type) {
     case HS_REC_DEDUCT:
+    case HS_REC_RESERVE:
         return -rec->qty;
     case HS_REC_REFUND:
     case HS_REC_PUT_SKU:
     case HS_REC_ADD_STOCK:
+    case HS_REC_CANCEL:
+    case HS_REC_EXPIRE:
         return rec->qty;
     default:
         return 0;

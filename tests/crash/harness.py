@@ -20,6 +20,12 @@
 #   corrupt_queue   bit flips, truncation, garbage and foreign files,
 #                   wrong magic/version, a bad checkpoint: the daemon cuts a
 #                   torn tail or refuses, as queue_file.c's essay says
+#   hold_mix        holds (reserve, confirm, cancel, abandon, retake) on
+#                   scarce stock with the daemon and/or a buyer SIGKILLed:
+#                   holds_crash.c, which checks its own invariants (the
+#                   queue follows the hold protocol, never oversold, every
+#                   acknowledged answer kept, live holds back with their
+#                   deadlines and expired on time); one line per iteration
 #
 # THE INVARIANTS (checked after every iteration, over everything the clients
 # were told since the cluster was created; see check_invariants()):
@@ -1351,6 +1357,34 @@ def corrupt_case(base, it, res):
     return fails, name
 
 
+def hold_scenario(iterations, res):
+    """holds_crash.c, ITERATIONS iterations against its own daemon."""
+    env = dict(os.environ, HOTSTOCKD=os.path.join(BIN, "hotstockd"))
+    try:
+        p = subprocess.run([os.path.join(BIN, "holds_crash"), str(iterations)], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=60 + 20 * iterations)
+        out = p.stdout
+    except subprocess.TimeoutExpired as e:
+        out = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+        out += "\nholds_crash: timed out"
+    seen = 0
+    for line in out.splitlines():
+        m = re.match(r"^iteration (\d+) \((\w+)\): (ok|FAILED: (.*?)) \(", line)
+        if m:
+            seen += 1
+            res.iterations += 1
+            res.note(m.group(2))
+            if m.group(3) != "ok":
+                res.failed += 1
+                res.failures.append(f"it {m.group(1)} {m.group(2)}: {m.group(4)}")
+        say(f"hold_mix: {line}")
+    if seen != iterations:
+        res.iterations += 1
+        res.failed += 1
+        res.failures.append(f"holds_crash ran {seen} of {iterations} iterations")
+
+
 def corrupt_scenario(iterations, res):
     base = os.path.join(BASE, "corrupt")
     shutil.rmtree(base, ignore_errors=True)
@@ -1380,11 +1414,12 @@ def corrupt_scenario(iterations, res):
 # main
 # -------------------------------------------------------------------------
 FAULTS = ["daemon_kill", "client_kill", "backend_kill", "postmaster_kill", "drain_kill",
-          "power_loss", "disk_full", "corrupt_queue"]
+          "power_loss", "disk_full", "corrupt_queue", "hold_mix"]
 QUICK = {"daemon_kill": 3, "client_kill": 2, "backend_kill": 2, "postmaster_kill": 2,
-         "drain_kill": 2, "power_loss": 2, "disk_full": 2, "corrupt_queue": 13}
+         "drain_kill": 2, "power_loss": 2, "disk_full": 2, "corrupt_queue": 13, "hold_mix": 3}
 LONG = {"daemon_kill": 40, "client_kill": 20, "backend_kill": 30, "postmaster_kill": 20,
-        "drain_kill": 20, "power_loss": 30, "disk_full": 10, "corrupt_queue": 130}
+        "drain_kill": 20, "power_loss": 30, "disk_full": 10, "corrupt_queue": 130,
+        "hold_mix": 30}
 
 
 def main():
@@ -1411,7 +1446,8 @@ def main():
     signal.signal(signal.SIGTERM, terminate)
     results = {f: Result(f) for f in faults}
     t0 = time.time()
-    live = [(f, args.iterations or counts[f], results[f]) for f in faults if f != "corrupt_queue"]
+    live = [(f, args.iterations or counts[f], results[f]) for f in faults
+            if f not in ("corrupt_queue", "hold_mix")]
     interrupted = None
     try:
         if live:
@@ -1426,6 +1462,8 @@ def main():
         if "corrupt_queue" in faults:
             corrupt_scenario(args.iterations or counts["corrupt_queue"],
                              results["corrupt_queue"])
+        if "hold_mix" in faults:
+            hold_scenario(args.iterations or counts["hold_mix"], results["hold_mix"])
     except SystemExit as e:
         interrupted = str(e)
     finally:

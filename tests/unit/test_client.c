@@ -21,6 +21,7 @@
 #include <signal.h>
 
 #include "daemon_ctl.h"
+#include "forge.h"
 #include "hotstock.h"
 #include "segment.h"
 
@@ -249,16 +250,6 @@ wait_spilled(hs_client *c, hs_lsn lsn)
         hsd_ctl_nap_ms(5);
     }
     return false;
-}
-
-/* Forge a state change, as if a process had made it and died. */
-static bool
-forge(_Atomic uint64_t *state, unsigned from, uint64_t to)
-{
-    uint64_t w = atomic_load(state);
-    if (HS_STATE_OF(w) != from)
-        return false;
-    return atomic_compare_exchange_strong(state, &w, to);
 }
 
 /* Dead owners: PENDING / REFUNDING / INSERTING slots of a dead process,

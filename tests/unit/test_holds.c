@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 
 #include "daemon_ctl.h"
+#include "forge.h"
 #include "hotstock.h"
 #include "segment.h"
 
@@ -255,17 +256,6 @@ test_dead_settler(hsd_ctl *d, hs_client *c)
     /* the daemon's expiry resolves the dead claim and expires the hold */
     CHECK(wait_status(c, "d-1", HS_ORDER_STATUS_EXPIRED, exp, 15) >= 0);
     CHECK_EQ(avail(c, "pen"), 3);
-}
-
-/* Forge a state change, as if a process had made it and died. */
-static bool
-forge(_Atomic uint64_t *state, unsigned from, uint64_t to)
-{
-    uint64_t w = atomic_load(state);
-
-    if (HS_STATE_OF(w) != from)
-        return false;
-    return atomic_compare_exchange_strong(state, &w, to);
 }
 
 /* An owner killed between its last two stores (deducted_lsn = its record,

@@ -94,7 +94,14 @@ typedef enum hs_record_flag {
     /* A REFUND (or CANCEL) that returns the units of a DEDUCT, CONFIRM or
      * RESERVE whose transaction did not commit (hs_compensate(): a crash, a ROLLBACK PREPARED, an abort whose
      * own undo failed), not a refund anybody asked for. */
-    HS_REC_FLAG_COMPENSATION = 0x01
+    HS_REC_FLAG_COMPENSATION = 0x01,
+    /* The record at the next LSN belongs to the same group (a basket's
+     * lines, hs_deduct_basket()): a group is all-or-nothing in the queue.
+     * Its members have consecutive LSNs and lie in one queue file; the
+     * last member has the flag clear.  A reader takes a group only whole:
+     * a group cut by the end of the written bytes is "not written yet"
+     * (and cut with the torn tail at the daemon's start). */
+    HS_REC_FLAG_GROUP_MORE = 0x02
 } hs_record_flag;
 
 /* State of a SKU slot in the segment's SKU table. */
@@ -206,6 +213,43 @@ hs_result hs_deduct(hs_client *c, const char *sku, size_t sku_len, int32_t qty,
 hs_result hs_deduct_checked(hs_client *c, const char *sku, size_t sku_len, int32_t qty,
                             const char *order_id, size_t order_len, uint64_t xid,
                             hs_lsn evicted_checked, hs_lsn *lsn);
+
+/*
+ * Baskets: every line or none.
+ *
+ * hs_deduct_basket takes qtys[i] units of skus[i] for every line i < n
+ * (1 <= n <= HS_BASKET_MAX, no SKU twice) for basket order_id, or nothing:
+ * against every other buyer (the basket's SKUs are locked together while
+ * it checks and takes, so no other buyer ever sees one line taken and
+ * another refused), and against a crash (the lines reach the queue as one
+ * group, HS_REC_FLAG_GROUP_MORE).  Line i is an order of its own in the
+ * index, named by hs_basket_line_id(); order_id itself is not.
+ * Results as for hs_deduct_checked (evicted_checked: UINT64_MAX checks
+ * nothing), about the whole basket: HS_OK (all taken now; *lsn the last
+ * line's LSN), HS_DUPLICATE (taken before with the same lines),
+ * HS_ORDER_MISMATCH (taken before with other lines), HS_ALREADY_REFUNDED,
+ * HS_SOLD_OUT (some line short: nothing taken), HS_UNKNOWN_SKU,
+ * HS_BAD_ARGUMENT (n, a qty, a SKU given twice, an id longer than
+ * HS_BASKET_ID_MAX or holding HS_BASKET_SEP), HS_EVICTED_CHANGED (line 0
+ * may have been evicted: look up hs_basket_line_id(order_id, 0, n) in the
+ * ledger), HS_QUEUE_FULL, HS_TABLE_FULL, HS_DAEMON_DOWN: nothing taken.
+ *
+ * hs_basket_line_id writes the id of line i of an n-line basket into out
+ * (HS_ORDER_ID_MAX + 1 bytes, NUL-terminated): order_id, HS_BASKET_SEP,
+ * then i and n as two decimal digits each.  Returns its length.
+ *
+ * hs_basket_find: the line count of basket order_id as the index knows it
+ * (the n whose line 0 is there): HS_OK and *n, or HS_NOT_FOUND.
+ */
+#define HS_BASKET_MAX 64
+#define HS_BASKET_SEP '\x1f'
+#define HS_BASKET_ID_MAX (HS_ORDER_ID_MAX - 5)
+hs_result hs_deduct_basket(hs_client *c, const char *order_id, size_t order_len, int n,
+                           const char *const skus[], const size_t sku_lens[],
+                           const int32_t qtys[], uint64_t xid, hs_lsn evicted_checked,
+                           hs_lsn *lsn);
+size_t hs_basket_line_id(const char *order_id, size_t order_len, int i, int n, char *out);
+hs_result hs_basket_find(hs_client *c, const char *order_id, size_t order_len, int *n);
 
 /*
  * Refund order_id: the units of its deduction go back, at most once.

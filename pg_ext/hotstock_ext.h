@@ -207,8 +207,13 @@ extern void hotstock_wait_durable_now(hs_client *c);
 /* api.c */
 extern void hotstock_name_arg(FunctionCallInfo fcinfo, int argno, const char *argname,
                               const char **data, size_t *len);
+extern void hotstock_order_id_arg(FunctionCallInfo fcinfo, int argno, const char **data,
+                                  size_t *len);
 extern int32 hotstock_qty_arg(FunctionCallInfo fcinfo, int argno);
 extern bool hotstock_refund_pending(const char *order_id, size_t order_len);
+extern void hotstock_deduct_retry_settle(hs_client *c, const char *sku, size_t sku_len, int32 qty,
+                                         const char *order_id, size_t order_len,
+                                         const char *what);
 
 /* xact.c */
 extern PendingAction *hotstock_remember(PendingKind kind, const char *order_id, size_t order_len);
@@ -228,6 +233,7 @@ extern SPIPlanPtr hotstock_prepare(SPIPlanPtr *slot, const char *sql, int nargs,
 extern int hotstock_ledger_lookup(const char *order_id, size_t order_len, LedgerRow *rows);
 extern int hotstock_ledger_refund(const char *order_id, size_t order_len, hs_lsn evicted_lsn,
                                   LedgerRow *rows);
+extern int hotstock_ledger_basket_lines(const char *order_id, size_t order_len);
 extern bool hotstock_take_is_drained_retry(const char *sku, size_t sku_len, int32 qty,
                                            const char *order_id, size_t order_len, bool reserve);
 extern uint64 hotstock_drain_execute(SPIPlanPtr plan, Datum *values, int expected);

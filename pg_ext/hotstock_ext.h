@@ -6,6 +6,7 @@
  *
  *        module.c    _PG_init, shared-memory hooks          (top: calls the rest)
  *        hold.c      the SQL functions of holds: reserve, confirm, cancel
+ *        basket.c    the SQL function of baskets: deduct_basket
  *        api.c       the other SQL-callable functions, the guard trigger
  *        xact.c      transaction callbacks: pre-commit, commit, abort,
  *                    subtransactions
@@ -17,8 +18,8 @@
  *        fate.c      what became of a deduction's transaction (bottom)
  *        guc.c       GUCs, error codes, process-wide shared state (bottom)
  *
- * Calls point down that list (hold.c -> api.c -> xact.c -> session.c ->
- * guc.c, drain.c -> settle.c -> ledger.c -> fate.c, drain.c -> apply.c ->
+ * Calls point down that list (hold.c, basket.c -> api.c -> xact.c ->
+ * session.c -> guc.c, drain.c -> settle.c -> ledger.c -> fate.c, drain.c -> apply.c ->
  * ledger.c); tests/layout/check.sh fails on a cycle.
  *
  * Shared between them, per process:
@@ -65,6 +66,7 @@
 #define ERRCODE_HOTSTOCK_HOLD_CANCELLED MAKE_SQLSTATE('H', 'S', '0', '0', '9')
 #define ERRCODE_HOTSTOCK_NOT_HELD MAKE_SQLSTATE('H', 'S', '0', '1', '0')
 #define ERRCODE_HOTSTOCK_HELD MAKE_SQLSTATE('H', 'S', '0', '1', '1')
+#define ERRCODE_HOTSTOCK_BASKET_TOO_LARGE MAKE_SQLSTATE('H', 'S', '0', '1', '2')
 
 /* The hint of HS008/HS009 for an order the daemon no longer knows. */
 #define HOTSTOCK_HINT_EVICTED_HOLD                                                                 \

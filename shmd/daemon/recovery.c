@@ -209,7 +209,8 @@ hsd_salvage_ring(hsd_old_segment *old, hs_lsn disk_last, hs_record **out, uint32
     hs_header *h = old->h;
     hs_ring_slot *ring = hs_ring(h);
     uint32_t mask = h->ring_capacity - 1;
-    uint64_t published = 0, abandoned = 0, was_abandoned = 0, bad = 0;
+    uint64_t published = 0, abandoned = 0, was_abandoned = 0, bad = 0, cut = 0;
+    uint8_t *group; /* per record: its group's size and its place, 0 0 for none */
     hs_record *recs;
     uint32_t n = 0;
 
@@ -225,8 +226,11 @@ hsd_salvage_ring(hsd_old_segment *old, hs_lsn disk_last, hs_record **out, uint32
         return -1;
     }
     recs = malloc((size_t)(old->next - disk_last - 1) * sizeof(hs_record));
-    if (recs == NULL) {
+    group = calloc((size_t)(old->next - disk_last - 1), 2);
+    if (recs == NULL || group == NULL) {
         hsd_log(HSD_ERROR, "out of memory salvaging the old ring");
+        free(recs);
+        free(group);
         return -1;
     }
 
@@ -262,6 +266,10 @@ hsd_salvage_ring(hsd_old_segment *old, hs_lsn disk_last, hs_record **out, uint32
                     bad++;
                 } else {
                     published++;
+                    if (rr.group_size > 1) {
+                        group[2 * n] = rr.group_size;
+                        group[2 * n + 1] = rr.group_pos;
+                    }
                 }
                 break;
             }
@@ -277,6 +285,7 @@ hsd_salvage_ring(hsd_old_segment *old, hs_lsn disk_last, hs_record **out, uint32
                         " and the ring slot holds %" PRIu64 " now: queue files lost data",
                         lsn, old->spilled, disk_last, seq);
                 free(recs);
+                free(group);
                 return -1;
             }
             /* claimed by a live writer: it is filling the slot and will
@@ -310,11 +319,46 @@ hsd_salvage_ring(hsd_old_segment *old, hs_lsn disk_last, hs_record **out, uint32
             }
         }
     }
+    /* Groups (baskets) go to the queue whole or as NOOPs, as the spiller
+     * writes them: a group with a member lost above, or a member whose
+     * group start was lost, becomes NOOPs.  The disk ends on a group
+     * boundary (the recovery scan cuts a partial group), and a group's
+     * LSNs were reserved together, so every group lies in disk_last + 1 ..
+     * old->next - 1 whole. */
+    for (uint32_t i = 0; i < n;) {
+        uint32_t size = group[2 * i], k = 1;
+
+        if (size == 0) {
+            i++;
+            continue;
+        }
+        if (group[2 * i + 1] == 0)
+            while (k < size && i + k < n && group[2 * (i + k)] == size &&
+                   group[2 * (i + k) + 1] == k)
+                k++;
+        if (group[2 * i + 1] != 0 || k < size) {
+            uint32_t span = group[2 * i + 1] != 0 ? 1 : size;
+
+            for (uint32_t j = i; j < i + span && j < n; j++) {
+                hsd_noop_record(recs[j].lsn, &recs[j]);
+                cut++;
+            }
+            hsd_log(HSD_WARNING,
+                    "old ring: the group at LSN %" PRIu64 " is not whole: %u records "
+                    "written as NOOPs (its writer held its units back)",
+                    recs[i].lsn, span);
+            i += span;
+            continue;
+        }
+        i += size;
+    }
+    free(group);
     hsd_log(HSD_LOG,
             "salvaged the old ring, LSN %" PRIu64 "..%" PRIu64 ": %" PRIu64
             " published records, %" PRIu64 " reservations abandoned now, %" PRIu64
-            " abandoned before, %" PRIu64 " damaged (NOOPs)",
-            disk_last + 1, old->next - 1, published, abandoned, was_abandoned, bad);
+            " abandoned before, %" PRIu64 " damaged (NOOPs), %" PRIu64
+            " of partial groups (NOOPs)",
+            disk_last + 1, old->next - 1, published, abandoned, was_abandoned, bad, cut);
     *out = recs;
     *nout = n;
     return 0;

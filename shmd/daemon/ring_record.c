@@ -35,11 +35,16 @@ hsd_ring_to_record(hs_header *h, const hs_ring_record *rr, hs_lsn lsn, hs_record
         snprintf(why, whylen, "record type %u", rr->type);
         return -1;
     }
-    if (rr->flags > 0xff) {
-        snprintf(why, whylen, "flags 0x%x do not fit the queue format", rr->flags);
+    if (rr->group_size > HS_BASKET_MAX + 1 ||
+        (rr->group_size > 1 ? rr->group_pos >= rr->group_size ||
+                                  !(rr->flags & HS_REC_FLAG_GROUP_MORE) !=
+                                      (rr->group_pos + 1 == rr->group_size)
+                            : rr->group_pos != 0 || (rr->flags & HS_REC_FLAG_GROUP_MORE))) {
+        snprintf(why, whylen, "group place %u of %u with flags 0x%x", rr->group_pos,
+                 rr->group_size, rr->flags);
         return -1;
     }
-    out->flags = (uint8_t)rr->flags;
+    out->flags = rr->flags;
     if (rr->order_len > HS_ORDER_ID_MAX) {
         snprintf(why, whylen, "order id length %u", rr->order_len);
         return -1;

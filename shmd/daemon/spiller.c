@@ -168,9 +168,124 @@ hsd_batch_add_noop(hsd_spiller *sp, hs_lsn lsn)
 }
 
 /*
+ * The slot of lsn is reserved but not published (seq, maybe claimed and
+ * being filled).  Watch it; once it stalled for HS_STALL_ABANDON_MS
+ * without a live claimer, abandon it (CAS).  0: wait for it; 1: published
+ * or abandoned by someone meanwhile (look again); 2: abandoned now.
+ */
+static int
+hsd_slot_stall(hsd_spiller *sp, hs_lsn lsn, hs_ring_slot *slot, uint64_t seq, uint64_t now_ms)
+{
+    if (sp->stall_lsn != lsn) {
+        sp->stall_lsn = lsn;
+        sp->stall_since_ms = now_ms;
+        return 0;
+    }
+    if (now_ms - sp->stall_since_ms < HS_STALL_ABANDON_MS)
+        return 0;
+    /* A live claimer owns the slot: it will publish (it may be
+     * descheduled, or stopped by a debugger); wait for it. */
+    if (hs_seq_is_claim(seq) && !hs_pid_gone(hs_seq_claimer(seq))) {
+        if (now_ms - sp->stall_logged_ms >= 10000) {
+            sp->stall_logged_ms = now_ms;
+            hsd_log(HSD_WARNING,
+                    "ring slot for LSN %" PRIu64 " has been claimed by live process %d "
+                    "for %" PRIu64 " ms without being published; waiting for it",
+                    lsn, (int)hs_seq_claimer(seq), now_ms - sp->stall_since_ms);
+        }
+        return 0;
+    }
+    if (!atomic_compare_exchange_strong_explicit(&slot->seq, &seq, lsn | HS_SEQ_ABANDONED,
+                                                 memory_order_seq_cst, memory_order_acquire))
+        return 1; /* published meanwhile: take it */
+    atomic_fetch_add_explicit(&sp->h->abandoned_records, 1, memory_order_relaxed);
+    hsd_log(HSD_WARNING,
+            "ring slot for LSN %" PRIu64 " was reserved but not published for %d ms "
+            "(its writer stalled or died before it claimed the slot, or died "
+            "filling it): abandoned, NOOP written",
+            lsn, HS_STALL_ABANDON_MS);
+    return 2;
+}
+
+/*
+ * A group of n records starts at lsn (its first member is published).  1:
+ * every member is published, take them; -1: a member was abandoned (its
+ * writer died between two publications, or lost a claim), NOOP them all;
+ * 0: wait.  Members are waited for until each is published or abandoned
+ * either way: a live writer that lost a claim abandons the slots it owns,
+ * and no slot may be passed while someone may still store into it.
+ */
+static int
+hsd_group_ready(hsd_spiller *sp, hs_lsn lsn, unsigned n, uint64_t now_ms)
+{
+    bool dead = false;
+
+    for (unsigned i = 1; i < n; i++) {
+        hs_lsn m = lsn + i;
+        hs_ring_slot *slot = &sp->ring[m & sp->mask];
+
+        for (;;) {
+            /* pairs with the writer's publishing store (release) */
+            uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
+            int st;
+
+            if (seq == m) {
+                if (slot->rec.group_size != n || slot->rec.group_pos != i) {
+                    hsd_log(HSD_WARNING,
+                            "ring slot for LSN %" PRIu64 " is place %u of a group of %u, "
+                            "expected place %u of %u from LSN %" PRIu64 ": the group is "
+                            "written as NOOPs",
+                            m, slot->rec.group_pos, slot->rec.group_size, i, n, lsn);
+                    dead = true;
+                }
+                break;
+            }
+            if (seq == (m | HS_SEQ_ABANDONED)) {
+                dead = true;
+                break;
+            }
+            st = hsd_slot_stall(sp, m, slot, seq, now_ms);
+            if (st == 0)
+                return 0;
+            if (st == 2) {
+                dead = true;
+                break;
+            }
+        }
+    }
+    return dead ? -1 : 1;
+}
+
+/* Take the published record of lsn into the batch (fatal when damaged). */
+static void
+hsd_batch_take(hsd_spiller *sp, hs_lsn lsn, const hs_ring_record *rr)
+{
+    hs_record rec;
+    uint32_t crc = sp->ring[lsn & sp->mask].crc;
+    char why[256];
+
+    if (hs_ring_record_crc(rr) != crc)
+        hsd_fatal("ring slot for LSN %" PRIu64 " fails its CRC (stored 0x%08x, computed "
+                  "0x%08x): shared memory is corrupted; stopping so that recovery "
+                  "decides (the record is not acknowledged as durable)",
+                  lsn, crc, hs_ring_record_crc(rr));
+    if (hsd_ring_to_record(sp->h, rr, lsn, &rec, why, sizeof(why)) != 0)
+        hsd_fatal("ring slot for LSN %" PRIu64 " is not a valid record: %s; stopping so "
+                  "that recovery decides (the record is not acknowledged as durable)",
+                  lsn, why);
+    if (rr->order_index != UINT32_MAX && rr->order_index >= sp->h->order_capacity)
+        hsd_fatal("ring record LSN %" PRIu64 " names order slot %u (capacity %u)", lsn,
+                  rr->order_index, sp->h->order_capacity);
+    hsd_batch_add(sp, &rec, rr->order_index);
+}
+
+/*
  * Collect the published slots from sp->next on, in LSN order, up to the
  * first unpublished one or HSD_SPILL_BATCH records, into sp->batch (a
  * slot stalled for HS_STALL_ABANDON_MS is abandoned and becomes a NOOP).
+ * A group (a basket's records) is taken whole once every member is
+ * published, or turned into NOOPs whole when one was abandoned: the queue
+ * holds whole groups only, and a batch never ends inside one.
  * Nothing is written or folded yet, and sp->next does not move: the slots
  * stay ours until spilled_lsn passes them, so a failed write can retry.
  */
@@ -189,61 +304,59 @@ hsd_collect_batch(hsd_spiller *sp, uint64_t now_ms)
 
         if (seq == lsn) {
             hs_ring_record rr;
-            hs_record rec;
-            uint32_t crc;
-            char why[256];
+            unsigned n;
+            int ready;
 
             memcpy(&rr, &slot->rec, sizeof(rr));
-            crc = slot->crc;
-            if (hs_ring_record_crc(&rr) != crc)
-                hsd_fatal("ring slot for LSN %" PRIu64 " fails its CRC (stored 0x%08x, computed "
-                          "0x%08x): shared memory is corrupted; stopping so that recovery "
-                          "decides (the record is not acknowledged as durable)",
-                          lsn, crc, hs_ring_record_crc(&rr));
-            if (hsd_ring_to_record(sp->h, &rr, lsn, &rec, why, sizeof(why)) != 0)
-                hsd_fatal("ring slot for LSN %" PRIu64 " is not a valid record: %s; stopping so "
-                          "that recovery decides (the record is not acknowledged as durable)",
-                          lsn, why);
-            if (rr.order_index != UINT32_MAX && rr.order_index >= sp->h->order_capacity)
-                hsd_fatal("ring record LSN %" PRIu64 " names order slot %u (capacity %u)", lsn,
-                          rr.order_index, sp->h->order_capacity);
-            hsd_batch_add(sp, &rec, rr.order_index);
+            n = rr.group_size;
+            if (n <= 1) {
+                hsd_batch_take(sp, lsn, &rr);
+                lsn++;
+                continue;
+            }
+            if (rr.group_pos != 0) {
+                /* a later member whose group start was abandoned */
+                hsd_log(HSD_WARNING,
+                        "ring slot for LSN %" PRIu64 " is place %u of a group whose start "
+                        "was abandoned: NOOP written",
+                        lsn, rr.group_pos);
+                hsd_batch_add_noop(sp, lsn);
+                lsn++;
+                continue;
+            }
+            if (sp->nbatch + n > HSD_SPILL_BATCH)
+                break; /* the whole group goes into the next batch */
+            ready = hsd_group_ready(sp, lsn, n, now_ms);
+            if (ready == 0)
+                break;
+            for (unsigned i = 0; i < n; i++) {
+                if (ready > 0) {
+                    memcpy(&rr, &sp->ring[(lsn + i) & sp->mask].rec, sizeof(rr));
+                    hsd_batch_take(sp, lsn + i, &rr);
+                } else {
+                    hsd_batch_add_noop(sp, lsn + i);
+                }
+            }
+            if (ready < 0)
+                hsd_log(HSD_WARNING,
+                        "the group of %u records at LSN %" PRIu64 " lost a member: written as "
+                        "NOOPs (its writer held its units back)",
+                        n, lsn);
+            lsn += n;
         } else if (seq == (lsn | HS_SEQ_ABANDONED)) {
             hsd_batch_add_noop(sp, lsn);
+            lsn++;
         } else {
             /* reserved, not yet published (maybe claimed and being filled) */
-            if (sp->stall_lsn != lsn) {
-                sp->stall_lsn = lsn;
-                sp->stall_since_ms = now_ms;
+            int st = hsd_slot_stall(sp, lsn, slot, seq, now_ms);
+
+            if (st == 0)
                 break;
+            if (st == 2) {
+                hsd_batch_add_noop(sp, lsn);
+                lsn++;
             }
-            if (now_ms - sp->stall_since_ms < HS_STALL_ABANDON_MS)
-                break;
-            /* A live claimer owns the slot: it will publish (it may be
-             * descheduled, or stopped by a debugger); wait for it. */
-            if (hs_seq_is_claim(seq) && !hs_pid_gone(hs_seq_claimer(seq))) {
-                if (now_ms - sp->stall_logged_ms >= 10000) {
-                    sp->stall_logged_ms = now_ms;
-                    hsd_log(HSD_WARNING,
-                            "ring slot for LSN %" PRIu64 " has been claimed by live process %d "
-                            "for %" PRIu64 " ms without being published; waiting for it",
-                            lsn, (int)hs_seq_claimer(seq), now_ms - sp->stall_since_ms);
-                }
-                break;
-            }
-            if (!atomic_compare_exchange_strong_explicit(&slot->seq, &seq, lsn | HS_SEQ_ABANDONED,
-                                                         memory_order_seq_cst,
-                                                         memory_order_acquire))
-                continue; /* published meanwhile: take it */
-            atomic_fetch_add_explicit(&sp->h->abandoned_records, 1, memory_order_relaxed);
-            hsd_log(HSD_WARNING,
-                    "ring slot for LSN %" PRIu64 " was reserved but not published for %d ms "
-                    "(its writer stalled or died before it claimed the slot, or died "
-                    "filling it): abandoned, NOOP written",
-                    lsn, HS_STALL_ABANDON_MS);
-            hsd_batch_add_noop(sp, lsn);
         }
-        lsn++;
     }
 }
 

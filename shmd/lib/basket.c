@@ -64,14 +64,322 @@ hs_basket_find(hs_client *c, const char *order_id, size_t order_len, int *n)
     return HS_NOT_FOUND;
 }
 
-/* PLACEHOLDER (branch only): replaced by the real take before this lands. */
+/* One line of a basket being taken. */
+typedef struct basket_line {
+    uint32_t si; /* its SKU's slot */
+    int32_t qty;
+    char id[HS_ORDER_ID_MAX + 1];
+    size_t id_len;
+    uint64_t hash;
+    hs_order_slot *o; /* its order slot once claimed (PENDING, ours) */
+} basket_line;
+
+/* Give up our PENDING claims of lines [0, n): nothing was taken. */
+static void
+lines_fail(basket_line *lines, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (lines[i].o != NULL) {
+            order_fail(lines[i].o);
+            lines[i].o = NULL;
+        }
+}
+
+/*
+ * Claim line l: absent or FAILED -> PENDING(me) (HS_OK, l->o set), or the
+ * settled state the line is in (*settled, l->o NULL; *slot its slot and
+ * *ver its version).  A live owner is waited for, a dead one settled
+ * first (order_resolve_dead).  HS_NOT_FOUND: evicted meanwhile, look again.
+ */
+static hs_result
+line_claim(hs_client *c, hs_header *h, basket_line *l, unsigned *settled, hs_order_slot **slot,
+           uint32_t *ver)
+{
+    order_insert ins = {HS_INDEX_PENDING, l->si, l->qty};
+    owner_wait ow = {0, 0};
+    uint32_t oi;
+    bool inserted;
+    hs_order_slot *o;
+    hs_result r;
+
+    *settled = 0;
+    r = order_probe(c, h, l->id, l->id_len, &ins, &oi, ver, &inserted);
+    if (r != HS_OK)
+        return r;
+    o = &hs_order_table(h)[oi];
+    *slot = o;
+    if (inserted) {
+        l->o = o;
+        return HS_OK;
+    }
+    for (;;) {
+        /* seq_cst (an acquire): pairs with the release of whoever set it */
+        uint64_t w = atomic_load(&o->state);
+        unsigned state = HS_STATE_OF(w);
+        int step;
+
+        if (HS_VER_OF(w) != *ver || state == HS_INDEX_EVICTING)
+            return HS_NOT_FOUND;
+        if (state == HS_INDEX_FAILED) {
+            /* acq_rel: ours now (a CAS from another version fails) */
+            if (atomic_compare_exchange_strong_explicit(
+                    &o->state, &w, HS_ORDER_NEXT(w, HS_INDEX_PENDING, self_pid()),
+                    memory_order_acq_rel, memory_order_relaxed)) {
+                o->sku_index = l->si;
+                o->qty = l->qty;
+                l->o = o;
+                return HS_OK;
+            }
+            continue;
+        }
+        if (!order_owned_state(state) || state == HS_INDEX_REFUNDING) {
+            *settled = state;
+            return HS_OK;
+        }
+        step = owner_wait_step(c, h, &ow, w, &r);
+        if (step < 0)
+            return r;
+        if (step > 0) {
+            r = order_resolve_dead(c, h, o, w);
+            if (r != HS_OK)
+                return r;
+        }
+    }
+}
+
+/* The answer for a basket whose line 0 is settled in `state`: a retry of
+ * the same lines, or another basket under the same id. */
+static hs_result
+basket_settled(hs_client *c, hs_header *h, const char *order_id, size_t order_len,
+               basket_line *lines, int n, unsigned state, hs_order_slot *o0, uint32_t ver0)
+{
+    for (int i = 0; i < n; i++) {
+        hs_order_slot *o = o0;
+        uint32_t oi, ver = ver0;
+        bool inserted;
+
+        if (i > 0) {
+            hs_result r = order_probe(c, h, lines[i].id, lines[i].id_len, NULL, &oi, &ver,
+                                      &inserted);
+            if (r != HS_OK && r != HS_NOT_FOUND)
+                return r;
+            if (r == HS_NOT_FOUND)
+                continue; /* evicted: line 0 speaks for the basket */
+            o = &hs_order_table(h)[oi];
+        }
+        if ((o->sku_index != lines[i].si || o->qty != lines[i].qty) && order_still(o, ver)) {
+            hs_set_error("basket %.*s was taken with other lines (line %d: qty %d)",
+                         (int)order_len, order_id, i, (int)o->qty);
+            return HS_ORDER_MISMATCH;
+        }
+    }
+    switch (state) {
+    case HS_INDEX_DEDUCTED:
+    case HS_INDEX_REFUNDING:
+        return HS_DUPLICATE;
+    case HS_INDEX_REFUNDED:
+        return HS_ALREADY_REFUNDED;
+    }
+    hs_set_error("basket %.*s is not a deduction (line 0 is in state %u)", (int)order_len,
+                 order_id, state);
+    return HS_ORDER_MISMATCH;
+}
+
+/* Lines in the order their SKUs are locked: slot order (no cycles). */
+static void
+lock_order(const basket_line *lines, int n, int *order)
+{
+    for (int i = 0; i < n; i++) {
+        int j = i;
+
+        while (j > 0 && lines[order[j - 1]].si > lines[i].si) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = i;
+    }
+}
+
+/* See hotstock.h. */
 hs_result
 hs_deduct_basket(hs_client *c, const char *order_id, size_t order_len, int n,
                  const char *const skus[], const size_t sku_lens[], const int32_t qtys[],
                  uint64_t xid, hs_lsn evicted_checked, hs_lsn *lsn)
 {
-    (void)c; (void)order_id; (void)order_len; (void)n; (void)skus; (void)sku_lens; (void)qtys;
-    (void)xid; (void)evicted_checked; (void)lsn;
-    hs_set_error("hs_deduct_basket: not built yet");
-    return HS_BAD_ARGUMENT;
+    basket_line lines[HS_BASKET_MAX];
+    hs_ring_record recs[HS_BASKET_MAX];
+    int order[HS_BASKET_MAX];
+    hs_header *h;
+    hs_lsn first;
+    uint64_t now_us;
+    int locked = 0;
+    hs_result r = HS_OK;
+
+    if (lsn != NULL)
+        *lsn = 0;
+    if (c == NULL || !valid_len(order_id, order_len, HS_BASKET_ID_MAX) ||
+        memchr(order_id, HS_BASKET_SEP, order_len) != NULL || n < 1 || n > HS_BASKET_MAX ||
+        skus == NULL || sku_lens == NULL || qtys == NULL) {
+        hs_set_error("hs_deduct_basket: the basket id must be 1..%d bytes without byte 0x1f, "
+                     "and the basket 1..%d lines",
+                     HS_BASKET_ID_MAX, HS_BASKET_MAX);
+        return HS_BAD_ARGUMENT;
+    }
+    for (int i = 0; i < n; i++) {
+        if (!valid_len(skus[i], sku_lens[i], HS_SKU_MAX) || qtys[i] < 1 || qtys[i] > HS_QTY_MAX) {
+            hs_set_error("hs_deduct_basket: line %d: sku must be 1..%d bytes, qty 1..%d", i,
+                         HS_SKU_MAX, HS_QTY_MAX);
+            return HS_BAD_ARGUMENT;
+        }
+        for (int j = 0; j < i; j++)
+            if (sku_lens[j] == sku_lens[i] && memcmp(skus[j], skus[i], sku_lens[i]) == 0) {
+                hs_set_error("hs_deduct_basket: sku %.*s is on lines %d and %d (one line per "
+                             "sku)",
+                             (int)sku_lens[i], skus[i], j, i);
+                return HS_BAD_ARGUMENT;
+            }
+    }
+
+again:
+    h = client_segment(c, &r);
+    if (h == NULL)
+        return r;
+    for (int i = 0; i < n; i++) {
+        basket_line *l = &lines[i];
+
+        r = sku_lookup(c, h, skus[i], sku_lens[i], false, &l->si);
+        if (r != HS_OK)
+            return r;
+        l->qty = qtys[i];
+        l->id_len = hs_basket_line_id(order_id, order_len, i, n, l->id);
+        l->hash = hs_hash(l->id, l->id_len);
+        l->o = NULL;
+    }
+
+    /* 1. Sold out and the basket unknown: answer without claiming slots
+     * (as a lone deduction does, deduct.c step 1a). */
+    for (int i = 0; i < n; i++) {
+        hs_sku_slot *s = &hs_sku_table(h)[lines[i].si];
+
+        if (counter_read(s) < lines[i].qty) {
+            uint32_t oi, ver;
+            bool inserted;
+
+            r = order_probe(c, h, lines[0].id, lines[0].id_len, NULL, &oi, &ver, &inserted);
+            if (r == HS_NOT_FOUND && !hs_filter_maybe(h, lines[0].hash))
+                return HS_SOLD_OUT;
+            if (r != HS_OK && r != HS_NOT_FOUND)
+                return r;
+            break;
+        }
+    }
+
+    /* 2. Claim the lines in line order; line 0 first serialises two
+     * callers of one basket, and answers a retry. */
+    for (int i = 0; i < n; i++) {
+        hs_order_slot *o = NULL;
+        uint32_t ver = 0;
+        unsigned settled;
+
+        r = line_claim(c, h, &lines[i], &settled, &o, &ver);
+        if (r == HS_NOT_FOUND) {
+            lines_fail(lines, i);
+            goto again;
+        }
+        if (r != HS_OK) {
+            lines_fail(lines, i);
+            return r;
+        }
+        if (settled != 0 && i == 0)
+            return basket_settled(c, h, order_id, order_len, lines, n, settled, o, ver);
+        if (settled != 0) {
+            lines_fail(lines, i);
+            hs_set_error("basket %.*s is partly known: line %d is settled (state %u) while "
+                         "line 0 is not",
+                         (int)order_len, order_id, i, settled);
+            return HS_ORDER_MISMATCH;
+        }
+    }
+
+    /* 2a. Ours now.  Was any line evicted (a retry of an old basket)?
+     * seq_cst, after the claims: see segment.h, EVICTION. */
+    if (evicted_checked != UINT64_MAX) {
+        hs_lsn evicted = atomic_load(&h->evicted_lsn);
+
+        for (int i = 0; i < n && evicted > evicted_checked; i++)
+            if (hs_filter_maybe(h, lines[i].hash)) {
+                lines_fail(lines, n);
+                hs_set_error("basket %.*s may have been evicted (orders up to LSN %" PRIu64
+                             "), the caller checked up to LSN %" PRIu64,
+                             (int)order_len, order_id, evicted, evicted_checked);
+                return HS_EVICTED_CHANGED;
+            }
+    }
+
+    /* 2b. xid and "no hold" before the records (deduct.c, step 2b). */
+    now_us = hs_now_unix_us();
+    for (int i = 0; i < n; i++) {
+        atomic_store_explicit(&lines[i].o->xid, xid, memory_order_relaxed);
+        atomic_store_explicit(&lines[i].o->deadline_ms, 0, memory_order_relaxed);
+    }
+
+    /* 3. Lock every SKU (slot order), check every line, take all or none. */
+    lock_order(lines, n, order);
+    for (; locked < n; locked++)
+        if (!counter_lock(&hs_sku_table(h)[lines[order[locked]].si]))
+            break;
+    if (locked == n) {
+        for (int i = 0; i < n; i++) {
+            hs_sku_slot *s = &hs_sku_table(h)[lines[i].si];
+            /* Relaxed: we hold the lock; decrements wait for it, and
+             * increments only make more. */
+            int64_t units = atomic_load_explicit(&s->available, memory_order_relaxed) &
+                            ~HS_AVAILABLE_LOCKED;
+
+            if (units < lines[i].qty) {
+                r = HS_SOLD_OUT;
+                break;
+            }
+        }
+    } else {
+        hs_set_error("basket %.*s: a sku is locked by a basket of a live process that has not "
+                     "let go for %d ms",
+                     (int)order_len, order_id, HS_OWNER_WAIT_MS);
+        r = HS_QUEUE_FULL;
+    }
+    for (int k = 0; k < locked; k++) {
+        const basket_line *l = &lines[order[k]];
+
+        counter_unlock(&hs_sku_table(h)[l->si], r == HS_OK ? l->qty : 0);
+    }
+    if (r != HS_OK) {
+        lines_fail(lines, n);
+        return r;
+    }
+
+    /* 4. The records, one group. */
+    for (int i = 0; i < n; i++) {
+        record_init(&recs[i], HS_REC_DEDUCT, lines[i].si, lines[i].qty);
+        recs[i].timestamp_us = now_us;
+        recs[i].order_len = (uint8_t)lines[i].id_len;
+        recs[i].order_index = (uint32_t)(lines[i].o - hs_order_table(h));
+        recs[i].xid = xid;
+        memcpy(recs[i].order_id, lines[i].id, lines[i].id_len);
+    }
+    r = append_group(c, h, recs, (uint32_t)n, &first);
+    if (r != HS_OK) {
+        for (int i = 0; i < n; i++)
+            counter_give(&hs_sku_table(h)[lines[i].si], lines[i].qty);
+        lines_fail(lines, n);
+        return r;
+    }
+
+    /* 5. Done: every line DEDUCTED (release, in order_set). */
+    for (int i = 0; i < n; i++) {
+        atomic_store_explicit(&lines[i].o->deducted_lsn, first + (hs_lsn)i, memory_order_relaxed);
+        order_set(lines[i].o, HS_INDEX_DEDUCTED);
+    }
+    if (lsn != NULL)
+        *lsn = first + (hs_lsn)n - 1;
+    return HS_OK;
 }

@@ -115,8 +115,14 @@ HS_INTERNAL void spiller_wake(hs_header *h, bool force);
 HS_INTERNAL void record_init(hs_ring_record *rec, hs_record_type type, uint32_t sku_index,
                              int64_t qty);
 HS_INTERNAL hs_result append_record(hs_client *c, hs_header *h, hs_ring_record *rec, hs_lsn *lsn);
-HS_INTERNAL bool counter_take(hs_sku_slot *s, int64_t qty);
+HS_INTERNAL hs_result append_group(hs_client *c, hs_header *h, hs_ring_record *recs, uint32_t n,
+                                  hs_lsn *first);
+HS_INTERNAL int counter_take(hs_sku_slot *s, int64_t qty);
 HS_INTERNAL int64_t counter_give(hs_sku_slot *s, int64_t qty);
+HS_INTERNAL int64_t counter_read(hs_sku_slot *s);
+HS_INTERNAL bool counter_wait_unlocked(hs_sku_slot *s, int64_t *cur);
+HS_INTERNAL bool counter_lock(hs_sku_slot *s);
+HS_INTERNAL void counter_unlock(hs_sku_slot *s, int64_t qty);
 HS_INTERNAL int owner_wait_step(const hs_client *c, hs_header *h, owner_wait *ow, uint64_t w,
                                 hs_result *res);
 HS_INTERNAL hs_result sku_lookup(hs_client *c, hs_header *h, const char *sku, size_t len,

@@ -155,7 +155,8 @@ again:
      * goes the full way (a retry of a done deduction must answer
      * HS_DUPLICATE even when sold out).  Acquire: the look-up's loads stay
      * after this one. */
-    if (kind != TAKE_RETAKE && atomic_load_explicit(&s->available, memory_order_acquire) < qty) {
+    if (kind != TAKE_RETAKE &&
+        (atomic_load_explicit(&s->available, memory_order_acquire) & ~HS_AVAILABLE_LOCKED) < qty) {
         r = order_probe(c, h, order_id, order_len, NULL, &oi, &ver, &inserted);
         if (r == HS_NOT_FOUND && !hs_filter_maybe(h, hash))
             return HS_SOLD_OUT;
@@ -281,10 +282,20 @@ again:
         atomic_store_explicit(&o->deadline_ms, 0, memory_order_relaxed);
     }
 
-    /* 3. The counter, only if enough is left. */
-    if (!counter_take(s, qty)) {
+    /* 3. The counter, only if enough is left (waiting while a basket
+     * holds the SKU). */
+    switch (counter_take(s, qty)) {
+    case 1:
+        break;
+    case 0:
         take_undo(o, kind, prev, prev_xid);
         return HS_SOLD_OUT;
+    default:
+        take_undo(o, kind, prev, prev_xid);
+        hs_set_error("sku %.*s is locked by a basket of a live process that has not let go "
+                     "for %d ms",
+                     (int)sku_len, sku, HS_OWNER_WAIT_MS);
+        return HS_QUEUE_FULL;
     }
 
     /* 4. The record. */

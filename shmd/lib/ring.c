@@ -7,7 +7,7 @@
  * segment.h): a writer reserves next_lsn by CAS (acq_rel), claims the slot
  * by CAS (acquire) with its pid, fills it and publishes L (seq_cst).
  * Decrements change the counter first and append after; increments
- * append first and raise the counter after (release).  Durability
+ * append first and raise the counter after (release): counter.c.  Durability
  * waiters sleep on durable_seq (futex).  Must not write a queue file.
  *
  *-------------------------------------------------------------------------
@@ -43,13 +43,14 @@ spiller_wake(hs_header *h, bool force)
 }
 
 /*
- * Reserve one LSN (one ring slot).  HS_OK and *lsn; HS_DAEMON_DOWN when the
+ * Reserve n consecutive LSNs (ring slots; n is 1, or a group's size) by one
+ * CAS: HS_OK and *lsn the first.  HS_DAEMON_DOWN when the
  * segment is fenced or dies; HS_IO_ERROR while the spiller cannot write;
  * HS_QUEUE_FULL when no slot frees up within HS_QUEUE_WAIT_MS.  Nothing is
  * reserved on failure.
  */
 static hs_result
-ring_reserve(hs_client *c, hs_header *h, hs_lsn *lsn)
+ring_reserve(hs_client *c, hs_header *h, uint32_t n, hs_lsn *lsn)
 {
     const uint64_t capacity = h->ring_capacity;
     uint64_t next, spilled, deadline = 0;
@@ -77,7 +78,7 @@ ring_reserve(hs_client *c, hs_header *h, hs_lsn *lsn)
          * reserve come after its reads.  A spilled_lsn at or past a stale
          * `next` means next moved on: the CAS fails and reloads it. */
         spilled = atomic_load_explicit(&h->spilled_lsn, memory_order_acquire);
-        if (spilled < next && next - spilled >= capacity) {
+        if (spilled < next && next - spilled + (n - 1) >= capacity) {
             uint64_t now = hs_now_monotonic_ms();
             if (deadline == 0) {
                 deadline = now + HS_QUEUE_WAIT_MS;
@@ -97,7 +98,7 @@ ring_reserve(hs_client *c, hs_header *h, hs_lsn *lsn)
          * a counter before (a decrement that must precede its record, an
          * acquired increment that must stay before it); pairs with every
          * other reserver's CAS and with the daemon's fetch_or of the fence. */
-        if (atomic_compare_exchange_weak_explicit(&h->next_lsn, &next, next + 1,
+        if (atomic_compare_exchange_weak_explicit(&h->next_lsn, &next, next + n,
                                                   memory_order_acq_rel, memory_order_relaxed)) {
             *lsn = next;
             return HS_OK;
@@ -106,13 +107,12 @@ ring_reserve(hs_client *c, hs_header *h, hs_lsn *lsn)
 }
 
 /*
- * Claim the ring slot of lsn (reserved by ring_reserve), fill it with rec
- * and publish it.  rec must have been zeroed before it was filled: the CRC
- * covers the padding.  true when published: the record will reach the
- * queue whatever happens to this process.  false when the spiller or a
- * restarting daemon abandoned the slot before we claimed it: we wrote
- * nothing into it, the record will never be in the queue, and the caller
- * undoes what it did (HS_DAEMON_DOWN).
+ * Claim the ring slot of lsn (reserved by ring_reserve) for this process.
+ * true when ours: nobody else moves it while we live, and we must fill and
+ * publish it (ring_fill) or give it up (ring_abandon_own).  false when the
+ * spiller or a restarting daemon abandoned the slot before we claimed it:
+ * the record will never be in the queue, and the caller undoes what it did
+ * (HS_DAEMON_DOWN).
  *
  * Claim first, fill second (segment.h, hs_ring_slot.seq): once the slot
  * is abandoned it may be reused by lsn + capacity at once, so no check
@@ -121,10 +121,9 @@ ring_reserve(hs_client *c, hs_header *h, hs_lsn *lsn)
  * a claimed slot only once its claimer is dead.
  */
 static bool
-ring_publish(hs_header *h, hs_lsn lsn, const hs_ring_record *rec)
+ring_claim(hs_header *h, hs_lsn lsn)
 {
     hs_ring_slot *slot = &hs_ring(h)[lsn & (h->ring_capacity - 1)];
-    uint32_t crc = hs_ring_record_crc(rec);
     /* Relaxed: the CAS below only succeeds if this value is still current. */
     uint64_t old = atomic_load_explicit(&slot->seq, memory_order_relaxed);
 
@@ -140,16 +139,45 @@ ring_publish(hs_header *h, hs_lsn lsn, const hs_ring_record *rec)
          * Exactly one of this CAS and an abandoning CAS from `old` wins. */
         if (atomic_compare_exchange_weak_explicit(&slot->seq, &old, hs_seq_claim(lsn, self_pid()),
                                                   memory_order_acquire, memory_order_relaxed))
-            break;
+            return true;
     }
+}
+
+/* Fill our claimed slot of lsn with rec (zeroed before it was filled: the
+ * CRC covers the padding) and publish it. */
+static void
+ring_fill(hs_header *h, hs_lsn lsn, const hs_ring_record *rec)
+{
+    hs_ring_slot *slot = &hs_ring(h)[lsn & (h->ring_capacity - 1)];
+
     memcpy(&slot->rec, rec, sizeof(*rec));
-    slot->crc = crc;
+    slot->crc = hs_ring_record_crc(rec);
     /* seq_cst (a release at least): publishes rec and crc to the spiller's
      * acquire load of seq, and to a salvaging daemon.  Nobody else moves a
      * claimed slot while we live.  seq_cst also orders it before the load
      * of spiller_sleeping in spiller_wake(). */
     atomic_store_explicit(&slot->seq, lsn, memory_order_seq_cst);
-    return true;
+}
+
+/* Give up a reserved LSN of ours: our claim (we own it), or a slot we
+ * never claimed (CAS from the earlier lap, as the spiller would after a
+ * stall; losing that CAS means someone abandoned it first).  The spiller
+ * writes a NOOP for it. */
+static void
+ring_abandon_own(hs_header *h, hs_lsn lsn, bool claimed)
+{
+    hs_ring_slot *slot = &hs_ring(h)[lsn & (h->ring_capacity - 1)];
+    uint64_t old;
+
+    if (claimed) {
+        atomic_store_explicit(&slot->seq, lsn | HS_SEQ_ABANDONED, memory_order_seq_cst);
+        return;
+    }
+    old = atomic_load_explicit(&slot->seq, memory_order_relaxed);
+    while (!hs_seq_is_claim(old) && (old & ~HS_SEQ_ABANDONED) < lsn &&
+           !atomic_compare_exchange_weak_explicit(&slot->seq, &old, lsn | HS_SEQ_ABANDONED,
+                                                  memory_order_seq_cst, memory_order_relaxed))
+        ;
 }
 
 /* A zeroed record of type for a SKU slot (order fields left empty). */
@@ -174,53 +202,55 @@ record_init(hs_ring_record *rec, hs_record_type type, uint32_t sku_index, int64_
 hs_result
 append_record(hs_client *c, hs_header *h, hs_ring_record *rec, hs_lsn *lsn)
 {
-    hs_result r = ring_reserve(c, h, lsn);
+    return append_group(c, h, rec, 1, lsn);
+}
+
+/*
+ * Append n records (1..HS_BASKET_MAX + 1) as one group at consecutive
+ * LSNs, *first the first: all of them reach the queue, or none (the
+ * spiller and a salvaging daemon turn a group with an abandoned member
+ * into NOOPs).  Every slot is claimed before any is filled, so while we
+ * live no member can be abandoned once the first is published; a death
+ * between two publications leaves the rest claimed by a dead pid, which
+ * abandons the whole group.  On failure nothing of it will be in the
+ * queue: the slots we claimed or reserved are abandoned here.
+ */
+hs_result
+append_group(hs_client *c, hs_header *h, hs_ring_record *recs, uint32_t n, hs_lsn *first)
+{
+    hs_result r = ring_reserve(c, h, n, first);
+    hs_lsn last;
     uint64_t spilled;
+    uint32_t claimed = 0;
 
     if (r != HS_OK)
         return r;
-    if (!ring_publish(h, *lsn, rec)) {
+    last = *first + n - 1;
+    while (claimed < n && ring_claim(h, *first + claimed))
+        claimed++;
+    if (claimed < n) {
+        for (uint32_t i = 0; i < n; i++)
+            if (i != claimed)
+                ring_abandon_own(h, *first + i, i < claimed);
         hs_set_error("hotstockd of %s is down: the ring slot of lsn %" PRIu64
                      " was abandoned before this writer claimed it",
-                     c->dir, *lsn);
+                     c->dir, *first + claimed);
         return HS_DAEMON_DOWN;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (n > 1) {
+            recs[i].group_size = (uint8_t)n;
+            recs[i].group_pos = (uint8_t)i;
+            if (i + 1 < n)
+                recs[i].flags |= HS_REC_FLAG_GROUP_MORE;
+        }
+        ring_fill(h, *first + i, &recs[i]);
     }
     /* Relaxed: only a hint of how far behind the spiller is. */
     spilled = atomic_load_explicit(&h->spilled_lsn, memory_order_relaxed);
-    if (*lsn > spilled && *lsn - spilled >= (h->ring_capacity >> 3))
+    if (last > spilled && last - spilled >= (h->ring_capacity >> 3))
         spiller_wake(h, false);
     return HS_OK;
-}
-
-/*-------------------------------------------------------------------------
- * Counters
- *-------------------------------------------------------------------------
- */
-
-/* Take qty units if at least qty are available.  acq_rel: the acquire half
- * pairs with the release of increments (their records are reserved before
- * them, so ours comes after); the release half keeps our later reservation
- * after this decrement.  Single-location RMWs: never below zero. */
-bool
-counter_take(hs_sku_slot *s, int64_t qty)
-{
-    int64_t cur = atomic_load_explicit(&s->available, memory_order_relaxed);
-
-    while (cur >= qty) {
-        if (atomic_compare_exchange_weak_explicit(&s->available, &cur, cur - qty,
-                                                  memory_order_acq_rel, memory_order_relaxed))
-            return true;
-    }
-    return false;
-}
-
-/* Raise the counter after the record of the raise was published (or undo a
- * decrement whose record failed).  Release: pairs with counter_take's
- * acquire.  Returns the value after. */
-int64_t
-counter_give(hs_sku_slot *s, int64_t qty)
-{
-    return atomic_fetch_add_explicit(&s->available, qty, memory_order_release) + qty;
 }
 
 /*-------------------------------------------------------------------------

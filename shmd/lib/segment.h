@@ -74,7 +74,20 @@
  *  hs_sku_slot.available  clients only: CAS (acq_rel) decrement if
  *                     available >= qty; fetch_add for increments.  The daemon
  *                     writes it only while building a segment (state
- *                     STARTING).
+ *                     STARTING).  Bit 62 (HS_AVAILABLE_LOCKED) is the basket
+ *                     lock: a basket takes `locker` by CAS 0 -> its pid
+ *                     (acquire; from a dead pid too), then fetch_or's the
+ *                     bit, on every SKU of the basket in slot order; checks
+ *                     its lines; and leaves each SKU with one fetch_sub(qty +
+ *                     LOCKED) or fetch_and(~LOCKED) (release), then stores
+ *                     locker 0.  Every decrement (a take, a withdrawal, a
+ *                     put_sku lowering) CASes only from a value without the
+ *                     bit, so it waits while a basket decides; an increment
+ *                     (fetch_add) commutes with the lock and never waits.
+ *                     A waiter that finds the bit set and `locker` dead
+ *                     breaks the lock: CAS locker dead -> its pid,
+ *                     fetch_and(~LOCKED), locker 0 (counter.c).  Readers
+ *                     mask the bit.
  *
  *  hs_order_slot.state (version << 32 | owner pid << 8 | HS_INDEX_*), by
  *                     CAS (acq_rel; seq_cst where eviction is involved).
@@ -220,7 +233,7 @@
 
 /* "HSTKSEG1" little-endian; the layout version changes with any struct here. */
 #define HS_SEGMENT_MAGIC UINT64_C(0x3147455354534B48)
-#define HS_SEGMENT_LAYOUT_VERSION 5
+#define HS_SEGMENT_LAYOUT_VERSION 6
 
 #define HS_HEARTBEAT_INTERVAL_MS 100
 #define HS_HEARTBEAT_DEAD_MS 3000
@@ -411,12 +424,18 @@ typedef struct hs_header {
  */
 typedef struct hs_sku_slot {
     alignas(HS_CACHE_LINE) _Atomic uint64_t state; /* HS_STATE_WORD(hs_sku_slot_state, pid) */
-    _Atomic int64_t available;
+    _Atomic int64_t available; /* units, | HS_AVAILABLE_LOCKED while a basket holds it */
     uint64_t hash;
+    _Atomic uint32_t locker; /* pid of the basket that holds (or takes) the lock, 0 for none */
     uint8_t sku_len;
     char sku[HS_SKU_MAX + 1];
-    char pad_[128 - 8 - 8 - 8 - 1 - (HS_SKU_MAX + 1)];
+    char pad_[128 - 8 - 8 - 8 - 4 - 1 - (HS_SKU_MAX + 1)];
 } hs_sku_slot;
+
+/* The basket lock bit of hs_sku_slot.available (counter.c): far above
+ * HS_STOCK_MAX, so a counter never reaches it, and a counter is never
+ * negative, so no borrow reaches it either.  Readers mask it. */
+#define HS_AVAILABLE_LOCKED (INT64_C(1) << 62)
 
 /* One order id.  128 bytes, aligned like the SKU slots for the same reason. */
 typedef struct hs_order_slot {
@@ -454,7 +473,8 @@ typedef struct hs_filter_block {
 typedef struct hs_ring_record {
     uint8_t type; /* hs_record_type */
     uint8_t order_len;
-    uint16_t flags;
+    uint8_t flags;      /* HS_REC_FLAG_* (the writer sets GROUP_MORE from the group fields) */
+    uint8_t group_size; /* records in its group (a basket), 0 or 1 for a lone record */
     uint32_t sku_index;
     uint32_t order_index; /* slot in the order index, or UINT32_MAX */
     uint32_t ttl_ms;      /* RESERVE: its time-to-live (deadline = timestamp_us / 1000 + ttl_ms) */
@@ -462,14 +482,14 @@ typedef struct hs_ring_record {
     uint64_t xid;          /* calling transaction's full xid, 0 if none */
     uint64_t timestamp_us; /* CLOCK_REALTIME */
     char order_id[HS_ORDER_ID_MAX + 1];
+    uint8_t group_pos; /* its place in its group, 0 .. group_size - 1 */
 } hs_ring_record;
 
 typedef struct hs_ring_slot {
     alignas(HS_CACHE_LINE) _Atomic uint64_t seq;
     uint32_t crc; /* CRC32C of rec, checked when salvaged after a crash */
     uint32_t pad0_;
-    hs_ring_record rec;
-    char pad_[128 - 8 - 4 - 4 - sizeof(hs_ring_record)];
+    hs_ring_record rec; /* 112 bytes: the slot is full */
 } hs_ring_slot;
 
 _Static_assert(sizeof(hs_sku_slot) == 128, "hs_sku_slot must be 128 bytes");

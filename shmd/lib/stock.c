@@ -46,7 +46,7 @@ hs_available(hs_client *c, const char *sku, size_t sku_len, int64_t *available)
     if (r != HS_OK)
         return r;
     /* Relaxed: a snapshot of one counter. */
-    *available = atomic_load_explicit(&hs_sku_table(h)[si].available, memory_order_relaxed);
+    *available = counter_read(&hs_sku_table(h)[si]);
     return HS_OK;
 }
 
@@ -175,6 +175,12 @@ hs_put_sku(hs_client *c, const char *sku, size_t sku_len, int64_t stock, hs_lsn 
     /* Relaxed: validated by the CAS, or (raising) only the base of delta. */
     old = atomic_load_explicit(&s->available, memory_order_relaxed);
     for (;;) {
+        /* A lowering CASes only from a value without the basket lock; a
+         * raising one needs the units without the bit as its base. */
+        if ((old & HS_AVAILABLE_LOCKED) && !counter_wait_unlocked(s, &old)) {
+            hs_set_error("sku %.*s is locked by a basket of a live process", (int)sku_len, sku);
+            return HS_QUEUE_FULL;
+        }
         if (stock <= old) {
             /* acq_rel: as counter_take(). */
             if (!atomic_compare_exchange_weak_explicit(&s->available, &old, stock,
@@ -236,7 +242,7 @@ hs_add_stock(hs_client *c, const char *sku, size_t sku_len, int64_t delta, int64
         return r;
     s = &hs_sku_table(h)[si];
     /* Relaxed: validated by the CAS below, or a bound check only. */
-    old = atomic_load_explicit(&s->available, memory_order_relaxed);
+    old = counter_read(s);
     if (delta > 0) {
         if (old + delta > HS_STOCK_MAX) {
             hs_set_error("hs_add_stock: %" PRId64 " + %" PRId64 " would exceed %" PRId64, old,
@@ -249,7 +255,14 @@ hs_add_stock(hs_client *c, const char *sku, size_t sku_len, int64_t delta, int64
             return r;
         after = counter_give(s, delta);
     } else {
+        old = atomic_load_explicit(&s->available, memory_order_relaxed);
         for (;;) {
+            /* CAS only from a value without the basket lock */
+            if ((old & HS_AVAILABLE_LOCKED) && !counter_wait_unlocked(s, &old)) {
+                hs_set_error("sku %.*s is locked by a basket of a live process", (int)sku_len,
+                             sku);
+                return HS_QUEUE_FULL;
+            }
             applied = -old > delta ? -old : delta; /* max(delta, -old): never below 0 */
             if (applied == 0) {
                 after = old;

@@ -27,8 +27,10 @@
 #include "postgres.h"
 
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "storage/lock.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
@@ -42,6 +44,11 @@ typedef struct BasketLines {
     size_t sku_lens[HS_BASKET_MAX];
     int32_t qtys[HS_BASKET_MAX];
 } BasketLines;
+
+/* field4 of the advisory lock tag that serialises the callers of one
+ * basket id: not 1 or 2, the values of pg_advisory_lock()'s keys, so it
+ * never meets an application's advisory lock. */
+#define BASKET_LOCK_SPACE 0x4853
 
 PG_FUNCTION_INFO_V1(hotstock_deduct_basket);
 
@@ -146,6 +153,64 @@ basket_lines_arg(FunctionCallInfo fcinfo, BasketLines *lines)
 }
 
 /*
+ * Is order_id known to the daemon (as a line id too): deducted, refunded,
+ * pending, or a hold?  A slot of an attempt that failed (sold out) is not.
+ */
+static bool
+order_known(hs_client *c, const char *order_id, size_t order_len)
+{
+    hs_order_status_code st = HS_ORDER_STATUS_UNKNOWN;
+    hs_result r = hs_order_status(c, order_id, order_len, &st, NULL, NULL);
+
+    if (r != HS_OK && r != HS_NOT_FOUND)
+        hotstock_raise(r, pnstrdup(order_id, order_len));
+    return r == HS_OK && st != HS_ORDER_STATUS_UNKNOWN;
+}
+
+/*
+ * One basket id names one basket: refuse (HS004) a basket id that is an
+ * order of its own, or a basket of another line count (its lines have other
+ * ids, so the daemon would take it as a new basket).  Same line count,
+ * other lines: the daemon answers HS004 itself.  The callers of one basket
+ * id are serialised by a lock held to the end of the caller's transaction,
+ * so two of them cannot both pass this check and take two baskets.
+ */
+static void
+basket_check_id(hs_client *c, const char *order_id, size_t order_len, int n)
+{
+    LOCKTAG tag;
+    uint64 key = hash_bytes_extended((const unsigned char *)order_id, (int)order_len, 0);
+    const char *other = NULL;
+
+    SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32)(key >> 32), (uint32)key, BASKET_LOCK_SPACE);
+    (void)LockAcquire(&tag, ExclusiveLock, false, false);
+
+    if (order_known(c, order_id, order_len))
+        other = "It is an order of its own (hotstock.deduct()).";
+    for (int k = 1; other == NULL && k <= HS_BASKET_MAX; k++) {
+        char line[HS_ORDER_ID_MAX + 1];
+        size_t line_len = hs_basket_line_id(order_id, order_len, 0, k, line);
+
+        if (k != n && order_known(c, line, line_len))
+            other = psprintf("It is a basket of %d lines.", k);
+    }
+    if (other == NULL && hs_evicted_lsn(c) > 0) {
+        LedgerRow rows[HS_LEDGER_ROWS_MAX];
+        int k = hotstock_ledger_basket_lines(order_id, order_len);
+
+        if (hotstock_ledger_lookup(order_id, order_len, rows) > 0)
+            other = "It is an order of its own (hotstock.deduct()).";
+        else if (k > 0 && k != n)
+            other = psprintf("It is a basket of %d lines.", k);
+    }
+    if (other != NULL)
+        ereport(ERROR, (errcode(ERRCODE_HOTSTOCK_ORDER_MISMATCH),
+                        errmsg("order id \"%s\" was taken with another sku, qty or kind",
+                               pnstrdup(order_id, order_len)),
+                        errdetail("%s", other), errhint("Use a new order id.")));
+}
+
+/*
  * hs_deduct_basket() said HS_EVICTED_CHANGED: line 0 may be an evicted,
  * drained order.  True when the ledger holds this basket, line for line (a
  * retry of a drained basket); false when it does not know line 0 (a new
@@ -230,6 +295,7 @@ hotstock_deduct_basket(PG_FUNCTION_ARGS)
     basket_lines_arg(fcinfo, &lines);
 
     c = hotstock_client();
+    basket_check_id(c, order_id, order_len, lines.n);
     xid = hotstock_deduct_xid();
 
     /* as deduct (api.c): when the daemon's filter names line 0, the basket

@@ -17,6 +17,12 @@
  * database-first (mark the ledger row in the caller's transaction, return
  * the units once it commits).
  *
+ * Baskets (deduct_basket(), basket.c) are orders of their lines only: line
+ * i of an n-line basket B is the order B 0x1f "iinn" (hs_basket_line_id()).
+ * refund(B) and order_status(B) of an id that names no order look for a
+ * basket B (the index, then the ledger) and act on its lines.  Ids holding
+ * 0x1f are the lines' alone: every function here refuses them (22023).
+ *
  * Must not keep state across calls, nor touch the segment but through
  * libhotstock.
  *
@@ -85,6 +91,25 @@ hotstock_name_arg(FunctionCallInfo fcinfo, int argno, const char *argname, const
         ereport(ERROR,
                 (errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION), errmsg("%s is too long", argname),
                  errdetail("It is %zu bytes; the limit is %zu bytes.", *len, max)));
+}
+
+/*
+ * Fetch order id argument argno as hotstock_name_arg() does, and refuse
+ * (22023) an id holding the byte 0x1f (HS_BASKET_SEP): such ids name the
+ * lines of baskets, which only deduct_basket() makes and only a refund of
+ * the whole basket gives back.
+ */
+void
+hotstock_order_id_arg(FunctionCallInfo fcinfo, int argno, const char **data, size_t *len)
+{
+    hotstock_name_arg(fcinfo, argno, "order_id", data, len);
+    if (memchr(*data, HS_BASKET_SEP, *len) != NULL)
+        ereport(ERROR,
+                (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                 errmsg("order_id must not contain the byte 0x1f"),
+                 errdetail("Order ids holding 0x1f are reserved for the lines of baskets."),
+                 errhint("Use hotstock.refund() or hotstock.order_status() on the basket's own "
+                         "id.")));
 }
 
 /* Fetch the qty argument: 1..HS_QTY_MAX, else 22023. */
@@ -197,11 +222,13 @@ hotstock_refund_pending(const char *order_id, size_t order_len)
  * killed before COMMIT), the deduction is compensated here and now, and
  * the retry gets what a retry of a rolled-back order gets: HS005.  Without
  * this a retry after a crash would be told "true" for units the drain is
- * about to hand back.  Returns when the retry may answer true.
+ * about to hand back.  Returns when the retry may answer true.  Also for
+ * each line of a basket's retry (basket.c); errors name `what` (the order
+ * id, the basket's id).
  */
-static void
-deduct_retry_settle(hs_client *c, const char *sku, size_t sku_len, int32 qty, const char *order_id,
-                    size_t order_len)
+void
+hotstock_deduct_retry_settle(hs_client *c, const char *sku, size_t sku_len, int32 qty,
+                             const char *order_id, size_t order_len, const char *what)
 {
     for (;;) {
         hs_order_info info;
@@ -215,15 +242,15 @@ deduct_retry_settle(hs_client *c, const char *sku, size_t sku_len, int32 qty, co
             return;
         }
         if (r != HS_OK)
-            hotstock_raise(r, pnstrdup(order_id, order_len));
+            hotstock_raise(r, what);
         if (info.status == HS_ORDER_STATUS_REFUNDED)
-            hotstock_raise(HS_ALREADY_REFUNDED, pnstrdup(order_id, order_len));
+            hotstock_raise(HS_ALREADY_REFUNDED, what);
         if (info.status != HS_ORDER_STATUS_DEDUCTED)
             return;
         /* refunded, and the refund waits for the drain (daemon down or
          * disk full at its commit) */
         if (hotstock_refund_pending(order_id, order_len))
-            hotstock_raise(HS_ALREADY_REFUNDED, pnstrdup(order_id, order_len));
+            hotstock_raise(HS_ALREADY_REFUNDED, what);
         switch (hotstock_xid_fate(info.xid, &xid)) {
         case HS_FATE_NONE:
         case HS_FATE_MINE:
@@ -242,10 +269,10 @@ deduct_retry_settle(hs_client *c, const char *sku, size_t sku_len, int32 qty, co
             if (r == HS_OK && hotstock_synchronous)
                 hotstock_wait_durable(c, lsn);
             if (r == HS_OK || r == HS_ALREADY_REFUNDED)
-                hotstock_raise(HS_ALREADY_REFUNDED, pnstrdup(order_id, order_len));
+                hotstock_raise(HS_ALREADY_REFUNDED, what);
             if (r == HS_ORDER_MISMATCH || r == HS_NOT_FOUND)
                 continue; /* deducted anew, or evicted, meanwhile: look again */
-            hotstock_raise(r, pnstrdup(order_id, order_len));
+            hotstock_raise(r, what);
         }
         }
     }
@@ -276,7 +303,7 @@ hotstock_deduct(PG_FUNCTION_ARGS)
 
     hotstock_name_arg(fcinfo, 0, "sku", &sku, &sku_len);
     qty = hotstock_qty_arg(fcinfo, 1);
-    hotstock_name_arg(fcinfo, 2, "order_id", &order_id, &order_len);
+    hotstock_order_id_arg(fcinfo, 2, &order_id, &order_len);
 
     c = hotstock_client();
     /* a hold this transaction claimed: a deduct of a hold's order id is
@@ -315,7 +342,8 @@ hotstock_deduct(PG_FUNCTION_ARGS)
         PG_RETURN_BOOL(true);
     case HS_DUPLICATE:
         /* a retry: true only if the deduction it repeats stands */
-        deduct_retry_settle(c, sku, sku_len, qty, order_id, order_len);
+        hotstock_deduct_retry_settle(c, sku, sku_len, qty, order_id, order_len,
+                                     pnstrdup(order_id, order_len));
         if (hotstock_synchronous)
             hotstock_wait_durable_now(c);
         PG_RETURN_BOOL(true);
@@ -331,14 +359,22 @@ hotstock_deduct(PG_FUNCTION_ARGS)
     PG_RETURN_BOOL(false); /* not reached */
 }
 
+/* What refund_order() found. */
+typedef enum RefundAnswer {
+    REFUND_DONE,    /* refunded by this call (at commit) */
+    REFUND_NOTHING, /* an order with nothing left to refund */
+    REFUND_UNKNOWN  /* no such order, in the index or the ledger */
+} RefundAnswer;
+
 /* Does the ledger hold an unrefunded row of order_id that a refund gives
- * back (a deduction, a confirmed hold)? */
+ * back (a deduction, a confirmed hold)?  *known: does it hold any row? */
 static bool
-ledger_has_unrefunded(const char *order_id, size_t order_len)
+ledger_has_unrefunded(const char *order_id, size_t order_len, bool *known)
 {
     LedgerRow rows[HS_LEDGER_ROWS_MAX];
     int n = hotstock_ledger_lookup(order_id, order_len, rows);
 
+    *known = n > 0;
     for (int i = 0; i < n; i++)
         if (!rows[i].refunded && LEDGER_ROW_SOLD(&rows[i]))
             return true;
@@ -346,37 +382,24 @@ ledger_has_unrefunded(const char *order_id, size_t order_len)
 }
 
 /*
- * hotstock.refund(order_id text) returns boolean
- *
- * True when this call refunded the order; false when there is nothing to
- * refund (unknown order id, refunded already, or refunded earlier in this
- * transaction).  The order is claimed now (other refunds of it wait; a
- * deduct retry still answers true), a row of hotstock.refund_requests
- * records the refund in the caller's transaction, and the units go back
- * when that transaction commits -- by the commit callback, or, if the
- * daemon cannot take the record then, by the drain later (exactly once);
- * a rollback releases the claim and the row with it.  An order evicted
- * from the daemon's index is refunded database-first (see the file header).
+ * Refund one order (an order id of the caller's, or a line of a basket):
+ * see hotstock.refund() below.  Raises what the daemon raises; a hold this
+ * transaction confirms or cancels raises HS011.
  */
-Datum
-hotstock_refund(PG_FUNCTION_ARGS)
+static RefundAnswer
+refund_order(hs_client *c, const char *order_id, size_t order_len)
 {
-    const char *order_id;
-    size_t order_len;
-    hs_client *c;
     hs_result r;
     LedgerRow rows[HS_LEDGER_ROWS_MAX];
     hs_lsn evicted_lsn;
     hs_lsn mark_lsn = 0;
+    bool known = false;
     int n;
-
-    hotstock_name_arg(fcinfo, 0, "order_id", &order_id, &order_len);
-    c = hotstock_client();
 
     /* refunded in this transaction already: nothing left to refund */
     if (hotstock_find_pending(PENDING_REFUND_CLAIM, order_id, order_len) != NULL ||
         hotstock_find_pending(PENDING_REFUND_EVICTED, order_id, order_len) != NULL)
-        PG_RETURN_BOOL(false);
+        return REFUND_NOTHING;
     /* a hold this transaction confirms or cancels (at its end): still a
      * hold now (and our own claim would keep the index waiting) */
     if (hotstock_find_pending(PENDING_HOLD_CLAIM, order_id, order_len) != NULL)
@@ -410,28 +433,28 @@ hotstock_refund(PG_FUNCTION_ARGS)
             PG_END_TRY();
             if (!recorded) {
                 (void)hs_refund_release(c, order_id, order_len);
-                PG_RETURN_BOOL(false);
+                return REFUND_NOTHING;
             }
             hotstock_remember(PENDING_REFUND_CLAIM, order_id, order_len);
-            PG_RETURN_BOOL(true);
+            return REFUND_DONE;
         }
         if (r == HS_ALREADY_REFUNDED)
-            PG_RETURN_BOOL(false);
+            return REFUND_NOTHING;
         if (r != HS_NOT_FOUND)
             hotstock_raise(r, pnstrdup(order_id, order_len));
         if (evicted_lsn == 0)
-            PG_RETURN_BOOL(false); /* never deducted here */
+            return REFUND_UNKNOWN; /* never deducted here */
 
         /* evicted with a refund committed and waiting for the drain (the
          * daemon could not take it, then evicted the order): refunded.  Its
          * request row is committed before its claim is released, so it is
          * visible here whenever the order could be evicted. */
         if (hotstock_refund_pending(order_id, order_len))
-            PG_RETURN_BOOL(false);
+            return REFUND_NOTHING;
         /* evicted: database first, units at commit */
         mark_lsn = hotstock_mark_lsn(c);
         n = hotstock_ledger_refund(order_id, order_len, evicted_lsn, rows);
-        if (n > 0 || !ledger_has_unrefunded(order_id, order_len))
+        if (n > 0 || !ledger_has_unrefunded(order_id, order_len, &known))
             break;
         /* An unrefunded ledger row after evicted_lsn: the order was drained
          * after we looked in the index and is still indexed (or is being
@@ -452,7 +475,80 @@ hotstock_refund(PG_FUNCTION_ARGS)
         memcpy(a->sku, rows[i].sku, a->sku_len + 1);
         a->qty = rows[i].qty;
     }
-    PG_RETURN_BOOL(n > 0);
+    if (n > 0)
+        return REFUND_DONE;
+    return known ? REFUND_NOTHING : REFUND_UNKNOWN;
+}
+
+/*
+ * The line count of basket order_id (deduct_basket()): from the daemon's
+ * index, else, once it evicted orders, from the ledger; 0 when it is no
+ * basket.  An id longer than a basket id can be is none.
+ */
+static int
+basket_lines(hs_client *c, const char *order_id, size_t order_len)
+{
+    int n = 0;
+    hs_result r;
+
+    if (order_len > HS_BASKET_ID_MAX)
+        return 0;
+    r = hs_basket_find(c, order_id, order_len, &n);
+    if (r == HS_OK)
+        return n;
+    if (r != HS_NOT_FOUND)
+        hotstock_raise(r, pnstrdup(order_id, order_len));
+    /* the basket's lines are evicted only once drained: then the ledger
+     * has line 0 (read with the latest snapshot) */
+    return hs_evicted_lsn(c) > 0 ? hotstock_ledger_basket_lines(order_id, order_len) : 0;
+}
+
+/*
+ * hotstock.refund(order_id text) returns boolean
+ *
+ * True when this call refunded the order; false when there is nothing to
+ * refund (unknown order id, refunded already, or refunded earlier in this
+ * transaction).  The order is claimed now (other refunds of it wait; a
+ * deduct retry still answers true), a row of hotstock.refund_requests
+ * records the refund in the caller's transaction, and the units go back
+ * when that transaction commits -- by the commit callback, or, if the
+ * daemon cannot take the record then, by the drain later (exactly once);
+ * a rollback releases the claim and the row with it.  An order evicted
+ * from the daemon's index is refunded database-first (see the file header).
+ *
+ * An id that names no order but a basket (deduct_basket()) refunds every
+ * line of the basket the same way, each line an order of its own: true
+ * when this call refunded them, false when they were refunded before.  A
+ * line that fails raises, and the transaction's abort releases the claims
+ * on the lines before it: the basket's lines are refunded together or not
+ * at all.
+ */
+Datum
+hotstock_refund(PG_FUNCTION_ARGS)
+{
+    const char *order_id;
+    size_t order_len;
+    hs_client *c;
+    RefundAnswer answer;
+    bool any = false;
+    int n;
+
+    hotstock_order_id_arg(fcinfo, 0, &order_id, &order_len);
+    c = hotstock_client();
+
+    answer = refund_order(c, order_id, order_len);
+    if (answer != REFUND_UNKNOWN)
+        PG_RETURN_BOOL(answer == REFUND_DONE);
+
+    n = basket_lines(c, order_id, order_len);
+    for (int i = 0; i < n; i++) {
+        char line[HS_ORDER_ID_MAX + 1];
+        size_t line_len = hs_basket_line_id(order_id, order_len, i, n, line);
+
+        if (refund_order(c, line, line_len) == REFUND_DONE)
+            any = true;
+    }
+    PG_RETURN_BOOL(any);
 }
 
 /*
@@ -493,25 +589,15 @@ ledger_row_status(const LedgerRow *row, const char *order_id, size_t order_len)
 }
 
 /*
- * hotstock.order_status(order_id text) returns text
- * 'deducted' (also a confirmed reservation), 'refunded', 'reserved',
- * 'expired', 'cancelled' or 'unknown'.  A refund claimed by an open
- * transaction still counts as deducted, a confirm or cancel claimed by one
- * as reserved.  A deduction in flight in another session is waited for
- * briefly; if it has not settled by then the answer is 'pending'.
+ * What order_status() says of one order (an order id of the caller's, or a
+ * line of a basket); NULL when neither the index nor the ledger knows it.
  */
-Datum
-hotstock_order_status(PG_FUNCTION_ARGS)
+static const char *
+order_status_of(hs_client *c, const char *order_id, size_t order_len)
 {
-    const char *order_id;
-    size_t order_len;
-    hs_client *c;
     hs_order_status_code state = HS_ORDER_STATUS_UNKNOWN;
     hs_result r;
-    const char *answer;
-
-    hotstock_name_arg(fcinfo, 0, "order_id", &order_id, &order_len);
-    c = hotstock_client();
+    const char *answer = NULL;
 
     for (int waited = 0;; waited++) {
         r = hs_order_status(c, order_id, order_len, &state, NULL, NULL);
@@ -525,37 +611,60 @@ hotstock_order_status(PG_FUNCTION_ARGS)
         LedgerRow rows[HS_LEDGER_ROWS_MAX];
         int n = hs_evicted_lsn(c) > 0 ? hotstock_ledger_lookup(order_id, order_len, rows) : 0;
 
-        answer = "unknown";
         for (int i = 0; i < n; i++)
             answer = ledger_row_status(&rows[i], order_id, order_len);
-    } else if (r != HS_OK)
-        hotstock_raise(r, pnstrdup(order_id, order_len));
-    else {
-        switch (state) {
-        case HS_ORDER_STATUS_DEDUCTED:
-            answer = hotstock_refund_pending(order_id, order_len) ? "refunded" : "deducted";
-            break;
-        case HS_ORDER_STATUS_REFUNDED:
-            answer = "refunded";
-            break;
-        case HS_ORDER_STATUS_PENDING:
-            answer = "pending";
-            break;
-        case HS_ORDER_STATUS_RESERVED:
-            answer = "reserved";
-            break;
-        case HS_ORDER_STATUS_EXPIRED:
-            answer = "expired";
-            break;
-        case HS_ORDER_STATUS_CANCELLED:
-            answer = "cancelled";
-            break;
-        default:
-            answer = "unknown";
-            break;
-        }
+        return answer;
     }
-    PG_RETURN_TEXT_P(cstring_to_text(answer));
+    if (r != HS_OK)
+        hotstock_raise(r, pnstrdup(order_id, order_len));
+    switch (state) {
+    case HS_ORDER_STATUS_DEDUCTED:
+        return hotstock_refund_pending(order_id, order_len) ? "refunded" : "deducted";
+    case HS_ORDER_STATUS_REFUNDED:
+        return "refunded";
+    case HS_ORDER_STATUS_PENDING:
+        return "pending";
+    case HS_ORDER_STATUS_RESERVED:
+        return "reserved";
+    case HS_ORDER_STATUS_EXPIRED:
+        return "expired";
+    case HS_ORDER_STATUS_CANCELLED:
+        return "cancelled";
+    default:
+        return "unknown";
+    }
+}
+
+/*
+ * hotstock.order_status(order_id text) returns text
+ * 'deducted' (also a confirmed reservation), 'refunded', 'reserved',
+ * 'expired', 'cancelled' or 'unknown'.  A refund claimed by an open
+ * transaction still counts as deducted, a confirm or cancel claimed by one
+ * as reserved.  A deduction in flight in another session is waited for
+ * briefly; if it has not settled by then the answer is 'pending'.  An id
+ * that names no order but a basket answers for the basket: its lines are
+ * taken, and refunded, together, so line 0's status is the basket's.
+ */
+Datum
+hotstock_order_status(PG_FUNCTION_ARGS)
+{
+    const char *order_id;
+    size_t order_len;
+    hs_client *c;
+    const char *answer;
+    int n;
+
+    hotstock_order_id_arg(fcinfo, 0, &order_id, &order_len);
+    c = hotstock_client();
+
+    answer = order_status_of(c, order_id, order_len);
+    if (answer == NULL && (n = basket_lines(c, order_id, order_len)) > 0) {
+        char line[HS_ORDER_ID_MAX + 1];
+        size_t line_len = hs_basket_line_id(order_id, order_len, 0, n, line);
+
+        answer = order_status_of(c, line, line_len);
+    }
+    PG_RETURN_TEXT_P(cstring_to_text(answer != NULL ? answer : "unknown"));
 }
 
 /*

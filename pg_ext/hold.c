@@ -185,7 +185,7 @@ hotstock_reserve(PG_FUNCTION_ARGS)
 
     hotstock_name_arg(fcinfo, 0, "sku", &sku, &sku_len);
     qty = hotstock_qty_arg(fcinfo, 1);
-    hotstock_name_arg(fcinfo, 2, "order_id", &order_id, &order_len);
+    hotstock_order_id_arg(fcinfo, 2, &order_id, &order_len);
     ttl_ms = get_ttl_arg(fcinfo, 3);
 
     c = hotstock_client();
@@ -368,7 +368,7 @@ hotstock_confirm(PG_FUNCTION_ARGS)
     bool in_block;
     PendingAction *mine;
 
-    hotstock_name_arg(fcinfo, 0, "order_id", &order_id, &order_len);
+    hotstock_order_id_arg(fcinfo, 0, &order_id, &order_len);
     if (PG_ARGISNULL(1))
         ereport(ERROR,
                 (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("retake must not be null")));
@@ -457,7 +457,7 @@ hotstock_cancel(PG_FUNCTION_ARGS)
     hs_result r;
     PendingAction *mine;
 
-    hotstock_name_arg(fcinfo, 0, "order_id", &order_id, &order_len);
+    hotstock_order_id_arg(fcinfo, 0, &order_id, &order_len);
     c = hotstock_client();
 
     /* refunded in this transaction: a confirmed hold (as the index says) */

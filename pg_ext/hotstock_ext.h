@@ -6,6 +6,7 @@
  *
  *        module.c    _PG_init, shared-memory hooks          (top: calls the rest)
  *        hold.c      the SQL functions of holds: reserve, confirm, cancel
+ *        basket.c    the SQL function of baskets: deduct_basket
  *        api.c       the other SQL-callable functions, the guard trigger
  *        xact.c      transaction callbacks: pre-commit, commit, abort,
  *                    subtransactions
@@ -17,8 +18,8 @@
  *        fate.c      what became of a deduction's transaction (bottom)
  *        guc.c       GUCs, error codes, process-wide shared state (bottom)
  *
- * Calls point down that list (hold.c -> api.c -> xact.c -> session.c ->
- * guc.c, drain.c -> settle.c -> ledger.c -> fate.c, drain.c -> apply.c ->
+ * Calls point down that list (hold.c, basket.c -> api.c -> xact.c ->
+ * session.c -> guc.c, drain.c -> settle.c -> ledger.c -> fate.c, drain.c -> apply.c ->
  * ledger.c); tests/layout/check.sh fails on a cycle.
  *
  * Shared between them, per process:
@@ -65,6 +66,7 @@
 #define ERRCODE_HOTSTOCK_HOLD_CANCELLED MAKE_SQLSTATE('H', 'S', '0', '0', '9')
 #define ERRCODE_HOTSTOCK_NOT_HELD MAKE_SQLSTATE('H', 'S', '0', '1', '0')
 #define ERRCODE_HOTSTOCK_HELD MAKE_SQLSTATE('H', 'S', '0', '1', '1')
+#define ERRCODE_HOTSTOCK_BASKET_TOO_LARGE MAKE_SQLSTATE('H', 'S', '0', '1', '2')
 
 /* The hint of HS008/HS009 for an order the daemon no longer knows. */
 #define HOTSTOCK_HINT_EVICTED_HOLD                                                                 \
@@ -175,7 +177,7 @@ typedef struct PendingAction {
 
 /* The extension version (hotstock.control) this build's SQL statements
  * are written for. */
-#define HOTSTOCK_EXT_VERSION "1.2"
+#define HOTSTOCK_EXT_VERSION "1.3"
 
 /* The drain sleeps this long after a problem, or while the extension is
  * missing; settles deductions at most every HOTSTOCK_SETTLE_MS; applies
@@ -207,8 +209,13 @@ extern void hotstock_wait_durable_now(hs_client *c);
 /* api.c */
 extern void hotstock_name_arg(FunctionCallInfo fcinfo, int argno, const char *argname,
                               const char **data, size_t *len);
+extern void hotstock_order_id_arg(FunctionCallInfo fcinfo, int argno, const char **data,
+                                  size_t *len);
 extern int32 hotstock_qty_arg(FunctionCallInfo fcinfo, int argno);
 extern bool hotstock_refund_pending(const char *order_id, size_t order_len);
+extern void hotstock_deduct_retry_settle(hs_client *c, const char *sku, size_t sku_len, int32 qty,
+                                         const char *order_id, size_t order_len,
+                                         const char *what);
 
 /* xact.c */
 extern PendingAction *hotstock_remember(PendingKind kind, const char *order_id, size_t order_len);
@@ -228,6 +235,7 @@ extern SPIPlanPtr hotstock_prepare(SPIPlanPtr *slot, const char *sql, int nargs,
 extern int hotstock_ledger_lookup(const char *order_id, size_t order_len, LedgerRow *rows);
 extern int hotstock_ledger_refund(const char *order_id, size_t order_len, hs_lsn evicted_lsn,
                                   LedgerRow *rows);
+extern int hotstock_ledger_basket_lines(const char *order_id, size_t order_len);
 extern bool hotstock_take_is_drained_retry(const char *sku, size_t sku_len, int32 qty,
                                            const char *order_id, size_t order_len, bool reserve);
 extern uint64 hotstock_drain_execute(SPIPlanPtr plan, Datum *values, int expected);

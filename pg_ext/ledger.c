@@ -53,6 +53,7 @@
 #include "hotstock_ext.h"
 
 static SPIPlanPtr ledger_lookup_plan = NULL;
+static SPIPlanPtr basket_lines_plan = NULL;
 static SPIPlanPtr ledger_refund_plan = NULL;
 static SPIPlanPtr compensate_lock_plan = NULL;
 static SPIPlanPtr request_refund_plan = NULL;
@@ -206,6 +207,42 @@ hotstock_ledger_lookup(const char *order_id, size_t order_len, LedgerRow *rows)
                       "FROM hotstock.ledger "
                       "WHERE order_id OPERATOR(pg_catalog.=) $1",
                       1, types, values, true, HS_WRITER_NONE, SPI_OK_SELECT, rows, true);
+}
+
+/*
+ * The line count of basket order_id as hotstock.ledger knows it: n when
+ * the ledger holds line 0 of an n-line basket (hs_basket_line_id()), else
+ * 0.  One index probe for the 64 possible ids of line 0; for a basket the
+ * daemon evicted (the index answers for one it still holds).
+ */
+int
+hotstock_ledger_basket_lines(const char *order_id, size_t order_len)
+{
+    Oid types[1] = {TEXTARRAYOID};
+    Datum values[1];
+    Datum ids[HS_BASKET_MAX];
+    LedgerRow rows[HS_LEDGER_ROWS_MAX];
+    size_t len;
+
+    if (order_len < 1 || order_len > HS_BASKET_ID_MAX)
+        return 0;
+    for (int n = 1; n <= HS_BASKET_MAX; n++) {
+        char id[HS_ORDER_ID_MAX + 1];
+
+        len = hs_basket_line_id(order_id, order_len, 0, n, id);
+        ids[n - 1] = PointerGetDatum(cstring_to_text_with_len(id, (int)len));
+    }
+    values[0] = hotstock_array(ids, HS_BASKET_MAX, TEXTOID);
+    if (ledger_run(&basket_lines_plan,
+                   "SELECT order_id AS sku, 0 AS qty FROM hotstock.ledger "
+                   "WHERE order_id OPERATOR(pg_catalog.=) ANY ($1) LIMIT 1",
+                   1, types, values, true, HS_WRITER_NONE, SPI_OK_SELECT, rows, false) == 0)
+        return 0;
+    /* the id ends in "iinn": the line count is its last two digits */
+    len = strlen(rows[0].sku);
+    if (len < 2)
+        return 0;
+    return (rows[0].sku[len - 2] - '0') * 10 + (rows[0].sku[len - 1] - '0');
 }
 
 /*

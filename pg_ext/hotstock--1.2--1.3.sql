@@ -1,0 +1,28 @@
+/* pg_ext/hotstock--1.2--1.3.sql */
+
+-- complain if script is sourced in psql, rather than via ALTER EXTENSION
+\echo Use "ALTER EXTENSION hotstock UPDATE TO '1.3'" to load this file. \quit
+
+-- Baskets: every line or none (see hotstock--1.3.sql).  No table changes:
+-- a basket's lines are orders of their own in the ledger.  From this
+-- version on, order ids holding the byte 0x1f are refused by every
+-- function (they name basket lines).
+
+CREATE FUNCTION hotstock.deduct_basket(order_id text, skus text[], qtys integer[])
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'hotstock_deduct_basket'
+LANGUAGE C VOLATILE;
+
+REVOKE ALL ON FUNCTION hotstock.deduct_basket(text, text[], integer[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hotstock.deduct_basket(text, text[], integer[]) TO hotstock_app;
+
+-- The lines of baskets in the ledger (see hotstock--1.3.sql).
+CREATE VIEW hotstock.basket_lines AS
+SELECT left(order_id, -5) AS basket_id,
+       substr(order_id, length(order_id) - 3, 2)::integer AS line,
+       right(order_id, 2)::integer AS lines,
+       order_id, sku, qty, lsn, deducted_at, refunded_at, refund_lsn, xid
+FROM hotstock.ledger
+WHERE order_id ~ (chr(31) || '[0-9]{4}$');
+REVOKE ALL ON hotstock.basket_lines FROM PUBLIC;
+GRANT SELECT ON hotstock.basket_lines TO hotstock_admin;

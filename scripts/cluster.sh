@@ -221,6 +221,13 @@ ensure_database() {
         die "CREATE EXTENSION hotstock (or its update) failed in database $DBNAME; log: $LOG"
 }
 
+# Is the drain worker running?  It starts with PostgreSQL but connects to
+# $DBNAME, which a first start creates only afterwards: the postmaster
+# restarts it a second later.  Callers (tests) read its status at once.
+drain_up() {
+    [ "$(q -d "$DBNAME" -c "SELECT drain_pid > 0 FROM hotstock.status" 2>/dev/null)" = t ]
+}
+
 write_env() {
     local p
     p=$(running_port || echo "$PORT")
@@ -246,6 +253,7 @@ cmd_start() {
     start_daemon # before PostgreSQL: backends and the drain attach to it
     start_pg
     ensure_database
+    wait_for 30 drain_up || die "the hotstock drain did not start within 30 s; log: $LOG"
     write_env
     say "ready: . $RUN_DIR/env && psql   (stop: $(make_hint stop))"
 }

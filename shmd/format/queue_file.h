@@ -65,11 +65,16 @@ typedef struct hs_qf_writer hs_qf_writer;
  * Open for appending after `last_lsn` (the last record already in the queue,
  * 0 for an empty queue).  Continues in the newest file if it ends at
  * last_lsn, else starts a new file.  segment_bytes: rotate to a new file
- * once a file has reached this size.  NULL and hs_last_error() on failure.
+ * once a file has reached this size (at the next group boundary).  NULL
+ * and hs_last_error() on failure.
  */
 hs_qf_writer *hs_qf_writer_open(const char *dir, hs_lsn last_lsn, uint64_t segment_bytes);
 
 /* Append an encoded record (buffered).  Its LSN must be last_lsn + 1.
+ * Rotates to a new file only after a record without
+ * HS_REC_FLAG_GROUP_MORE, so a group never spans files; the caller hands
+ * over whole groups before hs_qf_writer_sync(), as a partial group at
+ * the end of the queue is a torn tail to every reader.
  * Returns 0, or -1 with hs_last_error() set (write failure). */
 int hs_qf_writer_append(hs_qf_writer *w, const hs_record *rec);
 

@@ -3,7 +3,8 @@
  * test_queue_reader.c
  *      Unit tests of the drain's queue reader (shmd/format/queue_reader.c):
  *      gaps and overlaps between files refused with both file names, and a
- *      reader that follows a live writer.
+ *      reader that follows a live writer; and of groups
+ *      (HS_REC_FLAG_GROUP_MORE) through writer, recovery scan and reader.
  *
  * Each case builds a queue in a fresh temporary directory with the real
  * writer and checks exact record contents and every refusal.
@@ -316,10 +317,128 @@ test_live_reader(void)
     hs_test_rmrf(dir);
 }
 
+/*-------------------------------------------------------------------------
+ * Groups: all-or-nothing runs of records (HS_REC_FLAG_GROUP_MORE)
+ *-------------------------------------------------------------------------
+ */
+
+/* Where the groups are: LSNs from `first` on are cut into runs of sizes[0],
+ * sizes[1], ... (1: a single record); other LSNs are single records. */
+typedef struct group_layout {
+    hs_lsn first;
+    int n;
+    int sizes[64];
+} group_layout;
+
+/* gen_rec(lsn), with HS_REC_FLAG_GROUP_MORE on every member of a run but
+ * its last.  Sets *end (if not NULL) to the LSN of its run's last member. */
+static void
+layout_rec(const group_layout *g, hs_lsn lsn, hs_record *r, hs_lsn *end)
+{
+    hs_lsn start = g->first;
+
+    gen_rec(lsn, r);
+    if (end != NULL)
+        *end = lsn;
+    for (int i = 0; i < g->n && lsn >= g->first; i++) {
+        if (lsn < start + (hs_lsn)g->sizes[i]) {
+            if (lsn + 1 < start + (hs_lsn)g->sizes[i])
+                r->flags |= HS_REC_FLAG_GROUP_MORE;
+            if (end != NULL)
+                *end = start + (hs_lsn)g->sizes[i] - 1;
+            return;
+        }
+        start += (hs_lsn)g->sizes[i];
+    }
+}
+
+/* Append layout_rec(last + 1 .. upto) with the real writer (upto may end
+ * inside a group), write(2) and sync. */
+static bool
+write_layout(const char *dir, const group_layout *g, hs_lsn last, hs_lsn upto,
+             uint64_t segment_bytes)
+{
+    hs_qf_writer *w = hs_qf_writer_open(dir, last, segment_bytes);
+    bool ok = w != NULL;
+    hs_record r;
+
+    if (!ok)
+        fprintf(stderr, "writer_open: %s\n", hs_last_error());
+    for (hs_lsn l = last + 1; ok && l <= upto; l++) {
+        layout_rec(g, l, &r, NULL);
+        ok = hs_qf_writer_append(w, &r) == 0;
+    }
+    ok = ok && hs_qf_writer_sync(w) == 0;
+    hs_qf_writer_close(w);
+    return ok;
+}
+
+static void
+test_group_rotation(void)
+{
+    char dir[256];
+    group_layout g = {.first = 3, .n = 40};
+    hs_qf_file *files;
+    hs_qf_writer *w;
+    hs_record rec;
+    hs_lsn last = 2, end;
+    int n, groups5 = 0;
+
+    /* two five-record groups, then a single record, and so on; 256-byte
+     * files: a file is full after two or three records, so nearly every
+     * group would be split if the writer rotated on size alone (27 files,
+     * 13 of them starting at a group) */
+    for (int i = 0; i < g.n; i++) {
+        g.sizes[i] = i % 3 == 2 ? 1 : 5;
+        last += (hs_lsn)g.sizes[i];
+    }
+    hs_test_tmpdir("qf-grot", dir);
+    CHECK(write_layout(dir, &g, 0, last, 256));
+    n = hs_qf_list(dir, &files);
+    CHECK(n >= 27);
+    for (int i = 0; i < n; i++) {
+        /* every file starts right after a group's end */
+        layout_rec(&g, files[i].first_lsn - 1, &rec, NULL);
+        CHECK(files[i].first_lsn == 1 || !(rec.flags & HS_REC_FLAG_GROUP_MORE));
+        layout_rec(&g, files[i].first_lsn, &rec, &end);
+        if (end - files[i].first_lsn == 4)
+            groups5++;
+        /* and holds that group whole */
+        CHECK(i + 1 == n || files[i + 1].first_lsn > end);
+    }
+    CHECK(groups5 >= 13); /* files did start at a five-record group */
+    free(files);
+    hs_test_rmrf(dir);
+
+    /* a group of QF_GROUP_MAX (65) records is written; a 66th is refused */
+    hs_test_tmpdir("qf-gmax", dir);
+    w = hs_qf_writer_open(dir, 0, 1 << 20);
+    CHECK(w != NULL);
+    for (hs_lsn l = 1; w != NULL && l <= 65; l++) {
+        gen_rec(l, &rec);
+        rec.flags |= l < 65 ? HS_REC_FLAG_GROUP_MORE : 0;
+        CHECK_EQ(hs_qf_writer_append(w, &rec), 0);
+    }
+    for (hs_lsn l = 66; w != NULL && l <= 131; l++) {
+        gen_rec(l, &rec);
+        rec.flags |= HS_REC_FLAG_GROUP_MORE;
+        if (l < 131)
+            CHECK_EQ(hs_qf_writer_append(w, &rec), 0);
+    }
+    if (w != NULL) {
+        CHECK_EQ(hs_qf_writer_append(w, &rec), -1);
+        CHECK_CONTAINS(hs_last_error(), "more than 65 records");
+        CHECK_EQ(hs_qf_writer_last_lsn(w), 130);
+    }
+    hs_qf_writer_close(w);
+    hs_test_rmrf(dir);
+}
+
 int
 main(void)
 {
     test_overlap_and_gap();
     test_live_reader();
+    test_group_rotation();
     return hs_test_done();
 }

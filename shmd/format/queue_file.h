@@ -105,7 +105,7 @@ typedef int (*hs_qf_visit)(const hs_record *rec, void *arg);
 
 typedef struct hs_qf_scan_result {
     hs_lsn first_lsn;     /* first LSN present in the queue (0: empty) */
-    hs_lsn last_lsn;      /* last valid LSN */
+    hs_lsn last_lsn;      /* last valid LSN: a group's last, unless visit() stopped */
     uint64_t records;     /* records visited (LSN >= from_lsn) */
     bool tail_cut;        /* a torn tail was cut from the newest file */
     char tail_path[4096]; /* which file, when cut */
@@ -116,9 +116,13 @@ typedef struct hs_qf_scan_result {
 /*
  * Recovery scan: check every file header and every record's CRC and LSN
  * continuity from the first file on, calling visit() for each record with
- * LSN >= from_lsn (stops with its value if it returns non-zero).
+ * LSN >= from_lsn (stops with its value if it returns non-zero).  The
+ * records of a group (HS_REC_FLAG_GROUP_MORE) are visited only once its
+ * last record was read, so visit() never sees part of a group.
  * A torn tail in the newest file (a partial or invalid record with no valid
- * record after it) is truncated away when cut_tail is true, and reported.
+ * record after it, or a group the file's end cuts: then from the group's
+ * first record on) is truncated away when cut_tail is true, and reported;
+ * last_lsn is then the LSN before it.
  * Any other damage returns -1 with hs_last_error() naming file, offset and
  * the LSN expected there; nothing is skipped.  Returns 0 on success.
  */

@@ -239,12 +239,13 @@ qf_reader_check_previous(hs_queue_reader *r, const hs_qf_file *prev)
                      "..%" PRIu64 " are missing (a gap)",
                      prev->path, st.size, st.next_lsn - 1, r->path, r->file_first, st.next_lsn,
                      r->file_first - 1);
-    else if (end == QF_END_TORN)
-        hs_set_error("queue file %s: %s at offset %" PRIu64 ", expected LSN %" PRIu64
-                     ", in the file before queue file %s, where the reader starts",
-                     prev->path, hs_qf_decode_result_name(st.why), st.bad_off, st.next_lsn,
-                     r->path);
-    else if (end == QF_END_TORN_HEADER)
+    else if (end == QF_END_TORN) {
+        char torn[320];
+        qf_describe_torn(&st, torn, sizeof(torn));
+        hs_set_error("queue file %s: %s, in the file before queue file %s, where the reader "
+                     "starts",
+                     prev->path, torn, r->path);
+    } else if (end == QF_END_TORN_HEADER)
         hs_set_error("queue file %s: missing header at offset 0, expected LSN %" PRIu64
                      ", in the file before queue file %s, where the reader starts",
                      prev->path, prev->first_lsn, r->path);

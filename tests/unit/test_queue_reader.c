@@ -373,6 +373,57 @@ write_layout(const char *dir, const group_layout *g, hs_lsn last, hs_lsn upto,
     return ok;
 }
 
+typedef struct layout_check {
+    const group_layout *g;
+    hs_lsn next;
+    uint64_t seen;
+    bool ok;
+} layout_check;
+
+/* visit(): records must come in LSN order and equal layout_rec(). */
+static int
+visit_layout(const hs_record *rec, void *arg)
+{
+    layout_check *c = arg;
+    hs_record want;
+
+    layout_rec(c->g, rec->lsn, &want, NULL);
+    if (rec->lsn != c->next || !rec_eq(rec, &want))
+        c->ok = false;
+    c->next = rec->lsn + 1;
+    c->seen++;
+    return 0;
+}
+
+/* hs_qf_scan(dir, from_lsn, cut_tail) succeeds, visits exactly
+ * from_lsn..last, all equal to layout_rec(), and ends at last. */
+static bool
+scan_layout_opt(const char *dir, const group_layout *g, hs_lsn from_lsn, hs_lsn last,
+                bool cut_tail, hs_qf_scan_result *res)
+{
+    layout_check c = {.g = g, .next = from_lsn, .ok = true};
+    hs_qf_scan_result local;
+    int rc;
+
+    if (res == NULL)
+        res = &local;
+    rc = hs_qf_scan(dir, from_lsn, cut_tail, visit_layout, &c, res);
+    if (rc != 0)
+        fprintf(stderr, "scan: %s\n", hs_last_error());
+    if (rc == 0 && (!c.ok || c.seen != last - from_lsn + 1 || res->last_lsn != last))
+        fprintf(stderr, "scan_layout: ok %d, seen %" PRIu64 ", last_lsn %" PRIu64 "\n", c.ok,
+                c.seen, res->last_lsn);
+    return rc == 0 && c.ok && res->last_lsn == last && c.seen == last - from_lsn + 1 &&
+           res->records == c.seen;
+}
+
+static bool
+scan_layout(const char *dir, const group_layout *g, hs_lsn from_lsn, hs_lsn last,
+            hs_qf_scan_result *res)
+{
+    return scan_layout_opt(dir, g, from_lsn, last, true, res);
+}
+
 static void
 test_group_rotation(void)
 {
@@ -410,27 +461,184 @@ test_group_rotation(void)
     free(files);
     hs_test_rmrf(dir);
 
-    /* a group of QF_GROUP_MAX (65) records is written; a 66th is refused */
+    /* a group of QF_GROUP_MAX (65) records is written, and the scan takes
+     * it; the 66th record of a group is refused */
     hs_test_tmpdir("qf-gmax", dir);
+    g = (group_layout){.first = 1, .n = 2, .sizes = {65, 66}};
     w = hs_qf_writer_open(dir, 0, 1 << 20);
     CHECK(w != NULL);
-    for (hs_lsn l = 1; w != NULL && l <= 65; l++) {
-        gen_rec(l, &rec);
-        rec.flags |= l < 65 ? HS_REC_FLAG_GROUP_MORE : 0;
+    for (hs_lsn l = 1; w != NULL && l <= 130; l++) {
+        layout_rec(&g, l, &rec, NULL);
         CHECK_EQ(hs_qf_writer_append(w, &rec), 0);
     }
-    for (hs_lsn l = 66; w != NULL && l <= 131; l++) {
-        gen_rec(l, &rec);
-        rec.flags |= HS_REC_FLAG_GROUP_MORE;
-        if (l < 131)
-            CHECK_EQ(hs_qf_writer_append(w, &rec), 0);
-    }
     if (w != NULL) {
+        layout_rec(&g, 131, &rec, NULL);
         CHECK_EQ(hs_qf_writer_append(w, &rec), -1);
         CHECK_CONTAINS(hs_last_error(), "more than 65 records");
         CHECK_EQ(hs_qf_writer_last_lsn(w), 130);
     }
     hs_qf_writer_close(w);
+    {
+        /* LSNs 66..130 are an open group at the end: a torn tail */
+        hs_qf_scan_result res;
+        CHECK(scan_layout(dir, &g, 1, 65, &res));
+        CHECK(res.tail_cut);
+        CHECK_EQ(res.tail_offset, rec_offset(1, 66));
+    }
+    hs_test_rmrf(dir);
+}
+
+/* Rebuild dir as a queue of layout_rec(1..upto) in files of segment_bytes. */
+static void
+fresh_layout(const char *name, char *dir, const group_layout *g, hs_lsn upto,
+             uint64_t segment_bytes)
+{
+    hs_test_tmpdir(name, dir);
+    CHECK(write_layout(dir, g, 0, upto, segment_bytes));
+}
+
+/* The scan of a queue whose newest file ends inside the group 11..15
+ * (file first..): without cut_tail it reports the group as the torn tail
+ * and visits 1..10; the writer refuses to append; with cut_tail the group
+ * is cut at its first record's offset; then the writer continues at 11. */
+static void
+expect_group_cut(const char *dir, const group_layout *g, hs_lsn first, long long size)
+{
+    char path[4200];
+    hs_qf_scan_result res;
+    long long group_off = rec_offset(first, 11);
+
+    queue_path(dir, first, path);
+    CHECK_EQ(hs_test_file_size(path), size);
+    CHECK(scan_layout_opt(dir, g, 1, 10, false, &res));
+    CHECK(!res.tail_cut);
+    CHECK_CONTAINS(res.tail_path, path);
+    CHECK_EQ(res.tail_offset, group_off);
+    CHECK_EQ(res.tail_bytes, size - group_off);
+    CHECK_EQ(res.first_lsn, 1);
+    CHECK_EQ(hs_test_file_size(path), size);
+    for (hs_lsn last = 10; last <= 12; last++) {
+        CHECK(hs_qf_writer_open(dir, last, 1 << 20) == NULL);
+        CHECK_CONTAINS(hs_last_error(), "torn tail");
+    }
+    CHECK(scan_layout(dir, g, 1, 10, &res));
+    CHECK(res.tail_cut);
+    CHECK_EQ(res.tail_offset, group_off);
+    CHECK_EQ(res.tail_bytes, size - group_off);
+    CHECK_EQ(hs_test_file_size(path), group_off);
+    CHECK(write_layout(dir, g, 10, 20, 1 << 20));
+    CHECK(scan_layout(dir, g, 1, 20, &res));
+    CHECK(!res.tail_cut);
+}
+
+static void
+test_group_scan(void)
+{
+    char dir[256], dir2[256], path[4200], other[4200], stray[4200];
+    /* 1..10 single, 11..15 a group, 16 single, 17..20 a group */
+    const group_layout g = {.first = 11, .n = 3, .sizes = {5, 1, 4}};
+    /* 1 single, 2..4 a group */
+    const group_layout g3 = {.first = 2, .n = 1, .sizes = {3}};
+    hs_qf_scan_result res;
+    hs_record rec;
+    uint8_t buf[HS_QF_RECORD_MAX];
+
+    /* whole groups: every member visited, in LSN order, also from inside
+     * a group on */
+    fresh_layout("qf-gscan", dir, &g, 20, 1 << 20);
+    queue_path(dir, 1, path);
+    CHECK(scan_layout(dir, &g, 1, 20, &res));
+    CHECK(!res.tail_cut);
+    CHECK_EQ(res.first_lsn, 1);
+    CHECK(scan_layout(dir, &g, 13, 20, &res));
+    CHECK(scan_layout(dir, &g, 15, 20, &res));
+    CHECK(scan_layout(dir, &g, 20, 20, &res));
+    hs_test_rmrf(dir);
+    /* a visit that stops inside a group returns its value there */
+    fresh_layout("qf-gstop", dir, &g3, 6, 1 << 20);
+    CHECK_EQ(hs_qf_scan(dir, 1, true, stop_at_3, NULL, &res), 7);
+    CHECK_EQ(res.last_lsn, 3);
+    CHECK_EQ(res.records, 3);
+    hs_test_rmrf(dir);
+
+    /* 1. the newest file ends in the middle of the group's third record */
+    fresh_layout("qf-gcut1", dir, &g, 15, 1 << 20);
+    queue_path(dir, 1, path);
+    CHECK_EQ(truncate(path, rec_offset(1, 13) + 20), 0);
+    expect_group_cut(dir, &g, 1, rec_offset(1, 13) + 20);
+    hs_test_rmrf(dir);
+
+    /* 2. ... right after the group's second record: every byte valid, the
+     * group incomplete */
+    fresh_layout("qf-gcut2", dir, &g, 12, 1 << 20);
+    expect_group_cut(dir, &g, 1, rec_offset(1, 13));
+    hs_test_rmrf(dir);
+
+    /* 3. ... with garbage after the group's fourth record */
+    fresh_layout("qf-gcut3", dir, &g, 14, 1 << 20);
+    queue_path(dir, 1, path);
+    memset(buf, 0x5a, sizeof(buf));
+    CHECK_EQ(hs_test_pwrite(path, rec_offset(1, 15), buf, 100), 0);
+    expect_group_cut(dir, &g, 1, rec_offset(1, 15) + 100);
+    hs_test_rmrf(dir);
+
+    /* 4. the newest file holds nothing but the partial group: cut down to
+     * its header; the previous file is whole */
+    fresh_layout("qf-gcut4", dir, &g, 12, (uint64_t)rec_offset(1, 11));
+    queue_path(dir, 11, path);
+    CHECK_EQ(hs_test_file_size(path), rec_offset(11, 13));
+    CHECK(scan_layout(dir, &g, 1, 10, &res));
+    CHECK(res.tail_cut);
+    CHECK_EQ(res.tail_offset, HS_QF_HEADER_SIZE);
+    CHECK_EQ(hs_test_file_size(path), HS_QF_HEADER_SIZE);
+    CHECK(write_layout(dir, &g, 10, 20, 1 << 20));
+    CHECK(scan_layout(dir, &g, 1, 20, NULL));
+    hs_test_rmrf(dir);
+
+    /* 5. a group cut by the end of a file that is not the newest:
+     * corruption, nothing cut, whatever ends the file */
+    for (int how = 0; how < 2; how++) {
+        char part[200];
+        fresh_layout("qf-gmid", dir, &g, 12, 1 << 20);
+        queue_path(dir, 1, path);
+        if (how == 1)
+            CHECK_EQ(truncate(path, rec_offset(1, 12) + 20), 0);
+        hs_test_tmpdir("qf-gmid2", dir2);
+        CHECK(write_records(dir2, 12, 20, 1 << 20));
+        queue_path(dir2, 13, other);
+        queue_path(dir, 13, stray);
+        CHECK_EQ(hs_test_copy_file(other, stray), 0);
+        hs_test_rmrf(dir2);
+        expect_refused(dir, path, rec_offset(1, 11), 11,
+                       "group cut by the end of a file that is not the newest");
+        snprintf(part, sizeof(part), "cut at offset %lld (%s)",
+                 how ? rec_offset(1, 12) : rec_offset(1, 13),
+                 how ? "partial record" : "end of file");
+        CHECK_CONTAINS(hs_last_error(), part);
+        /* a reader opened in the next file refuses too */
+        {
+            hs_queue_reader *r = NULL;
+            CHECK_EQ(hs_queue_open(dir, 13, &r), HS_IO_ERROR);
+            CHECK_CONTAINS(hs_last_error(), path);
+            CHECK_CONTAINS(hs_last_error(), stray);
+            CHECK_CONTAINS(hs_last_error(), "group of LSN 11.. at offset");
+            hs_queue_close(r);
+        }
+        hs_test_rmrf(dir);
+    }
+
+    /* 6. a group of 66 records (forged: the writer refuses it) */
+    hs_test_tmpdir("qf-g66", dir);
+    queue_path(dir, 1, path);
+    hs_qf_writer_close(hs_qf_writer_open(dir, 0, 1 << 20));
+    for (hs_lsn l = 1; l <= 67; l++) {
+        size_t len;
+        gen_rec(l, &rec);
+        rec.flags |= l < 66 ? HS_REC_FLAG_GROUP_MORE : 0;
+        len = hs_qf_encode(&rec, buf);
+        CHECK_EQ(hs_test_pwrite(path, rec_offset(1, l), buf, len), 0);
+    }
+    expect_refused(dir, path, rec_offset(1, 66), 66, "at most 65");
     hs_test_rmrf(dir);
 }
 
@@ -440,5 +648,6 @@ main(void)
     test_overlap_and_gap();
     test_live_reader();
     test_group_rotation();
+    test_group_scan();
     return hs_test_done();
 }

@@ -327,7 +327,7 @@ test_live_reader(void)
 typedef struct group_layout {
     hs_lsn first;
     int n;
-    int sizes[64];
+    int sizes[1024];
 } group_layout;
 
 /* gen_rec(lsn), with HS_REC_FLAG_GROUP_MORE on every member of a run but
@@ -611,6 +611,15 @@ test_group_scan(void)
         hs_test_rmrf(dir2);
         expect_refused(dir, path, rec_offset(1, 11), 11,
                        "group cut by the end of a file that is not the newest");
+        /* the reader returns what is before the group, then refuses */
+        {
+            hs_lsn got;
+            CHECK_EQ(read_until_stop(dir, 1, &got), -1);
+            CHECK_EQ(got, 10);
+            CHECK_CONTAINS(hs_last_error(), path);
+            CHECK_CONTAINS(hs_last_error(), "group of LSN 11.. at offset");
+            CHECK_CONTAINS(hs_last_error(), "a newer file exists");
+        }
         snprintf(part, sizeof(part), "cut at offset %lld (%s)",
                  how ? rec_offset(1, 12) : rec_offset(1, 13),
                  how ? "partial record" : "end of file");
@@ -642,6 +651,161 @@ test_group_scan(void)
     hs_test_rmrf(dir);
 }
 
+/* Append layout_rec(lsn) to the file at path by hand; only the first
+ * `part` bytes of it when part > 0. */
+static void
+append_member(const char *path, const group_layout *g, hs_lsn lsn, size_t part)
+{
+    uint8_t buf[HS_QF_RECORD_MAX];
+    hs_record rec;
+    size_t len;
+
+    layout_rec(g, lsn, &rec, NULL);
+    len = hs_qf_encode(&rec, buf);
+    CHECK_EQ(hs_test_pwrite(path, hs_test_file_size(path), buf, part ? part : len), 0);
+}
+
+/* hs_queue_next(r, upto) returns layout_rec(from..to) in order.  */
+static bool
+next_layout(hs_queue_reader *r, const group_layout *g, hs_lsn upto, hs_lsn from, hs_lsn to)
+{
+    hs_record rec, want;
+    bool ok = true;
+
+    for (hs_lsn l = from; ok && l <= to; l++) {
+        layout_rec(g, l, &want, NULL);
+        ok = hs_queue_next(r, upto, &rec) == 1 && rec_eq(&rec, &want);
+    }
+    if (!ok)
+        fprintf(stderr, "next_layout: %s\n", hs_last_error());
+    return ok;
+}
+
+static void
+test_group_reader(void)
+{
+    char dir[256], path[4200];
+    /* 1..10 single, 11..15 a group, 16 single, 17..20 a group */
+    const group_layout g = {.first = 11, .n = 3, .sizes = {5, 1, 4}};
+    hs_queue_reader *r;
+    hs_record rec;
+    hs_lsn durable;
+    size_t len13;
+
+    /* the newest file ends after the group's second record: every byte is
+     * valid, the group incomplete */
+    fresh_layout("qf-gread", dir, &g, 12, 1 << 20);
+    queue_path(dir, 1, path);
+    CHECK_EQ(hs_queue_open(dir, 1, &r), HS_OK);
+    CHECK_EQ(hs_queue_sync(r, &durable), HS_OK);
+    CHECK_EQ(durable, 10);
+    CHECK(next_layout(r, &g, HS_LSN_MAX, 1, 10));
+    CHECK_EQ(hs_queue_next(r, HS_LSN_MAX, &rec), 0); /* not the group's first */
+    CHECK_EQ(hs_queue_next(r, HS_LSN_MAX, &rec), 0);
+    CHECK_EQ(hs_queue_next(r, 12, &rec), 0); /* upto inside the group */
+    CHECK_EQ(hs_queue_sync(r, &durable), HS_OK);
+    CHECK_EQ(durable, 10);
+    /* half of the third record arrives: still nothing */
+    len13 = rec_len(13);
+    append_member(path, &g, 13, 20);
+    CHECK_EQ(hs_queue_next(r, HS_LSN_MAX, &rec), 0);
+    CHECK_EQ(hs_queue_sync(r, &durable), HS_OK);
+    CHECK_EQ(durable, 10);
+    /* promised durable through 15, but cut at 13: corruption */
+    CHECK_EQ(hs_queue_next(r, 15, &rec), -1);
+    CHECK_CONTAINS(hs_last_error(), "group of LSN 11.. at offset");
+    CHECK_CONTAINS(hs_last_error(), "reported durable");
+    /* the rest of the group arrives */
+    CHECK_EQ(truncate(path, rec_offset(1, 13)), 0);
+    append_member(path, &g, 13, 0);
+    CHECK_EQ(hs_test_file_size(path), rec_offset(1, 13) + (long long)len13);
+    append_member(path, &g, 14, 0);
+    CHECK_EQ(hs_queue_next(r, HS_LSN_MAX, &rec), 0);
+    CHECK_EQ(hs_queue_sync(r, &durable), HS_OK);
+    CHECK_EQ(durable, 10);
+    append_member(path, &g, 15, 0);
+    append_member(path, &g, 16, 0);
+    append_member(path, &g, 17, 0);
+    CHECK_EQ(hs_queue_sync(r, &durable), HS_OK);
+    CHECK_EQ(durable, 16);
+    CHECK_EQ(hs_queue_next(r, 14, &rec), 0); /* upto inside the group */
+    CHECK(next_layout(r, &g, HS_LSN_MAX, 11, 12));
+    /* stopped inside a group: the sync counts from there */
+    CHECK_EQ(hs_queue_sync(r, &durable), HS_OK);
+    CHECK_EQ(durable, 16);
+    CHECK(next_layout(r, &g, durable, 13, 16));
+    CHECK_EQ(hs_queue_next(r, HS_LSN_MAX, &rec), 0);
+    hs_queue_close(r);
+    /* a reader opened inside the group */
+    CHECK_EQ(hs_queue_open(dir, 13, &r), HS_OK);
+    CHECK(next_layout(r, &g, 16, 13, 16));
+    CHECK_EQ(hs_queue_next(r, HS_LSN_MAX, &rec), 0);
+    hs_queue_close(r);
+    hs_test_rmrf(dir);
+}
+
+/* The live reader with groups: the writer writes in batches that end
+ * anywhere, also inside a group, and rotates every 1 KiB; the reader
+ * returns exactly the records up to the last whole group, with upto
+ * HS_LSN_MAX, and hs_queue_sync agrees. */
+static void
+test_group_live(void)
+{
+    static group_layout g = {.first = 1};
+    char dir[256];
+    hs_queue_reader *rd;
+    hs_qf_writer *w;
+    hs_record rec, want;
+    hs_lsn last = 0, next_write = 1, next_read = 1, durable;
+    uint64_t seed = 11;
+    bool ok;
+    int rc = 0, partial = 0;
+
+    while (g.n < 1024 && last < 2500) {
+        int size = hs_test_rand(&seed) % 2 ? 1 : 2 + (int)(hs_test_rand(&seed) % 7);
+        g.sizes[g.n++] = size;
+        last += (hs_lsn)size;
+    }
+    hs_test_tmpdir("qf-glive", dir);
+    w = hs_qf_writer_open(dir, 0, 1024);
+    ok = w != NULL && hs_queue_open(dir, 1, &rd) == HS_OK;
+    while (ok && next_write <= last) {
+        int batch = (int)(hs_test_rand(&seed) % 12);
+        hs_lsn whole;
+
+        for (int i = 0; ok && i < batch && next_write <= last; i++) {
+            layout_rec(&g, next_write++, &rec, NULL);
+            ok = hs_qf_writer_append(w, &rec) == 0;
+        }
+        ok = ok && hs_qf_writer_write(w) == 0;
+        /* the last LSN written that ends a group */
+        for (whole = next_write - 1; whole > 0; whole--) {
+            layout_rec(&g, whole, &rec, NULL);
+            if (!(rec.flags & HS_REC_FLAG_GROUP_MORE))
+                break;
+        }
+        partial += whole != next_write - 1;
+        while (ok && (rc = hs_queue_next(rd, HS_LSN_MAX, &rec)) == 1) {
+            layout_rec(&g, next_read++, &want, NULL);
+            ok = rec_eq(&rec, &want);
+        }
+        ok = ok && rc == 0 && next_read == whole + 1;
+        if (hs_test_rand(&seed) % 8 == 0)
+            ok = ok && hs_queue_sync(rd, &durable) == HS_OK && durable == whole;
+        if (!ok)
+            fprintf(stderr, "group_live: wrote to %" PRIu64 ", whole to %" PRIu64
+                            ", read to %" PRIu64 ", rc %d: %s\n",
+                    next_write - 1, whole, next_read - 1, rc, hs_last_error());
+    }
+    CHECK(ok);
+    CHECK_EQ(next_read, last + 1);
+    CHECK(partial > 20); /* batches did end inside groups */
+    hs_qf_writer_close(w);
+    hs_queue_close(rd);
+    CHECK(scan_layout(dir, &g, 1, last, NULL));
+    hs_test_rmrf(dir);
+}
+
 int
 main(void)
 {
@@ -649,5 +813,7 @@ main(void)
     test_live_reader();
     test_group_rotation();
     test_group_scan();
+    test_group_reader();
+    test_group_live();
     return hs_test_done();
 }

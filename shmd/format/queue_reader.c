@@ -89,8 +89,8 @@ struct hs_queue_reader {
     uint64_t pos;      /* offset of the next record */
     hs_lsn expected;   /* LSN of the next record */
     hs_lsn from_lsn;
-    hs_lsn group_end;  /* last LSN of the group `expected` is in, once that
-                        * group was seen whole in the file; 0: none yet */
+    hs_lsn group_end; /* last LSN of the group `expected` is in, once that
+                       * group was seen whole in the file; 0: none yet */
     qf_window win;
 };
 
@@ -389,8 +389,7 @@ qf_reader_group_end(hs_queue_reader *r, size_t len, hs_lsn upto, qf_group_cut *c
             hs_set_error("queue file %s: record at offset %" PRIu64 ", LSN %" PRIu64
                          ", would be record %d of the group that starts at offset %" PRIu64
                          ", LSN %" PRIu64 " (a group has at most %d)",
-                         r->path, pos, lsn, QF_GROUP_MAX + 1, r->pos, r->expected,
-                         QF_GROUP_MAX);
+                         r->path, pos, lsn, QF_GROUP_MAX + 1, r->pos, r->expected, QF_GROUP_MAX);
             return -1;
         }
         if (!(m.flags & HS_REC_FLAG_GROUP_MORE)) {
@@ -511,8 +510,8 @@ hs_queue_next(hs_queue_reader *r, hs_lsn upto, hs_record *rec)
             hs_set_error("queue file %s: group of LSN %" PRIu64 ".. at offset %" PRIu64
                          " cut at offset %" PRIu64 " (%s), expected LSN %" PRIu64 " (%s)",
                          r->path, r->expected, r->pos, cut.off,
-                         cut.eof ? "end of file" : hs_qf_decode_result_name(cut.why),
-                         cut.lsn, sv.newer ? "a newer file exists" : "the LSN was reported durable");
+                         cut.eof ? "end of file" : hs_qf_decode_result_name(cut.why), cut.lsn,
+                         sv.newer ? "a newer file exists" : "the LSN was reported durable");
         } else if (!r->header_ok) {
             hs_set_error("queue file %s: %s at offset 0, expected LSN %" PRIu64 " (%s)", r->path,
                          why, r->expected,

@@ -398,8 +398,8 @@ visit_layout(const hs_record *rec, void *arg)
 /* hs_qf_scan(dir, from_lsn, cut_tail) succeeds, visits exactly
  * from_lsn..last, all equal to layout_rec(), and ends at last. */
 static bool
-scan_layout_opt(const char *dir, const group_layout *g, hs_lsn from_lsn, hs_lsn last,
-                bool cut_tail, hs_qf_scan_result *res)
+scan_layout_opt(const char *dir, const group_layout *g, hs_lsn from_lsn, hs_lsn last, bool cut_tail,
+                hs_qf_scan_result *res)
 {
     layout_check c = {.g = g, .next = from_lsn, .ok = true};
     hs_qf_scan_result local;
@@ -793,8 +793,9 @@ test_group_live(void)
         if (hs_test_rand(&seed) % 8 == 0)
             ok = ok && hs_queue_sync(rd, &durable) == HS_OK && durable == whole;
         if (!ok)
-            fprintf(stderr, "group_live: wrote to %" PRIu64 ", whole to %" PRIu64
-                            ", read to %" PRIu64 ", rc %d: %s\n",
+            fprintf(stderr,
+                    "group_live: wrote to %" PRIu64 ", whole to %" PRIu64 ", read to %" PRIu64
+                    ", rc %d: %s\n",
                     next_write - 1, whole, next_read - 1, rc, hs_last_error());
     }
     CHECK(ok);

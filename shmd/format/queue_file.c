@@ -19,11 +19,12 @@
  *   - durable_lsn (segment.h) is published only after fdatasync, so every
  *     LSN <= durable_lsn lies whole in the files.
  *
- * A reader therefore treats an invalid or partial record as "not written
- * yet" while it is at the end of the newest file and beyond what it was
- * promised durable, and as corruption otherwise.  Only the daemon's scan
- * ever removes bytes (a torn tail at start, before the writer opens) and
- * only the daemon recycles files (those the drain has applied).
+ * A reader therefore treats an invalid or partial record, or a group cut
+ * short (GROUPS below), as "not written yet" while it is at the end of the
+ * newest file and beyond what it was promised durable, and as corruption
+ * otherwise.  Only the daemon's scan ever removes bytes (a torn tail at
+ * start, before the writer opens) and only the daemon recycles files
+ * (those the drain has applied).
  *
  *
  * THE FORMAT (version 2)
@@ -62,7 +63,9 @@
  *                                    (hotstock.h)
  *          17     1  sku_len         0..63
  *          18     1  order_len       0..63 (0 for stock records)
- *          19     1  flags
+ *          19     1  flags           bit 0x01 compensation, bit 0x02
+ *                                    group-more (GROUPS below); the
+ *                                    other bits are kept, not judged
  *          20     4  ttl_ms          reserve: the hold's time-to-live in
  *                                    milliseconds, 1..2592000000 (its
  *                                    deadline is timestamp_us / 1000 +
@@ -89,11 +92,30 @@
  *   5. lsn is the previous record's lsn + 1, and the first record's lsn
  *      is the file header's first_lsn (which equals the file's name).
  *
+ * GROUPS.  A group is a run of records with consecutive LSNs that is
+ * all-or-nothing in the queue (a basket's lines, hs_deduct_basket()).
+ * Every member but the last has flag bit 0x02 (HS_REC_FLAG_GROUP_MORE,
+ * "the record at the next LSN belongs to this group"); the last has it
+ * clear, and a record without the bit that follows one without it is a
+ * group of one.  A group has at most QF_GROUP_MAX (65) records: a valid
+ * record that would be a group's 66th is corruption.  A group never spans
+ * files: the writer starts a new file only after a group's last record.
+ *
+ * The validity rules above judge records one at a time; a group is whole
+ * when all its records are valid and its last record is in the same file.
+ * Readers take only whole groups: the recovery scan visits a group's
+ * records once its last record was read, hs_queue_next() returns a
+ * group's records only when the whole group is in the file, and the
+ * durable point hs_queue_sync() reports is always a group's last record.
+ *
  * VERSIONS.  Version 2 added types 6-9 and ttl_ms (bytes 20-23 were a
  * zero "reserved" field in version 1).  A version-1 file holds none of
  * them, so both are read by the rules above; the writer never appends to
  * a version-1 file (it starts a new file at its open), so a file's header
- * tells the oldest build that can read it.
+ * tells the oldest build that can read it.  Groups need no new version:
+ * the flags byte was always there and no older writer set bit 0x02, so an
+ * older file holds groups of one only (an older build reading a file with
+ * groups sees single records and would not hold a cut group back).
  *
  * A file header is valid when magic, format version, header size and its
  * CRC match, the reserved bytes are zero and first_lsn >= 1 equals the
@@ -103,6 +125,9 @@
  * most the end of the NEWEST file incomplete.  In the newest file only, the
  * first record that fails rules 1-4 is a torn tail when no valid record
  * (rules 1-4) starts at any 8-byte-aligned offset after it in that file.
+ * When that record, or the end of the newest file, falls inside a group,
+ * the torn tail starts at the group's FIRST record instead: the whole
+ * partial group is cut, and the queue continues at its first LSN.
  * The recovery scan cuts a torn tail with ftruncate at its offset and fsync,
  * and reports the file, offset and byte count it removed.  Likewise a newest
  * file whose header is short or all zeros with no valid record after it (a
@@ -110,8 +135,10 @@
  *
  * Everything else is corruption and is refused, never skipped: an invalid
  * record with a valid record somewhere after it; any invalid record or
- * trailing bytes in a file that is not the newest; a record that fails
- * rule 5 (a CRC-valid record cannot be torn); a missing, garbage or
+ * trailing bytes in a file that is not the newest; a group cut by the end
+ * of a file that is not the newest; a group longer than 65 records; a
+ * record that fails rule 5 (a CRC-valid record cannot be torn); a
+ * missing, garbage or
  * other-version file header; a gap or overlap in LSNs between files.  The
  * message names the file, the byte offset and the LSN expected there.  (So
  * should a power loss keep a later page of never-synced data but lose an
@@ -119,11 +146,12 @@
  * The writer refuses to open on a newest file with an uncut torn tail, or
  * one that does not end at the LSN it is told to continue after.
  *
- * ROTATION AND RECYCLING.  Before it appends a record, the writer starts a
- * new file (named by that record's LSN, created with O_EXCL, header written
- * at once) when the current one has reached segment_bytes; the old file
- * is written completely first and fdatasync'ed at the next sync, together
- * with the directory.  hs_qf_recycle() removes a file once the drain has
+ * ROTATION AND RECYCLING.  Before it appends a record that starts a group
+ * (or is a group of one), the writer starts a new file (named by that
+ * record's LSN, created with O_EXCL, header written at once) when the
+ * current one has reached segment_bytes, so a file may exceed it by up to
+ * one group; the old file is written completely first and fdatasync'ed at
+ * the next sync, together with the directory.  hs_qf_recycle() removes a file once the drain has
  * applied every record in it, i.e. when (first_lsn of the next file) - 1
  * <= applied LSN.  The newest file is never removed, so the directory
  * always tells where the LSN sequence continues.

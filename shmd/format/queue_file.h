@@ -65,11 +65,16 @@ typedef struct hs_qf_writer hs_qf_writer;
  * Open for appending after `last_lsn` (the last record already in the queue,
  * 0 for an empty queue).  Continues in the newest file if it ends at
  * last_lsn, else starts a new file.  segment_bytes: rotate to a new file
- * once a file has reached this size.  NULL and hs_last_error() on failure.
+ * once a file has reached this size (at the next group boundary).  NULL
+ * and hs_last_error() on failure.
  */
 hs_qf_writer *hs_qf_writer_open(const char *dir, hs_lsn last_lsn, uint64_t segment_bytes);
 
 /* Append an encoded record (buffered).  Its LSN must be last_lsn + 1.
+ * Rotates to a new file only after a record without
+ * HS_REC_FLAG_GROUP_MORE, so a group never spans files; the caller hands
+ * over whole groups before hs_qf_writer_sync(), as a partial group at
+ * the end of the queue is a torn tail to every reader.
  * Returns 0, or -1 with hs_last_error() set (write failure). */
 int hs_qf_writer_append(hs_qf_writer *w, const hs_record *rec);
 
@@ -100,7 +105,7 @@ typedef int (*hs_qf_visit)(const hs_record *rec, void *arg);
 
 typedef struct hs_qf_scan_result {
     hs_lsn first_lsn;     /* first LSN present in the queue (0: empty) */
-    hs_lsn last_lsn;      /* last valid LSN */
+    hs_lsn last_lsn;      /* last valid LSN: a group's last, unless visit() stopped */
     uint64_t records;     /* records visited (LSN >= from_lsn) */
     bool tail_cut;        /* a torn tail was cut from the newest file */
     char tail_path[4096]; /* which file, when cut */
@@ -111,9 +116,13 @@ typedef struct hs_qf_scan_result {
 /*
  * Recovery scan: check every file header and every record's CRC and LSN
  * continuity from the first file on, calling visit() for each record with
- * LSN >= from_lsn (stops with its value if it returns non-zero).
+ * LSN >= from_lsn (stops with its value if it returns non-zero).  The
+ * records of a group (HS_REC_FLAG_GROUP_MORE) are visited only once its
+ * last record was read, so visit() never sees part of a group.
  * A torn tail in the newest file (a partial or invalid record with no valid
- * record after it) is truncated away when cut_tail is true, and reported.
+ * record after it, or a group the file's end cuts: then from the group's
+ * first record on) is truncated away when cut_tail is true, and reported;
+ * last_lsn is then the LSN before it.
  * Any other damage returns -1 with hs_last_error() naming file, offset and
  * the LSN expected there; nothing is skipped.  Returns 0 on success.
  */

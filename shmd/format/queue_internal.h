@@ -29,6 +29,10 @@
 #define QF_RECORD_LEN(sku_len, order_len)                                                          \
     ((size_t)(HS_QF_RECORD_HEADER_SIZE + (sku_len) + (order_len) + 7) & ~(size_t)7)
 #define QF_RECORD_LEN_MAX QF_RECORD_LEN(HS_SKU_MAX, HS_ORDER_ID_MAX)
+/* The most records one group (HS_REC_FLAG_GROUP_MORE) may hold: a basket's
+ * HS_BASKET_MAX lines and one record of headroom.  A longer group is
+ * corruption (queue_file.c, GROUPS). */
+#define QF_GROUP_MAX (HS_BASKET_MAX + 1)
 
 _Static_assert(QF_RECORD_LEN_MAX <= HS_QF_RECORD_MAX, "HS_QF_RECORD_MAX too small");
 
@@ -53,8 +57,11 @@ typedef struct qf_window {
  *-------------------------------------------------------------------------
  */
 typedef enum qf_file_end {
-    QF_END_CLEAN,       /* every byte after the header is a valid record */
-    QF_END_TORN,        /* invalid record at st.bad_off, no valid record after it */
+    QF_END_CLEAN,       /* every byte after the header is a valid record,
+                         * and the last one ends its group */
+    QF_END_TORN,        /* invalid record at st.bad_off, no valid record after
+                         * it; or (st.group_cut) a group from st.bad_off on
+                         * that the file's end or such a record cuts */
     QF_END_TORN_HEADER, /* short or zeroed header, no valid record after it */
     QF_END_ERROR,       /* corruption or I/O error, hs_last_error() set */
     QF_END_STOPPED      /* visit() returned st.visit_rc != 0 */
@@ -62,11 +69,20 @@ typedef enum qf_file_end {
 
 typedef struct qf_file_state {
     uint64_t size;           /* file size at the scan */
-    uint64_t bad_off;        /* QF_END_TORN: offset of the torn record */
-    hs_lsn next_lsn;         /* LSN expected after the last valid record */
-    hs_lsn first_seen;       /* first record's LSN, 0 if none */
+    uint64_t bad_off;        /* QF_END_TORN: where the torn tail starts (the
+                              * torn record, or the cut group's first) */
+    hs_lsn next_lsn;         /* LSN after the last whole group (the LSN
+                              * expected at bad_off); QF_END_STOPPED: after
+                              * the record visit() stopped at */
+    hs_lsn first_seen;       /* first record's LSN (of a whole group), 0 if none */
     uint64_t records;        /* records visited */
-    hs_qf_decode_result why; /* QF_END_TORN: what was wrong */
+    hs_qf_decode_result why; /* QF_END_TORN: what was wrong at cut_off
+                              * (HS_QF_SHORT when the file ends in a group) */
+    bool group_cut;          /* QF_END_TORN: the tail is a group cut short */
+    uint64_t cut_off;        /* group_cut: offset of the invalid record that
+                              * cuts it, or the file's size when it ends
+                              * after a valid record */
+    hs_lsn cut_lsn;          /* group_cut: the LSN expected at cut_off */
     int visit_rc;
 } qf_file_state;
 
@@ -84,6 +100,10 @@ HS_INTERNAL int qf_window_init(qf_window *w, size_t cap);
 HS_INTERNAL void qf_window_reset(qf_window *w, int fd);
 HS_INTERNAL ssize_t qf_window_get(qf_window *w, uint64_t pos, size_t need, const uint8_t **p);
 HS_INTERNAL int qf_find_valid(qf_window *w, uint64_t from, uint64_t *found);
+/* What is wrong at the torn end st describes, for messages: "partial
+ * record at offset 640, expected LSN 9", or for a cut group "group of LSN
+ * 7.. at offset 512 cut by the end of the file at offset 640, expected LSN 9". */
+HS_INTERNAL void qf_describe_torn(const qf_file_state *st, char *out, size_t outlen);
 HS_INTERNAL qf_file_end qf_scan_file(qf_window *w, int fd, const char *path, hs_lsn first_lsn,
                                      hs_lsn from_lsn, hs_qf_visit visit, void *arg,
                                      qf_file_state *st);

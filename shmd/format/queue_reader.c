@@ -63,6 +63,20 @@
  * (an empty newest file after a crash, before it appends to the file
  * before again) is gone before any LSN it would overlap is written.
  * Files before the previous one are the recovery scan's to judge.
+ *
+ * Groups (HS_REC_FLAG_GROUP_MORE) are all-or-nothing for the reader too.
+ * Before it returns the first record of a group (or the first it reads
+ * of one), hs_queue_next() reads ahead to the group's last record: only
+ * when that lies whole in the file, with every member valid, and is <=
+ * upto, does it return the group's records (one per call).  A group cut
+ * by the end of what is written is judged like an invalid record at the
+ * group's first record: "not written yet" at the end of the newest file
+ * and beyond what was promised durable, corruption otherwise (a newer
+ * file exists: the writer never rotates inside a group).  So whatever
+ * upto, also HS_LSN_MAX, the reader never returns part of a group that
+ * does not lie whole in the file, and never part of one that ends past
+ * upto (a finite upto from durable_lsn or hs_queue_sync() is always a
+ * group's end, so for those callers this holds back nothing).
  *-------------------------------------------------------------------------
  */
 struct hs_queue_reader {
@@ -75,6 +89,8 @@ struct hs_queue_reader {
     uint64_t pos;      /* offset of the next record */
     hs_lsn expected;   /* LSN of the next record */
     hs_lsn from_lsn;
+    hs_lsn group_end; /* last LSN of the group `expected` is in, once that
+                       * group was seen whole in the file; 0: none yet */
     qf_window win;
 };
 
@@ -180,6 +196,7 @@ qf_reader_relocate_if_removed(hs_queue_reader *r)
         if (r->from_lsn < r->expected)
             r->from_lsn = r->expected;
         r->expected = files[i].first_lsn;
+        r->group_end = 0;
         rc = 1;
     }
     free(files);
@@ -239,12 +256,13 @@ qf_reader_check_previous(hs_queue_reader *r, const hs_qf_file *prev)
                      "..%" PRIu64 " are missing (a gap)",
                      prev->path, st.size, st.next_lsn - 1, r->path, r->file_first, st.next_lsn,
                      r->file_first - 1);
-    else if (end == QF_END_TORN)
-        hs_set_error("queue file %s: %s at offset %" PRIu64 ", expected LSN %" PRIu64
-                     ", in the file before queue file %s, where the reader starts",
-                     prev->path, hs_qf_decode_result_name(st.why), st.bad_off, st.next_lsn,
-                     r->path);
-    else if (end == QF_END_TORN_HEADER)
+    else if (end == QF_END_TORN) {
+        char torn[320];
+        qf_describe_torn(&st, torn, sizeof(torn));
+        hs_set_error("queue file %s: %s, in the file before queue file %s, where the reader "
+                     "starts",
+                     prev->path, torn, r->path);
+    } else if (end == QF_END_TORN_HEADER)
         hs_set_error("queue file %s: missing header at offset 0, expected LSN %" PRIu64
                      ", in the file before queue file %s, where the reader starts",
                      prev->path, prev->first_lsn, r->path);
@@ -314,6 +332,75 @@ hs_queue_open(const char *dir, hs_lsn from_lsn, hs_queue_reader **out)
     return HS_OK;
 }
 
+/* Where the bytes after a group's first records stop being its members. */
+typedef struct qf_group_cut {
+    uint64_t off;            /* offset of the first missing member */
+    hs_lsn lsn;              /* its LSN */
+    hs_qf_decode_result why; /* what is there (HS_QF_SHORT also at end of file) */
+    bool eof;                /* the file ends at off */
+} qf_group_cut;
+
+/*
+ * The record at r->pos (LSN r->expected, len bytes) has
+ * HS_REC_FLAG_GROUP_MORE and its group was not seen whole yet: read ahead
+ * to the group's last member (borrowing the window: the caller's record
+ * is decoded already).  1: the group lies whole in the file and ends at
+ * or before upto, r->group_end is set; 0: its end is past upto (nothing
+ * read past upto); 2: the bytes after it end or turn invalid before its
+ * last member, *cut says where; -1: corruption (a member with the wrong
+ * LSN, a group longer than QF_GROUP_MAX) or a read error.
+ */
+static int
+qf_reader_group_end(hs_queue_reader *r, size_t len, hs_lsn upto, qf_group_cut *cut)
+{
+    uint64_t pos = r->pos + len;
+    hs_lsn lsn = r->expected + 1;
+
+    for (int n = 1;; n++) {
+        const uint8_t *p;
+        ssize_t avail;
+        hs_record m;
+        size_t mlen;
+        hs_qf_decode_result d;
+
+        if (lsn - 1 >= upto)
+            return 0; /* member lsn - 1 is at upto and says "more" */
+        avail = qf_window_get(&r->win, pos, HS_QF_RECORD_MAX, &p);
+        if (avail < 0) {
+            hs_set_error("cannot read queue file %s at offset %" PRIu64 ": %s", r->path, pos,
+                         strerror(errno));
+            return -1;
+        }
+        d = avail == 0 ? HS_QF_SHORT : hs_qf_decode(p, (size_t)avail, &m, &mlen);
+        if (d != HS_QF_OK) {
+            cut->off = pos;
+            cut->lsn = lsn;
+            cut->why = d;
+            cut->eof = avail == 0;
+            return 2;
+        }
+        if (m.lsn != lsn) {
+            hs_set_error("queue file %s: record at offset %" PRIu64 " has LSN %" PRIu64
+                         ", expected LSN %" PRIu64,
+                         r->path, pos, m.lsn, lsn);
+            return -1;
+        }
+        if (n == QF_GROUP_MAX) {
+            hs_set_error("queue file %s: record at offset %" PRIu64 ", LSN %" PRIu64
+                         ", would be record %d of the group that starts at offset %" PRIu64
+                         ", LSN %" PRIu64 " (a group has at most %d)",
+                         r->path, pos, lsn, QF_GROUP_MAX + 1, r->pos, r->expected, QF_GROUP_MAX);
+            return -1;
+        }
+        if (!(m.flags & HS_REC_FLAG_GROUP_MORE)) {
+            r->group_end = lsn;
+            return 1;
+        }
+        pos += mlen;
+        lsn++;
+    }
+}
+
 /* See hotstock.h and the note above the reader. */
 int
 hs_queue_next(hs_queue_reader *r, hs_lsn upto, hs_record *rec)
@@ -327,7 +414,8 @@ hs_queue_next(hs_queue_reader *r, hs_lsn upto, hs_record *rec)
         ssize_t avail;
         size_t len;
         hs_qf_decode_result d = HS_QF_OK;
-        bool promised;
+        qf_group_cut cut = {.off = 0};
+        bool promised, group_cut = false;
 
         if (r->header_ok && r->expected >= r->from_lsn && r->expected > upto)
             return 0;
@@ -361,11 +449,23 @@ hs_queue_next(hs_queue_reader *r, hs_lsn upto, hs_record *rec)
                                  r->path, r->pos, rec->lsn, r->expected);
                     return -1;
                 }
-                r->pos += len;
-                r->expected++;
-                if (rec->lsn < r->from_lsn)
-                    continue;
-                return 1;
+                if ((rec->flags & HS_REC_FLAG_GROUP_MORE) && r->expected > r->group_end) {
+                    int g = qf_reader_group_end(r, len, upto, &cut);
+                    if (g < 0)
+                        return -1;
+                    if (g == 0)
+                        return 0;
+                    group_cut = g == 2;
+                }
+                if (!group_cut) {
+                    if (r->expected <= r->group_end && r->group_end > upto)
+                        return 0; /* a smaller upto than when the group was seen */
+                    r->pos += len;
+                    r->expected++;
+                    if (rec->lsn < r->from_lsn)
+                        continue;
+                    return 1;
+                }
             }
         }
 
@@ -396,17 +496,23 @@ hs_queue_next(hs_queue_reader *r, hs_lsn upto, hs_record *rec)
             continue;
         }
         r->win.len = 0; /* the next call re-reads too */
-        if (r->header_ok && avail == 0 && sv.next_exists) {
+        if (r->header_ok && avail == 0 && sv.next_exists && !group_cut) {
             /* clean end of a complete file: follow into the next one */
             if (qf_reader_open_file(r, r->expected) != 0)
                 return -1;
             surveyed = false;
             continue;
         }
-        promised = upto != HS_LSN_MAX && r->expected <= upto;
+        promised = upto != HS_LSN_MAX && (group_cut ? cut.lsn : r->expected) <= upto;
         if (!sv.newer && !promised)
             return 0;
-        if (!r->header_ok) {
+        if (group_cut) {
+            hs_set_error("queue file %s: group of LSN %" PRIu64 ".. at offset %" PRIu64
+                         " cut at offset %" PRIu64 " (%s), expected LSN %" PRIu64 " (%s)",
+                         r->path, r->expected, r->pos, cut.off,
+                         cut.eof ? "end of file" : hs_qf_decode_result_name(cut.why), cut.lsn,
+                         sv.newer ? "a newer file exists" : "the LSN was reported durable");
+        } else if (!r->header_ok) {
             hs_set_error("queue file %s: %s at offset 0, expected LSN %" PRIu64 " (%s)", r->path,
                          why, r->expected,
                          sv.newer ? "a newer file exists" : "the LSN was reported durable");
@@ -436,8 +542,12 @@ hs_queue_next(hs_queue_reader *r, hs_lsn upto, hs_record *rec)
  * See hotstock.h.  Sizes are taken before each fdatasync, so every byte
  * counted was synced; durable_upto is then the last LSN of the valid,
  * consecutive records found in those bytes from the reader's position on
- * (the reader's last LSN when there are none).  Damage stops the count
- * there and is reported by hs_queue_next(), not here.
+ * that ends a group (a record without HS_REC_FLAG_GROUP_MORE): a group
+ * cut by the end of the synced bytes, or by the end of a file, is not
+ * counted.  When there are none it is the reader's last LSN (which is
+ * inside a group when the caller stopped reading in one; hs_queue_next()
+ * saw that group whole before it returned any of it).  Damage stops the
+ * count there and is reported by hs_queue_next(), not here.
  */
 hs_result
 hs_queue_sync(hs_queue_reader *r, hs_lsn *durable_upto)
@@ -447,6 +557,7 @@ hs_queue_sync(hs_queue_reader *r, hs_lsn *durable_upto)
     hs_lsn expected = r->expected;
     hs_result res = HS_IO_ERROR;
     qf_window w;
+    bool group_open; /* the last record counted has HS_REC_FLAG_GROUP_MORE */
     int n, first = -1;
 
     *durable_upto = r->expected - 1;
@@ -488,6 +599,7 @@ hs_queue_sync(hs_queue_reader *r, hs_lsn *durable_upto)
     /* Count the valid records in the synced bytes, the reader's window
      * borrowed (it is invalidated after). */
     w = r->win;
+    group_open = false;
     for (int i = first; i < n; i++) {
         uint64_t pos;
         hs_lsn hdr_lsn;
@@ -531,14 +643,16 @@ hs_queue_sync(hs_queue_reader *r, hs_lsn *durable_upto)
                 avail = (ssize_t)(sizes[i] - pos);
             if (hs_qf_decode(p, (size_t)avail, &rec, &len) != HS_QF_OK || rec.lsn != expected)
                 break;
-            *durable_upto = expected;
+            group_open = (rec.flags & HS_REC_FLAG_GROUP_MORE) != 0;
+            if (!group_open)
+                *durable_upto = expected;
             expected++;
             pos += len;
         }
         if (fd != r->fd)
             close(fd);
-        if (pos != sizes[i])
-            break; /* not a clean end: nothing after it counts */
+        if (pos != sizes[i] || group_open)
+            break; /* not a clean end (a group never spans files): nothing after it counts */
     }
     r->win.len = 0;
 

@@ -118,13 +118,154 @@ qf_find_valid(qf_window *w, uint64_t from, uint64_t *found)
 
 /*-------------------------------------------------------------------------
  * Scanning one file (the recovery scan and the writer's open)
+ *
+ * Records are judged one by one, but taken a group at a time
+ * (HS_REC_FLAG_GROUP_MORE, queue_file.c GROUPS): the members of a group
+ * are held back until its last member was read, so visit() never sees
+ * part of a group, and a file that ends inside a group ends in a torn
+ * tail that starts at the group's first member.
  *-------------------------------------------------------------------------
  */
+
+/* The group being read. */
+typedef struct qf_group {
+    int n;          /* members read (0: none open) */
+    uint64_t off;   /* offset of its first member */
+    hs_lsn first;   /* LSN of its first member */
+    int kept;       /* members held for visit() (those with LSN >= from_lsn) */
+    hs_record *rec; /* QF_GROUP_MAX records; NULL when nothing is visited */
+} qf_group;
+
+/* Visit the held members of the group that just ended, in LSN order.
+ * false when visit() stopped (st->visit_rc, st->next_lsn after it). */
+static bool
+qf_visit_group(qf_group *g, hs_qf_visit visit, void *arg, qf_file_state *st)
+{
+    for (int i = 0; i < g->kept; i++) {
+        st->records++;
+        st->visit_rc = visit(&g->rec[i], arg);
+        if (st->visit_rc != 0) {
+            st->next_lsn = g->rec[i].lsn + 1;
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The records of a file whose header was checked, from offset pos on.
+ * See qf_scan_file(). */
+static qf_file_end
+qf_scan_records(qf_window *w, const char *path, hs_lsn from_lsn, hs_qf_visit visit, void *arg,
+                qf_file_state *st, qf_group *g)
+{
+    uint64_t pos = HS_QF_HEADER_SIZE, found;
+    hs_lsn expected = st->next_lsn; /* the next record's LSN */
+    qf_file_end end;
+    hs_record rec;
+    int v;
+
+    for (;;) {
+        hs_qf_decode_result d;
+        const uint8_t *p;
+        ssize_t avail;
+        size_t len;
+        hs_record *into;
+
+        avail = qf_window_get(w, pos, HS_QF_RECORD_MAX, &p);
+        if (avail < 0)
+            goto read_error;
+        if (avail == 0) {
+            end = QF_END_CLEAN;
+            st->why = HS_QF_SHORT; /* if a group is open: the file ends in it */
+            break;
+        }
+        /* a group member is decoded straight into its place in g->rec */
+        into = g->n > 0 && g->rec != NULL && g->kept < QF_GROUP_MAX ? &g->rec[g->kept] : &rec;
+        d = hs_qf_decode(p, (size_t)avail, into, &len);
+        if (d != HS_QF_OK) {
+            v = qf_find_valid(w, pos + 8, &found);
+            if (v < 0)
+                goto read_error;
+            if (v == 1) {
+                hs_set_error("queue file %s: %s at offset %" PRIu64 ", expected LSN %" PRIu64
+                             ", with a valid record after it at offset %" PRIu64,
+                             path, hs_qf_decode_result_name(d), pos, expected, found);
+                return QF_END_ERROR;
+            }
+            st->bad_off = pos;
+            st->why = d;
+            end = QF_END_TORN;
+            break;
+        }
+        if (into->lsn != expected) {
+            hs_set_error("queue file %s: record at offset %" PRIu64 " has LSN %" PRIu64
+                         ", expected LSN %" PRIu64,
+                         path, pos, into->lsn, expected);
+            return QF_END_ERROR;
+        }
+        if (g->n == QF_GROUP_MAX) {
+            hs_set_error("queue file %s: record at offset %" PRIu64 ", LSN %" PRIu64
+                         ", would be record %d of the group that starts at offset %" PRIu64
+                         ", LSN %" PRIu64 " (a group has at most %d)",
+                         path, pos, expected, QF_GROUP_MAX + 1, g->off, g->first, QF_GROUP_MAX);
+            return QF_END_ERROR;
+        }
+        if (g->n == 0 && (into->flags & HS_REC_FLAG_GROUP_MORE)) {
+            g->off = pos;
+            g->first = expected;
+            g->kept = 0;
+        }
+        if (g->n > 0 || (into->flags & HS_REC_FLAG_GROUP_MORE)) {
+            g->n++;
+            if (expected >= from_lsn && g->rec != NULL) {
+                if (into == &rec)
+                    g->rec[g->kept] = rec;
+                g->kept++;
+            }
+        }
+        pos += len;
+        expected++;
+        if (into->flags & HS_REC_FLAG_GROUP_MORE)
+            continue;
+
+        /* the record ends its group (or is a group of its own) */
+        if (st->first_seen == 0)
+            st->first_seen = g->n > 0 ? g->first : into->lsn;
+        if (g->n > 0) {
+            g->n = 0;
+            if (!qf_visit_group(g, visit, arg, st))
+                return QF_END_STOPPED;
+        } else if (into->lsn >= from_lsn && visit != NULL) {
+            st->records++;
+            st->visit_rc = visit(into, arg);
+            if (st->visit_rc != 0) {
+                st->next_lsn = into->lsn + 1;
+                return QF_END_STOPPED;
+            }
+        }
+        st->next_lsn = expected;
+    }
+
+    if (g->n > 0) {
+        /* the file ends inside a group: the group is the torn tail */
+        st->group_cut = true;
+        st->cut_off = end == QF_END_TORN ? st->bad_off : pos;
+        st->cut_lsn = expected;
+        st->bad_off = g->off;
+        end = QF_END_TORN;
+    }
+    return end;
+
+read_error:
+    hs_set_error("cannot read queue file %s: %s", path, strerror(errno));
+    return QF_END_ERROR;
+}
+
 /*
  * Scan the file at path (open as fd), which must start at first_lsn, and
- * call visit() for every record with LSN >= from_lsn.  Classifies its end;
- * the caller decides what a torn end means (only the newest file may have
- * one).
+ * call visit() for every record with LSN >= from_lsn, a group's records
+ * only once its last was read.  Classifies its end; the caller decides
+ * what a torn end means (only the newest file may have one).
  */
 qf_file_end
 qf_scan_file(qf_window *w, int fd, const char *path, hs_lsn first_lsn, hs_lsn from_lsn,
@@ -134,9 +275,10 @@ qf_scan_file(qf_window *w, int fd, const char *path, hs_lsn first_lsn, hs_lsn fr
     struct stat sb;
     const uint8_t *p;
     ssize_t avail;
-    hs_record rec;
     hs_lsn hdr_lsn;
-    uint64_t pos, found;
+    uint64_t found;
+    qf_group g = {.n = 0};
+    qf_file_end end;
     int v;
 
     memset(st, 0, sizeof(*st));
@@ -169,54 +311,36 @@ qf_scan_file(qf_window *w, int fd, const char *path, hs_lsn first_lsn, hs_lsn fr
         return QF_END_ERROR;
     }
 
-    pos = HS_QF_HEADER_SIZE;
-    for (;;) {
-        hs_qf_decode_result d;
-        size_t len;
-
-        avail = qf_window_get(w, pos, HS_QF_RECORD_MAX, &p);
-        if (avail < 0)
-            goto read_error;
-        if (avail == 0)
-            return QF_END_CLEAN;
-        d = hs_qf_decode(p, (size_t)avail, &rec, &len);
-        if (d != HS_QF_OK) {
-            v = qf_find_valid(w, pos + 8, &found);
-            if (v < 0)
-                goto read_error;
-            if (v == 1) {
-                hs_set_error("queue file %s: %s at offset %" PRIu64 ", expected LSN %" PRIu64
-                             ", with a valid record after it at offset %" PRIu64,
-                             path, hs_qf_decode_result_name(d), pos, st->next_lsn, found);
-                return QF_END_ERROR;
-            }
-            st->bad_off = pos;
-            st->why = d;
-            return QF_END_TORN;
-        }
-        if (rec.lsn != st->next_lsn) {
-            hs_set_error("queue file %s: record at offset %" PRIu64 " has LSN %" PRIu64
-                         ", expected LSN %" PRIu64,
-                         path, pos, rec.lsn, st->next_lsn);
+    if (visit != NULL) {
+        g.rec = malloc(QF_GROUP_MAX * sizeof(*g.rec));
+        if (g.rec == NULL) {
+            hs_set_error("out of memory scanning queue file %s", path);
             return QF_END_ERROR;
         }
-        if (st->first_seen == 0)
-            st->first_seen = rec.lsn;
-        if (rec.lsn >= from_lsn && visit != NULL) {
-            st->records++;
-            st->visit_rc = visit(&rec, arg);
-            if (st->visit_rc != 0) {
-                st->next_lsn++;
-                return QF_END_STOPPED;
-            }
-        }
-        pos += len;
-        st->next_lsn++;
     }
+    end = qf_scan_records(w, path, from_lsn, visit, arg, st, &g);
+    free(g.rec);
+    return end;
 
 read_error:
     hs_set_error("cannot read queue file %s: %s", path, strerror(errno));
     return QF_END_ERROR;
+}
+
+/* See queue_internal.h. */
+void
+qf_describe_torn(const qf_file_state *st, char *out, size_t outlen)
+{
+    if (!st->group_cut)
+        snprintf(out, outlen, "%s at offset %" PRIu64 ", expected LSN %" PRIu64,
+                 hs_qf_decode_result_name(st->why), st->bad_off, st->next_lsn);
+    else
+        snprintf(out, outlen,
+                 "group of LSN %" PRIu64 ".. at offset %" PRIu64 " cut at offset %" PRIu64
+                 " (%s), expected LSN %" PRIu64,
+                 st->next_lsn, st->bad_off, st->cut_off,
+                 st->cut_off == st->size ? "end of file" : hs_qf_decode_result_name(st->why),
+                 st->cut_lsn);
 }
 
 /*-------------------------------------------------------------------------
@@ -274,10 +398,14 @@ hs_qf_scan(const char *dir, hs_lsn from_lsn, bool cut_tail, hs_qf_visit visit, v
         res->last_lsn = st.next_lsn - 1;
 
         if ((end == QF_END_TORN || end == QF_END_TORN_HEADER) && !newest) {
-            if (end == QF_END_TORN)
-                hs_set_error("queue file %s: %s at offset %" PRIu64 ", expected LSN %" PRIu64
-                             ", in a file that is not the newest",
-                             path, hs_qf_decode_result_name(st.why), st.bad_off, st.next_lsn);
+            char torn[320];
+            qf_describe_torn(&st, torn, sizeof(torn));
+            if (end == QF_END_TORN && st.group_cut)
+                hs_set_error("queue file %s: group cut by the end of a file that is not the "
+                             "newest: %s",
+                             path, torn);
+            else if (end == QF_END_TORN)
+                hs_set_error("queue file %s: %s, in a file that is not the newest", path, torn);
             else
                 hs_set_error("queue file %s: missing header at offset 0, expected LSN %" PRIu64
                              ", in a file that is not the newest",

@@ -4,8 +4,9 @@
  *      The queue format's one writer (the spiller's) and recycling.
  *
  * Writes the format described at the top of queue_file.c: appends encoded
- * records to the newest file, rotates at queue_file_size, fdatasyncs (the
- * caller owns the policy: spiller.c), and removes drained files.
+ * records to the newest file, rotates at queue_file_size (never inside a
+ * group: a group lies in one file), fdatasyncs (the caller owns the
+ * policy: spiller.c), and removes drained files.
  *
  * Linked by hotstockd and by tools that forge queues for tests; never by
  * libhotstock or the extension (tests/layout/check.sh checks hotstock.so).
@@ -66,6 +67,8 @@ struct hs_qf_writer {
     uint64_t file_bytes; /* its size including what is buffered */
     uint64_t segment_bytes;
     hs_lsn last_lsn; /* last LSN appended (buffered or written) */
+    int group_len;   /* records of the open group appended (0: none open,
+                      * i.e. last_lsn had no HS_REC_FLAG_GROUP_MORE) */
     bool dirty;      /* current file written since the last sync */
     bool dir_dirty;  /* a file was created since the last sync */
     bool failed;     /* a write or sync failed: the writer refuses work */
@@ -265,7 +268,10 @@ qf_writer_rotate(hs_qf_writer *w, hs_lsn next_lsn)
 }
 
 /* See queue_file.h.  Also -1 (nothing appended) for a record that cannot
- * be encoded: unknown type or oversized strings. */
+ * be encoded (unknown type or oversized strings) or that would make a
+ * group longer than QF_GROUP_MAX.  Rotates only between groups, so the
+ * records of a group always lie in one file (a file may grow past
+ * segment_bytes by up to one group). */
 int
 hs_qf_writer_append(hs_qf_writer *w, const hs_record *rec)
 {
@@ -287,7 +293,14 @@ hs_qf_writer_append(hs_qf_writer *w, const hs_record *rec)
                      rec->lsn, rec->type, rec->sku_len, rec->order_len);
         return -1;
     }
-    if (w->file_bytes >= w->segment_bytes && qf_writer_rotate(w, rec->lsn) != 0)
+    if (w->group_len >= QF_GROUP_MAX) {
+        hs_set_error("queue append of LSN %" PRIu64 ": the group that starts at LSN %" PRIu64
+                     " would have more than %d records",
+                     rec->lsn, rec->lsn - (hs_lsn)w->group_len, QF_GROUP_MAX);
+        return -1;
+    }
+    if (w->group_len == 0 && w->file_bytes >= w->segment_bytes &&
+        qf_writer_rotate(w, rec->lsn) != 0)
         return -1;
     if (w->len + HS_QF_RECORD_MAX > QF_WRITE_BUF_SIZE && hs_qf_writer_write(w) != 0)
         return -1;
@@ -295,6 +308,7 @@ hs_qf_writer_append(hs_qf_writer *w, const hs_record *rec)
     w->len += n;
     w->file_bytes += n;
     w->last_lsn = rec->lsn;
+    w->group_len = (rec->flags & HS_REC_FLAG_GROUP_MORE) ? w->group_len + 1 : 0;
     return 0;
 }
 

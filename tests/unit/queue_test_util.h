@@ -30,7 +30,9 @@ gen_rec(hs_lsn lsn, hs_record *r)
     memset(r, 0, sizeof(*r));
     r->lsn = lsn;
     r->type = (uint8_t)(1 + lsn % 5);
-    r->flags = (uint8_t)(lsn * 7);
+    /* varied flags, but never HS_REC_FLAG_GROUP_MORE: these are single
+     * records (group cases set the flag themselves) */
+    r->flags = (uint8_t)(lsn * 7) & (uint8_t)~HS_REC_FLAG_GROUP_MORE;
     r->xid = lsn * 3;
     r->timestamp_us = UINT64_C(1700000000000000) + lsn;
     switch (r->type) {

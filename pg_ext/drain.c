@@ -268,12 +268,14 @@ drain_read_applied(void)
 static void
 drain_reserve_records(void)
 {
-    if (records_size < hotstock_drain_batch_size) {
+    /* room for a batch and the rest of a group (a basket) it ends in */
+    int want = hotstock_drain_batch_size + HS_BASKET_MAX;
+
+    if (records_size < want) {
         if (records != NULL)
             pfree(records);
-        records = MemoryContextAllocHuge(TopMemoryContext,
-                                         (Size)hotstock_drain_batch_size * sizeof(hs_record));
-        records_size = hotstock_drain_batch_size;
+        records = MemoryContextAllocHuge(TopMemoryContext, (Size)want * sizeof(hs_record));
+        records_size = want;
     }
 }
 
@@ -358,7 +360,11 @@ drain_once(void)
     }
 
     drain_reserve_records();
-    while (n < hotstock_drain_batch_size && upto > applied + n) {
+    /* A batch never ends inside a group (a basket's lines: the reader
+     * returns a group only whole): its ledger rows commit together. */
+    while ((n < hotstock_drain_batch_size ||
+            (n > 0 && (records[n - 1].flags & HS_REC_FLAG_GROUP_MORE))) &&
+           upto > applied + n) {
         k = hs_queue_next(reader, upto, &records[n]);
         if (k != 1)
             break;

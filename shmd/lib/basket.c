@@ -151,8 +151,11 @@ line_claim(hs_client *c, hs_header *h, basket_line *l, unsigned *settled, hs_ord
  * the same lines, or another basket under the same id. */
 static hs_result
 basket_settled(hs_client *c, hs_header *h, const char *order_id, size_t order_len,
-               basket_line *lines, int n, unsigned state, hs_order_slot *o0, uint32_t ver0)
+               basket_line *lines, int n, unsigned state, hs_order_slot *o0, uint32_t ver0,
+               bool reserve, uint64_t *expires_at_ms)
 {
+    bool held;
+
     for (int i = 0; i < n; i++) {
         hs_order_slot *o = o0;
         uint32_t oi, ver = ver0;
@@ -173,15 +176,29 @@ basket_settled(hs_client *c, hs_header *h, const char *order_id, size_t order_le
             return HS_ORDER_MISMATCH;
         }
     }
+    /* Relaxed: published with the state the caller acquired. */
+    held = atomic_load_explicit(&o0->deadline_ms, memory_order_relaxed) != 0;
+    if (expires_at_ms != NULL)
+        *expires_at_ms = atomic_load_explicit(&o0->deadline_ms, memory_order_relaxed);
     switch (state) {
     case HS_INDEX_DEDUCTED:
     case HS_INDEX_REFUNDING:
+    case HS_INDEX_RESERVED:
+        if (held != reserve) {
+            hs_set_error(held ? "basket %.*s is a hold: confirm it"
+                              : "basket %.*s is a deduction, not a hold",
+                         (int)order_len, order_id);
+            return HS_ORDER_MISMATCH;
+        }
         return HS_DUPLICATE;
     case HS_INDEX_REFUNDED:
         return HS_ALREADY_REFUNDED;
+    case HS_INDEX_CANCELLED:
+        return HS_HOLD_CANCELLED;
+    case HS_INDEX_EXPIRED:
+        return HS_HOLD_EXPIRED;
     }
-    hs_set_error("basket %.*s is not a deduction (line 0 is in state %u)", (int)order_len,
-                 order_id, state);
+    hs_set_error("basket %.*s: line 0 is in state %u", (int)order_len, order_id, state);
     return HS_ORDER_MISMATCH;
 }
 
@@ -200,12 +217,14 @@ lock_order(const basket_line *lines, int n, int *order)
     }
 }
 
-/* See hotstock.h. */
-hs_result
-hs_deduct_basket(hs_client *c, const char *order_id, size_t order_len, int n,
-                 const char *const skus[], const size_t sku_lens[], const int32_t qtys[],
-                 uint64_t xid, hs_lsn evicted_checked, hs_lsn *lsn)
+/* Take a basket: deduct (ttl_ms 0) or hold its lines for ttl_ms. */
+static hs_result
+basket_take(hs_client *c, const char *order_id, size_t order_len, int n, const char *const skus[],
+            const size_t sku_lens[], const int32_t qtys[], uint64_t xid, uint32_t ttl_ms,
+            hs_lsn evicted_checked, hs_lsn *lsn, uint64_t *expires_at_ms)
 {
+    const bool reserve = ttl_ms != 0;
+    uint64_t deadline = 0;
     basket_line lines[HS_BASKET_MAX];
     hs_ring_record recs[HS_BASKET_MAX];
     int order[HS_BASKET_MAX];
@@ -217,6 +236,12 @@ hs_deduct_basket(hs_client *c, const char *order_id, size_t order_len, int n,
 
     if (lsn != NULL)
         *lsn = 0;
+    if (expires_at_ms != NULL)
+        *expires_at_ms = 0;
+    if (ttl_ms > HS_TTL_MAX_MS) {
+        hs_set_error("hs_reserve_basket: ttl 1..%" PRIu32 " ms", HS_TTL_MAX_MS);
+        return HS_BAD_ARGUMENT;
+    }
     if (c == NULL || !valid_len(order_id, order_len, HS_BASKET_ID_MAX) ||
         memchr(order_id, HS_BASKET_SEP, order_len) != NULL || n < 1 || n > HS_BASKET_MAX ||
         skus == NULL || sku_lens == NULL || qtys == NULL) {
@@ -291,7 +316,8 @@ again:
             return r;
         }
         if (settled != 0 && i == 0)
-            return basket_settled(c, h, order_id, order_len, lines, n, settled, o, ver);
+            return basket_settled(c, h, order_id, order_len, lines, n, settled, o, ver, reserve,
+                                  expires_at_ms);
         if (settled != 0) {
             lines_fail(lines, i);
             hs_set_error("basket %.*s is partly known: line %d is settled (state %u) while "
@@ -316,11 +342,14 @@ again:
             }
     }
 
-    /* 2b. xid and "no hold" before the records (deduct.c, step 2b). */
+    /* 2b. xid and the deadline (0: no hold) before the records (deduct.c,
+     * step 2b): one deadline for every line. */
     now_us = hs_now_unix_us();
+    if (reserve)
+        deadline = now_us / 1000 + ttl_ms;
     for (int i = 0; i < n; i++) {
         atomic_store_explicit(&lines[i].o->xid, xid, memory_order_relaxed);
-        atomic_store_explicit(&lines[i].o->deadline_ms, 0, memory_order_relaxed);
+        atomic_store_explicit(&lines[i].o->deadline_ms, deadline, memory_order_relaxed);
     }
 
     /* 3. Lock every SKU (slot order), check every line, take all or none. */
@@ -359,8 +388,10 @@ again:
 
     /* 4. The records, one group. */
     for (int i = 0; i < n; i++) {
-        record_init(&recs[i], HS_REC_DEDUCT, lines[i].si, lines[i].qty);
+        record_init(&recs[i], reserve ? HS_REC_RESERVE : HS_REC_DEDUCT, lines[i].si,
+                    lines[i].qty);
         recs[i].timestamp_us = now_us;
+        recs[i].ttl_ms = ttl_ms;
         recs[i].order_len = (uint8_t)lines[i].id_len;
         recs[i].order_index = (uint32_t)(lines[i].o - hs_order_table(h));
         recs[i].xid = xid;
@@ -374,12 +405,39 @@ again:
         return r;
     }
 
-    /* 5. Done: every line DEDUCTED (release, in order_set). */
+    /* 5. Done: every line DEDUCTED or RESERVED (release, in order_set). */
     for (int i = 0; i < n; i++) {
         atomic_store_explicit(&lines[i].o->deducted_lsn, first + (hs_lsn)i, memory_order_relaxed);
-        order_set(lines[i].o, HS_INDEX_DEDUCTED);
+        order_set(lines[i].o, reserve ? HS_INDEX_RESERVED : HS_INDEX_DEDUCTED);
     }
     if (lsn != NULL)
         *lsn = first + (hs_lsn)n - 1;
+    if (expires_at_ms != NULL)
+        *expires_at_ms = deadline;
     return HS_OK;
+}
+
+/* See hotstock.h. */
+hs_result
+hs_deduct_basket(hs_client *c, const char *order_id, size_t order_len, int n,
+                 const char *const skus[], const size_t sku_lens[], const int32_t qtys[],
+                 uint64_t xid, hs_lsn evicted_checked, hs_lsn *lsn)
+{
+    return basket_take(c, order_id, order_len, n, skus, sku_lens, qtys, xid, 0, evicted_checked,
+                       lsn, NULL);
+}
+
+/* See hotstock.h. */
+hs_result
+hs_reserve_basket(hs_client *c, const char *order_id, size_t order_len, int n,
+                  const char *const skus[], const size_t sku_lens[], const int32_t qtys[],
+                  uint64_t xid, uint32_t ttl_ms, hs_lsn evicted_checked, hs_lsn *lsn,
+                  uint64_t *expires_at_ms)
+{
+    if (ttl_ms < 1) {
+        hs_set_error("hs_reserve_basket: ttl 1..%" PRIu32 " ms", HS_TTL_MAX_MS);
+        return HS_BAD_ARGUMENT;
+    }
+    return basket_take(c, order_id, order_len, n, skus, sku_lens, qtys, xid, ttl_ms,
+                       evicted_checked, lsn, expires_at_ms);
 }

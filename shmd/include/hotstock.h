@@ -214,6 +214,11 @@ hs_result hs_deduct_checked(hs_client *c, const char *sku, size_t sku_len, int32
                             const char *order_id, size_t order_len, uint64_t xid,
                             hs_lsn evicted_checked, hs_lsn *lsn);
 
+typedef enum hs_hold_action {
+    HS_HOLD_CONFIRM = 1, /* the hold becomes a sale */
+    HS_HOLD_CANCEL = 2   /* the hold's units go back now */
+} hs_hold_action;
+
 /*
  * Baskets: every line or none.
  *
@@ -241,6 +246,34 @@ hs_result hs_deduct_checked(hs_client *c, const char *sku, size_t sku_len, int32
  * hs_basket_find: the line count of basket order_id as the index knows it
  * (the n whose line 0 is there): HS_OK and *n, or HS_NOT_FOUND.
  */
+/*
+ * hs_reserve_basket: hs_deduct_basket's lines held for ttl_ms (1 ..
+ * HS_TTL_MAX_MS) instead, every line with one deadline (*expires_at_ms,
+ * unix ms; also on a retry).  Each line is a hold of its own to the
+ * daemon's expiry, which gives a line back at the deadline.
+ *
+ * hs_basket_settle: confirm or cancel every line of basket order_id, or
+ * none: the lines are claimed in line order (RESERVED -> CONFIRMING or
+ * CANCELLING; a confirm only before the deadline), then their CONFIRMs or
+ * CANCELs go to the queue as one group.  A confirm that finds a line
+ * expired (or too late) releases what it claimed: the basket then expires
+ * whole (every line has the same deadline).  Results as hs_hold_settle():
+ * HS_OK, HS_DUPLICATE (settled so before), HS_HOLD_EXPIRED,
+ * HS_HOLD_CANCELLED, HS_NOT_HELD, HS_ALREADY_REFUNDED, HS_NOT_FOUND (no
+ * such basket in the index).  hs_basket_claim / hs_basket_commit /
+ * hs_basket_release: the two phases, as hs_hold_claim / commit / release.
+ */
+hs_result hs_reserve_basket(hs_client *c, const char *order_id, size_t order_len, int n,
+                            const char *const skus[], const size_t sku_lens[],
+                            const int32_t qtys[], uint64_t xid, uint32_t ttl_ms,
+                            hs_lsn evicted_checked, hs_lsn *lsn, uint64_t *expires_at_ms);
+hs_result hs_basket_settle(hs_client *c, hs_hold_action action, const char *order_id, size_t order_len,
+                           uint64_t xid, hs_lsn *lsn);
+hs_result hs_basket_claim(hs_client *c, hs_hold_action action, const char *order_id, size_t order_len);
+hs_result hs_basket_commit(hs_client *c, hs_hold_action action, const char *order_id, size_t order_len,
+                           uint64_t xid, hs_lsn *lsn);
+hs_result hs_basket_release(hs_client *c, hs_hold_action action, const char *order_id, size_t order_len);
+
 #define HS_BASKET_MAX 64
 #define HS_BASKET_SEP '\x1f'
 #define HS_BASKET_ID_MAX (HS_ORDER_ID_MAX - 5)
@@ -324,10 +357,6 @@ hs_result hs_reserve(hs_client *c, const char *sku, size_t sku_len, int32_t qty,
                      const char *order_id, size_t order_len, uint64_t xid, uint32_t ttl_ms,
                      hs_lsn evicted_checked, hs_lsn *lsn, uint64_t *expires_at_ms);
 
-typedef enum hs_hold_action {
-    HS_HOLD_CONFIRM = 1, /* the hold becomes a sale */
-    HS_HOLD_CANCEL = 2   /* the hold's units go back now */
-} hs_hold_action;
 
 /*
  * Settle order_id's hold now: confirm or cancel it.

@@ -584,6 +584,156 @@ test_partial_group(hsd_ctl *d, hs_client *c)
     free(v);
 }
 
+/*-------------------------------------------------------------------------
+ * Baskets of holds
+ *-------------------------------------------------------------------------
+ */
+
+static hs_result
+reserve(hs_client *c, const char *id, int n, const int *sku, const int32_t *qty, uint32_t ttl_ms,
+        uint64_t *expires)
+{
+    const char *names[HS_BASKET_MAX];
+    size_t lens[HS_BASKET_MAX];
+    hs_lsn lsn;
+
+    for (int i = 0; i < n; i++) {
+        names[i] = sku_names[sku[i]];
+        lens[i] = strlen(names[i]);
+    }
+    return hs_reserve_basket(c, S(id), n, names, lens, qty, 0, ttl_ms, UINT64_MAX, &lsn,
+                             expires);
+}
+
+/* Every line of basket id in status want. */
+static bool
+all_lines(hs_client *c, const char *id, int n, hs_order_status_code want)
+{
+    for (int i = 0; i < n; i++)
+        if (line_status(c, id, i, n) != want)
+            return false;
+    return true;
+}
+
+static bool
+wait_lines(hs_client *c, const char *id, int n, hs_order_status_code want, double timeout_s)
+{
+    double t0 = hs_test_seconds();
+
+    while (hs_test_seconds() - t0 < timeout_s) {
+        if (all_lines(c, id, n, want))
+            return true;
+        usleep(2000);
+    }
+    return false;
+}
+
+static void
+test_holds(hsd_ctl *d, hs_client *c)
+{
+    const int ab[] = {0, 1};
+    const int32_t q11[] = {1, 1}, q12[] = {1, 2};
+    uint64_t exp1 = 0, exp2 = 0;
+    int64_t a0, b0;
+    hs_lsn lsn;
+    int confirmed = 0, expired = 0;
+
+    for (int i = 0; i < NSKU; i++)
+        CHECK_R(hs_put_sku(c, S(sku_names[i]), 100, NULL), HS_OK);
+    a0 = avail(c, "bk-a");
+    b0 = avail(c, "bk-b");
+
+    /* reserve, retry, confirm */
+    CHECK_R(reserve(c, "h1", 2, ab, q12, 60000, &exp1), HS_OK);
+    CHECK(exp1 > 0);
+    CHECK_EQ(avail(c, "bk-a"), a0 - 1);
+    CHECK_EQ(avail(c, "bk-b"), b0 - 2);
+    CHECK(all_lines(c, "h1", 2, HS_ORDER_STATUS_RESERVED));
+    CHECK_R(reserve(c, "h1", 2, ab, q12, 5, &exp2), HS_DUPLICATE);
+    CHECK_EQ(exp2, exp1);
+    CHECK_R(basket(c, "h1", 2, ab, q12, &lsn), HS_ORDER_MISMATCH);
+    CHECK_R(hs_basket_settle(c, HS_HOLD_CONFIRM, S("h1"), 0, &lsn), HS_OK);
+    CHECK(all_lines(c, "h1", 2, HS_ORDER_STATUS_DEDUCTED));
+    CHECK_R(hs_basket_settle(c, HS_HOLD_CONFIRM, S("h1"), 0, &lsn), HS_DUPLICATE);
+    CHECK_R(hs_basket_settle(c, HS_HOLD_CANCEL, S("h1"), 0, &lsn), HS_NOT_HELD);
+    CHECK_EQ(avail(c, "bk-a"), a0 - 1);
+    CHECK_EQ(avail(c, "bk-b"), b0 - 2);
+
+    /* cancel: units back once */
+    CHECK_R(reserve(c, "h2", 2, ab, q11, 60000, NULL), HS_OK);
+    CHECK_R(hs_basket_settle(c, HS_HOLD_CANCEL, S("h2"), 0, &lsn), HS_OK);
+    CHECK(all_lines(c, "h2", 2, HS_ORDER_STATUS_CANCELLED));
+    CHECK_R(hs_basket_settle(c, HS_HOLD_CANCEL, S("h2"), 0, &lsn), HS_DUPLICATE);
+    CHECK_R(hs_basket_settle(c, HS_HOLD_CONFIRM, S("h2"), 0, &lsn), HS_HOLD_CANCELLED);
+    CHECK_R(reserve(c, "h2", 2, ab, q11, 60000, NULL), HS_HOLD_CANCELLED);
+    CHECK_EQ(avail(c, "bk-a"), a0 - 1);
+    CHECK_EQ(avail(c, "bk-b"), b0 - 2);
+
+    /* two phases: a released claim leaves the hold; a committed one confirms */
+    CHECK_R(reserve(c, "h3", 2, ab, q11, 60000, NULL), HS_OK);
+    CHECK_R(hs_basket_claim(c, HS_HOLD_CONFIRM, S("h3")), HS_OK);
+    CHECK_R(hs_basket_release(c, HS_HOLD_CONFIRM, S("h3")), HS_OK);
+    CHECK(all_lines(c, "h3", 2, HS_ORDER_STATUS_RESERVED));
+    CHECK_R(hs_basket_claim(c, HS_HOLD_CONFIRM, S("h3")), HS_OK);
+    CHECK_R(hs_basket_commit(c, HS_HOLD_CONFIRM, S("h3"), 0, &lsn), HS_OK);
+    CHECK(all_lines(c, "h3", 2, HS_ORDER_STATUS_DEDUCTED));
+
+    /* a settler killed holding its claims: the next confirm settles them */
+    CHECK_R(reserve(c, "h4", 2, ab, q11, 60000, NULL), HS_OK);
+    {
+        pid_t pid = fork();
+        int status;
+
+        if (pid == 0) {
+            hs_client *cc = NULL;
+
+            if (hs_attach(d->dir, &cc) != HS_OK ||
+                hs_basket_claim(cc, HS_HOLD_CANCEL, S("h4")) != HS_OK)
+                _exit(3);
+            raise(SIGKILL);
+        }
+        CHECK_EQ(waitpid(pid, &status, 0), pid);
+        CHECK(WIFSIGNALED(status));
+    }
+    CHECK_R(hs_basket_settle(c, HS_HOLD_CONFIRM, S("h4"), 0, &lsn), HS_OK);
+    CHECK(all_lines(c, "h4", 2, HS_ORDER_STATUS_DEDUCTED));
+    CHECK_EQ(avail(c, "bk-a"), a0 - 3);
+    CHECK_EQ(avail(c, "bk-b"), b0 - 4);
+
+    /* expiry: every line back, a late confirm refused */
+    CHECK_R(reserve(c, "h5", 2, ab, q12, 200, NULL), HS_OK);
+    CHECK(wait_lines(c, "h5", 2, HS_ORDER_STATUS_EXPIRED, 5));
+    CHECK_R(hs_basket_settle(c, HS_HOLD_CONFIRM, S("h5"), 0, &lsn), HS_HOLD_EXPIRED);
+    CHECK_EQ(avail(c, "bk-a"), a0 - 3);
+    CHECK_EQ(avail(c, "bk-b"), b0 - 4);
+
+    /* confirms racing the expiry at the deadline: whole either way */
+    for (int k = 0; k < 40; k++) {
+        char id[32];
+        uint64_t exp = 0;
+        hs_result r;
+
+        snprintf(id, sizeof(id), "hr-%d", k);
+        if (!CHECK_R(reserve(c, id, 2, ab, q11, 20, &exp), HS_OK))
+            break;
+        while (hs_now_unix_us() / 1000 + 1 < exp + (uint64_t)(k % 3))
+            usleep(200);
+        r = hs_basket_settle(c, HS_HOLD_CONFIRM, S(id), 0, &lsn);
+        if (r == HS_OK) {
+            confirmed++;
+            CHECK(all_lines(c, id, 2, HS_ORDER_STATUS_DEDUCTED));
+        } else {
+            CHECK_R(r, HS_HOLD_EXPIRED);
+            expired++;
+            CHECK(wait_lines(c, id, 2, HS_ORDER_STATUS_EXPIRED, 5));
+        }
+    }
+    CHECK_EQ(avail(c, "bk-a"), a0 - 3 - confirmed);
+    CHECK_EQ(avail(c, "bk-b"), b0 - 4 - confirmed);
+    fprintf(stderr, "# holds at the deadline: %d confirmed whole, %d expired whole\n", confirmed,
+            expired);
+}
+
 int
 main(void)
 {
@@ -606,6 +756,7 @@ main(void)
     test_stress(&d, c);
     test_kill(&d, c);
     test_partial_group(&d, c);
+    test_holds(&d, c);
     hs_detach(c);
     CHECK_EQ(hsd_ctl_stop(&d), 0);
     hs_test_rmrf(d.dir);

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * ring.c
- *      Appending records to the shared ring, counters, durability waits.
+ *      Appending records (one, or a group) to the shared ring; durability waits.
  *
  * Shares the ring and the header positions with the spiller (protocol in
  * segment.h): a writer reserves next_lsn by CAS (acq_rel), claims the slot

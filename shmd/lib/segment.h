@@ -213,6 +213,13 @@
  *                     the slot does).  The pid is in the CASed word itself:
  *                     a pid stored after the claim would be lost if the
  *                     claimer died in between.
+ *                     A group (a basket's records, group_size > 1 in each
+ *                     member, group_pos its place) has consecutive LSNs
+ *                     reserved by one CAS; its writer claims every member
+ *                     before it fills any, and abandons the slots it holds
+ *                     when a claim fails.  The spiller and the salvage take
+ *                     a group only whole: one abandoned member makes every
+ *                     member a NOOP (shmd/README.md, Baskets).
  *
  *-------------------------------------------------------------------------
  */

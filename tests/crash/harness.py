@@ -26,6 +26,11 @@
 #                   queue follows the hold protocol, never oversold, every
 #                   acknowledged answer kept, live holds back with their
 #                   deadlines and expired on time); one line per iteration
+#   basket_mix      baskets (deduct_basket; reserve_basket then confirm,
+#                   cancel or abandon) on scarce stock with the daemon
+#                   and/or a buyer SIGKILLed: basket_crash.c (every basket
+#                   whole in the queue, every acknowledged answer kept,
+#                   never oversold, counters equal to the queue)
 #
 # THE INVARIANTS (checked after every iteration, over everything the clients
 # were told since the cluster was created; see check_invariants()):
@@ -1357,17 +1362,19 @@ def corrupt_case(base, it, res):
     return fails, name
 
 
-def hold_scenario(iterations, res):
-    """holds_crash.c, ITERATIONS iterations against its own daemon."""
+def program_scenario(prog, label, iterations, res):
+    """A crash program (holds_crash.c, basket_crash.c): ITERATIONS
+    iterations against its own daemon; it checks its own invariants and
+    prints one line per iteration."""
     env = dict(os.environ, HOTSTOCKD=os.path.join(BIN, "hotstockd"))
     try:
-        p = subprocess.run([os.path.join(BIN, "holds_crash"), str(iterations)], env=env,
+        p = subprocess.run([os.path.join(BIN, prog), str(iterations)], env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                            timeout=60 + 20 * iterations)
         out = p.stdout
     except subprocess.TimeoutExpired as e:
         out = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
-        out += "\nholds_crash: timed out"
+        out += f"\n{prog}: timed out"
     seen = 0
     for line in out.splitlines():
         m = re.match(r"^iteration (\d+) \((\w+)\): (ok|FAILED: (.*?)) \(", line)
@@ -1378,11 +1385,11 @@ def hold_scenario(iterations, res):
             if m.group(3) != "ok":
                 res.failed += 1
                 res.failures.append(f"it {m.group(1)} {m.group(2)}: {m.group(4)}")
-        say(f"hold_mix: {line}")
+        say(f"{label}: {line}")
     if seen != iterations:
         res.iterations += 1
         res.failed += 1
-        res.failures.append(f"holds_crash ran {seen} of {iterations} iterations")
+        res.failures.append(f"{prog} ran {seen} of {iterations} iterations")
 
 
 def corrupt_scenario(iterations, res):
@@ -1414,12 +1421,13 @@ def corrupt_scenario(iterations, res):
 # main
 # -------------------------------------------------------------------------
 FAULTS = ["daemon_kill", "client_kill", "backend_kill", "postmaster_kill", "drain_kill",
-          "power_loss", "disk_full", "corrupt_queue", "hold_mix"]
+          "power_loss", "disk_full", "corrupt_queue", "hold_mix", "basket_mix"]
 QUICK = {"daemon_kill": 3, "client_kill": 2, "backend_kill": 2, "postmaster_kill": 2,
-         "drain_kill": 2, "power_loss": 2, "disk_full": 2, "corrupt_queue": 13, "hold_mix": 3}
+         "drain_kill": 2, "power_loss": 2, "disk_full": 2, "corrupt_queue": 13, "hold_mix": 3,
+         "basket_mix": 3}
 LONG = {"daemon_kill": 40, "client_kill": 20, "backend_kill": 30, "postmaster_kill": 20,
         "drain_kill": 20, "power_loss": 30, "disk_full": 10, "corrupt_queue": 130,
-        "hold_mix": 30}
+        "hold_mix": 30, "basket_mix": 30}
 
 
 def main():
@@ -1447,7 +1455,7 @@ def main():
     results = {f: Result(f) for f in faults}
     t0 = time.time()
     live = [(f, args.iterations or counts[f], results[f]) for f in faults
-            if f not in ("corrupt_queue", "hold_mix")]
+            if f not in ("corrupt_queue", "hold_mix", "basket_mix")]
     interrupted = None
     try:
         if live:
@@ -1463,7 +1471,11 @@ def main():
             corrupt_scenario(args.iterations or counts["corrupt_queue"],
                              results["corrupt_queue"])
         if "hold_mix" in faults:
-            hold_scenario(args.iterations or counts["hold_mix"], results["hold_mix"])
+            program_scenario("holds_crash", "hold_mix", args.iterations or counts["hold_mix"],
+                             results["hold_mix"])
+        if "basket_mix" in faults:
+            program_scenario("basket_crash", "basket_mix",
+                             args.iterations or counts["basket_mix"], results["basket_mix"])
     except SystemExit as e:
         interrupted = str(e)
     finally:

@@ -121,9 +121,10 @@ done
 
 read -r RESERVED CONFIRMED_ACK <<<"$(sql -c "SELECT (SELECT count(*) FROM demo_holds WHERE sku = '$SKU'),
     (SELECT count(*) FROM demo_confirms WHERE sku = '$SKU')")"
-read -r L_CONFIRMED L_EXPIRED L_CANCELLED L_HOLDS <<<"$(sql -c "
+read -r L_CONFIRMED L_EXPIRED L_CANCELLED L_HOLDS L_EXPIRED_UNITS <<<"$(sql -c "
     SELECT count(*) FILTER (WHERE hold = 'confirmed'), count(*) FILTER (WHERE hold = 'expired'),
-           count(*) FILTER (WHERE hold = 'cancelled'), count(*)
+           count(*) FILTER (WHERE hold = 'cancelled'), count(*),
+           coalesce(sum(qty) FILTER (WHERE hold = 'expired'), 0)
     FROM hotstock.ledger WHERE sku = '$SKU'")"
 read -r SOLD AVAILABLE HELD CONSISTENT <<<"$(sql -c "
     SELECT sold, available, reserved, available + sold + reserved = $STOCK
@@ -136,9 +137,9 @@ read -r D_P50 D_P99 D_MAX D_N <<<"$(sql -c "
     FROM (SELECT extract(epoch FROM settled_at - expires_at) * 1000 AS d
           FROM hotstock.ledger WHERE sku = '$SKU' AND hold = 'expired') e")"
 OVER=$((CONFIRMED_ACK > STOCK ? CONFIRMED_ACK - STOCK : 0))
-# Every expired hold gave one unit back; at most the units left unsold are
-# ones that came back and found no buyer.
-RESOLD=$((L_EXPIRED > AVAILABLE ? L_EXPIRED - AVAILABLE : 0))
+# Expired holds gave L_EXPIRED_UNITS units back; at most the units left
+# unsold are ones that came back and found no buyer.
+RESOLD=$((L_EXPIRED_UNITS > AVAILABLE ? L_EXPIRED_UNITS - AVAILABLE : 0))
 
 echo
 echo "   reserved                 $RESERVED holds acknowledged ($NOT_PAYING of them by buyers who never pay)"
@@ -146,7 +147,7 @@ echo "   confirmed                $CONFIRMED_ACK acknowledged ($L_CONFIRMED conf
 echo "   expired                  $L_EXPIRED holds gave their unit back at the deadline ($L_CANCELLED cancelled)"
 echo "   sold                     $SOLD of $STOCK   (available $AVAILABLE, still reserved $HELD)"
 echo "   oversold                 $OVER"
-echo "   expired units sold again at least $RESOLD of $L_EXPIRED"
+echo "   expired units sold again at least $RESOLD of $L_EXPIRED_UNITS units given back"
 echo "   expiry delay             p50 $D_P50 ms, p99 $D_P99 ms, max $D_MAX ms after the deadline ($D_N holds)"
 if [ $settled_ok -eq 0 ]; then
     echo "   (holds or the drain had not settled after 60 s: see $RUN_DIR/pg.log)"

@@ -360,6 +360,9 @@ order_probe(const hs_client *c, hs_header *h, const char *order_id, size_t len,
     if (ins == NULL)
         return order_lookup(c, h, order_id, len, hash, index, ver);
     for (;;) {
+        /* Relaxed: a hint (see the wait below); read before the scan, so
+         * an eviction during it sends us scanning again. */
+        uint64_t evicted = atomic_load_explicit(&h->evictions, memory_order_relaxed);
         uint64_t now;
 
         r = stripe_lock(c, h, hash, &lock);
@@ -384,12 +387,15 @@ order_probe(const hs_client *c, hs_header *h, const char *order_id, size_t len,
             return r;
         }
         /* Scan again only once the evictor emptied something: a scan of a
-         * full index touches every slot.  Relaxed: a hint; the scan decides. */
+         * full index touches every slot.  The evictor's count of emptied
+         * slots only grows (order_count is no guide: an inserter killed
+         * between its claim and its increment leaves it low for good).
+         * Relaxed: a hint; the scan decides. */
         do {
             if (!daemon_alive(c, h, &r))
                 return r;
             backoff(&round);
-        } while (atomic_load_explicit(&h->order_count, memory_order_relaxed) >= h->order_capacity &&
+        } while (atomic_load_explicit(&h->evictions, memory_order_relaxed) == evicted &&
                  hs_now_monotonic_ms() < deadline);
     }
 }

@@ -3,10 +3,10 @@
 -- complain if script is sourced in psql, rather than via ALTER EXTENSION
 \echo Use "ALTER EXTENSION hotstock UPDATE TO '1.3'" to load this file. \quit
 
--- Baskets: every line or none (see hotstock--1.3.sql).  No table changes:
--- a basket's lines are orders of their own in the ledger.  From this
--- version on, order ids holding the byte 0x1f are refused by every
--- function (they name basket lines).
+-- Baskets: every line or none, deducted or held (see hotstock--1.3.sql).
+-- No table changes: a basket's lines are orders of their own in the
+-- ledger.  From this version on, order ids holding the byte 0x1f are
+-- refused by every function (they name basket lines).
 
 CREATE FUNCTION hotstock.deduct_basket(order_id text, skus text[], qtys integer[])
 RETURNS boolean
@@ -15,6 +15,14 @@ LANGUAGE C VOLATILE;
 
 REVOKE ALL ON FUNCTION hotstock.deduct_basket(text, text[], integer[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hotstock.deduct_basket(text, text[], integer[]) TO hotstock_app;
+
+CREATE FUNCTION hotstock.reserve_basket(order_id text, skus text[], qtys integer[], ttl interval)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'hotstock_reserve_basket'
+LANGUAGE C VOLATILE;
+
+REVOKE ALL ON FUNCTION hotstock.reserve_basket(text, text[], integer[], interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hotstock.reserve_basket(text, text[], integer[], interval) TO hotstock_app;
 
 -- The lines of baskets in the ledger (see hotstock--1.3.sql).
 CREATE VIEW hotstock.basket_lines AS

@@ -262,21 +262,27 @@ FROM hotstock.status_info() AS s, hotstock.drain_state AS d;
 -- Live holds as of the drain (drain_state.applied_lsn): a hold the daemon
 -- has confirmed, cancelled or expired since is listed until the drain
 -- applies that record; one taken since is not listed yet.  For the real
--- time answer ask hotstock.order_status().
+-- time answer ask hotstock.order_status().  A basket of holds
+-- (hotstock.reserve_basket()) is listed line by line: basket_id and line
+-- (from 0) split the line's order_id; both are null for a plain hold.
 CREATE VIEW hotstock.reservations AS
-SELECT order_id, sku, qty, deducted_at AS reserved_at, expires_at
+SELECT order_id, sku, qty, deducted_at AS reserved_at, expires_at,
+       CASE WHEN order_id ~ (chr(31) || '[0-9]{4}$') THEN left(order_id, -5) END AS basket_id,
+       CASE WHEN order_id ~ (chr(31) || '[0-9]{4}$')
+            THEN substr(order_id, length(order_id) - 3, 2)::integer END AS line
 FROM hotstock.ledger
 WHERE hold = 'reserved';
 
--- The lines of baskets (deduct_basket(), reserve_basket()) in the ledger, as of the
--- drain: each line is an order of its own there, its order_id the basket's
--- id, the byte 0x1f, then the line (from 0) and the line count as two
--- digits each.  This view splits it.
+-- The lines of baskets (deduct_basket(), reserve_basket()) in the ledger,
+-- as of the drain: each line is an order of its own there, its order_id
+-- the basket's id, the byte 0x1f, then the line (from 0) and the line
+-- count as two digits each.  This view splits it.  A basket of holds
+-- (hotstock.reserve_basket()): hold and expires_at as in the ledger.
 CREATE VIEW hotstock.basket_lines AS
 SELECT left(order_id, -5) AS basket_id,
        substr(order_id, length(order_id) - 3, 2)::integer AS line,
        right(order_id, 2)::integer AS lines,
-       order_id, sku, qty, lsn, deducted_at, refunded_at, refund_lsn, xid
+       order_id, sku, qty, lsn, deducted_at, refunded_at, refund_lsn, xid, expires_at, hold
 FROM hotstock.ledger
 WHERE order_id ~ (chr(31) || '[0-9]{4}$');
 

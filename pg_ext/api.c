@@ -384,10 +384,11 @@ ledger_has_unrefunded(const char *order_id, size_t order_len, bool *known)
 /*
  * Refund one order (an order id of the caller's, or a line of a basket):
  * see hotstock.refund() below.  Raises what the daemon raises; a hold this
- * transaction confirms or cancels raises HS011.
+ * transaction confirms or cancels raises HS011.  Errors name `what` (the
+ * order id, the basket's id).
  */
 static RefundAnswer
-refund_order(hs_client *c, const char *order_id, size_t order_len)
+refund_order(hs_client *c, const char *order_id, size_t order_len, const char *what)
 {
     hs_result r;
     LedgerRow rows[HS_LEDGER_ROWS_MAX];
@@ -403,9 +404,8 @@ refund_order(hs_client *c, const char *order_id, size_t order_len)
     /* a hold this transaction confirms or cancels (at its end): still a
      * hold now (and our own claim would keep the index waiting) */
     if (hotstock_find_pending(PENDING_HOLD_CLAIM, order_id, order_len) != NULL)
-        hotstock_raise_held(pnstrdup(order_id, order_len),
-                            "This transaction confirms or cancels it at its end: refund a "
-                            "confirmed reservation after that has committed.");
+        hotstock_raise_held(what, "This transaction confirms or cancels it at its end: refund a "
+                                  "confirmed reservation after that has committed.");
 
     for (int attempt = 1;; attempt++) {
         /* Read before the claim: an order absent from the index then, with
@@ -441,7 +441,7 @@ refund_order(hs_client *c, const char *order_id, size_t order_len)
         if (r == HS_ALREADY_REFUNDED)
             return REFUND_NOTHING;
         if (r != HS_NOT_FOUND)
-            hotstock_raise(r, pnstrdup(order_id, order_len));
+            hotstock_raise(r, what);
         if (evicted_lsn == 0)
             return REFUND_UNKNOWN; /* never deducted here */
 
@@ -481,12 +481,13 @@ refund_order(hs_client *c, const char *order_id, size_t order_len)
 }
 
 /*
- * The line count of basket order_id (deduct_basket()): from the daemon's
- * index, else, once it evicted orders, from the ledger; 0 when it is no
- * basket.  An id longer than a basket id can be is none.
+ * The line count of basket order_id (deduct_basket(), reserve_basket()):
+ * from the daemon's index, else, once it evicted orders, from the ledger;
+ * 0 when it is no basket.  An id longer than a basket id can be is none.
+ * Also for confirm and cancel of a basket (hold.c).
  */
-static int
-basket_lines(hs_client *c, const char *order_id, size_t order_len)
+int
+hotstock_basket_lines(hs_client *c, const char *order_id, size_t order_len)
 {
     int n = 0;
     hs_result r;
@@ -536,16 +537,16 @@ hotstock_refund(PG_FUNCTION_ARGS)
     hotstock_order_id_arg(fcinfo, 0, &order_id, &order_len);
     c = hotstock_client();
 
-    answer = refund_order(c, order_id, order_len);
+    answer = refund_order(c, order_id, order_len, pnstrdup(order_id, order_len));
     if (answer != REFUND_UNKNOWN)
         PG_RETURN_BOOL(answer == REFUND_DONE);
 
-    n = basket_lines(c, order_id, order_len);
+    n = hotstock_basket_lines(c, order_id, order_len);
     for (int i = 0; i < n; i++) {
         char line[HS_ORDER_ID_MAX + 1];
         size_t line_len = hs_basket_line_id(order_id, order_len, i, n, line);
 
-        if (refund_order(c, line, line_len) == REFUND_DONE)
+        if (refund_order(c, line, line_len, pnstrdup(order_id, order_len)) == REFUND_DONE)
             any = true;
     }
     PG_RETURN_BOOL(any);
@@ -658,7 +659,7 @@ hotstock_order_status(PG_FUNCTION_ARGS)
     c = hotstock_client();
 
     answer = order_status_of(c, order_id, order_len);
-    if (answer == NULL && (n = basket_lines(c, order_id, order_len)) > 0) {
+    if (answer == NULL && (n = hotstock_basket_lines(c, order_id, order_len)) > 0) {
         char line[HS_ORDER_ID_MAX + 1];
         size_t line_len = hs_basket_line_id(order_id, order_len, 0, n, line);
 

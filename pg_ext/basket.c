@@ -1,23 +1,28 @@
 /*-------------------------------------------------------------------------
  *
  * basket.c
- *      The SQL function of baskets: deduct_basket, every line or none.
+ *      The SQL functions that take baskets, every line or none:
+ *      deduct_basket, and reserve_basket (a basket of holds).
  *
- * Owns its argument checks and answers; the take is libhotstock's
- * (hs_deduct_basket(), shmd/lib/basket.c: the basket's SKUs locked
- * together against other buyers, its records one group in the queue
- * against a crash), the follow-up at commit or abort xact.c's, the
- * evicted-basket look-ups ledger.c's.
+ * Owns their argument checks and answers; the take is libhotstock's
+ * (hs_deduct_basket(), hs_reserve_basket(), shmd/lib/basket.c: the
+ * basket's SKUs locked together against other buyers, its records one
+ * group in the queue against a crash), the follow-up at commit or abort
+ * xact.c's, the evicted-basket look-ups ledger.c's.  Both functions are
+ * one code path (basket_take()), told apart by one flag.
  *
  * Shares nothing of its own.  A basket B of n lines is n orders in the
  * daemon's index and in hotstock.ledger, line i named B 0x1f "iinn"
  * (hs_basket_line_id()); B itself is no order.  So everything after the
- * take is what a deduct of each line would get: a rollback undoes each
- * line (one PENDING_DEDUCT entry per line, hs_refund at abort), each
- * line's record carries the transaction's xid (the drain compensates a
- * line whose transaction did not commit, after a crash too), a retry
- * settles each line as a deduct retry does (api.c), and refund(B) and
- * order_status(B) act on the lines (api.c).
+ * take is what a deduct (or a reserve) of each line would get: a rollback
+ * undoes each line (one PENDING_DEDUCT entry per line, hs_refund at abort;
+ * for a basket of holds one PENDING_RESERVE per line, hs_compensate: each
+ * line cancelled), each line's record carries the transaction's xid (the
+ * drain compensates a line whose transaction did not commit, after a
+ * crash too), a retry settles each line as a deduct (or reserve) retry
+ * does (api.c, hold.c), and refund(B) and order_status(B) act on the
+ * lines (api.c).  confirm(B) and cancel(B) settle a basket of holds whole
+ * (hold.c, hs_basket_settle()).
  *
  * Must not keep state across calls, nor touch the segment but through
  * libhotstock.
@@ -51,6 +56,7 @@ typedef struct BasketLines {
 #define BASKET_LOCK_SPACE 0x4853
 
 PG_FUNCTION_INFO_V1(hotstock_deduct_basket);
+PG_FUNCTION_INFO_V1(hotstock_reserve_basket);
 
 /*
  * Deconstruct array argument argno (named argname) of element type elemtype:
@@ -211,15 +217,35 @@ basket_check_id(hs_client *c, const char *order_id, size_t order_len, int n)
 }
 
 /*
- * hs_deduct_basket() said HS_EVICTED_CHANGED: line 0 may be an evicted,
- * drained order.  True when the ledger holds this basket, line for line (a
- * retry of a drained basket); false when it does not know line 0 (a new
- * basket: call again).  Raises as a deduct retry of a drained order does:
- * HS005 when refunded, HS004 when a line differs.
+ * A retry found line i (line_len bytes of id in line) taken: it answers
+ * only if what it repeats stands, as a retry of a deduct (reserve: of a
+ * reserve) does.  Errors name the basket.
+ */
+static void
+line_retry_settle(hs_client *c, const char *order_id, size_t order_len, const BasketLines *lines,
+                  int i, const char *line, size_t line_len, bool reserve)
+{
+    char *what = pnstrdup(order_id, order_len);
+
+    if (reserve)
+        hotstock_hold_retry_settle(c, lines->skus[i], lines->sku_lens[i], lines->qtys[i], line,
+                                   line_len, what);
+    else
+        hotstock_deduct_retry_settle(c, lines->skus[i], lines->sku_lens[i], lines->qtys[i], line,
+                                     line_len, what);
+}
+
+/*
+ * hs_deduct_basket() (hs_reserve_basket(): reserve) said
+ * HS_EVICTED_CHANGED: line 0 may be an evicted, drained order.  True when
+ * the ledger holds this basket, line for line (a retry of a drained
+ * basket); false when it does not know line 0 (a new basket: call again).
+ * Raises as a deduct (reserve) retry of a drained order does: HS005 when
+ * refunded, HS004 when a line differs, HS008/HS009 for an ended hold.
  */
 static bool
 basket_is_drained_retry(hs_client *c, const char *order_id, size_t order_len,
-                        const BasketLines *lines)
+                        const BasketLines *lines, bool reserve)
 {
     for (int i = 0; i < lines->n; i++) {
         char line[HS_ORDER_ID_MAX + 1];
@@ -227,8 +253,8 @@ basket_is_drained_retry(hs_client *c, const char *order_id, size_t order_len,
         hs_order_info info;
         hs_result r;
 
-        if (hotstock_take_is_drained_retry(lines->skus[i], lines->sku_lens[i], lines->qtys[i],
-                                           line, line_len, false))
+        if (hotstock_take_is_drained_retry(lines->skus[i], lines->sku_lens[i], lines->qtys[i], line,
+                                           line_len, reserve))
             continue;
         if (i == 0)
             return false;
@@ -242,9 +268,40 @@ basket_is_drained_retry(hs_client *c, const char *order_id, size_t order_len,
             hotstock_raise(HS_ORDER_MISMATCH, pnstrdup(order_id, order_len));
         if (r != HS_OK)
             hotstock_raise(r, pnstrdup(order_id, order_len));
-        hotstock_deduct_retry_settle(c, lines->skus[i], lines->sku_lens[i], lines->qtys[i], line,
-                                     line_len, pnstrdup(order_id, order_len));
+        line_retry_settle(c, order_id, order_len, lines, i, line, line_len, reserve);
     }
+    return true;
+}
+
+/*
+ * reserve_basket() of basket order_id, which this transaction confirms or
+ * cancels at its end (claim: its pending entry): answer as the index will
+ * (our own claims would keep it waiting).  True for the same lines being
+ * confirmed (a retry); HS004 for other lines (or a deduct_basket()), HS009
+ * when this transaction cancels it.
+ */
+static bool
+basket_claimed_retry(hs_client *c, const char *order_id, size_t order_len, const BasketLines *lines,
+                     const PendingAction *claim, bool reserve)
+{
+    if (!reserve || claim->lines != lines->n)
+        hotstock_raise(HS_ORDER_MISMATCH, pnstrdup(order_id, order_len));
+    for (int i = 0; i < lines->n; i++) {
+        char line[HS_ORDER_ID_MAX + 1];
+        size_t line_len = hs_basket_line_id(order_id, order_len, i, lines->n, line);
+        hs_order_info info;
+        hs_result r = hs_order_lookup(c, line, line_len, &info);
+
+        if (r != HS_OK)
+            hotstock_raise(r, pnstrdup(order_id, order_len));
+        if (info.qty != lines->qtys[i] || strlen(info.sku) != lines->sku_lens[i] ||
+            memcmp(info.sku, lines->skus[i], lines->sku_lens[i]) != 0)
+            hotstock_raise(HS_ORDER_MISMATCH, pnstrdup(order_id, order_len));
+    }
+    if (claim->action == HS_HOLD_CANCEL)
+        hotstock_raise_hint(HS_HOLD_CANCELLED, pnstrdup(order_id, order_len),
+                            "This transaction cancels it: roll back to before "
+                            "hotstock.cancel() to keep it.");
     return true;
 }
 
@@ -264,27 +321,22 @@ raise_unknown_sku(hs_client *c, const char *order_id, size_t order_len, const Ba
 }
 
 /*
- * hotstock.deduct_basket(order_id text, skus text[], qtys integer[])
- * returns boolean
- *
- * Take qtys[i] units of skus[i] for every line of basket order_id, or
- * nothing.  True when every line was taken now, or had been before (a
- * retry with the same lines: nothing more is taken); false when some line
- * is short (sold out): then no line is taken.  With hotstock.synchronous
- * on, true is returned only once the basket's records are on disk.  If the
- * calling transaction (or the subtransaction that ran it) rolls back, every
- * line is undone and the basket ends refunded.  Errors as deduct's.
+ * Take basket order_id (arguments: order_id, skus, qtys, and with reserve
+ * ttl): deduct every line, or with reserve hold every line until one
+ * deadline.  See the two SQL functions below.
  */
-Datum
-hotstock_deduct_basket(PG_FUNCTION_ARGS)
+static Datum
+basket_take(FunctionCallInfo fcinfo, bool reserve)
 {
     const char *order_id;
     size_t order_len;
     BasketLines lines;
+    uint32 ttl_ms = 0;
     hs_client *c;
     hs_lsn lsn = 0;
     hs_result r;
     uint64 xid;
+    PendingAction *claim;
 
     hotstock_order_id_arg(fcinfo, 0, &order_id, &order_len);
     if (order_len > HS_BASKET_ID_MAX)
@@ -293,32 +345,44 @@ hotstock_deduct_basket(PG_FUNCTION_ARGS)
                         errdetail("It is %zu bytes; the limit for a basket is %d bytes.",
                                   order_len, HS_BASKET_ID_MAX)));
     basket_lines_arg(fcinfo, &lines);
+    if (reserve)
+        ttl_ms = hotstock_ttl_arg(fcinfo, 3);
 
     c = hotstock_client();
+    /* a basket of holds this transaction confirms or cancels at its end */
+    claim = hotstock_find_pending(PENDING_HOLD_CLAIM, order_id, order_len);
+    if (claim != NULL)
+        PG_RETURN_BOOL(basket_claimed_retry(c, order_id, order_len, &lines, claim, reserve));
     basket_check_id(c, order_id, order_len, lines.n);
     xid = hotstock_deduct_xid();
 
     /* as deduct (api.c): when the daemon's filter names line 0, the basket
      * may be an evicted, drained one, and the ledger answers for it */
     for (hs_lsn checked = 0;;) {
-        r = hs_deduct_basket(c, order_id, order_len, lines.n, lines.skus, lines.sku_lens,
-                             lines.qtys, xid, checked, &lsn);
+        if (reserve)
+            r = hs_reserve_basket(c, order_id, order_len, lines.n, lines.skus, lines.sku_lens,
+                                  lines.qtys, xid, ttl_ms, checked, &lsn, NULL);
+        else
+            r = hs_deduct_basket(c, order_id, order_len, lines.n, lines.skus, lines.sku_lens,
+                                 lines.qtys, xid, checked, &lsn);
         if (r != HS_EVICTED_CHANGED)
             break;
         checked = hs_evicted_lsn(c);
-        if (basket_is_drained_retry(c, order_id, order_len, &lines))
+        if (basket_is_drained_retry(c, order_id, order_len, &lines, reserve))
             PG_RETURN_BOOL(true);
         CHECK_FOR_INTERRUPTS();
     }
     switch (r) {
     case HS_OK:
         /* every line remembered first: a rollback from here on gives each
-         * back, as for a deduct */
+         * back (a hold: cancels each, by the xid its record carries), as
+         * for a deduct or a reserve */
         for (int i = 0; i < lines.n; i++) {
             char line[HS_ORDER_ID_MAX + 1];
             size_t line_len = hs_basket_line_id(order_id, order_len, i, lines.n, line);
 
-            hotstock_remember(PENDING_DEDUCT, line, line_len);
+            hotstock_remember(reserve ? PENDING_RESERVE : PENDING_DEDUCT, line, line_len)->xid =
+                xid;
         }
         if (hotstock_synchronous)
             hotstock_wait_durable(c, lsn);
@@ -329,8 +393,7 @@ hotstock_deduct_basket(PG_FUNCTION_ARGS)
             char line[HS_ORDER_ID_MAX + 1];
             size_t line_len = hs_basket_line_id(order_id, order_len, i, lines.n, line);
 
-            hotstock_deduct_retry_settle(c, lines.skus[i], lines.sku_lens[i], lines.qtys[i], line,
-                                         line_len, pnstrdup(order_id, order_len));
+            line_retry_settle(c, order_id, order_len, &lines, i, line, line_len, reserve);
         }
         if (hotstock_synchronous)
             hotstock_wait_durable_now(c);
@@ -345,4 +408,43 @@ hotstock_deduct_basket(PG_FUNCTION_ARGS)
         break;
     }
     PG_RETURN_BOOL(false); /* not reached */
+}
+
+/*
+ * hotstock.deduct_basket(order_id text, skus text[], qtys integer[])
+ * returns boolean
+ *
+ * Take qtys[i] units of skus[i] for every line of basket order_id, or
+ * nothing.  True when every line was taken now, or had been before (a
+ * retry with the same lines: nothing more is taken); false when some line
+ * is short (sold out): then no line is taken.  With hotstock.synchronous
+ * on, true is returned only once the basket's records are on disk.  If the
+ * calling transaction (or the subtransaction that ran it) rolls back, every
+ * line is undone and the basket ends refunded.  Errors as deduct's.
+ */
+Datum
+hotstock_deduct_basket(PG_FUNCTION_ARGS)
+{
+    return basket_take(fcinfo, false);
+}
+
+/*
+ * hotstock.reserve_basket(order_id text, skus text[], qtys integer[],
+ * ttl interval) returns boolean
+ *
+ * Hold qtys[i] units of skus[i] for every line of basket order_id until
+ * one deadline, now + ttl, or nothing: true when every line is held now,
+ * or was before (a retry with the same lines; also once confirmed); false
+ * when some line is short: then no line is held.  The units leave
+ * `available` at once and every line comes back by itself at the deadline
+ * unless confirm(order_id) or cancel(order_id) settled the basket first
+ * (hold.c: every line or none).  If the calling transaction (or the
+ * subtransaction that ran it) rolls back, every line is cancelled.  ttl as
+ * reserve's, the arrays as deduct_basket's; an ended basket raises
+ * HS008 / HS009 as reserve does.
+ */
+Datum
+hotstock_reserve_basket(PG_FUNCTION_ARGS)
+{
+    return basket_take(fcinfo, true);
 }

@@ -22,6 +22,15 @@
  * a block they settle at once.  A reserve acts at once, like a deduct, and
  * is cancelled if its transaction (or savepoint) rolls back.
  *
+ * A basket of holds (reserve_basket(), basket.c) is n holds, its lines,
+ * with one deadline.  confirm and cancel of an id that the index does not
+ * know as an order look for a basket of that id and settle it the same
+ * way, whole: hs_basket_claim / commit / release / settle in place of
+ * hs_hold_* (libhotstock claims every line, in line order, before the
+ * deadline, or none; a confirm too late leaves the basket to expire
+ * whole).  Its claim is one pending entry under the basket's id (lines
+ * set).  A basket is never taken anew (retake): its lines go together.
+ *
  * Must not keep state across calls, nor touch the segment but through
  * libhotstock.
  *
@@ -54,8 +63,8 @@ PG_FUNCTION_INFO_V1(hotstock_cancel);
  * milliseconds, rounded up: more than 0 and at most 30 days
  * (HS_TTL_MAX_MS), else 22023.
  */
-static uint32
-get_ttl_arg(FunctionCallInfo fcinfo, int argno)
+uint32
+hotstock_ttl_arg(FunctionCallInfo fcinfo, int argno)
 {
     Interval *ttl;
     int64 us = 0;
@@ -85,14 +94,14 @@ get_ttl_arg(FunctionCallInfo fcinfo, int argno)
  * hold is compensated here and now (cancelled; a confirmed one refunded)
  * and the retry raises what a retry of a rolled-back order raises.  A hold
  * that ended meanwhile raises HS008 / HS009.  Returns when the retry may
- * answer true.  sku is NULL for a confirm's retry (the order's own).
+ * answer true.  sku is NULL for a confirm's retry (the order's own).  Also
+ * for each line of a basket of holds (basket.c, and confirm of a basket
+ * below); errors name `what` (the order id, the basket's id).
  */
-static void
-hold_retry_settle(hs_client *c, const char *sku, size_t sku_len, int32 qty, const char *order_id,
-                  size_t order_len)
+void
+hotstock_hold_retry_settle(hs_client *c, const char *sku, size_t sku_len, int32 qty,
+                           const char *order_id, size_t order_len, const char *what)
 {
-    char *order_str = pnstrdup(order_id, order_len);
-
     for (;;) {
         hs_order_info info;
         TransactionId xid;
@@ -106,23 +115,23 @@ hold_retry_settle(hs_client *c, const char *sku, size_t sku_len, int32 qty, cons
             return;
         }
         if (r != HS_OK)
-            hotstock_raise(r, order_str);
+            hotstock_raise(r, what);
         switch (info.status) {
         case HS_ORDER_STATUS_REFUNDED:
-            hotstock_raise(HS_ALREADY_REFUNDED, order_str);
+            hotstock_raise(HS_ALREADY_REFUNDED, what);
             break;
         case HS_ORDER_STATUS_EXPIRED:
-            hotstock_raise(HS_HOLD_EXPIRED, order_str);
+            hotstock_raise(HS_HOLD_EXPIRED, what);
             break;
         case HS_ORDER_STATUS_CANCELLED:
-            hotstock_raise(HS_HOLD_CANCELLED, order_str);
+            hotstock_raise(HS_HOLD_CANCELLED, what);
             break;
         case HS_ORDER_STATUS_RESERVED:
             break;
         case HS_ORDER_STATUS_DEDUCTED:
             /* confirmed; refunded, and the refund waits for the drain */
             if (hotstock_refund_pending(order_id, order_len))
-                hotstock_raise(HS_ALREADY_REFUNDED, order_str);
+                hotstock_raise(HS_ALREADY_REFUNDED, what);
             break;
         default:
             return;
@@ -149,7 +158,7 @@ hold_retry_settle(hs_client *c, const char *sku, size_t sku_len, int32 qty, cons
                 CHECK_FOR_INTERRUPTS();
                 continue; /* look again: now cancelled, refunded, or evicted */
             }
-            hotstock_raise(r, order_str);
+            hotstock_raise(r, what);
         }
         }
     }
@@ -186,13 +195,15 @@ hotstock_reserve(PG_FUNCTION_ARGS)
     hotstock_name_arg(fcinfo, 0, "sku", &sku, &sku_len);
     qty = hotstock_qty_arg(fcinfo, 1);
     hotstock_order_id_arg(fcinfo, 2, &order_id, &order_len);
-    ttl_ms = get_ttl_arg(fcinfo, 3);
+    ttl_ms = hotstock_ttl_arg(fcinfo, 3);
 
     c = hotstock_client();
 
     /* a hold this transaction confirms or cancels at its end: answer as
      * the index will (our own claim would keep it waiting) */
     mine = hotstock_find_pending(PENDING_HOLD_CLAIM, order_id, order_len);
+    if (mine != NULL && mine->lines > 0)
+        hotstock_raise(HS_ORDER_MISMATCH, pnstrdup(order_id, order_len)); /* a basket's id */
     if (mine != NULL) {
         hs_order_info info;
 
@@ -229,7 +240,8 @@ hotstock_reserve(PG_FUNCTION_ARGS)
             hotstock_wait_durable(c, lsn);
         PG_RETURN_BOOL(true);
     case HS_DUPLICATE:
-        hold_retry_settle(c, sku, sku_len, qty, order_id, order_len);
+        hotstock_hold_retry_settle(c, sku, sku_len, qty, order_id, order_len,
+                                   pnstrdup(order_id, order_len));
         if (hotstock_synchronous)
             hotstock_wait_durable_now(c);
         PG_RETURN_BOOL(true);
@@ -250,13 +262,15 @@ hotstock_reserve(PG_FUNCTION_ARGS)
  * drained (or never here).  The ledger answers: a confirmed hold (or a
  * retaken one) true; an expired or cancelled one raises HS008 / HS009 (it
  * cannot be taken anew: the daemon no longer knows it); a deduction
- * HS010; nothing false.
+ * HS010; nothing false.  For an evicted basket, line 0 answers (its lines
+ * were settled together); errors name `what` (the order id, the basket's
+ * id).
  */
 static bool
-confirm_evicted(hs_client *c, const char *order_id, size_t order_len)
+confirm_evicted(hs_client *c, const char *order_id, size_t order_len, const char *what)
 {
     LedgerRow rows[HS_LEDGER_ROWS_MAX];
-    char *order_str = pnstrdup(order_id, order_len);
+    const char *order_str = what;
     int n;
 
     if (hs_evicted_lsn(c) == 0)
@@ -321,7 +335,8 @@ confirm_retake(hs_client *c, const char *order_id, size_t order_len, uint64 xid)
             hotstock_wait_durable(c, lsn);
         return true;
     case HS_DUPLICATE:
-        hold_retry_settle(c, NULL, 0, 0, order_id, order_len);
+        hotstock_hold_retry_settle(c, NULL, 0, 0, order_id, order_len,
+                                   pnstrdup(order_id, order_len));
         if (hotstock_synchronous)
             hotstock_wait_durable_now(c);
         return true;
@@ -329,7 +344,7 @@ confirm_retake(hs_client *c, const char *order_id, size_t order_len, uint64 xid)
         return false;
     case HS_NOT_FOUND:
         /* evicted since: no longer possible */
-        if (confirm_evicted(c, order_id, order_len))
+        if (confirm_evicted(c, order_id, order_len, pnstrdup(order_id, order_len)))
             return true;
         hotstock_raise(HS_NOT_FOUND, pnstrdup(order_id, order_len));
         break;
@@ -344,6 +359,82 @@ confirm_retake(hs_client *c, const char *order_id, size_t order_len, uint64 xid)
 }
 
 /*
+ * Baskets of holds (reserve_basket(), basket.c) are settled whole: an id
+ * the index does not know as an order may name one, and confirm and cancel
+ * then act on it exactly as on one hold, through hs_basket_* instead of
+ * hs_hold_*.  lines: 0 for an order, else the basket's line count.
+ */
+static hs_result
+hold_claim(hs_client *c, hs_hold_action action, const char *id, size_t id_len, int lines)
+{
+    return lines > 0 ? hs_basket_claim(c, action, id, id_len)
+                     : hs_hold_claim(c, action, id, id_len);
+}
+
+static hs_result
+hold_settle(hs_client *c, hs_hold_action action, const char *id, size_t id_len, int lines,
+            uint64 xid, hs_lsn *lsn)
+{
+    return lines > 0 ? hs_basket_settle(c, action, id, id_len, xid, lsn)
+                     : hs_hold_settle(c, action, id, id_len, xid, lsn);
+}
+
+/* The i-th order a settle of id covers into out (HS_ORDER_ID_MAX + 1
+ * bytes): the order itself (lines 0, i 0), or line i of the basket. */
+static size_t
+settled_id(const char *id, size_t id_len, int lines, int i, char *out)
+{
+    if (lines > 0)
+        return hs_basket_line_id(id, id_len, i, lines, out);
+    memcpy(out, id, id_len);
+    out[id_len] = '\0';
+    return id_len;
+}
+
+/*
+ * An id whose hold the index does not know: the line count of the basket
+ * it names (0: none).  Raises for a basket this transaction refunds (line
+ * 0 says it: refund() claims every line): HS005 for a confirm, HS010 for a
+ * cancel, as for an order refunded in this transaction.
+ */
+static int
+basket_of(hs_client *c, const char *id, size_t id_len, hs_hold_action action)
+{
+    int lines = hotstock_basket_lines(c, id, id_len);
+    char line[HS_ORDER_ID_MAX + 1];
+    size_t line_len;
+
+    if (lines == 0)
+        return 0;
+    line_len = hs_basket_line_id(id, id_len, 0, lines, line);
+    if (hotstock_find_pending(PENDING_REFUND_CLAIM, line, line_len) != NULL ||
+        hotstock_find_pending(PENDING_REFUND_EVICTED, line, line_len) != NULL) {
+        if (action == HS_HOLD_CONFIRM)
+            hotstock_raise(HS_ALREADY_REFUNDED, pnstrdup(id, id_len));
+        hotstock_raise_hint(HS_NOT_HELD, pnstrdup(id, id_len),
+                            "This transaction refunds it already.");
+    }
+    return lines;
+}
+
+/*
+ * confirm(basket, retake => true) of a basket whose hold ended (r: expired
+ * or cancelled): refused, 0A000.  A basket's lines are taken together
+ * only by reserve_basket() or deduct_basket(); taking them anew one line
+ * at a time could leave part of the basket sold.
+ */
+static void
+basket_retake_refused(hs_result r, const char *what)
+{
+    ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+                    errmsg("confirm with retake is not supported for a basket"),
+                    errdetail("The hold of basket \"%s\" %s; a basket's lines are not taken anew.",
+                              what, r == HS_HOLD_EXPIRED ? "expired" : "was cancelled"),
+                    errhint("Take the basket again with hotstock.reserve_basket() or "
+                            "hotstock.deduct_basket() under a new order id.")));
+}
+
+/*
  * hotstock.confirm(order_id text, retake boolean DEFAULT false) returns
  * boolean
  *
@@ -354,21 +445,29 @@ confirm_retake(hs_client *c, const char *order_id, size_t order_len, uint64 xid)
  * fewer are left than it held).  A deduction raises HS010; a confirmed
  * hold refunded since, HS005.  The sale is undone (refunded) if the
  * transaction rolls back after the confirm, as a deduction would be.
+ *
+ * A basket of holds (reserve_basket()) is confirmed the same way, every
+ * line or none (hs_basket_settle(): claimed before the deadline, or the
+ * basket expires whole); retake of one that ended raises 0A000, and of one
+ * still held (or confirmed) is a plain confirm.
  */
 Datum
 hotstock_confirm(PG_FUNCTION_ARGS)
 {
     const char *order_id;
     size_t order_len;
+    char *what;
     bool retake;
     hs_client *c;
     hs_lsn lsn = 0;
     hs_result r;
     uint64 xid;
     bool in_block;
+    int lines = 0;
     PendingAction *mine;
 
     hotstock_order_id_arg(fcinfo, 0, &order_id, &order_len);
+    what = pnstrdup(order_id, order_len);
     if (PG_ARGISNULL(1))
         ereport(ERROR,
                 (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("retake must not be null")));
@@ -379,8 +478,8 @@ hotstock_confirm(PG_FUNCTION_ARGS)
      * keep the index waiting) */
     if (hotstock_find_pending(PENDING_REFUND_CLAIM, order_id, order_len) != NULL ||
         hotstock_find_pending(PENDING_REFUND_EVICTED, order_id, order_len) != NULL)
-        hotstock_raise(HS_ALREADY_REFUNDED, pnstrdup(order_id, order_len));
-    /* claimed in this transaction already */
+        hotstock_raise(HS_ALREADY_REFUNDED, what);
+    /* claimed in this transaction already (an order or a basket) */
     mine = hotstock_find_pending(PENDING_HOLD_CLAIM, order_id, order_len);
     if (mine != NULL && mine->action == HS_HOLD_CONFIRM)
         PG_RETURN_BOOL(true);
@@ -392,45 +491,81 @@ hotstock_confirm(PG_FUNCTION_ARGS)
 
     xid = hotstock_deduct_xid();
     in_block = IsTransactionBlock();
-    if (in_block) {
-        r = hs_hold_claim(c, HS_HOLD_CONFIRM, order_id, order_len);
-        if (r == HS_OK) {
-            mine = hotstock_remember(PENDING_HOLD_CLAIM, order_id, order_len);
-            mine->action = HS_HOLD_CONFIRM;
-            mine->retake = retake;
-            mine->xid = xid;
-            PG_RETURN_BOOL(true);
+    /* the order; if the index has no such order, the basket of that id */
+    for (;;) {
+        if (in_block) {
+            r = hold_claim(c, HS_HOLD_CONFIRM, order_id, order_len, lines);
+            if (r == HS_OK) {
+                mine = hotstock_remember(PENDING_HOLD_CLAIM, order_id, order_len);
+                mine->action = HS_HOLD_CONFIRM;
+                mine->retake = retake && lines == 0; /* a basket is not taken anew */
+                mine->xid = xid;
+                mine->lines = lines;
+                PG_RETURN_BOOL(true);
+            }
+        } else {
+            r = hold_settle(c, HS_HOLD_CONFIRM, order_id, order_len, lines, xid, &lsn);
+            if (r == HS_OK) {
+                /* a sale now: a failing statement refunds it (each line) */
+                for (int i = 0; i < Max(lines, 1); i++) {
+                    char id[HS_ORDER_ID_MAX + 1];
+                    size_t id_len = settled_id(order_id, order_len, lines, i, id);
+
+                    hotstock_remember(PENDING_DEDUCT, id, id_len);
+                }
+                if (hotstock_synchronous)
+                    hotstock_wait_durable(c, lsn);
+                PG_RETURN_BOOL(true);
+            }
         }
-    } else {
-        r = hs_hold_settle(c, HS_HOLD_CONFIRM, order_id, order_len, xid, &lsn);
-        if (r == HS_OK) {
-            /* a sale now: a failing statement refunds it */
-            hotstock_remember(PENDING_DEDUCT, order_id, order_len);
-            if (hotstock_synchronous)
-                hotstock_wait_durable(c, lsn);
-            PG_RETURN_BOOL(true);
-        }
+        if (r != HS_NOT_FOUND || lines > 0 ||
+            (lines = basket_of(c, order_id, order_len, HS_HOLD_CONFIRM)) == 0)
+            break;
     }
     switch (r) {
     case HS_DUPLICATE:
-        /* confirmed before: true if that confirm stands */
-        hold_retry_settle(c, NULL, 0, 0, order_id, order_len);
+        /* confirmed before: true if that confirm stands (every line) */
+        for (int i = 0; i < Max(lines, 1); i++) {
+            char id[HS_ORDER_ID_MAX + 1];
+            size_t id_len = settled_id(order_id, order_len, lines, i, id);
+
+            hotstock_hold_retry_settle(c, NULL, 0, 0, id, id_len, what);
+        }
         if (hotstock_synchronous)
             hotstock_wait_durable_now(c);
         PG_RETURN_BOOL(true);
     case HS_HOLD_EXPIRED:
     case HS_HOLD_CANCELLED:
+        if (retake && lines > 0)
+            basket_retake_refused(r, what);
         if (retake)
             PG_RETURN_BOOL(confirm_retake(c, order_id, order_len, xid));
-        hotstock_raise(r, pnstrdup(order_id, order_len));
+        hotstock_raise_hint(r, what,
+                            lines > 0 ? "Take the basket again with hotstock.reserve_basket() "
+                                        "under a new order id."
+                                      : NULL);
         break;
     case HS_NOT_HELD:
-        hotstock_raise_hint(r, pnstrdup(order_id, order_len), HINT_CONFIRM_NOT_HELD);
+        hotstock_raise_hint(r, what, HINT_CONFIRM_NOT_HELD);
         break;
     case HS_NOT_FOUND:
-        PG_RETURN_BOOL(confirm_evicted(c, order_id, order_len));
+        if (lines == 0)
+            PG_RETURN_BOOL(confirm_evicted(c, order_id, order_len, what));
+        {
+            /* an evicted basket (drained, settled): line 0's ledger row
+             * answers for it */
+            char line[HS_ORDER_ID_MAX + 1];
+            size_t line_len = hs_basket_line_id(order_id, order_len, 0, lines, line);
+            LedgerRow rows[HS_LEDGER_ROWS_MAX];
+
+            if (retake && hotstock_ledger_lookup(line, line_len, rows) > 0 &&
+                (rows[0].hold == LEDGER_EXPIRED || rows[0].hold == LEDGER_CANCELLED))
+                basket_retake_refused(
+                    rows[0].hold == LEDGER_EXPIRED ? HS_HOLD_EXPIRED : HS_HOLD_CANCELLED, what);
+            PG_RETURN_BOOL(confirm_evicted(c, line, line_len, what));
+        }
     default:
-        hotstock_raise(r, pnstrdup(order_id, order_len));
+        hotstock_raise(r, what);
         break;
     }
     PG_RETURN_BOOL(false); /* not reached */
@@ -445,7 +580,8 @@ hotstock_confirm(PG_FUNCTION_ARGS)
  * (unknown order, cancelled or expired already, or cancelled earlier in
  * this transaction).  A deduction or a confirmed hold raises HS010: refund
  * it instead.  Outside a transaction block the units are back when it
- * returns, whatever the statement does next.
+ * returns, whatever the statement does next.  A basket of holds
+ * (reserve_basket()) is cancelled the same way, every line.
  */
 Datum
 hotstock_cancel(PG_FUNCTION_ARGS)
@@ -455,6 +591,7 @@ hotstock_cancel(PG_FUNCTION_ARGS)
     hs_client *c;
     hs_lsn lsn = 0;
     hs_result r;
+    int lines = 0;
     PendingAction *mine;
 
     hotstock_order_id_arg(fcinfo, 0, &order_id, &order_len);
@@ -465,7 +602,7 @@ hotstock_cancel(PG_FUNCTION_ARGS)
         hotstock_find_pending(PENDING_REFUND_EVICTED, order_id, order_len) != NULL)
         hotstock_raise_hint(HS_NOT_HELD, pnstrdup(order_id, order_len),
                             "This transaction refunds it already.");
-    /* claimed in this transaction already */
+    /* claimed in this transaction already (an order or a basket) */
     mine = hotstock_find_pending(PENDING_HOLD_CLAIM, order_id, order_len);
     if (mine != NULL && mine->action == HS_HOLD_CANCEL)
         PG_RETURN_BOOL(false);
@@ -474,17 +611,24 @@ hotstock_cancel(PG_FUNCTION_ARGS)
                             "This transaction confirms it; once that commits, hotstock.refund() "
                             "gives it back.");
 
-    if (IsTransactionBlock()) {
-        r = hs_hold_claim(c, HS_HOLD_CANCEL, order_id, order_len);
-        if (r == HS_OK) {
-            mine = hotstock_remember(PENDING_HOLD_CLAIM, order_id, order_len);
-            mine->action = HS_HOLD_CANCEL;
-            PG_RETURN_BOOL(true);
+    /* the order; if the index has no such order, the basket of that id */
+    for (;;) {
+        if (IsTransactionBlock()) {
+            r = hold_claim(c, HS_HOLD_CANCEL, order_id, order_len, lines);
+            if (r == HS_OK) {
+                mine = hotstock_remember(PENDING_HOLD_CLAIM, order_id, order_len);
+                mine->action = HS_HOLD_CANCEL;
+                mine->lines = lines;
+                PG_RETURN_BOOL(true);
+            }
+        } else {
+            r = hold_settle(c, HS_HOLD_CANCEL, order_id, order_len, lines, 0, &lsn);
+            if (r == HS_OK)
+                PG_RETURN_BOOL(true);
         }
-    } else {
-        r = hs_hold_settle(c, HS_HOLD_CANCEL, order_id, order_len, 0, &lsn);
-        if (r == HS_OK)
-            PG_RETURN_BOOL(true);
+        if (r != HS_NOT_FOUND || lines > 0 ||
+            (lines = basket_of(c, order_id, order_len, HS_HOLD_CANCEL)) == 0)
+            break;
     }
     switch (r) {
     case HS_DUPLICATE:

@@ -127,10 +127,23 @@ LANGUAGE C VOLATILE;
 -- is taken.  Undone line by line if the calling transaction rolls back.
 -- Line i of an n-line basket is the order order_id || chr(31) || "iinn"
 -- (see the view hotstock.basket_lines); refund(order_id) and
--- order_status(order_id) act on the basket.
+-- order_status(order_id) act on the basket.  A basket id names one basket:
+-- taken by deduct_basket or reserve_basket, not both.
 CREATE FUNCTION hotstock.deduct_basket(order_id text, skus text[], qtys integer[])
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'hotstock_deduct_basket'
+LANGUAGE C VOLATILE;
+
+-- Every line or none, held: qtys[i] units of skus[i] for each line of
+-- basket order_id, held until one deadline, now + ttl (more than 0, at
+-- most 30 days).  True when held now or before (a retry with the same
+-- lines, also once confirmed); false when some line is short: then nothing
+-- is held.  confirm(order_id) and cancel(order_id) settle the basket whole;
+-- at the deadline every line expires.  Cancelled line by line if the
+-- calling transaction rolls back.
+CREATE FUNCTION hotstock.reserve_basket(order_id text, skus text[], qtys integer[], ttl interval)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'hotstock_reserve_basket'
 LANGUAGE C VOLATILE;
 
 -- True when this call refunded the order (or every line of a basket);
@@ -249,21 +262,27 @@ FROM hotstock.status_info() AS s, hotstock.drain_state AS d;
 -- Live holds as of the drain (drain_state.applied_lsn): a hold the daemon
 -- has confirmed, cancelled or expired since is listed until the drain
 -- applies that record; one taken since is not listed yet.  For the real
--- time answer ask hotstock.order_status().
+-- time answer ask hotstock.order_status().  A basket of holds
+-- (hotstock.reserve_basket()) is listed line by line: basket_id and line
+-- (from 0) split the line's order_id; both are null for a plain hold.
 CREATE VIEW hotstock.reservations AS
-SELECT order_id, sku, qty, deducted_at AS reserved_at, expires_at
+SELECT order_id, sku, qty, deducted_at AS reserved_at, expires_at,
+       CASE WHEN order_id ~ (chr(31) || '[0-9]{4}$') THEN left(order_id, -5) END AS basket_id,
+       CASE WHEN order_id ~ (chr(31) || '[0-9]{4}$')
+            THEN substr(order_id, length(order_id) - 3, 2)::integer END AS line
 FROM hotstock.ledger
 WHERE hold = 'reserved';
 
--- The lines of baskets (hotstock.deduct_basket()) in the ledger, as of the
--- drain: each line is an order of its own there, its order_id the basket's
--- id, the byte 0x1f, then the line (from 0) and the line count as two
--- digits each.  This view splits it.
+-- The lines of baskets (deduct_basket(), reserve_basket()) in the ledger,
+-- as of the drain: each line is an order of its own there, its order_id
+-- the basket's id, the byte 0x1f, then the line (from 0) and the line
+-- count as two digits each.  This view splits it.  A basket of holds
+-- (hotstock.reserve_basket()): hold and expires_at as in the ledger.
 CREATE VIEW hotstock.basket_lines AS
 SELECT left(order_id, -5) AS basket_id,
        substr(order_id, length(order_id) - 3, 2)::integer AS line,
        right(order_id, 2)::integer AS lines,
-       order_id, sku, qty, lsn, deducted_at, refunded_at, refund_lsn, xid
+       order_id, sku, qty, lsn, deducted_at, refunded_at, refund_lsn, xid, expires_at, hold
 FROM hotstock.ledger
 WHERE order_id ~ (chr(31) || '[0-9]{4}$');
 
@@ -290,6 +309,7 @@ REVOKE ALL ON FUNCTION hotstock.put_sku(text, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION hotstock.add_stock(text, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION hotstock.deduct(text, integer, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION hotstock.deduct_basket(text, text[], integer[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION hotstock.reserve_basket(text, text[], integer[], interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION hotstock.reserve(text, integer, text, interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION hotstock.confirm(text, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION hotstock.cancel(text) FROM PUBLIC;
@@ -302,6 +322,7 @@ REVOKE ALL ON ALL TABLES IN SCHEMA hotstock FROM PUBLIC;
 GRANT USAGE ON SCHEMA hotstock TO hotstock_app;
 GRANT EXECUTE ON FUNCTION hotstock.deduct(text, integer, text) TO hotstock_app;
 GRANT EXECUTE ON FUNCTION hotstock.deduct_basket(text, text[], integer[]) TO hotstock_app;
+GRANT EXECUTE ON FUNCTION hotstock.reserve_basket(text, text[], integer[], interval) TO hotstock_app;
 GRANT EXECUTE ON FUNCTION hotstock.refund(text) TO hotstock_app;
 GRANT EXECUTE ON FUNCTION hotstock.reserve(text, integer, text, interval) TO hotstock_app;
 GRANT EXECUTE ON FUNCTION hotstock.confirm(text, boolean) TO hotstock_app;

@@ -5,8 +5,10 @@
  *      one job each:
  *
  *        module.c    _PG_init, shared-memory hooks          (top: calls the rest)
+ *        basket.c    the SQL functions that take baskets: deduct_basket,
+ *                    reserve_basket
  *        hold.c      the SQL functions of holds: reserve, confirm, cancel
- *        basket.c    the SQL function of baskets: deduct_basket
+ *                    (of a basket of holds too)
  *        api.c       the other SQL-callable functions, the guard trigger
  *        xact.c      transaction callbacks: pre-commit, commit, abort,
  *                    subtransactions
@@ -18,7 +20,7 @@
  *        fate.c      what became of a deduction's transaction (bottom)
  *        guc.c       GUCs, error codes, process-wide shared state (bottom)
  *
- * Calls point down that list (hold.c, basket.c -> api.c -> xact.c ->
+ * Calls point down that list (basket.c -> hold.c -> api.c -> xact.c ->
  * session.c -> guc.c, drain.c -> settle.c -> ledger.c -> fate.c, drain.c -> apply.c ->
  * ledger.c); tests/layout/check.sh fails on a cycle.
  *
@@ -167,6 +169,8 @@ typedef struct PendingAction {
     hs_hold_action action;  /* hold claim: confirm or cancel */
     bool retake;            /* hold claim: confirm(retake => true) */
     uint64 xid;             /* reserve, hold claim: the xid its record carries */
+    int lines;              /* hold claim: 0 for an order; a basket's line count (order_id
+                               the basket's id: hs_basket_commit / hs_basket_release) */
     int32 qty;              /* evicted refund */
     uint64 evicted_checked; /* evicted refund: hotstock_mark_lsn() before the mark */
     uint8 sku_len;          /* evicted refund */
@@ -213,9 +217,15 @@ extern void hotstock_order_id_arg(FunctionCallInfo fcinfo, int argno, const char
                                   size_t *len);
 extern int32 hotstock_qty_arg(FunctionCallInfo fcinfo, int argno);
 extern bool hotstock_refund_pending(const char *order_id, size_t order_len);
+extern int hotstock_basket_lines(hs_client *c, const char *order_id, size_t order_len);
 extern void hotstock_deduct_retry_settle(hs_client *c, const char *sku, size_t sku_len, int32 qty,
                                          const char *order_id, size_t order_len,
                                          const char *what);
+
+/* hold.c */
+extern uint32 hotstock_ttl_arg(FunctionCallInfo fcinfo, int argno);
+extern void hotstock_hold_retry_settle(hs_client *c, const char *sku, size_t sku_len, int32 qty,
+                                       const char *order_id, size_t order_len, const char *what);
 
 /* xact.c */
 extern PendingAction *hotstock_remember(PendingKind kind, const char *order_id, size_t order_len);

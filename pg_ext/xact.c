@@ -25,6 +25,14 @@
  *                        committed            raise: aborts)
  *        cancel claim    hs_hold_release      hs_hold_commit     refused
  *
+ *    A claim on a basket of holds (confirm or cancel of a basket id, lines
+ *    set) is one entry under the basket's id, applied or released with
+ *    hs_basket_commit / hs_basket_release (every line, or none) in place
+ *    of hs_hold_*; a confirmed basket is refunded line by line at abort.
+ *    A reserve_basket() adds one reserve entry per line (each line a hold
+ *    of its own: cancelled line by line), a deduct_basket() one deduct
+ *    entry per line.
+ *
  *    A deduct entry also stands for a confirm done at once (autocommit)
  *    and for a retake (confirm(..., retake => true)): each is a sale, undone
  *    by a refund.  A confirm in a transaction block is claimed at the call
@@ -106,6 +114,7 @@ hotstock_remember(PendingKind kind, const char *order_id, size_t order_len)
     a->action = HS_HOLD_CONFIRM;
     a->retake = false;
     a->xid = 0;
+    a->lines = 0;
     a->qty = 0;
     a->sku_len = 0;
     a->sku[0] = '\0';
@@ -125,6 +134,63 @@ hotstock_find_pending(PendingKind kind, const char *order_id, size_t order_len)
             memcmp(a->order_id, order_id, order_len) == 0)
             return a;
     return NULL;
+}
+
+/* Apply a hold claim: hs_hold_commit, or for a basket's claim (lines set)
+ * hs_basket_commit, which settles every line. */
+static hs_result
+claim_commit(PendingAction *a, hs_lsn *lsn)
+{
+    if (a->lines > 0)
+        return hs_basket_commit(hotstock_backend_client, a->action, a->order_id, a->order_len,
+                                a->xid, lsn);
+    return hs_hold_commit(hotstock_backend_client, a->action, a->order_id, a->order_len, a->xid,
+                          lsn);
+}
+
+/* Give up a hold claim: hs_hold_release, or hs_basket_release (every line). */
+static hs_result
+claim_release(PendingAction *a)
+{
+    if (a->lines > 0)
+        return hs_basket_release(hotstock_backend_client, a->action, a->order_id, a->order_len);
+    return hs_hold_release(hotstock_backend_client, a->action, a->order_id, a->order_len);
+}
+
+/*
+ * Undo the sale of order_id (a deduction, a confirm, a retake; a line of
+ * a confirmed basket) after its (sub)transaction aborted: hs_refund.  Never
+ * raises, only warns.
+ */
+static void
+undo_sale(const char *order_id, size_t order_len)
+{
+    hs_lsn lsn;
+    int32 qty;
+    hs_result r = hs_refund(hotstock_backend_client, order_id, order_len, &lsn, &qty, NULL);
+
+    /*
+     * hotstock.synchronous covers the undo too: a ROLLBACK returns only
+     * once the compensating REFUND record is on disk, so a power loss
+     * cannot keep the deduct and drop its undo.
+     */
+    if (r == HS_OK && hotstock_synchronous &&
+        hotstock_wait_durable_core(hotstock_backend_client, lsn, false) != HS_OK)
+        ereport(WARNING,
+                (errcode(ERRCODE_HOTSTOCK_DAEMON_DOWN),
+                 errmsg("could not undo the deduction of order \"%s\" durably", order_id),
+                 errdetail("The undo is applied, but hotstockd stopped before its record was "
+                           "synced: a crash may lose it, and the units then stay held back "
+                           "until hotstock.refund('%s') succeeds.",
+                           order_id)));
+    if (r != HS_OK && r != HS_ALREADY_REFUNDED)
+        ereport(WARNING,
+                (errcode(ERRCODE_HOTSTOCK_DAEMON_DOWN),
+                 errmsg("could not undo the deduction of order \"%s\" after rollback: %s", order_id,
+                        hs_result_name(r)),
+                 errdetail("Its transaction did not commit: the drain returns its units once it "
+                           "sees that (or hotstock.refund('%s') does).",
+                           order_id)));
 }
 
 /*
@@ -154,8 +220,7 @@ undo_actions(SubTransactionId subid)
                                   errdetail("The next refund of this order releases it.")));
         }
         if (MATCHES(a) && a->kind == PENDING_HOLD_CLAIM && !a->committed) {
-            hs_result r =
-                hs_hold_release(hotstock_backend_client, a->action, a->order_id, a->order_len);
+            hs_result r = claim_release(a);
 
             if (r != HS_OK)
                 ereport(WARNING, (errcode(ERRCODE_HOTSTOCK_DAEMON_DOWN),
@@ -168,39 +233,19 @@ undo_actions(SubTransactionId subid)
         }
     }
 
-    /* then the sales: deductions, confirms, retakes */
+    /* then the sales: deductions, confirms (of a basket: every line), retakes */
     for (a = pending_actions; a != NULL; a = a->next) {
-        if (MATCHES(a) &&
-            (a->kind == PENDING_DEDUCT ||
-             (a->kind == PENDING_HOLD_CLAIM && a->committed && a->action == HS_HOLD_CONFIRM))) {
-            hs_lsn lsn;
-            int32 qty;
-            hs_result r =
-                hs_refund(hotstock_backend_client, a->order_id, a->order_len, &lsn, &qty, NULL);
+        if (!MATCHES(a))
+            continue;
+        if (a->kind == PENDING_DEDUCT || (a->kind == PENDING_HOLD_CLAIM && a->committed &&
+                                          a->action == HS_HOLD_CONFIRM && a->lines == 0))
+            undo_sale(a->order_id, a->order_len);
+        else if (a->kind == PENDING_HOLD_CLAIM && a->committed && a->action == HS_HOLD_CONFIRM) {
+            for (int i = 0; i < a->lines; i++) {
+                char line[HS_ORDER_ID_MAX + 1];
 
-            /*
-             * hotstock.synchronous covers the undo too: a ROLLBACK returns
-             * only once the compensating REFUND record is on disk, so a
-             * power loss cannot keep the deduct and drop its undo.
-             */
-            if (r == HS_OK && hotstock_synchronous &&
-                hotstock_wait_durable_core(hotstock_backend_client, lsn, false) != HS_OK)
-                ereport(
-                    WARNING,
-                    (errcode(ERRCODE_HOTSTOCK_DAEMON_DOWN),
-                     errmsg("could not undo the deduction of order \"%s\" durably", a->order_id),
-                     errdetail("The undo is applied, but hotstockd stopped before its record was "
-                               "synced: a crash may lose it, and the units then stay held back "
-                               "until hotstock.refund('%s') succeeds.",
-                               a->order_id)));
-            if (r != HS_OK && r != HS_ALREADY_REFUNDED)
-                ereport(WARNING,
-                        (errcode(ERRCODE_HOTSTOCK_DAEMON_DOWN),
-                         errmsg("could not undo the deduction of order \"%s\" after rollback: %s",
-                                a->order_id, hs_result_name(r)),
-                         errdetail("Its transaction did not commit: the drain returns its "
-                                   "units once it sees that (or hotstock.refund('%s') does).",
-                                   a->order_id)));
+                undo_sale(line, hs_basket_line_id(a->order_id, a->order_len, i, a->lines, line));
+            }
         }
     }
 
@@ -319,7 +364,7 @@ confirm_claimed_hold(PendingAction *a)
 {
     hs_client *c = hotstock_backend_client;
     hs_lsn lsn = 0;
-    hs_result r = hs_hold_commit(c, HS_HOLD_CONFIRM, a->order_id, a->order_len, a->xid, &lsn);
+    hs_result r = claim_commit(a, &lsn);
 
     if ((r == HS_HOLD_EXPIRED || r == HS_HOLD_CANCELLED) && a->retake) {
         hs_result ended = r;
@@ -353,8 +398,7 @@ static void
 cancel_claimed_hold(PendingAction *a)
 {
     hs_lsn lsn = 0;
-    hs_result r =
-        hs_hold_commit(hotstock_backend_client, HS_HOLD_CANCEL, a->order_id, a->order_len, 0, &lsn);
+    hs_result r = claim_commit(a, &lsn);
 
     if (r == HS_OK) {
         a->committed = true;
@@ -363,7 +407,7 @@ cancel_claimed_hold(PendingAction *a)
     /* cancelled before, or expired: nothing left to give back */
     if (r == HS_DUPLICATE || r == HS_HOLD_CANCELLED || r == HS_HOLD_EXPIRED)
         return;
-    (void)hs_hold_release(hotstock_backend_client, HS_HOLD_CANCEL, a->order_id, a->order_len);
+    (void)claim_release(a);
     ereport(WARNING,
             (errcode(r == HS_DAEMON_DOWN ? ERRCODE_HOTSTOCK_DAEMON_DOWN
                                          : ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -549,7 +549,7 @@ test_kill_restart(hsd_ctl *d, hs_client *c)
      * without deducting; one that checked them claims it anew (its caller's
      * ledger said it is new); an id never seen is not held up by the filter. */
     {
-        hs_lsn last = 0, ev = 0;
+        hs_lsn last = 0, ev = 0, k7 = 0;
         hs_order_status_code st;
         double t1;
 
@@ -599,7 +599,7 @@ test_kill_restart(hsd_ctl *d, hs_client *c)
          * filter file's watermark below it, so a restart re-reads the
          * orders after it; those evicted meanwhile stay evicted across a
          * crash all the same (the file's `evicted` and their filter bits). */
-        CHECK_R(hs_deduct(c, S("pear"), 1, S("k-7"), 0, &lsn), HS_OK);
+        CHECK_R(hs_deduct(c, S("pear"), 1, S("k-7"), 0, &k7), HS_OK);
         CHECK_R(hs_refund_claim(c, S("k-7")), HS_OK);
         CHECK_R(hs_deduct(c, S("pear"), 1, S("k-8"), 0, &last), HS_OK);
         CHECK_R(hs_wait_durable(c, last, 5000), HS_OK);
@@ -620,7 +620,26 @@ test_kill_restart(hsd_ctl *d, hs_client *c)
         } while (r == HS_DAEMON_DOWN && now_s() - t1 < 10);
         CHECK_R(r, HS_EVICTED_CHANGED);
         CHECK_R(hs_order_status(c, S("k-8"), &st, NULL, NULL), HS_NOT_FOUND);
-        CHECK_EQ(status_of(c, "k-7", &r), HS_ORDER_STATUS_DEDUCTED); /* the claim died with it */
+        /* The claim died with it: recovery re-read k-7 (its DEDUCT is after
+         * the filter's watermark) and indexed it DEDUCTED.  But nothing
+         * holds it any more: its deduction is applied and at or below the
+         * evicted LSN the new daemon starts with, so its evictor's first
+         * pass (order_retention 0, about 0.1 s after the start) may evict
+         * it again, legitimately, putting its id into the filter.  Either
+         * way k-7 is not forgotten: it is DEDUCTED in the index, or a retry
+         * that has not checked the ledger is refused as maybe evicted (a
+         * forgotten k-7 would be deducted anew). */
+        st = status_of(c, "k-7", &r);
+        if (r == HS_NOT_FOUND) {
+            int64_t before = avail(c, "pear");
+
+            CHECK(hs_evicted_lsn(c) >= k7);
+            CHECK_R(hs_deduct_checked(c, S("pear"), 1, S("k-7"), 0, 0, &lsn), HS_EVICTED_CHANGED);
+            CHECK_EQ(avail(c, "pear"), before);
+        } else {
+            CHECK_R(r, HS_OK);
+            CHECK_EQ(st, HS_ORDER_STATUS_DEDUCTED);
+        }
         hsd_ctl_flag(d, "--order-retention", "3600");
         CHECK_EQ(hsd_ctl_stop(d), 0);
         if (!CHECK_EQ(hsd_ctl_start(d, NULL), 0))

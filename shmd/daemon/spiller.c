@@ -74,6 +74,9 @@
 /* Records consumed between two write(2) calls at most, so slots are freed
  * (spilled_lsn) steadily while a large backlog drains. */
 #define HSD_SPILL_BATCH 4096
+/* How long a group waits for its members before the spiller looks for a
+ * dead writer. */
+#define HSD_GROUP_PID_CHECK_MS 10
 /* After a failed write(2), how often to try again. */
 #define HSD_WRITE_RETRY_MS 1000
 
@@ -90,7 +93,8 @@ typedef struct hsd_spiller {
     hs_lsn next;   /* next LSN to consume */
     hs_lsn synced; /* last LSN fdatasync'ed (== durable_lsn) */
     uint64_t last_sync_ms;
-    hs_lsn stall_lsn; /* a reserved, unpublished slot being watched */
+    hs_lsn stall_lsn; /* a reserved, unpublished slot (or a group's start) being watched */
+    bool group_wait;  /* the group at stall_lsn waits for members: poll, do not spin */
     uint64_t stall_since_ms;
     uint64_t stall_logged_ms; /* last warning about a live claimer that stalls */
     hsd_request *checkpoints; /* waiting for the next durable point */
@@ -179,9 +183,15 @@ hsd_slot_stall(hsd_spiller *sp, hs_lsn lsn, hs_ring_slot *slot, uint64_t seq, ui
     if (sp->stall_lsn != lsn) {
         sp->stall_lsn = lsn;
         sp->stall_since_ms = now_ms;
+        sp->group_wait = false;
         return 0;
     }
-    if (now_ms - sp->stall_since_ms < HS_STALL_ABANDON_MS)
+    /* An unclaimed slot gets HS_STALL_ABANDON_MS (its writer may be slow
+     * to claim it); a claimed one is abandoned as soon as its claimer is
+     * gone (it can never publish), looked at after HSD_GROUP_PID_CHECK_MS:
+     * the members of a group whose writer died go in milliseconds each. */
+    if (now_ms - sp->stall_since_ms <
+        (hs_seq_is_claim(seq) ? HSD_GROUP_PID_CHECK_MS : HS_STALL_ABANDON_MS))
         return 0;
     /* A live claimer owns the slot: it will publish (it may be
      * descheduled, or stopped by a debugger); wait for it. */
@@ -208,50 +218,82 @@ hsd_slot_stall(hsd_spiller *sp, hs_lsn lsn, hs_ring_slot *slot, uint64_t seq, ui
 }
 
 /*
- * A group of n records starts at lsn (its first member is published).  1:
- * every member is published, take them; -1: a member was abandoned (its
- * writer died between two publications, or lost a claim), NOOP them all;
- * 0: wait.  Members are waited for until each is published or abandoned
- * either way: a live writer that lost a claim abandons the slots it owns,
- * and no slot may be passed while someone may still store into it.
+ * A group of n records starts at lsn (its first member is published, so
+ * its writer had claimed every member: it claims all before it fills
+ * any).  1: every member is published, take them; -1: a member was
+ * abandoned, or is claimed by a process that is gone (it died between two
+ * publications: abandoned here at once, no stall limit), NOOP them all;
+ * 0: wait (sp->group_wait set: a live writer is filling the rest, or a
+ * member is unclaimed, which only a writer that lost a claim and is
+ * abandoning its own slots leaves, for at most HS_STALL_ABANDON_MS).
+ * Members are waited for until each is published or abandoned either way:
+ * no slot may be passed while someone may still store into it.  The pids
+ * are looked at only once the group waited HSD_GROUP_PID_CHECK_MS (a
+ * writer fills its members within microseconds).
  */
 static int
 hsd_group_ready(hsd_spiller *sp, hs_lsn lsn, unsigned n, uint64_t now_ms)
 {
-    bool dead = false;
+    bool dead = false, waiting = false;
+    bool stalled = sp->stall_lsn == lsn;
+    uint64_t waited = stalled ? now_ms - sp->stall_since_ms : 0;
 
     for (unsigned i = 1; i < n; i++) {
         hs_lsn m = lsn + i;
         hs_ring_slot *slot = &sp->ring[m & sp->mask];
+        /* pairs with the writer's publishing store (release) */
+        uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
 
-        for (;;) {
-            /* pairs with the writer's publishing store (release) */
-            uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
-            int st;
-
-            if (seq == m) {
-                if (slot->rec.group_size != n || slot->rec.group_pos != i) {
-                    hsd_log(HSD_WARNING,
-                            "ring slot for LSN %" PRIu64 " is place %u of a group of %u, "
-                            "expected place %u of %u from LSN %" PRIu64 ": the group is "
-                            "written as NOOPs",
-                            m, slot->rec.group_pos, slot->rec.group_size, i, n, lsn);
-                    dead = true;
-                }
-                break;
-            }
-            if (seq == (m | HS_SEQ_ABANDONED)) {
+        if (seq == m) {
+            if (slot->rec.group_size != n || slot->rec.group_pos != i) {
+                hsd_log(HSD_WARNING,
+                        "ring slot for LSN %" PRIu64 " is place %u of a group of %u, "
+                        "expected place %u of %u from LSN %" PRIu64 ": the group is "
+                        "written as NOOPs",
+                        m, slot->rec.group_pos, slot->rec.group_size, i, n, lsn);
                 dead = true;
-                break;
             }
-            st = hsd_slot_stall(sp, m, slot, seq, now_ms);
-            if (st == 0)
-                return 0;
-            if (st == 2) {
-                dead = true;
-                break;
-            }
+            continue;
         }
+        if (seq == (m | HS_SEQ_ABANDONED)) {
+            dead = true;
+            continue;
+        }
+        if (hs_seq_is_claim(seq)) {
+            if (waited >= HSD_GROUP_PID_CHECK_MS && hs_pid_gone(hs_seq_claimer(seq))) {
+                if (atomic_compare_exchange_strong_explicit(&slot->seq, &seq,
+                                                            m | HS_SEQ_ABANDONED,
+                                                            memory_order_seq_cst,
+                                                            memory_order_acquire))
+                    atomic_fetch_add_explicit(&sp->h->abandoned_records, 1,
+                                              memory_order_relaxed);
+                dead = true; /* abandoned (by us, or by nobody else: it cannot be published) */
+                continue;
+            }
+            waiting = true;
+            continue;
+        }
+        /* unclaimed */
+        if (waited >= HS_STALL_ABANDON_MS &&
+            atomic_compare_exchange_strong_explicit(&slot->seq, &seq, m | HS_SEQ_ABANDONED,
+                                                    memory_order_seq_cst, memory_order_acquire)) {
+            atomic_fetch_add_explicit(&sp->h->abandoned_records, 1, memory_order_relaxed);
+            dead = true;
+            continue;
+        }
+        if (seq == m || seq == (m | HS_SEQ_ABANDONED)) {
+            i--; /* published or abandoned meanwhile: look again */
+            continue;
+        }
+        waiting = true;
+    }
+    sp->group_wait = waiting;
+    if (waiting) {
+        if (!stalled) {
+            sp->stall_lsn = lsn;
+            sp->stall_since_ms = now_ms;
+        }
+        return 0;
     }
     return dead ? -1 : 1;
 }
@@ -309,6 +351,12 @@ hsd_collect_batch(hsd_spiller *sp, uint64_t now_ms)
 
             memcpy(&rr, &slot->rec, sizeof(rr));
             n = rr.group_size;
+            if (n > 1 && (hs_ring_record_crc(&rr) != slot->crc || n > HS_BASKET_MAX + 1 ||
+                          lsn + n > end))
+                hsd_fatal("ring slot for LSN %" PRIu64 " starts a group of %u records that "
+                          "fails its CRC or does not fit what was reserved (next LSN %" PRIu64
+                          "): shared memory is corrupted; stopping so that recovery decides",
+                          lsn, n, end);
             if (n <= 1) {
                 hsd_batch_take(sp, lsn, &rr);
                 lsn++;
@@ -627,7 +675,11 @@ hsd_spiller_has_work(hsd_spiller *sp)
 
     if (d->writer == NULL)
         return !cds_wfcq_empty(&d->req_head, &d->req_tail);
-    if (seq == sp->next || seq == (sp->next | HS_SEQ_ABANDONED))
+    if (seq == (sp->next | HS_SEQ_ABANDONED))
+        return true;
+    /* a published group start whose members are awaited is polled (see
+     * hsd_spiller_timeout), not spun on */
+    if (seq == sp->next && !(sp->group_wait && sp->stall_lsn == sp->next))
         return true;
     if (sp->synced != sp->next - 1 &&
         atomic_load_explicit(&sp->h->sync_waiters, memory_order_seq_cst) > 0)
@@ -646,9 +698,17 @@ hsd_spiller_timeout(hsd_spiller *sp, uint64_t now_ms)
         uint64_t due = sp->last_sync_ms + d->settings.flush_interval_ms;
         t = due > now_ms ? due - now_ms : 0;
     }
-    if (sp->stall_lsn == sp->next) {
-        uint64_t due = sp->stall_since_ms + HS_STALL_ABANDON_MS;
+    if (sp->stall_lsn == sp->next && sp->group_wait)
+        t = 1;
+    else if (sp->stall_lsn == sp->next) {
+        /* a claimed slot: its claimer's pid is looked at every few ms */
+        uint64_t seq = atomic_load_explicit(&sp->ring[sp->next & sp->mask].seq,
+                                            memory_order_relaxed);
+        uint64_t due = sp->stall_since_ms +
+                       (hs_seq_is_claim(seq) ? HSD_GROUP_PID_CHECK_MS : HS_STALL_ABANDON_MS);
         uint64_t s = due > now_ms ? due - now_ms : 0;
+        if (s == 0 && hs_seq_is_claim(seq))
+            s = HSD_GROUP_PID_CHECK_MS; /* a live claimer: look again later */
         if (s < t)
             t = s;
         if (t == 0)

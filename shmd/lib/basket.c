@@ -269,6 +269,11 @@ again:
     h = client_segment(c, &r);
     if (h == NULL)
         return r;
+    if ((uint32_t)n >= h->ring_capacity) {
+        hs_set_error("a basket of %d lines does not fit the queue ring of %s (%u slots)", n,
+                     c->dir, h->ring_capacity);
+        return HS_BAD_ARGUMENT;
+    }
     for (int i = 0; i < n; i++) {
         basket_line *l = &lines[i];
 
@@ -320,6 +325,15 @@ again:
                                   expires_at_ms);
         if (settled != 0) {
             lines_fail(lines, i);
+            /* line 0 claimed anew while a later line is settled: line 0
+             * was most likely evicted (its slot emptied first) */
+            if (evicted_checked != UINT64_MAX && hs_filter_maybe(h, lines[0].hash) &&
+                atomic_load(&h->evicted_lsn) > evicted_checked) {
+                hs_set_error("basket %.*s may have been evicted, the caller checked up to LSN "
+                             "%" PRIu64,
+                             (int)order_len, order_id, evicted_checked);
+                return HS_EVICTED_CHANGED;
+            }
             hs_set_error("basket %.*s is partly known: line %d is settled (state %u) while "
                          "line 0 is not",
                          (int)order_len, order_id, i, settled);

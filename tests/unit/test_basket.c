@@ -519,7 +519,7 @@ test_kill(hsd_ctl *d, hs_client *c)
  * queue never holds member 0 alone.
  */
 static void
-forge_partial_group(hsd_ctl *d, const char *tag)
+forge_partial_group(hsd_ctl *d, const char *tag, unsigned n)
 {
     char real[PATH_MAX];
     hs_header *h = NULL;
@@ -530,14 +530,14 @@ forge_partial_group(hsd_ctl *d, const char *tag)
     if (!CHECK(realpath(d->dir, real) != NULL) || !CHECK_R(hs_segment_map(real, &h), HS_OK))
         return;
     CHECK_R(hs_sku_find(h, S("bk-a"), false, &si), HS_OK);
-    at = atomic_fetch_add(&h->next_lsn, 2);
-    for (int i = 0; i < 2; i++) {
+    at = atomic_fetch_add(&h->next_lsn, n);
+    for (unsigned i = 0; i < n; i++) {
         hs_ring_slot *slot = &hs_ring(h)[(at + i) & (h->ring_capacity - 1)];
         hs_ring_record rec;
 
         atomic_store(&slot->seq, hs_seq_claim(at + i, dead));
-        if (i == 1)
-            break; /* "died" before publishing member 1 */
+        if (i >= 1)
+            continue; /* "died" before publishing member 1 */
         memset(&rec, 0, sizeof(rec));
         rec.type = HS_REC_DEDUCT;
         rec.sku_index = si;
@@ -545,7 +545,7 @@ forge_partial_group(hsd_ctl *d, const char *tag)
         rec.qty = 1;
         rec.timestamp_us = hs_now_unix_us();
         rec.order_len = (uint8_t)snprintf(rec.order_id, sizeof(rec.order_id), "forged-%s", tag);
-        rec.group_size = 2;
+        rec.group_size = (uint8_t)n;
         rec.group_pos = 0;
         rec.flags = HS_REC_FLAG_GROUP_MORE;
         memcpy(&slot->rec, &rec, sizeof(rec));
@@ -563,13 +563,24 @@ test_partial_group(hsd_ctl *d, hs_client *c)
 
     if (!CHECK(v != NULL))
         return;
-    /* the live spiller */
-    forge_partial_group(d, "spill");
-    hsd_ctl_nap_ms(HS_STALL_ABANDON_MS + 1000);
+    /* the live spiller: a writer that died after publishing member 0 of
+     * 8 holds nothing up for long (its claims are abandoned as soon as it
+     * is seen gone), and the queue goes on after it */
+    forge_partial_group(d, "spill", 8);
+    {
+        double t0 = hs_test_seconds();
+        hs_lsn lsn = 0;
+
+        CHECK_R(hs_deduct(c, S("bk-d"), 1, S("after-forged"), 0, &lsn), HS_OK);
+        CHECK_R(hs_wait_durable(c, lsn, 10000), HS_OK);
+        CHECK(hs_test_seconds() - t0 < 1.0);
+        fprintf(stderr, "# a dead writer's group of 8 passed in %.0f ms\n",
+                1000 * (hs_test_seconds() - t0));
+    }
     CHECK_EQ(avail(c, "bk-a"), a0);
     /* the salvage of a killed daemon's ring */
     if (CHECK_EQ(hsd_ctl_pause(d), 0)) {
-        forge_partial_group(d, "salvage");
+        forge_partial_group(d, "salvage", 3);
         hsd_ctl_kill(d);
     }
     if (!CHECK_EQ(hsd_ctl_start(d, NULL), 0))

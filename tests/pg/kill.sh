@@ -15,7 +15,8 @@
 #   5. a backend whose transaction deducted and is still open: no rollback
 #      runs; the drain sees its xid never commit and compensates it; the
 #      same for a backend whose open transaction reserved: its hold is
-#      cancelled and its units come back.
+#      cancelled and its units come back; and for a basket (every line
+#      given back).
 # After each kill it waits (bounded) for the cluster to serve again.  Then,
 # with the load stopped and the drain caught up:
 #   - each order is in hotstock.ledger once; every order the app holds as
@@ -249,6 +250,39 @@ open_hold_compensated() {
 }
 check "5b. the drain cancelled the hold and its 4 units came back (within 60 s)" \
     wait_for 60 open_hold_compensated
+
+# The same for a basket: two lines taken in an open transaction, the
+# backend killed: the drain gives back every line (compensation by xid),
+# and a retry is told it was rolled back.
+SKU5B=open-b-$RUN_ID
+ORDER5B=K$RUN_ID-open-basket
+q "SELECT hotstock.put_sku('$SKU5B', 10)" >/dev/null || fail "5c. put_sku"
+PGAPPNAME=hotstock-kill-open "$PSQL" -X -q -v ON_ERROR_STOP=1 \
+    -c "BEGIN" -c "SELECT hotstock.deduct_basket('$ORDER5B', ARRAY['$SKU5', '$SKU5B'], ARRAY[2, 5])" \
+    -c "SELECT pg_sleep(120)" >"$WORK/open-basket.out" 2>&1 &
+OPEN_PSQL=$!
+VICTIM=
+check "5c. a session sleeps inside its transaction after taking a basket of 2 lines" \
+    wait_for 30 open_victim
+expect "5c. both lines are out while the transaction is open" \
+    "$(q "SELECT hotstock.available('$SKU5') || ' ' || hotstock.available('$SKU5B')")" "8 5"
+DRAIN_PID=$(drain_pid)
+check "5c. SIGKILL its backend (pid ${VICTIM:-none})" kill_pid KILL "$VICTIM"
+wait "$OPEN_PSQL" 2>/dev/null
+check "5c. serving again after the reset" wait_for 60 serving_after_reset "$DRAIN_PID"
+open_basket_compensated() {
+    [ "$(q "SELECT hotstock.available('$SKU5') = 10 AND hotstock.available('$SKU5B') = 10
+               AND (SELECT count(*) = 2 AND bool_and(refunded_at IS NOT NULL AND xid IS NULL)
+                    FROM hotstock.ledger WHERE order_id LIKE '$ORDER5B' || chr(31) || '%')")" = t ]
+}
+check "5c. the drain gave back both lines of the basket (within 60 s)" \
+    wait_for 60 open_basket_compensated
+expect "5c. a retry of the basket is told it was rolled back (HS005)" \
+    "$("$PSQL" -X -q -tA -v VERBOSITY=sqlstate \
+        -c "SELECT hotstock.deduct_basket('$ORDER5B', ARRAY['$SKU5', '$SKU5B'], ARRAY[2, 5])" 2>&1)" \
+    "ERROR:  HS005"
+expect "5c. and takes nothing" \
+    "$(q "SELECT hotstock.available('$SKU5') || ' ' || hotstock.available('$SKU5B')")" "10 10"
 
 # ---- quiescence ----
 check "drain caught up" wait_drain 120

@@ -34,6 +34,7 @@ typedef struct hs_shadow_sku {
     char sku[HS_SKU_MAX + 1];
     uint8_t sku_len;
     int64_t available;
+    hs_sale sale; /* the last SALE record's configuration; all zero for none */
 } hs_shadow_sku;
 
 /* Counters by SKU name: a private open-addressing table (jemalloc). */

@@ -27,6 +27,7 @@
 #define HOTSTOCK_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -82,7 +83,10 @@ typedef enum hs_record_type {
     HS_REC_RESERVE = 6,   /* qty units of sku held for order_id until timestamp + ttl_ms */
     HS_REC_CONFIRM = 7,   /* order_id's hold became a sale (no counter change) */
     HS_REC_CANCEL = 8,    /* order_id's hold given back by cancel or compensation */
-    HS_REC_EXPIRE = 9     /* order_id's hold given back by the daemon at its deadline */
+    HS_REC_EXPIRE = 9,    /* order_id's hold given back by the daemon at its deadline */
+    HS_REC_SALE = 10      /* sku's sale session set (hs_sale_configure): qty = starts_at
+                             (unix ms, 0: none), xid = ends_at (unix ms, 0: none), ttl_ms =
+                             the per-buyer limit (0: none), flag HS_REC_FLAG_PAUSED */
 } hs_record_type;
 
 /* The longest time-to-live of a hold (the queue record keeps it in 32 bits
@@ -101,7 +105,9 @@ typedef enum hs_record_flag {
      * last member has the flag clear.  A reader takes a group only whole:
      * a group cut by the end of the written bytes is "not written yet"
      * (and cut with the torn tail at the daemon's start). */
-    HS_REC_FLAG_GROUP_MORE = 0x02
+    HS_REC_FLAG_GROUP_MORE = 0x02,
+    /* A SALE record: the sale is paused (hs_sale_pause). */
+    HS_REC_FLAG_PAUSED = 0x04
 } hs_record_flag;
 
 /* State of a SKU slot in the segment's SKU table. */
@@ -163,6 +169,9 @@ typedef enum hs_result {
     HS_HOLD_CANCELLED,   /* the order's hold was cancelled: its units went back */
     HS_NOT_HELD,         /* confirm/cancel: the order is a plain deduction, not a hold */
     HS_HELD,             /* refund: the order is a live hold (confirm or cancel it) */
+    HS_SALE_NOT_OPEN,    /* deduct/reserve: the SKU's sale has not started (hs_sale) */
+    HS_SALE_CLOSED,      /* deduct/reserve: the SKU's sale has ended */
+    HS_SALE_PAUSED,      /* deduct/reserve: the SKU's sale is paused */
     HS_RESULT_COUNT_
 } hs_result;
 
@@ -283,6 +292,39 @@ hs_result hs_deduct_basket(hs_client *c, const char *order_id, size_t order_len,
                            hs_lsn *lsn);
 size_t hs_basket_line_id(const char *order_id, size_t order_len, int i, int n, char *out);
 hs_result hs_basket_find(hs_client *c, const char *order_id, size_t order_len, int *n);
+
+/*
+ * Sale sessions.  A SKU's sale has a window [starts_at, ends_at) (unix ms;
+ * 0: open on that side), a pause switch, and a per-buyer limit (0: none;
+ * the limit is recorded, not yet enforced).  While the clock (the host's
+ * realtime clock, read by the calling process at the call: one clock for
+ * every backend) is before starts_at, at or after ends_at, or the sale is
+ * paused, hs_deduct, hs_reserve and the basket calls answer
+ * HS_SALE_NOT_OPEN, HS_SALE_CLOSED or HS_SALE_PAUSED (in that order of
+ * precedence: paused first) and touch no counter and no order slot.
+ * Refunds, confirms, cancels, expiry, stock changes and retries of orders
+ * already taken are not affected.  A SKU never configured is always open.
+ *
+ * hs_sale_configure sets the window and the limit (keeps the pause
+ * switch); hs_sale_pause sets the switch.  Each appends a SALE record
+ * (the whole configuration: durable like every change, rebuilt at
+ * start); concurrent changes of one SKU are serialised.  The SKU must
+ * exist (HS_UNKNOWN_SKU).  A pause takes effect before its record is
+ * appended (a deduction starting after the call returns sees it); a
+ * resume after.  hs_sale_get reads the configuration (all zero for a SKU
+ * never configured).
+ */
+typedef struct hs_sale {
+    uint64_t starts_at_ms; /* 0: open from the start */
+    uint64_t ends_at_ms;   /* 0: never closes */
+    int32_t per_buyer_limit; /* 0: none */
+    bool paused;
+} hs_sale;
+
+hs_result hs_sale_configure(hs_client *c, const char *sku, size_t sku_len, uint64_t starts_at_ms,
+                            uint64_t ends_at_ms, int32_t per_buyer_limit, hs_lsn *lsn);
+hs_result hs_sale_pause(hs_client *c, const char *sku, size_t sku_len, bool paused, hs_lsn *lsn);
+hs_result hs_sale_get(hs_client *c, const char *sku, size_t sku_len, hs_sale *out);
 
 /*
  * Refund order_id: the units of its deduction go back, at most once.

@@ -240,7 +240,7 @@
 
 /* "HSTKSEG1" little-endian; the layout version changes with any struct here. */
 #define HS_SEGMENT_MAGIC UINT64_C(0x3147455354534B48)
-#define HS_SEGMENT_LAYOUT_VERSION 6
+#define HS_SEGMENT_LAYOUT_VERSION 7
 
 #define HS_HEARTBEAT_INTERVAL_MS 100
 #define HS_HEARTBEAT_DEAD_MS 3000
@@ -434,9 +434,18 @@ typedef struct hs_sku_slot {
     _Atomic int64_t available; /* units, | HS_AVAILABLE_LOCKED while a basket holds it */
     uint64_t hash;
     _Atomic uint32_t locker; /* pid of the basket that holds (or takes) the lock, 0 for none */
+    /* The sale session (hotstock.h, "Sale sessions"; sale.c): read by
+     * every take (relaxed; the same cache line as `available`), written
+     * under sale_locker by hs_sale_configure / hs_sale_pause and by the
+     * daemon's build. */
+    _Atomic uint32_t sale_paused;   /* 1: paused */
+    _Atomic uint64_t sale_start_ms; /* unix ms, 0: open from the start */
+    _Atomic uint64_t sale_end_ms;   /* unix ms, 0: never closes */
+    _Atomic int32_t sale_limit;     /* per-buyer limit, 0: none */
+    _Atomic uint32_t sale_locker;   /* pid changing the configuration, 0: none */
     uint8_t sku_len;
     char sku[HS_SKU_MAX + 1];
-    char pad_[128 - 8 - 8 - 8 - 4 - 1 - (HS_SKU_MAX + 1)];
+    char pad_[128 - 8 - 8 - 8 - 4 - 4 - 8 - 8 - 4 - 4 - 1 - (HS_SKU_MAX + 1)];
 } hs_sku_slot;
 
 /* The basket lock bit of hs_sku_slot.available (counter.c): far above

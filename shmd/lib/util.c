@@ -58,6 +58,9 @@ static const char *const hs_result_names[HS_RESULT_COUNT_] = {
     [HS_HOLD_CANCELLED] = "hold_cancelled",
     [HS_NOT_HELD] = "not_held",
     [HS_HELD] = "held",
+    [HS_SALE_NOT_OPEN] = "sale_not_open",
+    [HS_SALE_CLOSED] = "sale_closed",
+    [HS_SALE_PAUSED] = "sale_paused",
 };
 
 /* Exported for the unit tests, which compare it with the hardware path. */

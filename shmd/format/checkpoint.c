@@ -149,11 +149,15 @@ hs_shadow_get(hs_shadow *s, const char *sku, size_t sku_len, bool create)
 /*
  * Fold one record, of any type: DEDUCT and RESERVE subtract qty, REFUND,
  * CANCEL and EXPIRE add it, PUT_SKU and ADD_STOCK add their signed delta,
- * CONFIRM and NOOP change no counter.
+ * CONFIRM, NOOP and SALE change no counter; a SALE replaces its SKU's sale
+ * configuration with the record's (qty = starts_at, xid = ends_at, ttl_ms =
+ * per-buyer limit, flag HS_REC_FLAG_PAUSED).
  * Every type but NOOP creates its SKU when absent.  The fold judges no
  * record (that is the daemon's work when it makes them); it fails, leaving
  * s unchanged, only when rec->lsn != s->lsn + 1, for a record without a
- * SKU, on an overflow, or when the table cannot grow.
+ * SKU, on an overflow (of a counter, or a SALE whose starts_at or limit
+ * hs_sale cannot hold: a queue record never has them), or when the table
+ * cannot grow.
  */
 int
 hs_shadow_fold(hs_shadow *s, const hs_record *rec)
@@ -183,6 +187,15 @@ hs_shadow_fold(hs_shadow *s, const hs_record *rec)
     case HS_REC_ADD_STOCK:
         delta = rec->qty;
         break;
+    case HS_REC_SALE:
+        if (rec->qty < 0 || rec->ttl_ms > INT32_MAX) {
+            hs_set_error("shadow fold of LSN %" PRIu64 ": SALE of SKU %.*s with starts_at %" PRId64
+                         " or per-buyer limit %u out of range",
+                         rec->lsn, (int)rec->sku_len, rec->sku, rec->qty, rec->ttl_ms);
+            return -1;
+        }
+        delta = 0;
+        break;
     case HS_REC_NOOP:
         s->lsn = rec->lsn;
         return 0;
@@ -200,6 +213,12 @@ hs_shadow_fold(hs_shadow *s, const hs_record *rec)
     if (__builtin_add_overflow(e->available, delta, &sum))
         goto overflow;
     e->available = sum;
+    if (rec->type == HS_REC_SALE) {
+        e->sale.starts_at_ms = (uint64_t)rec->qty;
+        e->sale.ends_at_ms = rec->xid;
+        e->sale.per_buyer_limit = (int32_t)rec->ttl_ms;
+        e->sale.paused = (rec->flags & HS_REC_FLAG_PAUSED) != 0;
+    }
     s->lsn = rec->lsn;
     return 0;
 

@@ -51,8 +51,9 @@ int hs_shadow_init(hs_shadow *s, uint32_t capacity);
 void hs_shadow_free(hs_shadow *s);
 /* Find or add; NULL when full. */
 hs_shadow_sku *hs_shadow_get(hs_shadow *s, const char *sku, size_t sku_len, bool create);
-/* Fold one record (all types; counters only); sets s->lsn = rec->lsn.
- * Returns -1 (hs_last_error()) if rec->lsn != s->lsn + 1 or the table is full. */
+/* Fold one record (all types; counters and sale configurations); sets
+ * s->lsn = rec->lsn.  Returns -1 (hs_last_error()) if rec->lsn != s->lsn + 1,
+ * the table is full, or the record cannot be folded (checkpoint.c). */
 int hs_shadow_fold(hs_shadow *s, const hs_record *rec);
 
 /* Write s durably to DIR/checkpoint.  0, or -1 with hs_last_error(). */

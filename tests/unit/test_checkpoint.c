@@ -201,6 +201,93 @@ test_shadow_table(void)
     hs_shadow_free(&s);
 }
 
+/* A SALE record at lsn for sku (hs_sale_configure / hs_sale_pause). */
+static void
+sale_rec(hs_lsn lsn, const char *sku, int64_t starts_at_ms, uint64_t ends_at_ms, uint32_t limit,
+         bool paused, hs_record *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->lsn = lsn;
+    r->type = HS_REC_SALE;
+    r->flags = paused ? HS_REC_FLAG_PAUSED : 0;
+    r->qty = starts_at_ms;
+    r->xid = ends_at_ms;
+    r->ttl_ms = limit;
+    r->sku_len = (uint8_t)strlen(sku);
+    memcpy(r->sku, sku, r->sku_len);
+}
+
+static bool
+sale_is(const hs_shadow_sku *e, uint64_t starts_at_ms, uint64_t ends_at_ms, int32_t limit,
+        bool paused)
+{
+    return e != NULL && e->sale.starts_at_ms == starts_at_ms && e->sale.ends_at_ms == ends_at_ms &&
+           e->sale.per_buyer_limit == limit && e->sale.paused == paused;
+}
+
+/* SALE records set their SKU's sale configuration (the last one wins),
+ * create the SKU when absent, and never change a counter. */
+static void
+test_sale_fold(void)
+{
+    hs_shadow s;
+    hs_record r;
+
+    CHECK_EQ(hs_shadow_init(&s, 4), 0);
+    memset(&r, 0, sizeof(r));
+    r.lsn = 1;
+    r.type = HS_REC_PUT_SKU;
+    r.qty = 10;
+    strcpy(r.sku, "a");
+    r.sku_len = 1;
+    CHECK_EQ(hs_shadow_fold(&s, &r), 0);
+    CHECK(sale_is(hs_shadow_get(&s, "a", 1, false), 0, 0, 0, false)); /* never configured */
+    sale_rec(2, "a", 1000, 2000, 3, true, &r);
+    CHECK_EQ(hs_shadow_fold(&s, &r), 0);
+    CHECK(sale_is(hs_shadow_get(&s, "a", 1, false), 1000, 2000, 3, true));
+    CHECK_EQ(hs_shadow_get(&s, "a", 1, false)->available, 10);
+    sale_rec(3, "b", INT64_MAX, UINT64_MAX, INT32_MAX, false, &r);
+    CHECK_EQ(hs_shadow_fold(&s, &r), 0);
+    CHECK_EQ(s.count, 2);
+    CHECK(sale_is(hs_shadow_get(&s, "b", 1, false), INT64_MAX, UINT64_MAX, INT32_MAX, false));
+    CHECK_EQ(hs_shadow_get(&s, "b", 1, false)->available, 0);
+    memset(&r, 0, sizeof(r));
+    r.lsn = 4;
+    r.type = HS_REC_DEDUCT;
+    r.flags = HS_REC_FLAG_PAUSED; /* means nothing on a DEDUCT */
+    r.qty = 4;
+    strcpy(r.sku, "a");
+    r.sku_len = 1;
+    strcpy(r.order_id, "o1");
+    r.order_len = 2;
+    CHECK_EQ(hs_shadow_fold(&s, &r), 0);
+    CHECK_EQ(hs_shadow_get(&s, "a", 1, false)->available, 6);
+    CHECK(sale_is(hs_shadow_get(&s, "a", 1, false), 1000, 2000, 3, true));
+    sale_rec(5, "a", 0, 0, 0, false, &r); /* the last one wins, zero included */
+    CHECK_EQ(hs_shadow_fold(&s, &r), 0);
+    CHECK(sale_is(hs_shadow_get(&s, "a", 1, false), 0, 0, 0, false));
+    CHECK_EQ(hs_shadow_get(&s, "a", 1, false)->available, 6);
+    CHECK_EQ(s.lsn, 5);
+    /* what hs_sale cannot hold is refused, nothing changed */
+    sale_rec(6, "b", -1, 5, 1, true, &r);
+    CHECK_EQ(hs_shadow_fold(&s, &r), -1);
+    CHECK_CONTAINS(hs_last_error(), "LSN 6");
+    sale_rec(6, "b", 1, 5, (uint32_t)INT32_MAX + 1, true, &r);
+    CHECK_EQ(hs_shadow_fold(&s, &r), -1);
+    sale_rec(6, "", 1, 5, 1, true, &r);
+    CHECK_EQ(hs_shadow_fold(&s, &r), -1);
+    CHECK_EQ(s.lsn, 5);
+    CHECK_EQ(s.count, 2);
+    CHECK(sale_is(hs_shadow_get(&s, "b", 1, false), INT64_MAX, UINT64_MAX, INT32_MAX, false));
+    /* the configuration moves with its entry when the table grows */
+    for (int i = 0; i < NAMES; i++)
+        hs_shadow_get(&s, names[i], name_lens[i], true);
+    CHECK_EQ(s.count, NAMES + 2);
+    CHECK(s.capacity > 4 * 16);
+    CHECK(sale_is(hs_shadow_get(&s, "b", 1, false), INT64_MAX, UINT64_MAX, INT32_MAX, false));
+    hs_shadow_free(&s);
+}
+
 static void
 test_fold_matches_model(void)
 {
@@ -506,6 +593,7 @@ main(void)
         CHECK(distinct); /* the test's own premise */
     }
     test_shadow_table();
+    test_sale_fold();
     test_fold_matches_model();
     test_write_load();
     test_refused();

@@ -75,17 +75,18 @@
  *
  * What ttl_ms, qty and xid mean depends on the type:
  *
- *      type              ttl_ms              qty                xid
- *      1-4, 6-9          (6 reserve only:)   units or signed    the caller's
- *                        the hold's time-to- delta              full
- *                        live, 1..2592000000                    transaction
- *                        ms (deadline =                         id, 0 if none
- *                        timestamp_us / 1000
- *                        + ttl_ms)
- *      5 noop            0                   0                  0
- *      10 sale           per-buyer limit,    starts_at: unix    ends_at: unix
- *                        0..2147483647       ms, >= 0 (0: open  ms (0: never
- *                        (0: none)           from the start)    closes)
+ *      type          ttl_ms                  qty                 xid
+ *      6 reserve     the hold's time-to-live units held          the caller's
+ *                    in ms, 1..2592000000                        full transac-
+ *                    (its deadline is                            tion id, 0 if
+ *                    timestamp_us / 1000 +                       none
+ *                    ttl_ms)
+ *      1, 2, 7-9     0                       units               as for 6
+ *      3, 4          0                       signed delta        as for 6
+ *      5 noop        0                       0 (not judged)      0 (not judged)
+ *      10 sale       per-buyer limit,        starts_at: unix     ends_at: unix
+ *                    0..2147483647           ms, >= 0 (0: open   ms (0: never
+ *                    (0: none)               from the start)     closes)
  *
  * A sale record carries a SKU's whole sale configuration (hs_sale_configure,
  * hs_sale_pause: the last one per SKU wins) and changes no counter.  It has

@@ -159,7 +159,7 @@ test_restart(hsd_ctl *d, hs_client *c)
 /* Buyers hammer a SKU; a pause returns at T: no deduction that started
  * after T succeeds. */
 #define BUYERS 4
-#define TRIES 20000
+#define TRIES 200000
 
 typedef struct attempt {
     _Atomic double started;
@@ -169,8 +169,9 @@ typedef struct attempt {
 static void
 test_pause_race(hsd_ctl *d, hs_client *c)
 {
-    size_t size = sizeof(attempt) * BUYERS * TRIES + sizeof(_Atomic double);
+    size_t size = sizeof(attempt) * BUYERS * TRIES + sizeof(_Atomic int);
     attempt *board = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    _Atomic int *stop = (_Atomic int *)(board + BUYERS * TRIES);
     pid_t pids[BUYERS];
     double paused_at;
     int late = 0, before = 0, refused = 0;
@@ -186,7 +187,7 @@ test_pause_race(hsd_ctl *d, hs_client *c)
 
             if (hs_attach(d->dir, &cc) != HS_OK)
                 _exit(3);
-            for (int k = 0; k < TRIES; k++) {
+            for (int k = 0; k < TRIES && !atomic_load(stop); k++) {
                 attempt *a = &board[b * TRIES + k];
                 char id[32];
                 hs_lsn l;
@@ -198,9 +199,11 @@ test_pause_race(hsd_ctl *d, hs_client *c)
             _exit(0);
         }
     }
-    hsd_ctl_nap_ms(150);
+    hsd_ctl_nap_ms(100);
     CHECK_R(hs_sale_pause(c, S("sale-p"), true, &lsn), HS_OK);
     paused_at = hs_test_seconds();
+    hsd_ctl_nap_ms(100);
+    atomic_store(stop, 1);
     for (int b = 0; b < BUYERS; b++) {
         int status;
 

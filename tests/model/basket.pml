@@ -337,7 +337,9 @@ inline claim(L, s, sv, sk, sp, got)
         DIE;
         d_step {
             if
-            :: SAME(s, sv, sk, sp) -> seqv[s] = L; seqk[s] = CLM; seqp[s] = me; got = 1
+            :: SAME(s, sv, sk, sp) ->
+                seqv[s] = L; seqk[s] = CLM; seqp[s] = me; got = 1;
+                printf("@ P%d claims LSN %d\n", me, L)
             :: else -> sv = seqv[s]; sk = seqk[s]; sp = seqp[s]; got = 0
             fi
         };

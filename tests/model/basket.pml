@@ -119,8 +119,11 @@
  *                           writer after the stall limit               B3
  *   BROKEN_SALVAGE_LIVE     the salvage abandons a slot claimed by a live
  *                           writer instead of waiting                  B3
+ * Not a failure (README, basket.pml finding 3):
  *   BROKEN_CLAIM_EACH       the writer claims and publishes member 0 before
- *                           it claims member 1 (claim-fill per member) B3
+ *                           it claims member 1 (claim-fill per member):
+ *                           passes B1-B4 in the bounds tried, so it is not
+ *                           in run.sh
  */
 
 #ifndef SCENARIO

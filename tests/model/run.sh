@@ -6,6 +6,8 @@
 #   compensation.pml  xid-aware compensation by the drain
 #   holds.pml         holds: reserve, confirm, cancel, expiry, compensation,
 #                     dead owners, crash and rebuild
+#   basket.pml        baskets: the basket lock on the counters, group appends,
+#                     the spiller's and the salvage's group rule, deaths, crash
 #
 # Every configuration is one exhaustive SPIN safety run (spin -a, gcc
 # -DSAFETY -DCOLLAPSE, pan): assertions and invalid end states (a process
@@ -195,6 +197,36 @@ configs=(
     "hold-deep-impl-typed-two-crash|pass|deep|holds|-DIMPL=1 -DTYPED=1 -DSCENARIO=6 -DDEATHS=1 -DCRASHES=1"
     "hold-deep-impl-typed-comp-crash|pass|deep|holds|-DIMPL=1 -DTYPED=1 -DSCENARIO=2 -DCOMP=1 -DDEATHS=1 -DCRASHES=1"
     "hold-deep-impl-typed-retake2|pass|deep|holds|-DIMPL=1 -DTYPED=1 -DSCENARIO=8 -DRETAKE=1 -DDEATHS=2 -DCRASHES=1 -DTMAX=2"
+
+    # basket.pml: baskets as built (counter.c, ring.c append_group, basket.c,
+    # spiller.c, recovery.c); 2 SKUs of STOCK0 2 and STOCK1 1 units, qty 1,
+    # RING 4 slots (3 where given); scenarios (init in basket.pml): 1 a
+    # basket against a single take of SKU 1, 2 two baskets (lines in
+    # opposite orders), 3 two baskets and a take, 4 a basket and a take of
+    # each SKU.  DEATHS: SIGKILLs of clients; CRASHES: the daemon dies, the
+    # next one salvages; STALLS: a live writer's slot abandoned; FULLS: a
+    # reservation that gives up on a full ring.
+    "basket-race|pass|quick|basket|-DSCENARIO=1|-O0"
+    "basket-2b|pass|quick|basket|-DSCENARIO=2|-O0"
+    "basket-death|pass|quick|basket|-DSCENARIO=1 -DDEATHS=1|-O0"
+    "basket-stall-crash|pass|quick|basket|-DSCENARIO=1 -DDEATHS=1 -DSTALLS=1 -DCRASHES=1|-O0"
+    "basket-2b-full|pass|quick|basket|-DSCENARIO=2 -DDEATHS=1 -DSTALLS=1 -DFULLS=1 -DRING=3|-O0"
+    "basket-2b-death2-crash|pass|quick|basket|-DSCENARIO=2 -DDEATHS=2 -DSTALLS=1 -DCRASHES=1"
+    "basket-3-death2|pass|quick|basket|-DSCENARIO=3 -DDEATHS=2 -DRING=3"
+    "basket-4-death|pass|quick|basket|-DSCENARIO=4 -DDEATHS=1"
+    # deliberately broken variants of basket.pml
+    "basket-broken-spill-each|fail|quick|basket|-DBROKEN_SPILL_EACH -DSCENARIO=1 -DDEATHS=1|-O0"
+    "basket-broken-salvage-nogroup|fail|quick|basket|-DBROKEN_SALVAGE_NOGROUP -DSCENARIO=1 -DDEATHS=1 -DCRASHES=1|-O0"
+    "basket-broken-take-nolock|fail|quick|basket|-DBROKEN_TAKE_NOLOCK -DSCENARIO=1|-O0"
+    "basket-broken-check-unlocked|fail|quick|basket|-DBROKEN_CHECK_UNLOCKED -DSCENARIO=1|-O0"
+    "basket-broken-break-noown|fail|quick|basket|-DBROKEN_BREAK_NOOWN -DSCENARIO=3 -DDEATHS=1|-O0"
+    "basket-broken-one-by-one|fail|quick|basket|-DBROKEN_ONE_BY_ONE -DSCENARIO=2 -DSTOCK0=1|-O0"
+    "basket-broken-lock-line-order|fail|quick|basket|-DBROKEN_LOCK_LINE_ORDER -DSCENARIO=2|-O0"
+    "basket-broken-stall-live|fail|quick|basket|-DBROKEN_STALL_LIVE -DSCENARIO=1 -DSTALLS=1|-O0"
+    "basket-broken-salvage-live|fail|quick|basket|-DBROKEN_SALVAGE_LIVE -DSCENARIO=1 -DCRASHES=1|-O0"
+    # large configurations of basket.pml (MODEL_DEEP=1)
+    "basket-deep-3-crash|pass|deep|basket|-DSCENARIO=3 -DDEATHS=1 -DCRASHES=1"
+    "basket-deep-4-crash|pass|deep|basket|-DSCENARIO=4 -DDEATHS=1 -DCRASHES=1 -DRING=3"
 )
 
 # one configuration: prints one result line into $work/<name>/result

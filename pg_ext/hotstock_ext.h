@@ -69,6 +69,9 @@
 #define ERRCODE_HOTSTOCK_NOT_HELD MAKE_SQLSTATE('H', 'S', '0', '1', '0')
 #define ERRCODE_HOTSTOCK_HELD MAKE_SQLSTATE('H', 'S', '0', '1', '1')
 #define ERRCODE_HOTSTOCK_BASKET_TOO_LARGE MAKE_SQLSTATE('H', 'S', '0', '1', '2')
+#define ERRCODE_HOTSTOCK_SALE_NOT_OPEN MAKE_SQLSTATE('H', 'S', '0', '1', '3')
+#define ERRCODE_HOTSTOCK_SALE_CLOSED MAKE_SQLSTATE('H', 'S', '0', '1', '4')
+#define ERRCODE_HOTSTOCK_SALE_PAUSED MAKE_SQLSTATE('H', 'S', '0', '1', '5')
 
 /* The hint of HS008/HS009 for an order the daemon no longer knows. */
 #define HOTSTOCK_HINT_EVICTED_HOLD                                                                 \
@@ -199,6 +202,10 @@ extern void hotstock_raise_hint(hs_result r, const char *what, const char *hint)
     pg_attribute_noreturn();
 extern void hotstock_raise_held(const char *what, const char *hint) pg_attribute_noreturn();
 extern TimestampTz hotstock_unix_us_to_timestamptz(uint64 unix_us);
+extern uint64 hotstock_now_ms(void);
+extern hs_result hotstock_sale_state(const hs_sale *sale, uint64 now_ms);
+extern void hotstock_raise_sale(hs_result r, const char *what, const hs_sale *sale)
+    pg_attribute_noreturn();
 
 /* session.c */
 extern hs_client *hotstock_backend_client; /* NULL until attached */

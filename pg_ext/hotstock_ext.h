@@ -5,6 +5,8 @@
  *      one job each:
  *
  *        module.c    _PG_init, shared-memory hooks          (top: calls the rest)
+ *        sale.c      the SQL functions of sales: configure_sale, pause,
+ *                    resume, sale_info (behind hotstock.sales)
  *        basket.c    the SQL functions that take baskets: deduct_basket,
  *                    reserve_basket
  *        hold.c      the SQL functions of holds: reserve, confirm, cancel
@@ -20,9 +22,9 @@
  *        fate.c      what became of a deduction's transaction (bottom)
  *        guc.c       GUCs, error codes, process-wide shared state (bottom)
  *
- * Calls point down that list (basket.c -> hold.c -> api.c -> xact.c ->
- * session.c -> guc.c, drain.c -> settle.c -> ledger.c -> fate.c, drain.c -> apply.c ->
- * ledger.c); tests/layout/check.sh fails on a cycle.
+ * Calls point down that list (sale.c -> api.c, basket.c -> hold.c -> api.c ->
+ * xact.c -> session.c -> guc.c, drain.c -> settle.c -> ledger.c -> fate.c,
+ * drain.c -> apply.c -> ledger.c); tests/layout/check.sh fails on a cycle.
  *
  * Shared between them, per process:
  *  - the GUC variables (defined in guc.c);

@@ -439,6 +439,17 @@ hsd_prefault_main(void *arg)
     return NULL;
 }
 
+/* A SKU slot's sale session from the last SALE record (published by the
+ * release store of READY). */
+static void
+hsd_build_sale(hs_sku_slot *slot, const hs_sale *sale)
+{
+    atomic_store_explicit(&slot->sale_start_ms, sale->starts_at_ms, memory_order_relaxed);
+    atomic_store_explicit(&slot->sale_end_ms, sale->ends_at_ms, memory_order_relaxed);
+    atomic_store_explicit(&slot->sale_limit, sale->per_buyer_limit, memory_order_relaxed);
+    atomic_store_explicit(&slot->sale_paused, sale->paused ? 1 : 0, memory_order_relaxed);
+}
+
 static int
 hsd_build_segment(hsd_daemon *d, hsd_replay *rp, hs_lsn last, const hs_filter_meta *filter,
                   hs_lsn applied, hs_lsn ckpt)
@@ -496,6 +507,7 @@ hsd_build_segment(hsd_daemon *d, hsd_replay *rp, hs_lsn last, const hs_filter_me
         }
         /* published by the release store of READY */
         atomic_store_explicit(&hs_sku_table(h)[idx].available, s->available, memory_order_relaxed);
+        hsd_build_sale(&hs_sku_table(h)[idx], &s->sale);
         skus++;
     }
 

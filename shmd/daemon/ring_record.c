@@ -31,7 +31,7 @@ hsd_ring_to_record(hs_header *h, const hs_ring_record *rr, hs_lsn lsn, hs_record
     out->timestamp_us = rr->timestamp_us;
     out->qty = rr->qty;
     out->ttl_ms = rr->ttl_ms;
-    if (rr->type < HS_REC_DEDUCT || rr->type > HS_REC_EXPIRE) {
+    if (rr->type < HS_REC_DEDUCT || rr->type > HS_REC_SALE) {
         snprintf(why, whylen, "record type %u", rr->type);
         return -1;
     }
@@ -73,6 +73,16 @@ hsd_ring_to_record(hs_header *h, const hs_ring_record *rr, hs_lsn lsn, hs_record
         out->sku_len = s->sku_len;
         memcpy(out->sku, s->sku, s->sku_len);
         out->sku[s->sku_len] = '\0';
+    }
+    if (rr->type == HS_REC_SALE) {
+        if (rr->qty < 0 || rr->ttl_ms > INT32_MAX || rr->order_len != 0 ||
+            (rr->flags & ~HS_REC_FLAG_PAUSED) != 0) {
+            snprintf(why, whylen, "sale record: starts %" PRId64 ", limit %" PRIu32
+                     ", order id length %u, flags 0x%x",
+                     rr->qty, rr->ttl_ms, rr->order_len, rr->flags);
+            return -1;
+        }
+        return 0;
     }
     if (rr->type != HS_REC_PUT_SKU && rr->type != HS_REC_ADD_STOCK &&
         (rr->qty <= 0 || rr->qty > HS_QTY_MAX)) {

@@ -13,7 +13,7 @@
  * old or the new checkpoint whole, never a mix.
  *
  * The file format is described at the top of checkpoint_write.c, its
- * one writer; this file folds and loads.
+ * one writer; this file folds and loads (versions 1 and 2).
  *
  *-------------------------------------------------------------------------
  */
@@ -149,11 +149,15 @@ hs_shadow_get(hs_shadow *s, const char *sku, size_t sku_len, bool create)
 /*
  * Fold one record, of any type: DEDUCT and RESERVE subtract qty, REFUND,
  * CANCEL and EXPIRE add it, PUT_SKU and ADD_STOCK add their signed delta,
- * CONFIRM and NOOP change no counter.
+ * CONFIRM, NOOP and SALE change no counter; a SALE replaces its SKU's sale
+ * configuration with the record's (qty = starts_at, xid = ends_at, ttl_ms =
+ * per-buyer limit, flag HS_REC_FLAG_PAUSED).
  * Every type but NOOP creates its SKU when absent.  The fold judges no
  * record (that is the daemon's work when it makes them); it fails, leaving
  * s unchanged, only when rec->lsn != s->lsn + 1, for a record without a
- * SKU, on an overflow, or when the table cannot grow.
+ * SKU, on an overflow (of a counter, or a SALE whose starts_at or limit
+ * hs_sale cannot hold: a queue record never has them), or when the table
+ * cannot grow.
  */
 int
 hs_shadow_fold(hs_shadow *s, const hs_record *rec)
@@ -183,6 +187,15 @@ hs_shadow_fold(hs_shadow *s, const hs_record *rec)
     case HS_REC_ADD_STOCK:
         delta = rec->qty;
         break;
+    case HS_REC_SALE:
+        if (rec->qty < 0 || rec->ttl_ms > INT32_MAX) {
+            hs_set_error("shadow fold of LSN %" PRIu64 ": SALE of SKU %.*s with starts_at %" PRId64
+                         " or per-buyer limit %u out of range",
+                         rec->lsn, (int)rec->sku_len, rec->sku, rec->qty, rec->ttl_ms);
+            return -1;
+        }
+        delta = 0;
+        break;
     case HS_REC_NOOP:
         s->lsn = rec->lsn;
         return 0;
@@ -200,6 +213,12 @@ hs_shadow_fold(hs_shadow *s, const hs_record *rec)
     if (__builtin_add_overflow(e->available, delta, &sum))
         goto overflow;
     e->available = sum;
+    if (rec->type == HS_REC_SALE) {
+        e->sale.starts_at_ms = (uint64_t)rec->qty;
+        e->sale.ends_at_ms = rec->xid;
+        e->sale.per_buyer_limit = (int32_t)rec->ttl_ms;
+        e->sale.paused = (rec->flags & HS_REC_FLAG_PAUSED) != 0;
+    }
     s->lsn = rec->lsn;
     return 0;
 
@@ -257,6 +276,48 @@ read_file(const char *path, uint8_t **out, size_t *outlen)
     return 1;
 }
 
+static bool
+all_bytes_zero(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != 0)
+            return false;
+    return true;
+}
+
+/*
+ * Decode one entry of a version-`version` file at p (CKPT_ENTRY_SIZE_V1 or
+ * _V2 bytes, checkpoint_write.c) into *len, *available and *sale (the SKU
+ * is at p + 16; a version-1 entry has every sale field zero).  NULL when
+ * valid, else a phrase for the message: what is wrong with it.
+ */
+static const char *
+ckpt_decode_entry(const uint8_t *p, uint32_t version, unsigned *len, int64_t *available,
+                  hs_sale *sale)
+{
+    uint32_t limit;
+
+    *len = p[8];
+    if (*len == 0 || *len > HS_SKU_MAX)
+        return "a SKU length out of 1..63";
+    if (!all_bytes_zero(p + 16 + *len, 64 - *len))
+        return "non-zero bytes after its SKU";
+    *available = (int64_t)hs_get_u64(p);
+    memset(sale, 0, sizeof(*sale));
+    if (version == 1)
+        return all_bytes_zero(p + 9, 7) ? NULL : "non-zero reserved bytes";
+    if ((p[9] & ~0x01) != 0 || p[10] != 0 || p[11] != 0)
+        return "non-zero reserved bytes or sale flag bits";
+    limit = hs_get_u32(p + 12);
+    sale->starts_at_ms = hs_get_u64(p + 80);
+    sale->ends_at_ms = hs_get_u64(p + 88);
+    if (limit > INT32_MAX || sale->starts_at_ms > INT64_MAX)
+        return "a per-buyer limit or starts_at out of range";
+    sale->per_buyer_limit = (int32_t)limit;
+    sale->paused = (p[9] & 0x01) != 0;
+    return NULL;
+}
+
 /* See checkpoint.h.  s's counters are replaced by the file's; on -1 s is
  * left empty (count 0) with its positions untouched. */
 int
@@ -267,6 +328,7 @@ hs_checkpoint_load(const char *dir, hs_shadow *s)
     size_t size;
     uint64_t count, magic;
     uint32_t version, hsize, crc;
+    size_t entry_size;
     int rc;
 
     if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, HS_CKPT_FILE) >= sizeof(path)) {
@@ -290,15 +352,16 @@ hs_checkpoint_load(const char *dir, hs_shadow *s)
         goto done;
     }
     version = hs_get_u32(buf + 8);
-    if (version != HS_CKPT_FORMAT_VERSION) {
-        hs_set_error("checkpoint %s has format version %u, this build reads version %d", path,
-                     version, HS_CKPT_FORMAT_VERSION);
+    if (version < HS_CKPT_FORMAT_VERSION_MIN || version > HS_CKPT_FORMAT_VERSION) {
+        hs_set_error("checkpoint %s has format version %u, this build reads versions %d to %d",
+                     path, version, HS_CKPT_FORMAT_VERSION_MIN, HS_CKPT_FORMAT_VERSION);
         goto done;
     }
+    entry_size = version == 1 ? CKPT_ENTRY_SIZE_V1 : CKPT_ENTRY_SIZE_V2;
     hsize = hs_get_u32(buf + 12);
     count = hs_get_u64(buf + 40);
-    if (hsize != CKPT_HEADER_SIZE || count > (size - CKPT_HEADER_SIZE) / CKPT_ENTRY_SIZE ||
-        size != CKPT_HEADER_SIZE + count * CKPT_ENTRY_SIZE + CKPT_TRAILER_SIZE) {
+    if (hsize != CKPT_HEADER_SIZE || count > (size - CKPT_HEADER_SIZE) / entry_size ||
+        size != CKPT_HEADER_SIZE + count * entry_size + CKPT_TRAILER_SIZE) {
         hs_set_error("checkpoint %s is %zu bytes but its header (size %u) says %" PRIu64
                      " entries: torn or truncated",
                      path, size, hsize, count);
@@ -314,20 +377,19 @@ hs_checkpoint_load(const char *dir, hs_shadow *s)
     memset(s->slots, 0, (size_t)s->capacity * sizeof(hs_shadow_sku));
     s->count = 0;
     for (uint64_t i = 0; i < count; i++) {
-        const uint8_t *p = buf + CKPT_HEADER_SIZE + i * CKPT_ENTRY_SIZE;
-        unsigned len = p[8];
+        uint64_t off = CKPT_HEADER_SIZE + i * entry_size;
+        const uint8_t *p = buf + off;
+        const char *why;
+        unsigned len;
+        int64_t available;
+        hs_sale sale;
         hs_shadow_sku *e;
-        uint64_t off = CKPT_HEADER_SIZE + i * CKPT_ENTRY_SIZE;
-        int pad_nonzero = 0;
 
-        for (size_t k = 9; k < 16; k++)
-            pad_nonzero |= p[k];
-        for (size_t k = 16 + len; k < CKPT_ENTRY_SIZE && len <= HS_SKU_MAX; k++)
-            pad_nonzero |= p[k];
-        if (len == 0 || len > HS_SKU_MAX || pad_nonzero) {
-            hs_set_error("checkpoint %s: entry %" PRIu64 " at offset %" PRIu64
-                         " has SKU length %u or non-zero reserved bytes",
-                         path, i, off, len);
+        why = ckpt_decode_entry(p, version, &len, &available, &sale);
+        if (why != NULL) {
+            hs_set_error("checkpoint %s (format version %u): entry %" PRIu64 " at offset %" PRIu64
+                         " (SKU length %u) has %s",
+                         path, version, i, off, len, why);
             goto reset;
         }
         if (hs_shadow_get(s, (const char *)p + 16, len, false) != NULL) {
@@ -339,7 +401,8 @@ hs_checkpoint_load(const char *dir, hs_shadow *s)
         e = hs_shadow_get(s, (const char *)p + 16, len, true);
         if (e == NULL)
             goto reset;
-        e->available = (int64_t)hs_get_u64(p);
+        e->available = available;
+        e->sale = sale;
     }
     s->lsn = hs_get_u64(buf + 16);
     s->applied_lsn = hs_get_u64(buf + 24);

@@ -7,8 +7,9 @@
  * The spiller folds every record it writes into an hs_shadow; a checkpoint
  * writes that shadow with its LSN to DIR/checkpoint durably (temp file,
  * fsync, rename, fsync dir).  Recovery loads it and folds the queue after
- * it.  Counters only: order state is rebuilt from the queue records after
- * min(checkpoint LSN, applied LSN), which the daemon retains for that.
+ * it.  Counters and sale configurations only: order state is rebuilt from
+ * the queue records after min(checkpoint LSN, applied LSN), which the
+ * daemon retains for that.
  *
  *-------------------------------------------------------------------------
  */
@@ -20,12 +21,17 @@
 
 #include "hotstock.h"
 
-/* "HSTKCKP1" little-endian; own format version. */
+/* "HSTKCKP1" little-endian; own format version: the writer writes
+ * HS_CKPT_FORMAT_VERSION, the loader reads HS_CKPT_FORMAT_VERSION_MIN to
+ * HS_CKPT_FORMAT_VERSION (checkpoint_write.c, VERSIONS). */
 #define HS_CKPT_MAGIC UINT64_C(0x31504B434B545348)
-#define HS_CKPT_FORMAT_VERSION 1
+#define HS_CKPT_FORMAT_VERSION 2
+#define HS_CKPT_FORMAT_VERSION_MIN 1
 #define HS_CKPT_FILE "checkpoint"
-/* sizes of the file's parts (see checkpoint_write.c) */
-#define CKPT_ENTRY_SIZE 80
+/* sizes of the file's parts (see checkpoint_write.c); an entry's size
+ * depends on the format version */
+#define CKPT_ENTRY_SIZE_V1 80
+#define CKPT_ENTRY_SIZE_V2 96
 #define CKPT_TRAILER_SIZE 4
 #define CKPT_TMP_SUFFIX ".tmp"
 #define CKPT_HEADER_SIZE 64
@@ -51,8 +57,9 @@ int hs_shadow_init(hs_shadow *s, uint32_t capacity);
 void hs_shadow_free(hs_shadow *s);
 /* Find or add; NULL when full. */
 hs_shadow_sku *hs_shadow_get(hs_shadow *s, const char *sku, size_t sku_len, bool create);
-/* Fold one record (all types; counters only); sets s->lsn = rec->lsn.
- * Returns -1 (hs_last_error()) if rec->lsn != s->lsn + 1 or the table is full. */
+/* Fold one record (all types; counters and sale configurations); sets
+ * s->lsn = rec->lsn.  Returns -1 (hs_last_error()) if rec->lsn != s->lsn + 1,
+ * the table is full, or the record cannot be folded (checkpoint.c). */
 int hs_shadow_fold(hs_shadow *s, const hs_record *rec);
 
 /* Write s durably to DIR/checkpoint.  0, or -1 with hs_last_error(). */
@@ -61,8 +68,9 @@ int hs_checkpoint_write(const char *dir, const hs_shadow *s);
 /*
  * Load DIR/checkpoint into s (initialised by the caller).  Returns 1 when
  * loaded, 0 when there is no checkpoint file (a new directory), -1 with
- * hs_last_error() on a bad magic, another format version, a bad checksum
- * or a short file: the daemon refuses to start then.
+ * hs_last_error() on a bad magic, a format version this build does not
+ * read, a bad checksum, a short file or a bad entry: the daemon refuses to
+ * start then.  A version-1 file loads with every sale configuration zero.
  */
 int hs_checkpoint_load(const char *dir, hs_shadow *s);
 

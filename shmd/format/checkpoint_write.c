@@ -10,13 +10,15 @@
  * checkpoint whole, never a mix.  Linked by hotstockd and test tools only.
  *
  *
- * THE CHECKPOINT FILE (DIR/checkpoint, format version 1)
+ * THE CHECKPOINT FILE (DIR/checkpoint, format version 2)
  *
- * Little-endian integers, written and read byte by byte.
+ * Little-endian integers, written and read byte by byte.  One entry per
+ * SKU the queue named: its counter and its sale configuration (the last
+ * SALE record's, hotstock.h "Sale sessions"; all zero for none).
  *
  *      offset  size  field
  *           0     8  magic          HS_CKPT_MAGIC, "HSTKCKP1"
- *           8     4  format version HS_CKPT_FORMAT_VERSION (1)
+ *           8     4  format version HS_CKPT_FORMAT_VERSION (2)
  *          12     4  header size    64
  *          16     8  lsn            every queue record <= lsn is folded in
  *          24     8  applied_lsn    the drain's position known when saved
@@ -24,17 +26,29 @@
  *          40     8  count          number of entries
  *          48     8  created        unix microseconds, informational
  *          56     8  reserved       zeros
- *          64  80*n  entries, each:
- *                      +0   8  available   signed
- *                      +8   1  sku_len     1..63
- *                      +9   7  reserved    zeros
- *                      +16 64  sku         sku_len bytes, zero padded
- *     64+80*n     4  CRC32C over bytes [0, 64 + 80 * count)
+ *          64  96*n  entries, each:
+ *                      +0   8  available        signed
+ *                      +8   1  sku_len          1..63
+ *                      +9   1  sale flags       bit 0x01 paused; others zero
+ *                      +10  2  reserved         zeros
+ *                      +12  4  per_buyer_limit  0..2147483647 (0: none)
+ *                      +16 64  sku              sku_len bytes, zero padded
+ *                      +80  8  starts_at        unix ms, 0..2^63-1 (0: none)
+ *                      +88  8  ends_at          unix ms (0: none)
+ *     64+96*n     4  CRC32C over bytes [0, 64 + 96 * count)
  *
- * The file is exactly 64 + 80 * count + 4 bytes.  Loading refuses a bad
- * magic, another format version, a size that does not match the count
- * (a torn or truncated file), a bad checksum, and entries with a bad
- * length, non-zero reserved bytes or a SKU named twice.
+ * The file is exactly 64 + 96 * count + 4 bytes.  Loading refuses a bad
+ * magic, a format version it does not read, a size that does not match
+ * the count (a torn or truncated file), a bad checksum, and entries with a
+ * bad length, non-zero reserved bytes or flag bits, a per-buyer limit or a
+ * starts_at no SALE record can carry, or a SKU named twice.
+ *
+ * VERSIONS.  Version 1 (before sale sessions) has 80-byte entries: +0
+ * available, +8 sku_len, +9..+15 reserved zeros, +16 sku[64]; the file is
+ * 64 + 80 * count + 4 bytes, by the same rules otherwise.  This build
+ * loads versions 1 and 2 (a version-1 entry has every sale field zero:
+ * no SALE record existed then) and writes version 2; an older build
+ * refuses a version-2 file by its version, naming the file.
  *
  *-------------------------------------------------------------------------
  */
@@ -55,13 +69,15 @@
  * Checkpoint file
  *-------------------------------------------------------------------------
  */
-/* See checkpoint.h.  On failure DIR/checkpoint is the old one, untouched
+/* See checkpoint.h.  Also -1 for a sale configuration the format cannot
+ * hold (a negative per-buyer limit, starts_at over 2^63-1: no SALE record
+ * carries them).  On failure DIR/checkpoint is the old one, untouched
  * (a DIR/checkpoint.tmp may be left behind; the next write replaces it). */
 int
 hs_checkpoint_write(const char *dir, const hs_shadow *s)
 {
     char path[PATH_MAX], tmp[PATH_MAX];
-    size_t size = CKPT_HEADER_SIZE + (size_t)s->count * CKPT_ENTRY_SIZE + CKPT_TRAILER_SIZE;
+    size_t size = CKPT_HEADER_SIZE + (size_t)s->count * CKPT_ENTRY_SIZE_V2 + CKPT_TRAILER_SIZE;
     uint8_t *buf, *p;
     uint32_t n = 0;
     int fd, dfd;
@@ -89,10 +105,21 @@ hs_checkpoint_write(const char *dir, const hs_shadow *s)
         const hs_shadow_sku *e = &s->slots[i];
         if (e->sku_len == 0)
             continue;
+        if (e->sale.per_buyer_limit < 0 || e->sale.starts_at_ms > INT64_MAX) {
+            hs_set_error("shadow sale configuration of SKU %.*s cannot be saved: per-buyer limit "
+                         "%d, starts_at %" PRIu64,
+                         (int)e->sku_len, e->sku, e->sale.per_buyer_limit, e->sale.starts_at_ms);
+            free(buf);
+            return -1;
+        }
         hs_put_u64(p, (uint64_t)e->available);
         p[8] = e->sku_len;
+        p[9] = e->sale.paused ? 0x01 : 0;
+        hs_put_u32(p + 12, (uint32_t)e->sale.per_buyer_limit);
         memcpy(p + 16, e->sku, e->sku_len);
-        p += CKPT_ENTRY_SIZE;
+        hs_put_u64(p + 80, e->sale.starts_at_ms);
+        hs_put_u64(p + 88, e->sale.ends_at_ms);
+        p += CKPT_ENTRY_SIZE_V2;
         n++;
     }
     if (n != s->count) {

@@ -59,21 +59,38 @@
  *           8     8  lsn
  *          16     1  type            1 deduct, 2 refund, 3 put_sku,
  *                                    4 add_stock, 5 noop, 6 reserve,
- *                                    7 confirm, 8 cancel, 9 expire
- *                                    (hotstock.h)
+ *                                    7 confirm, 8 cancel, 9 expire,
+ *                                    10 sale (hotstock.h)
  *          17     1  sku_len         0..63
- *          18     1  order_len       0..63 (0 for stock records)
+ *          18     1  order_len       0..63 (0 for stock and sale records)
  *          19     1  flags           bit 0x01 compensation, bit 0x02
- *                                    group-more (GROUPS below); the
- *                                    other bits are kept, not judged
- *          20     4  ttl_ms          reserve: the hold's time-to-live in
- *                                    milliseconds, 1..2592000000 (its
- *                                    deadline is timestamp_us / 1000 +
- *                                    ttl_ms); zero for every other type
- *          24     8  qty             signed: qty or delta (two's complement)
- *          32     8  xid             caller's full transaction id, 0 if none
+ *                                    group-more (GROUPS below), bit 0x04
+ *                                    paused (sale only); for types 1-9
+ *                                    the other bits are kept, not judged
+ *          20     4  ttl_ms          see below; zero for types 1-5, 7-9
+ *          24     8  qty             see below (two's complement)
+ *          32     8  xid             see below
  *          40     8  timestamp_us    unix microseconds
  *          48     *  sku, order_id, zero padding
+ *
+ * What ttl_ms, qty and xid mean depends on the type:
+ *
+ *      type          ttl_ms                  qty                 xid
+ *      6 reserve     the hold's time-to-live units held          the caller's
+ *                    in ms, 1..2592000000                        full transac-
+ *                    (its deadline is                            tion id, 0 if
+ *                    timestamp_us / 1000 +                       none
+ *                    ttl_ms)
+ *      1, 2, 7-9     0                       units               as for 6
+ *      3, 4          0                       signed delta        as for 6
+ *      5 noop        0                       0 (not judged)      0 (not judged)
+ *      10 sale       per-buyer limit,        starts_at: unix     ends_at: unix
+ *                    0..2147483647           ms, >= 0 (0: open   ms (0: never
+ *                    (0: none)               from the start)     closes)
+ *
+ * A sale record carries a SKU's whole sale configuration (hs_sale_configure,
+ * hs_sale_pause: the last one per SKU wins) and changes no counter.  It has
+ * no order id, flags 0x04 (paused) or nothing, and is never part of a group.
  *
  * A typical deduction (sku "sku-42", order id "order-000123456") takes
  * 48 + 6 + 15 = 69 bytes, padded to 72; the largest record is 176 bytes.
@@ -87,8 +104,10 @@
  *   2. sku_len <= 63, order_len <= 63, and total_len equals
  *      48 + sku_len + order_len rounded up to 8;
  *   3. crc equals CRC32C of bytes [off + 4, off + total_len);
- *   4. type is 1..9, ttl_ms is non-zero exactly for type 6 and the
- *      padding bytes are zero;
+ *   4. type is 1..10; for types 1..9 ttl_ms is non-zero exactly for type
+ *      6 and at most 2592000000; a type 10 (sale) has sku_len >= 1,
+ *      order_len 0, qty >= 0, ttl_ms <= 2147483647 and no flag but 0x04;
+ *      and the padding bytes are zero;
  *   5. lsn is the previous record's lsn + 1, and the first record's lsn
  *      is the file header's first_lsn (which equals the file's name).
  *
@@ -116,6 +135,10 @@
  * the flags byte was always there and no older writer set bit 0x02, so an
  * older file holds groups of one only (an older build reading a file with
  * groups sees single records and would not hold a cut group back).
+ * Type 10 (sale) needs no new version either: an older build refuses a
+ * record of type 10 cleanly (rule 4: corruption, named with its file,
+ * offset and LSN; never misread), so a queue with a SALE record needs
+ * this build or later, and that is all.
  *
  * A file header is valid when magic, format version, header size and its
  * CRC match, the reserved bytes are zero and first_lsn >= 1 equals the
@@ -192,8 +215,22 @@ all_zero(const uint8_t *p, size_t n)
  *-------------------------------------------------------------------------
  */
 
+/* Rule 4's judgement of a record's type-dependent fields (without the
+ * padding): the decoder's, and the writer's before it appends. */
+bool
+qf_fields_ok(uint8_t type, unsigned sku_len, unsigned order_len, uint8_t flags, uint32_t ttl_ms,
+             int64_t qty)
+{
+    if (type == HS_REC_SALE)
+        return sku_len >= 1 && order_len == 0 && qty >= 0 && ttl_ms <= INT32_MAX &&
+               (flags & ~HS_REC_FLAG_PAUSED) == 0;
+    return type >= HS_REC_DEDUCT && type <= HS_REC_EXPIRE &&
+           (type == HS_REC_RESERVE) == (ttl_ms != 0) && ttl_ms <= HS_TTL_MAX_MS;
+}
+
 /* Encode rec (sku_len and order_len within their maxima: asserted) into
- * buf; returns the record's total length. */
+ * buf; returns the record's total length.  ttl_ms is written for RESERVE
+ * and SALE only (zero otherwise). */
 size_t
 hs_qf_encode(const hs_record *rec, uint8_t *buf)
 {
@@ -207,7 +244,7 @@ hs_qf_encode(const hs_record *rec, uint8_t *buf)
     buf[17] = rec->sku_len;
     buf[18] = rec->order_len;
     buf[19] = rec->flags;
-    hs_put_u32(buf + 20, rec->type == HS_REC_RESERVE ? rec->ttl_ms : 0);
+    hs_put_u32(buf + 20, rec->type == HS_REC_RESERVE || rec->type == HS_REC_SALE ? rec->ttl_ms : 0);
     hs_put_u64(buf + 24, (uint64_t)rec->qty);
     hs_put_u64(buf + 32, rec->xid);
     hs_put_u64(buf + 40, rec->timestamp_us);
@@ -246,9 +283,8 @@ hs_qf_decode(const uint8_t *buf, size_t avail, hs_record *rec, size_t *len)
     if (crc != hs_crc32c(0, buf + 4, total - 4))
         return HS_QF_BAD_CRC;
     strings = sku_len + order_len;
-    if (buf[16] < HS_REC_DEDUCT || buf[16] > HS_REC_EXPIRE ||
-        (buf[16] == HS_REC_RESERVE) != (hs_get_u32(buf + 20) != 0) ||
-        hs_get_u32(buf + 20) > HS_TTL_MAX_MS ||
+    if (!qf_fields_ok(buf[16], sku_len, order_len, buf[19], hs_get_u32(buf + 20),
+                      (int64_t)hs_get_u64(buf + 24)) ||
         !all_zero(buf + HS_QF_RECORD_HEADER_SIZE + strings,
                   total - HS_QF_RECORD_HEADER_SIZE - strings))
         return HS_QF_BAD_TYPE;
@@ -286,7 +322,7 @@ hs_qf_decode_result_name(hs_qf_decode_result r)
     case HS_QF_BAD_CRC:
         return "checksum mismatch";
     case HS_QF_BAD_TYPE:
-        return "bad type, ttl or non-zero padding";
+        return "bad type, fields for its type or non-zero padding";
     }
     return "unknown";
 }

@@ -42,7 +42,8 @@ typedef enum hs_qf_decode_result {
     HS_QF_ZERO,    /* an all-zero header: the clean end of written data */
     HS_QF_BAD_LEN, /* length field or string lengths out of bounds */
     HS_QF_BAD_CRC, /* checksum mismatch */
-    HS_QF_BAD_TYPE /* unknown record type or non-zero reserved bytes */
+    HS_QF_BAD_TYPE /* unknown record type, fields its type does not allow (rule 4)
+                    * or non-zero padding */
 } hs_qf_decode_result;
 
 /* Decode the record at buf[0..avail).  On HS_QF_OK fills *rec and *len. */
@@ -75,7 +76,8 @@ hs_qf_writer *hs_qf_writer_open(const char *dir, hs_lsn last_lsn, uint64_t segme
  * HS_REC_FLAG_GROUP_MORE, so a group never spans files; the caller hands
  * over whole groups before hs_qf_writer_sync(), as a partial group at
  * the end of the queue is a torn tail to every reader.
- * Returns 0, or -1 with hs_last_error() set (write failure). */
+ * Returns 0, or -1 with hs_last_error() set (write failure, or a record
+ * readers would refuse: queue_file.c VALIDITY rule 4; nothing appended). */
 int hs_qf_writer_append(hs_qf_writer *w, const hs_record *rec);
 
 /* write(2) everything buffered (survives a process crash).  0 / -1. */

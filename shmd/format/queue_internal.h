@@ -88,6 +88,10 @@ typedef struct qf_file_state {
 
 /* Is p[0..n) all zero bytes? */
 HS_INTERNAL bool all_zero(const uint8_t *p, size_t n);
+/* Rule 4 of the validity rule (queue_file.c) for a record's type, flags,
+ * ttl_ms, qty and string lengths: true when a record may carry them. */
+HS_INTERNAL bool qf_fields_ok(uint8_t type, unsigned sku_len, unsigned order_len, uint8_t flags,
+                              uint32_t ttl_ms, int64_t qty);
 /* DIR/queue into out; 0, or -1 with hs_last_error(). */
 HS_INTERNAL int qf_queue_dir(const char *dir, char *out, size_t outlen);
 /* Path of the file whose first record is first_lsn. */

@@ -268,7 +268,8 @@ qf_writer_rotate(hs_qf_writer *w, hs_lsn next_lsn)
 }
 
 /* See queue_file.h.  Also -1 (nothing appended) for a record that cannot
- * be encoded (unknown type or oversized strings) or that would make a
+ * be encoded (oversized strings) or that readers would refuse (unknown
+ * type, fields its type does not allow: rule 4), or that would make a
  * group longer than QF_GROUP_MAX.  Rotates only between groups, so the
  * records of a group always lie in one file (a file may grow past
  * segment_bytes by up to one group). */
@@ -286,11 +287,14 @@ hs_qf_writer_append(hs_qf_writer *w, const hs_record *rec)
                      rec->lsn, w->last_lsn);
         return -1;
     }
-    if (rec->type < HS_REC_DEDUCT || rec->type > HS_REC_EXPIRE || rec->sku_len > HS_SKU_MAX ||
-        rec->order_len > HS_ORDER_ID_MAX) {
+    if (rec->sku_len > HS_SKU_MAX || rec->order_len > HS_ORDER_ID_MAX ||
+        !qf_fields_ok(rec->type, rec->sku_len, rec->order_len, rec->flags,
+                      rec->type == HS_REC_RESERVE || rec->type == HS_REC_SALE ? rec->ttl_ms : 0,
+                      rec->qty)) {
         hs_set_error("queue append of LSN %" PRIu64 ": bad record (type %u, sku_len %u, "
-                     "order_len %u)",
-                     rec->lsn, rec->type, rec->sku_len, rec->order_len);
+                     "order_len %u, flags 0x%02x, ttl_ms %u, qty %" PRId64 ")",
+                     rec->lsn, rec->type, rec->sku_len, rec->order_len, rec->flags, rec->ttl_ms,
+                     rec->qty);
         return -1;
     }
     if (w->group_len >= QF_GROUP_MAX) {

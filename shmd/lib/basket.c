@@ -232,7 +232,7 @@ basket_take(hs_client *c, const char *order_id, size_t order_len, int n, const c
     hs_lsn first;
     uint64_t now_us;
     int locked = 0;
-    hs_result r = HS_OK;
+    hs_result r = HS_OK, closed = HS_OK;
 
     if (lsn != NULL)
         *lsn = 0;
@@ -284,6 +284,33 @@ again:
         l->id_len = hs_basket_line_id(order_id, order_len, i, n, l->id);
         l->hash = hs_hash(l->id, l->id_len);
         l->o = NULL;
+    }
+
+    /* 0. The sale sessions: a line outside its window or paused takes
+     * nothing and claims nothing; a basket taken before still gets its
+     * answer (a retry). */
+    now_us = hs_now_unix_us();
+    for (int i = 0; i < n && closed == HS_OK; i++)
+        closed = sale_check(&hs_sku_table(h)[lines[i].si], now_us / 1000);
+    if (closed != HS_OK) {
+        uint32_t oi, ver;
+        bool inserted;
+        uint64_t w;
+        unsigned state;
+
+        r = order_probe(c, h, lines[0].id, lines[0].id_len, NULL, &oi, &ver, &inserted);
+        if (r == HS_NOT_FOUND)
+            return closed;
+        if (r != HS_OK)
+            return r;
+        /* seq_cst (an acquire): pairs with the release of the last change */
+        w = atomic_load(&hs_order_table(h)[oi].state);
+        state = HS_STATE_OF(w);
+        if (HS_VER_OF(w) != ver || state == HS_INDEX_FAILED ||
+            (order_owned_state(state) && state != HS_INDEX_REFUNDING))
+            return closed;
+        return basket_settled(c, h, order_id, order_len, lines, n, state,
+                              &hs_order_table(h)[oi], ver, reserve, expires_at_ms);
     }
 
     /* 1. Sold out and the basket unknown: answer without claiming slots
@@ -358,7 +385,6 @@ again:
 
     /* 2b. xid and the deadline (0: no hold) before the records (deduct.c,
      * step 2b): one deadline for every line. */
-    now_us = hs_now_unix_us();
     if (reserve)
         deadline = now_us / 1000 + ttl_ms;
     for (int i = 0; i < n; i++) {

@@ -117,6 +117,7 @@ HS_INTERNAL void record_init(hs_ring_record *rec, hs_record_type type, uint32_t 
 HS_INTERNAL hs_result append_record(hs_client *c, hs_header *h, hs_ring_record *rec, hs_lsn *lsn);
 HS_INTERNAL hs_result append_group(hs_client *c, hs_header *h, hs_ring_record *recs, uint32_t n,
                                   hs_lsn *first);
+HS_INTERNAL hs_result sale_check(hs_sku_slot *s, uint64_t now_ms);
 HS_INTERNAL int counter_take(hs_sku_slot *s, int64_t qty);
 HS_INTERNAL int64_t counter_give(hs_sku_slot *s, int64_t qty);
 HS_INTERNAL int64_t counter_read(hs_sku_slot *s);

@@ -116,7 +116,7 @@ take_common(hs_client *c, take_kind kind, const char *sku, size_t sku_len, int32
     bool inserted;
     uint64_t now_us, deadline = 0;
     hs_lsn at;
-    hs_result r = HS_OK;
+    hs_result r = HS_OK, closed;
 
     if (lsn != NULL)
         *lsn = 0;
@@ -145,6 +145,11 @@ again:
         return r;
     s = &hs_sku_table(h)[si];
 
+    /* 1'. The sale session: outside its window or paused, nothing new is
+     * taken and no slot claimed; an order taken before still gets its
+     * answer (a retry), looked up below without a claim. */
+    closed = sale_check(s, hs_now_unix_us() / 1000);
+
     /* 1a. Sold out and the order id unknown: answer without claiming an
      * order slot, so a flash sale's sold-out attempts (most of them) do not
      * fill the order index.  The order is looked up AFTER the counter: an
@@ -155,7 +160,7 @@ again:
      * goes the full way (a retry of a done deduction must answer
      * HS_DUPLICATE even when sold out).  Acquire: the look-up's loads stay
      * after this one. */
-    if (kind != TAKE_RETAKE &&
+    if (kind != TAKE_RETAKE && closed == HS_OK &&
         (atomic_load_explicit(&s->available, memory_order_acquire) & ~HS_AVAILABLE_LOCKED) < qty) {
         r = order_probe(c, h, order_id, order_len, NULL, &oi, &ver, &inserted);
         if (r == HS_NOT_FOUND && !hs_filter_maybe(h, hash))
@@ -186,8 +191,10 @@ again:
      * A retake claims only an existing ended hold. */
     mine = ins;
     mine.sku_index = si;
-    r = order_probe(c, h, order_id, order_len, kind == TAKE_RETAKE ? NULL : &mine, &oi, &ver,
-                    &inserted);
+    r = order_probe(c, h, order_id, order_len,
+                    kind == TAKE_RETAKE || closed != HS_OK ? NULL : &mine, &oi, &ver, &inserted);
+    if (r == HS_NOT_FOUND && closed != HS_OK)
+        return closed;
     if (r != HS_OK)
         return r;
     o = &hs_order_table(h)[oi];
@@ -204,6 +211,8 @@ again:
 
             if (HS_VER_OF(w) != ver || state == HS_INDEX_EVICTING)
                 goto again; /* evicted since we found it: look again */
+            if (state == HS_INDEX_FAILED && kind != TAKE_RETAKE && closed != HS_OK)
+                return closed; /* a retry after a failed attempt: nothing new now */
             if (state == HS_INDEX_FAILED && kind != TAKE_RETAKE) {
                 /* A retry after a failed attempt.  acq_rel: we own it now
                  * (a CAS from a word of another version fails). */
@@ -227,6 +236,8 @@ again:
                     goto again;
                 if (r != HS_OK)
                     return r;
+                if (closed != HS_OK)
+                    return closed; /* a retake takes anew: not now */
                 /* A retake of an ended hold.  acq_rel: we own it now.  A
                  * waiter that settles us after our death reads our DEDUCT,
                  * or else the CANCEL or EXPIRE we started from, as the

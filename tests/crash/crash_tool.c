@@ -303,6 +303,8 @@ type_name(int t)
         return "cancel";
     case HS_REC_EXPIRE:
         return "expire";
+    case HS_REC_SALE:
+        return "sale";
     default:
         return "?";
     }
@@ -322,7 +324,7 @@ record_delta(const hs_record *rec)
     case HS_REC_CANCEL:
     case HS_REC_EXPIRE:
         return rec->qty;
-    default:
+    default: /* CONFIRM, NOOP, SALE (its qty is starts_at): no counter change */
         return 0;
     }
 }

@@ -56,6 +56,24 @@ gen_rec(hs_lsn lsn, hs_record *r)
     r->order_len = (uint8_t)strlen(r->order_id);
 }
 
+/* A SALE record at lsn for sku: qty = starts_at, xid = ends_at, ttl_ms =
+ * the per-buyer limit, flag HS_REC_FLAG_PAUSED when paused. */
+static __attribute__((unused)) void
+sale_rec(hs_lsn lsn, const char *sku, uint64_t starts_at_ms, uint64_t ends_at_ms,
+         uint32_t per_buyer_limit, bool paused, hs_record *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->lsn = lsn;
+    r->type = HS_REC_SALE;
+    r->flags = paused ? HS_REC_FLAG_PAUSED : 0;
+    r->qty = (int64_t)starts_at_ms;
+    r->xid = ends_at_ms;
+    r->ttl_ms = per_buyer_limit;
+    r->timestamp_us = UINT64_C(1700000000000000) + lsn;
+    snprintf(r->sku, sizeof(r->sku), "%s", sku);
+    r->sku_len = (uint8_t)strlen(r->sku);
+}
+
 static __attribute__((unused)) bool
 rec_eq(const hs_record *a, const hs_record *b)
 {

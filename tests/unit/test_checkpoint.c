@@ -8,7 +8,9 @@
  * stream; recovery (checkpoint + replay of the queue after it, through the
  * real queue writer and scan) against the fold of everything; and every
  * kind of damaged checkpoint must be refused with a message naming the
- * file.
+ * file.  SALE records are part of the stream: the sale configurations
+ * fold, save (format version 2) and load like the counters; a version-1
+ * file, built here byte by byte, still loads (sale configurations zero).
  *
  *-------------------------------------------------------------------------
  */
@@ -17,6 +19,7 @@
 #include "checkpoint.h"
 #include "queue_file.h"
 #include "segment.h"
+#include "util.h"
 
 #define NAMES 300
 
@@ -52,7 +55,15 @@ random_rec(uint64_t *seed, hs_lsn lsn, hs_record *r, int *name)
     r->lsn = lsn;
     r->type = (uint8_t)(1 + hs_test_rand(seed) % 5);
     *name = (int)(hs_test_rand(seed) % NAMES);
+    if (hs_test_rand(seed) % 8 == 0)
+        r->type = HS_REC_SALE;
     switch (r->type) {
+    case HS_REC_SALE:
+        r->qty = (int64_t)(hs_test_rand(seed) >> 1); /* starts_at: 0..2^63-1 */
+        r->xid = hs_test_rand(seed) % 3 == 0 ? 0 : hs_test_rand(seed);
+        r->ttl_ms = (uint32_t)(hs_test_rand(seed) % 3 == 0 ? 0 : hs_test_rand(seed) >> 33);
+        r->flags = hs_test_rand(seed) % 2 ? HS_REC_FLAG_PAUSED : 0;
+        break;
     case HS_REC_DEDUCT:
     case HS_REC_REFUND:
         r->qty = 1 + (int64_t)(hs_test_rand(seed) % HS_QTY_MAX);
@@ -75,7 +86,15 @@ random_rec(uint64_t *seed, hs_lsn lsn, hs_record *r, int *name)
 typedef struct model {
     int64_t available[NAMES];
     bool exists[NAMES];
+    hs_sale sale[NAMES];
 } model;
+
+static bool
+sales_equal(const hs_sale *a, const hs_sale *b)
+{
+    return a->starts_at_ms == b->starts_at_ms && a->ends_at_ms == b->ends_at_ms &&
+           a->per_buyer_limit == b->per_buyer_limit && a->paused == b->paused;
+}
 
 static void
 model_apply(model *m, const hs_record *r, int name)
@@ -83,7 +102,12 @@ model_apply(model *m, const hs_record *r, int name)
     if (name < 0)
         return;
     m->exists[name] = true;
-    if (r->type == HS_REC_DEDUCT)
+    if (r->type == HS_REC_SALE) {
+        m->sale[name].starts_at_ms = (uint64_t)r->qty;
+        m->sale[name].ends_at_ms = r->xid;
+        m->sale[name].per_buyer_limit = (int32_t)r->ttl_ms;
+        m->sale[name].paused = (r->flags & HS_REC_FLAG_PAUSED) != 0;
+    } else if (r->type == HS_REC_DEDUCT)
         m->available[name] -= r->qty;
     else
         m->available[name] += r->qty;
@@ -97,7 +121,7 @@ shadow_equals_model(hs_shadow *s, const model *m)
         hs_shadow_sku *e = hs_shadow_get(s, names[i], name_lens[i], false);
         if (m->exists[i] != (e != NULL))
             return false;
-        if (e != NULL && e->available != m->available[i])
+        if (e != NULL && (e->available != m->available[i] || !sales_equal(&e->sale, &m->sale[i])))
             return false;
         n += m->exists[i];
     }
@@ -114,7 +138,7 @@ shadows_equal(hs_shadow *a, hs_shadow *b)
         if (e->sku_len == 0)
             continue;
         f = hs_shadow_get(b, e->sku, e->sku_len, false);
-        if (f == NULL || f->available != e->available)
+        if (f == NULL || f->available != e->available || !sales_equal(&f->sale, &e->sale))
             return false;
     }
     return true;
@@ -201,6 +225,93 @@ test_shadow_table(void)
     hs_shadow_free(&s);
 }
 
+/* A SALE record at lsn for sku (hs_sale_configure / hs_sale_pause). */
+static void
+sale_rec(hs_lsn lsn, const char *sku, int64_t starts_at_ms, uint64_t ends_at_ms, uint32_t limit,
+         bool paused, hs_record *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->lsn = lsn;
+    r->type = HS_REC_SALE;
+    r->flags = paused ? HS_REC_FLAG_PAUSED : 0;
+    r->qty = starts_at_ms;
+    r->xid = ends_at_ms;
+    r->ttl_ms = limit;
+    r->sku_len = (uint8_t)strlen(sku);
+    memcpy(r->sku, sku, r->sku_len);
+}
+
+static bool
+sale_is(const hs_shadow_sku *e, uint64_t starts_at_ms, uint64_t ends_at_ms, int32_t limit,
+        bool paused)
+{
+    return e != NULL && e->sale.starts_at_ms == starts_at_ms && e->sale.ends_at_ms == ends_at_ms &&
+           e->sale.per_buyer_limit == limit && e->sale.paused == paused;
+}
+
+/* SALE records set their SKU's sale configuration (the last one wins),
+ * create the SKU when absent, and never change a counter. */
+static void
+test_sale_fold(void)
+{
+    hs_shadow s;
+    hs_record r;
+
+    CHECK_EQ(hs_shadow_init(&s, 4), 0);
+    memset(&r, 0, sizeof(r));
+    r.lsn = 1;
+    r.type = HS_REC_PUT_SKU;
+    r.qty = 10;
+    strcpy(r.sku, "a");
+    r.sku_len = 1;
+    CHECK_EQ(hs_shadow_fold(&s, &r), 0);
+    CHECK(sale_is(hs_shadow_get(&s, "a", 1, false), 0, 0, 0, false)); /* never configured */
+    sale_rec(2, "a", 1000, 2000, 3, true, &r);
+    CHECK_EQ(hs_shadow_fold(&s, &r), 0);
+    CHECK(sale_is(hs_shadow_get(&s, "a", 1, false), 1000, 2000, 3, true));
+    CHECK_EQ(hs_shadow_get(&s, "a", 1, false)->available, 10);
+    sale_rec(3, "b", INT64_MAX, UINT64_MAX, INT32_MAX, false, &r);
+    CHECK_EQ(hs_shadow_fold(&s, &r), 0);
+    CHECK_EQ(s.count, 2);
+    CHECK(sale_is(hs_shadow_get(&s, "b", 1, false), INT64_MAX, UINT64_MAX, INT32_MAX, false));
+    CHECK_EQ(hs_shadow_get(&s, "b", 1, false)->available, 0);
+    memset(&r, 0, sizeof(r));
+    r.lsn = 4;
+    r.type = HS_REC_DEDUCT;
+    r.flags = HS_REC_FLAG_PAUSED; /* means nothing on a DEDUCT */
+    r.qty = 4;
+    strcpy(r.sku, "a");
+    r.sku_len = 1;
+    strcpy(r.order_id, "o1");
+    r.order_len = 2;
+    CHECK_EQ(hs_shadow_fold(&s, &r), 0);
+    CHECK_EQ(hs_shadow_get(&s, "a", 1, false)->available, 6);
+    CHECK(sale_is(hs_shadow_get(&s, "a", 1, false), 1000, 2000, 3, true));
+    sale_rec(5, "a", 0, 0, 0, false, &r); /* the last one wins, zero included */
+    CHECK_EQ(hs_shadow_fold(&s, &r), 0);
+    CHECK(sale_is(hs_shadow_get(&s, "a", 1, false), 0, 0, 0, false));
+    CHECK_EQ(hs_shadow_get(&s, "a", 1, false)->available, 6);
+    CHECK_EQ(s.lsn, 5);
+    /* what hs_sale cannot hold is refused, nothing changed */
+    sale_rec(6, "b", -1, 5, 1, true, &r);
+    CHECK_EQ(hs_shadow_fold(&s, &r), -1);
+    CHECK_CONTAINS(hs_last_error(), "LSN 6");
+    sale_rec(6, "b", 1, 5, (uint32_t)INT32_MAX + 1, true, &r);
+    CHECK_EQ(hs_shadow_fold(&s, &r), -1);
+    sale_rec(6, "", 1, 5, 1, true, &r);
+    CHECK_EQ(hs_shadow_fold(&s, &r), -1);
+    CHECK_EQ(s.lsn, 5);
+    CHECK_EQ(s.count, 2);
+    CHECK(sale_is(hs_shadow_get(&s, "b", 1, false), INT64_MAX, UINT64_MAX, INT32_MAX, false));
+    /* the configuration moves with its entry when the table grows */
+    for (int i = 0; i < NAMES; i++)
+        hs_shadow_get(&s, names[i], name_lens[i], true);
+    CHECK_EQ(s.count, NAMES + 2);
+    CHECK(s.capacity > 4 * 16);
+    CHECK(sale_is(hs_shadow_get(&s, "b", 1, false), INT64_MAX, UINT64_MAX, INT32_MAX, false));
+    hs_shadow_free(&s);
+}
+
 static void
 test_fold_matches_model(void)
 {
@@ -247,16 +358,45 @@ test_write_load(void)
     CHECK_EQ(hs_checkpoint_load(dir, &t), 1);
     CHECK_EQ(t.count, 0);
 
-    /* every name, values of every sign and size */
+    /* every name, values of every sign and size; every other SKU with a
+     * sale configuration, the extremes included */
     for (int i = 0; i < NAMES; i++) {
         hs_shadow_sku *e = hs_shadow_get(&s, names[i], name_lens[i], true);
         e->available = (int64_t)hs_test_rand(&seed);
+        if (i % 2 == 0)
+            continue;
+        e->sale.starts_at_ms = i == 1 ? INT64_MAX : hs_test_rand(&seed) >> 1;
+        e->sale.ends_at_ms = i == 1 ? UINT64_MAX : hs_test_rand(&seed);
+        e->sale.per_buyer_limit = i == 1 ? INT32_MAX : (int32_t)(hs_test_rand(&seed) >> 33);
+        e->sale.paused = i % 4 == 1;
     }
     s.lsn = 123456789;
     s.applied_lsn = 123000000;
     s.generation = 42;
     CHECK_EQ(hs_checkpoint_write(dir, &s), 0);
-    CHECK_EQ(hs_test_file_size(path), 64 + 80 * NAMES + 4);
+    CHECK_EQ(hs_test_file_size(path), 64 + 96 * NAMES + 4);
+    {
+        /* the entry layout, read back byte by byte: the first entry's SKU
+         * is found in the file and its sale fields at their offsets */
+        uint8_t hdr[64], ent[96];
+        bool found = false;
+        hs_test_pread(path, 0, hdr, 64);
+        CHECK_EQ(hs_get_u32(hdr + 8), 2);
+        for (int k = 0; k < NAMES && !found; k++) {
+            hs_shadow_sku *e;
+            hs_test_pread(path, 64 + 96 * k, ent, 96);
+            e = hs_shadow_get(&s, (const char *)ent + 16, ent[8], false);
+            if (e == NULL || e->sale.per_buyer_limit == 0)
+                continue;
+            found = (int64_t)hs_get_u64(ent) == e->available && ent[9] == e->sale.paused &&
+                    ent[10] == 0 && ent[11] == 0 &&
+                    hs_get_u32(ent + 12) == (uint32_t)e->sale.per_buyer_limit &&
+                    hs_get_u64(ent + 80) == e->sale.starts_at_ms &&
+                    hs_get_u64(ent + 88) == e->sale.ends_at_ms;
+            CHECK(found);
+        }
+        CHECK(found);
+    }
     CHECK_EQ(hs_test_file_size(tmp), -1);
     CHECK_EQ(hs_checkpoint_load(dir, &t), 1);
     CHECK(shadows_equal(&s, &t));
@@ -273,6 +413,20 @@ test_write_load(void)
         CHECK(hs_shadow_get(&u, "stale-sku", 9, false) == NULL);
         CHECK(shadows_equal(&s, &u));
         hs_shadow_free(&u);
+    }
+
+    /* a sale configuration the format cannot hold: refused, the file kept */
+    {
+        hs_shadow_sku *e = hs_shadow_get(&s, names[2], name_lens[2], false);
+        e->sale.per_buyer_limit = -1;
+        CHECK_EQ(hs_checkpoint_write(dir, &s), -1);
+        CHECK_CONTAINS(hs_last_error(), "cannot be saved");
+        e->sale.per_buyer_limit = 0;
+        e->sale.starts_at_ms = (uint64_t)INT64_MAX + 1;
+        CHECK_EQ(hs_checkpoint_write(dir, &s), -1);
+        e->sale.starts_at_ms = 0;
+        CHECK_EQ(hs_checkpoint_load(dir, &t), 1);
+        CHECK(shadows_equal(&s, &t));
     }
 
     /* a directory that does not exist */
@@ -315,9 +469,19 @@ put_crc(const char *path)
     free(buf);
 }
 
+/* Write one byte at off of path and put a correct checksum: only the
+ * entry rules can refuse it then. */
+static void
+patch_byte(const char *path, long long off, uint8_t v)
+{
+    hs_test_pwrite(path, off, &v, 1);
+    put_crc(path);
+}
+
 static void
 test_refused(void)
 {
+    const int E = CKPT_ENTRY_SIZE_V2;
     char dir[256], path[300], saved[320];
     hs_shadow s;
     uint8_t junk[1000];
@@ -329,8 +493,14 @@ test_refused(void)
     snprintf(path, sizeof(path), "%s/%s", dir, HS_CKPT_FILE);
     snprintf(saved, sizeof(saved), "%s.saved", path);
     CHECK_EQ(hs_shadow_init(&s, 8), 0);
-    for (int i = 0; i < 20; i++)
-        hs_shadow_get(&s, names[i], name_lens[i], true)->available = i;
+    for (int i = 0; i < 20; i++) {
+        hs_shadow_sku *e = hs_shadow_get(&s, names[i], name_lens[i], true);
+        e->available = i;
+        e->sale = (hs_sale){.starts_at_ms = 1000u * (unsigned)i,
+                            .ends_at_ms = 5000,
+                            .per_buyer_limit = i,
+                            .paused = i % 2};
+    }
     s.lsn = 500;
     CHECK_EQ(hs_checkpoint_write(dir, &s), 0);
     CHECK_EQ(hs_test_copy_file(path, saved), 0);
@@ -351,7 +521,10 @@ test_refused(void)
     truncate(path, 30);
     expect_refused(dir, path, "short");
     hs_test_copy_file(saved, path);
-    truncate(path, size - 80);
+    truncate(path, size - E); /* an entry short */
+    expect_refused(dir, path, "torn or truncated");
+    hs_test_copy_file(saved, path);
+    truncate(path, size - 16); /* the size of version-1 entries for the same count */
     expect_refused(dir, path, "torn or truncated");
 
     /* one flipped bit anywhere: refused */
@@ -366,7 +539,7 @@ test_refused(void)
     }
     CHECK(ok);
     hs_test_copy_file(saved, path);
-    hs_test_flip_bit(path, 64 + 80 * 3 + 2, 1);
+    hs_test_flip_bit(path, 64 + E * 3 + 2, 1);
     expect_refused(dir, path, "checksum mismatch");
 
     /* garbage */
@@ -376,30 +549,62 @@ test_refused(void)
     hs_test_pwrite(path, 0, junk, sizeof(junk));
     expect_refused(dir, path, "bad magic");
 
-    /* another format version, checksum correct */
+    /* a format version this build does not read, checksum correct */
     hs_test_copy_file(saved, path);
-    {
-        uint8_t v = 2;
-        hs_test_pwrite(path, 8, &v, 1);
-        put_crc(path);
-        expect_refused(dir, path, "format version 2, this build reads version 1");
-    }
+    patch_byte(path, 8, 3);
+    expect_refused(dir, path, "format version 3, this build reads versions 1 to 2");
+    hs_test_copy_file(saved, path);
+    patch_byte(path, 8, 0);
+    expect_refused(dir, path, "format version 0, this build reads versions 1 to 2");
 
     /* bad entries with a correct checksum */
     hs_test_copy_file(saved, path);
-    {
-        uint8_t z = 0;
-        hs_test_pwrite(path, 64 + 80 * 2 + 8, &z, 1); /* sku_len 0 */
-        put_crc(path);
-        expect_refused(dir, path, "SKU length 0");
-    }
+    patch_byte(path, 64 + E * 2 + 8, 0); /* sku_len 0 */
+    expect_refused(dir, path, "SKU length 0");
     hs_test_copy_file(saved, path);
     {
-        uint8_t entry[80];
-        hs_test_pread(path, 64, entry, 80);
-        hs_test_pwrite(path, 64 + 80 * 5, entry, 80); /* the same SKU twice */
+        uint8_t entry[CKPT_ENTRY_SIZE_V2];
+        hs_test_pread(path, 64, entry, sizeof(entry));
+        hs_test_pwrite(path, 64 + E * 5, entry, sizeof(entry)); /* the same SKU twice */
         put_crc(path);
         expect_refused(dir, path, "a second time");
+    }
+    {
+        /* sale fields: flag bits but 0x01, reserved bytes, a limit over
+         * INT32_MAX, a starts_at over INT64_MAX, bytes after the SKU */
+        static const struct {
+            int at;
+            uint8_t v;
+            const char *what;
+        } bad[] = {{9, 0x02, "sale flag bits"},  {9, 0x81, "sale flag bits"},
+                   {10, 1, "non-zero reserved"}, {11, 0x40, "non-zero reserved"},
+                   {15, 0x80, "out of range"},   {87, 0x80, "out of range"},
+                   {16 + 63, 1, "after its SKU"}};
+        for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+            hs_test_copy_file(saved, path);
+            patch_byte(path, 64 + E * 4 + bad[k].at, bad[k].v);
+            expect_refused(dir, path, bad[k].what);
+            CHECK_CONTAINS(hs_last_error(), "entry 4 at offset 448");
+        }
+        /* and their neighbours are fine: paused, the largest limit and starts_at */
+        hs_test_copy_file(saved, path);
+        patch_byte(path, 64 + E * 4 + 9, 0x01);
+        patch_byte(path, 64 + E * 4 + 15, 0x7f);
+        patch_byte(path, 64 + E * 4 + 87, 0x7f);
+        {
+            hs_shadow t;
+            int big = 0;
+            hs_shadow_init(&t, 8);
+            CHECK_EQ(hs_checkpoint_load(dir, &t), 1);
+            CHECK_EQ(t.count, 20);
+            for (uint32_t i = 0; i < t.capacity; i++) {
+                hs_shadow_sku *e = &t.slots[i];
+                if (e->sku_len != 0 && e->sale.per_buyer_limit >= 0x7f000000)
+                    big += e->sale.paused && e->sale.starts_at_ms >> 56 == 0x7f;
+            }
+            CHECK_EQ(big, 1);
+            hs_shadow_free(&t);
+        }
     }
 
     /* and the intact file still loads */
@@ -412,6 +617,108 @@ test_refused(void)
         hs_shadow_free(&t);
     }
     hs_shadow_free(&s);
+    hs_test_rmrf(dir);
+}
+
+/*
+ * A version-1 checkpoint (80-byte entries, no sale configuration), built
+ * here byte by byte as the previous build wrote it: it loads with the same
+ * counters and positions, every sale configuration zero.  Its own rules
+ * still hold: bytes 9-15 of an entry are reserved zeros, and the size must
+ * match 80-byte entries.
+ */
+static void
+write_v1(const char *path, const hs_shadow *s)
+{
+    size_t size = 64 + (size_t)s->count * CKPT_ENTRY_SIZE_V1 + 4;
+    uint8_t *buf = calloc(1, size), *p = buf + 64;
+
+    hs_put_u64(buf, HS_CKPT_MAGIC);
+    hs_put_u32(buf + 8, 1);
+    hs_put_u32(buf + 12, 64);
+    hs_put_u64(buf + 16, s->lsn);
+    hs_put_u64(buf + 24, s->applied_lsn);
+    hs_put_u64(buf + 32, s->generation);
+    hs_put_u64(buf + 40, s->count);
+    hs_put_u64(buf + 48, UINT64_C(1700000000000000));
+    for (uint32_t i = 0; i < s->capacity; i++) {
+        const hs_shadow_sku *e = &s->slots[i];
+        if (e->sku_len == 0)
+            continue;
+        hs_put_u64(p, (uint64_t)e->available);
+        p[8] = e->sku_len;
+        memcpy(p + 16, e->sku, e->sku_len);
+        p += CKPT_ENTRY_SIZE_V1;
+    }
+    hs_put_u32(p, hs_crc32c(0, buf, size - 4));
+    unlink(path);
+    hs_test_pwrite(path, 0, buf, size);
+    free(buf);
+}
+
+static void
+test_load_version1(void)
+{
+    char dir[256], path[300];
+    hs_shadow s, t;
+    uint64_t seed = 5;
+    bool ok = true;
+
+    hs_test_tmpdir("ckpt-v1", dir);
+    snprintf(path, sizeof(path), "%s/%s", dir, HS_CKPT_FILE);
+    CHECK_EQ(hs_shadow_init(&s, 8), 0);
+    CHECK_EQ(hs_shadow_init(&t, 8), 0);
+    for (int i = 0; i < NAMES; i++)
+        hs_shadow_get(&s, names[i], name_lens[i], true)->available = (int64_t)hs_test_rand(&seed);
+    s.lsn = 9001;
+    s.applied_lsn = 8000;
+    s.generation = 7;
+    write_v1(path, &s);
+    CHECK_EQ(hs_test_file_size(path), 64 + 80 * NAMES + 4);
+    /* t held sale configurations before: the load replaces them with zeros */
+    hs_shadow_get(&t, names[1], name_lens[1], true)->sale.paused = true;
+    CHECK_EQ(hs_checkpoint_load(dir, &t), 1);
+    CHECK(shadows_equal(&s, &t)); /* counters, and all sale configurations zero */
+    CHECK(shadows_equal(&t, &s));
+    CHECK_EQ(t.lsn, 9001);
+    CHECK_EQ(t.applied_lsn, 8000);
+    CHECK_EQ(t.generation, 7);
+    for (uint32_t i = 0; i < t.capacity; i++) {
+        const hs_sale *z = &t.slots[i].sale;
+        ok = ok && z->starts_at_ms == 0 && z->ends_at_ms == 0 && z->per_buyer_limit == 0 &&
+             !z->paused;
+    }
+    CHECK(ok);
+
+    /* written again, it is version 2 and loads the same */
+    CHECK_EQ(hs_checkpoint_write(dir, &t), 0);
+    CHECK_EQ(hs_test_file_size(path), 64 + 96 * NAMES + 4);
+    {
+        hs_shadow u;
+        CHECK_EQ(hs_shadow_init(&u, 8), 0);
+        CHECK_EQ(hs_checkpoint_load(dir, &u), 1);
+        CHECK(shadows_equal(&s, &u));
+        hs_shadow_free(&u);
+    }
+
+    /* version-1 rules: byte 9 (a flag in version 2) or 12 (the limit) is
+     * reserved there; a version-2 size is torn for version 1 */
+    write_v1(path, &s);
+    patch_byte(path, 64 + 80 * 7 + 9, 0x01);
+    expect_refused(dir, path, "non-zero reserved bytes");
+    CHECK_CONTAINS(hs_last_error(), "format version 1");
+    write_v1(path, &s);
+    patch_byte(path, 64 + 80 * 7 + 12, 0x05);
+    expect_refused(dir, path, "non-zero reserved bytes");
+    write_v1(path, &s);
+    {
+        uint8_t pad[16 * NAMES] = {0};
+        hs_test_pwrite(path, 64 + 80 * NAMES + 4, pad, sizeof(pad));
+        put_crc(path);
+        expect_refused(dir, path, "torn or truncated");
+    }
+    hs_shadow_free(&s);
+    hs_shadow_free(&t);
     hs_test_rmrf(dir);
 }
 
@@ -506,9 +813,11 @@ main(void)
         CHECK(distinct); /* the test's own premise */
     }
     test_shadow_table();
+    test_sale_fold();
     test_fold_matches_model();
     test_write_load();
     test_refused();
+    test_load_version1();
     test_checkpoint_replay();
     return hs_test_done();
 }

@@ -165,7 +165,9 @@ test_codec(void)
         CHECK_EQ(hs_qf_decode(b, len, &out, &dlen), HS_QF_OK);
         PATCH_AND_CRC(b[16] = 9; b[20] = 5);
         CHECK_EQ(hs_qf_decode(b, len, &out, &dlen), HS_QF_BAD_TYPE);
-        PATCH_AND_CRC(b[16] = 10);
+        PATCH_AND_CRC(b[16] = 10); /* a SALE with an order id */
+        CHECK_EQ(hs_qf_decode(b, len, &out, &dlen), HS_QF_BAD_TYPE);
+        PATCH_AND_CRC(b[16] = 11);
         CHECK_EQ(hs_qf_decode(b, len, &out, &dlen), HS_QF_BAD_TYPE);
         PATCH_AND_CRC(b[8] ^= 1); /* another LSN: valid here, rule 5 is the scan's */
         CHECK_EQ(hs_qf_decode(b, len, &out, &dlen), HS_QF_OK);
@@ -201,6 +203,54 @@ test_codec(void)
         h[20] ^= 0x10;
         CHECK(!hs_qf_check_header(h, sizeof(h), &first, why, sizeof(why)));
         CHECK_CONTAINS(why, "checksum");
+    }
+}
+
+/* SALE (type 10): the sale configuration in qty, xid, ttl_ms and the
+ * paused flag round-trips; a SALE with an order id, a negative qty, a flag
+ * but PAUSED, a limit over INT32_MAX or no SKU is refused. */
+static void
+test_sale_codec(void)
+{
+    uint8_t buf[HS_QF_RECORD_MAX];
+    hs_record in, out, bad[10];
+    size_t len, dlen;
+
+    for (int v = 0; v < 3; v++) {
+        if (v == 0)
+            sale_rec(5, "sku-42", UINT64_C(1700000000000), UINT64_C(1700003600000), 3, true, &in);
+        else if (v == 1)
+            sale_rec(6, "s", INT64_MAX, UINT64_MAX, INT32_MAX, false, &in);
+        else
+            sale_rec(7, "sku-42", 0, 0, 0, false, &in);
+        len = hs_qf_encode(&in, buf);
+        memset(&out, 0x5a, sizeof(out));
+        CHECK_EQ(hs_qf_decode(buf, len, &out, &dlen), HS_QF_OK);
+        CHECK_EQ(dlen, len);
+        CHECK(rec_eq(&in, &out));
+    }
+    /* the layout: type 10, flags 0x04, limit at 20, starts_at at 24, ends_at at 32 */
+    sale_rec(5, "sku-42", UINT64_C(0x0102030405), UINT64_C(0x0a0b0c0d0e), 0x112233, true, &in);
+    len = hs_qf_encode(&in, buf);
+    CHECK(len == 56 && buf[16] == 10 && buf[17] == 6 && buf[18] == 0 && buf[19] == 0x04);
+    CHECK(buf[20] == 0x33 && buf[21] == 0x22 && buf[22] == 0x11 && buf[23] == 0);
+    CHECK(buf[24] == 0x05 && buf[28] == 0x01 && buf[29] == 0 && buf[32] == 0x0e && buf[36] == 0x0a);
+
+    for (int i = 0; i < 10; i++)
+        sale_rec(5, "sku-42", 1000, 2000, 3, false, &bad[i]);
+    strcpy(bad[0].order_id, "o"), bad[0].order_len = 1;
+    bad[1].qty = -1;
+    bad[2].qty = INT64_MIN;
+    bad[3].flags = HS_REC_FLAG_COMPENSATION;
+    bad[4].flags = HS_REC_FLAG_GROUP_MORE | HS_REC_FLAG_PAUSED;
+    bad[5].flags = 0x80;
+    bad[6].ttl_ms = (uint32_t)INT32_MAX + 1;
+    bad[7].ttl_ms = UINT32_MAX;
+    bad[8].sku[0] = '\0', bad[8].sku_len = 0;
+    bad[9].flags = 0x08 | HS_REC_FLAG_PAUSED;
+    for (int i = 0; i < 10; i++) {
+        len = hs_qf_encode(&bad[i], buf);
+        CHECK_EQ(hs_qf_decode(buf, len, &out, &dlen), HS_QF_BAD_TYPE);
     }
 }
 
@@ -806,6 +856,7 @@ main(void)
 {
     test_crc32c();
     test_codec();
+    test_sale_codec();
     test_round_trip();
     test_versions();
     test_rotation_and_recycling();

@@ -807,10 +807,76 @@ test_group_live(void)
     hs_test_rmrf(dir);
 }
 
+/* SALE records through the real writer, the recovery scan and the reader;
+ * the writer refuses, appending nothing, a record readers would refuse. */
+static int
+visit_sale(const hs_record *rec, void *arg)
+{
+    hs_record *seen = arg;
+    seen[rec->lsn - 1] = *rec;
+    return 0;
+}
+
+static void
+test_sale_records(void)
+{
+    char dir[256];
+    hs_record recs[4], seen[4], bad, rec;
+    hs_qf_scan_result res;
+    hs_queue_reader *rd;
+    hs_qf_writer *w;
+
+    hs_test_tmpdir("qf-sale", dir);
+    sale_rec(1, "sku-1", UINT64_C(1700000000000), UINT64_C(1700003600000), 2, false, &recs[0]);
+    gen_rec(2, &recs[1]); /* a PUT_SKU */
+    sale_rec(3, "sku-1", 0, UINT64_C(1700007200000), 0, true, &recs[2]);
+    sale_rec(4, "sku-2", INT64_MAX, UINT64_MAX, INT32_MAX, true, &recs[3]);
+    w = hs_qf_writer_open(dir, 0, 1 << 20);
+    CHECK(w != NULL);
+    if (w == NULL)
+        return;
+    for (int i = 0; i < 4; i++) {
+        CHECK_EQ(hs_qf_writer_append(w, &recs[i]), 0);
+        if (i == 1) {
+            sale_rec(3, "sku-1", 1, 2, 3, false, &bad);
+            bad.flags = HS_REC_FLAG_GROUP_MORE;
+            CHECK_EQ(hs_qf_writer_append(w, &bad), -1);
+            CHECK_CONTAINS(hs_last_error(), "bad record (type 10");
+            sale_rec(3, "sku-1", 1, 2, 3, false, &bad);
+            bad.qty = -5;
+            CHECK_EQ(hs_qf_writer_append(w, &bad), -1);
+            gen_rec(3, &bad);
+            bad.type = HS_REC_RESERVE; /* a RESERVE without its ttl */
+            CHECK_EQ(hs_qf_writer_append(w, &bad), -1);
+            bad.type = 11;
+            CHECK_EQ(hs_qf_writer_append(w, &bad), -1);
+        }
+    }
+    CHECK_EQ(hs_qf_writer_sync(w), 0);
+    CHECK_EQ(hs_qf_writer_last_lsn(w), 4);
+    hs_qf_writer_close(w);
+
+    memset(seen, 0, sizeof(seen));
+    CHECK_EQ(hs_qf_scan(dir, 1, true, visit_sale, seen, &res), 0);
+    CHECK_EQ(res.last_lsn, 4);
+    CHECK(!res.tail_cut);
+    for (int i = 0; i < 4; i++)
+        CHECK(rec_eq(&seen[i], &recs[i]));
+    CHECK_EQ(hs_queue_open(dir, 1, &rd), HS_OK);
+    for (int i = 0; i < 4; i++) {
+        CHECK_EQ(hs_queue_next(rd, HS_LSN_MAX, &rec), 1);
+        CHECK(rec_eq(&rec, &recs[i]));
+    }
+    CHECK_EQ(hs_queue_next(rd, HS_LSN_MAX, &rec), 0);
+    hs_queue_close(rd);
+    hs_test_rmrf(dir);
+}
+
 int
 main(void)
 {
     test_overlap_and_gap();
+    test_sale_records();
     test_live_reader();
     test_group_rotation();
     test_group_scan();

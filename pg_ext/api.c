@@ -286,7 +286,9 @@ hotstock_deduct_retry_settle(hs_client *c, const char *sku, size_t sku_len, int3
  * fewer than qty are available.  With hotstock.synchronous on, true is
  * returned only once the record is on disk.  If the calling transaction
  * (or the subtransaction that ran it) rolls back, the deduction is undone
- * and the order id ends refunded.
+ * and the order id ends refunded.  A SKU whose sale is not open
+ * (configure_sale(), pause(): sale.c) raises HS013 / HS014 / HS015 and
+ * nothing is taken; a retry of an order taken before still answers.
  */
 Datum
 hotstock_deduct(PG_FUNCTION_ARGS)
@@ -352,6 +354,15 @@ hotstock_deduct(PG_FUNCTION_ARGS)
     case HS_UNKNOWN_SKU:
         hotstock_raise(r, pnstrdup(sku, sku_len));
         break;
+    case HS_SALE_NOT_OPEN:
+    case HS_SALE_CLOSED:
+    case HS_SALE_PAUSED: {
+        hs_sale sale; /* for the message: when it opens, or closed */
+
+        hotstock_raise_sale(r, pnstrdup(sku, sku_len),
+                            hs_sale_get(c, sku, sku_len, &sale) == HS_OK ? &sale : NULL);
+        break;
+    }
     default:
         hotstock_raise(r, pnstrdup(order_id, order_len));
         break;

@@ -34,8 +34,9 @@
  * Stock per SKU: DEDUCT available -= qty, sold += qty; REFUND the reverse;
  * RESERVE available -= qty, reserved += qty; CONFIRM reserved -= qty,
  * sold += qty; CANCEL and EXPIRE reserved -= qty, available += qty;
- * PUT_SKU and ADD_STOCK available += delta.  So available + reserved +
- * sold is the stock put in.
+ * PUT_SKU and ADD_STOCK available += delta; NOOP and SALE (a sale's
+ * window or pause switch: the daemon's alone) nothing.  So available +
+ * reserved + sold is the stock put in.
  *
  * The xid of a row (settled by settle.c once its transaction's fate is
  * known): a DEDUCT, RESERVE or CONFIRM of a transaction not known to have
@@ -383,7 +384,10 @@ hotstock_ledger_apply(const hs_record *records, int n, MemoryContext batch_conte
         bool found;
         Columns *c;
 
-        if (rec->type == HS_REC_NOOP)
+        /* an abandoned LSN; a sale's configuration (hs_sale_configure(),
+         * hs_sale_pause()), which changes no counter and no order: nothing
+         * to apply but the position */
+        if (rec->type == HS_REC_NOOP || rec->type == HS_REC_SALE)
             continue;
 
         delta = hash_search(skus, rec->sku, HASH_ENTER, &found);

@@ -321,6 +321,28 @@ raise_unknown_sku(hs_client *c, const char *order_id, size_t order_len, const Ba
 }
 
 /*
+ * The daemon refused the basket for a sale that is not open (r:
+ * HS_SALE_NOT_OPEN, HS_SALE_CLOSED, HS_SALE_PAUSED) and took nothing:
+ * raise r for the first line whose SKU's sale answers r now; if none does
+ * (its sale changed since), name the basket.
+ */
+static void
+raise_sale_refusal(hs_client *c, hs_result r, const char *order_id, size_t order_len,
+                   const BasketLines *lines)
+{
+    uint64 now_ms = hotstock_now_ms();
+
+    for (int i = 0; i < lines->n; i++) {
+        hs_sale sale;
+
+        if (hs_sale_get(c, lines->skus[i], lines->sku_lens[i], &sale) == HS_OK &&
+            hotstock_sale_state(&sale, now_ms) == r)
+            hotstock_raise_sale(r, pnstrdup(lines->skus[i], lines->sku_lens[i]), &sale);
+    }
+    hotstock_raise_sale(r, pnstrdup(order_id, order_len), NULL);
+}
+
+/*
  * Take basket order_id (arguments: order_id, skus, qtys, and with reserve
  * ttl): deduct every line, or with reserve hold every line until one
  * deadline.  See the two SQL functions below.
@@ -402,6 +424,11 @@ basket_take(FunctionCallInfo fcinfo, bool reserve)
         PG_RETURN_BOOL(false);
     case HS_UNKNOWN_SKU:
         raise_unknown_sku(c, order_id, order_len, &lines);
+        break;
+    case HS_SALE_NOT_OPEN:
+    case HS_SALE_CLOSED:
+    case HS_SALE_PAUSED:
+        raise_sale_refusal(c, r, order_id, order_len, &lines);
         break;
     default:
         hotstock_raise(r, pnstrdup(order_id, order_len));

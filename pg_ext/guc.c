@@ -5,7 +5,9 @@
  *
  * Owns: the hotstock.* GUC variables (defined here, registered by
  * _PG_init through hotstock_define_gucs()); hotstock_raise(), the one map
- * from a libhotstock result to an SQLSTATE and message; hotstock_writer;
+ * from a libhotstock result to an SQLSTATE and message (with
+ * hotstock_raise_sale() for a sale's refusal, and what a sale answers
+ * now: hotstock_sale_state()); hotstock_writer;
  * the pointer to HotstockDrainShared (allocated by module.c's shmem hook).
  *
  * Shares: hotstock_writer is process-local, set only around this
@@ -192,6 +194,11 @@ hotstock_raise_hint(hs_result r, const char *what, const char *hint)
     case HS_HELD:
         hotstock_raise_held(what, hint);
         break;
+    case HS_SALE_NOT_OPEN:
+    case HS_SALE_CLOSED:
+    case HS_SALE_PAUSED:
+        hotstock_raise_sale(r, what, NULL);
+        break;
     case HS_VERSION_MISMATCH:
         ereport(ERROR, (errcode(ERRCODE_HOTSTOCK_VERSION_MISMATCH),
                         errmsg("hotstock daemon segment has an unsupported version"),
@@ -224,6 +231,76 @@ hotstock_raise_held(const char *what, const char *hint)
                     errhint("%s", hint != NULL ? hint
                                                : "Use hotstock.cancel() to give its units back, or "
                                                  "hotstock.confirm() to make it a sale first.")));
+    pg_unreachable();
+}
+
+/* The host's realtime clock in unix milliseconds: the clock libhotstock
+ * reads, at the call, to decide whether a sale is open (one clock for
+ * every backend). */
+uint64
+hotstock_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64)ts.tv_sec * 1000 + (uint64)ts.tv_nsec / 1000000;
+}
+
+/*
+ * What the sale `sale` (hs_sale_get()) answers a take at unix time now_ms:
+ * HS_OK while open, else HS_SALE_PAUSED, HS_SALE_NOT_OPEN (before
+ * starts_at_ms) or HS_SALE_CLOSED (at or after ends_at_ms), in
+ * libhotstock's order of precedence: paused first.
+ */
+hs_result
+hotstock_sale_state(const hs_sale *sale, uint64 now_ms)
+{
+    if (sale->paused)
+        return HS_SALE_PAUSED;
+    if (sale->starts_at_ms != 0 && now_ms < sale->starts_at_ms)
+        return HS_SALE_NOT_OPEN;
+    if (sale->ends_at_ms != 0 && now_ms >= sale->ends_at_ms)
+        return HS_SALE_CLOSED;
+    return HS_OK;
+}
+
+/*
+ * Raise r (HS_SALE_NOT_OPEN: HS013, HS_SALE_CLOSED: HS014, HS_SALE_PAUSED:
+ * HS015), the daemon's refusal of a take (deduct, reserve, a basket) that
+ * took nothing.  what: the SKU whose sale refused it, and sale its sale as
+ * read after the refusal (for the time it opens or closed); or sale NULL
+ * and what the order id or basket id.  Never returns.
+ */
+void
+hotstock_raise_sale(hs_result r, const char *what, const hs_sale *sale)
+{
+    int code = r == HS_SALE_NOT_OPEN ? ERRCODE_HOTSTOCK_SALE_NOT_OPEN
+               : r == HS_SALE_CLOSED ? ERRCODE_HOTSTOCK_SALE_CLOSED
+                                     : ERRCODE_HOTSTOCK_SALE_PAUSED;
+    const char *msg = r == HS_SALE_NOT_OPEN ? "sale not open"
+                      : r == HS_SALE_CLOSED ? "sale closed"
+                                            : "sale paused";
+    const char *hint = r == HS_SALE_NOT_OPEN ? "Call again once the sale is open."
+                       : r == HS_SALE_CLOSED ? "hotstock.configure_sale() sets a new window."
+                                             : "hotstock.resume() reopens it.";
+    char *detail;
+
+    Assert(r == HS_SALE_NOT_OPEN || r == HS_SALE_CLOSED || r == HS_SALE_PAUSED);
+    if (sale == NULL)
+        detail = psprintf("Nothing was taken for \"%s\".", what ? what : "");
+    else if (r == HS_SALE_NOT_OPEN && sale->starts_at_ms != 0)
+        detail = psprintf(
+            "The sale of sku \"%s\" opens at %s; nothing was taken.", what,
+            timestamptz_to_str(hotstock_unix_us_to_timestamptz(sale->starts_at_ms * 1000)));
+    else if (r == HS_SALE_CLOSED && sale->ends_at_ms != 0)
+        detail =
+            psprintf("The sale of sku \"%s\" ended at %s; nothing was taken.", what,
+                     timestamptz_to_str(hotstock_unix_us_to_timestamptz(sale->ends_at_ms * 1000)));
+    else
+        detail = psprintf("The sale of sku \"%s\" is %s; nothing was taken.", what,
+                          r == HS_SALE_PAUSED ? "paused" : "not open");
+    ereport(ERROR,
+            (errcode(code), errmsg("%s", msg), errdetail("%s", detail), errhint("%s", hint)));
     pg_unreachable();
 }
 

@@ -5,6 +5,8 @@
  *      one job each:
  *
  *        module.c    _PG_init, shared-memory hooks          (top: calls the rest)
+ *        sale.c      the SQL functions of sales: configure_sale, pause,
+ *                    resume, sale_info (behind hotstock.sales)
  *        basket.c    the SQL functions that take baskets: deduct_basket,
  *                    reserve_basket
  *        hold.c      the SQL functions of holds: reserve, confirm, cancel
@@ -20,9 +22,9 @@
  *        fate.c      what became of a deduction's transaction (bottom)
  *        guc.c       GUCs, error codes, process-wide shared state (bottom)
  *
- * Calls point down that list (basket.c -> hold.c -> api.c -> xact.c ->
- * session.c -> guc.c, drain.c -> settle.c -> ledger.c -> fate.c, drain.c -> apply.c ->
- * ledger.c); tests/layout/check.sh fails on a cycle.
+ * Calls point down that list (sale.c -> api.c, basket.c -> hold.c -> api.c ->
+ * xact.c -> session.c -> guc.c, drain.c -> settle.c -> ledger.c -> fate.c,
+ * drain.c -> apply.c -> ledger.c); tests/layout/check.sh fails on a cycle.
  *
  * Shared between them, per process:
  *  - the GUC variables (defined in guc.c);
@@ -69,6 +71,9 @@
 #define ERRCODE_HOTSTOCK_NOT_HELD MAKE_SQLSTATE('H', 'S', '0', '1', '0')
 #define ERRCODE_HOTSTOCK_HELD MAKE_SQLSTATE('H', 'S', '0', '1', '1')
 #define ERRCODE_HOTSTOCK_BASKET_TOO_LARGE MAKE_SQLSTATE('H', 'S', '0', '1', '2')
+#define ERRCODE_HOTSTOCK_SALE_NOT_OPEN MAKE_SQLSTATE('H', 'S', '0', '1', '3')
+#define ERRCODE_HOTSTOCK_SALE_CLOSED MAKE_SQLSTATE('H', 'S', '0', '1', '4')
+#define ERRCODE_HOTSTOCK_SALE_PAUSED MAKE_SQLSTATE('H', 'S', '0', '1', '5')
 
 /* The hint of HS008/HS009 for an order the daemon no longer knows. */
 #define HOTSTOCK_HINT_EVICTED_HOLD                                                                 \
@@ -199,6 +204,10 @@ extern void hotstock_raise_hint(hs_result r, const char *what, const char *hint)
     pg_attribute_noreturn();
 extern void hotstock_raise_held(const char *what, const char *hint) pg_attribute_noreturn();
 extern TimestampTz hotstock_unix_us_to_timestamptz(uint64 unix_us);
+extern uint64 hotstock_now_ms(void);
+extern hs_result hotstock_sale_state(const hs_sale *sale, uint64 now_ms);
+extern void hotstock_raise_sale(hs_result r, const char *what, const hs_sale *sale)
+    pg_attribute_noreturn();
 
 /* session.c */
 extern hs_client *hotstock_backend_client; /* NULL until attached */

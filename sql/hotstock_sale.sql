@@ -1,8 +1,9 @@
 --
--- hotstock: sales.  A sale configured to open 2 s from now: before it,
+-- hotstock: sales.  A sale configured to open an hour from now: before it,
 -- deduct, reserve, deduct_basket and reserve_basket raise HS013 (sale not
--- open), take nothing and leave no order; from its start (waited for with
--- pg_sleep) they sell.  pause() makes the next take raise HS015, resume()
+-- open), take nothing and leave no order; moved to 2 s from now, from
+-- its start (waited for with pg_sleep) they sell.  pause() makes the next
+-- take raise HS015, resume()
 -- sells again; refund, confirm and cancel of orders taken before go on
 -- while paused.  A window that ended raises HS014 (paused first when both).
 -- configure_sale's argument errors; the view hotstock.sales; the drain
@@ -63,9 +64,11 @@ SELECT count(*) = 0 AS "no sale configured: none listed"
 FROM hotstock.sales WHERE sku IN (:'a', :'b', :'c');
 
 --
--- A sale that opens in 2 s
+-- A sale that opens later: first an hour from now (the checks before the
+-- start do not depend on how fast this machine runs them), then 2 s from
+-- now, waited for
 --
-SELECT clock_timestamp() + interval '2 s' AS opens \gset
+SELECT clock_timestamp() + interval '1 hour' AS opens \gset
 SELECT hotstock.configure_sale(:'a', starts_at => :'opens');
 SELECT state = 'not open' AND starts_at >= :'opens'
        AND starts_at < :'opens'::timestamptz + interval '1 ms'
@@ -98,6 +101,8 @@ SELECT hotstock.order_status(:'run' || '-early1') = 'unknown'
 SELECT hotstock.deduct(:'b', 1, :'run' || '-b1') AS "b has no sale configured: it sells";
 
 -- from the start, a sells (the daemon keeps starts_at to the ms, rounded up)
+SELECT clock_timestamp() + interval '2 s' AS opens \gset
+SELECT hotstock.configure_sale(:'a', starts_at => :'opens');
 SELECT pg_sleep(extract(epoch FROM :'opens'::timestamptz - clock_timestamp()) + 0.002);
 SELECT hotstock.deduct(:'a', 1, :'run' || '-d1') AS "after the start: deduct true";
 SELECT hotstock.deduct(:'a', 1, :'run' || '-d2') AS "after the start: another deduct true";

@@ -1,7 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * test_sale.c
- *      Sale sessions against a real hotstockd: a window that opens later,
+ *      Sale sessions against a real hotstockd: a window that opens later
+ *      (an hour away for the checks before it, then moved close),
  *      a pause and a resume, a window that has closed; nothing taken and
  *      no order slot claimed while not open, orders taken before still
  *      answered and settled; the configuration across a SIGKILL and a
@@ -62,7 +63,7 @@ test_window(hs_client *c)
     const char *names[] = {"sale-a", "sale-b"};
     const size_t lens[] = {6, 6};
     const int32_t qtys[] = {1, 1};
-    uint64_t start = now_ms() + 1500, exp = 0;
+    uint64_t start = now_ms() + 3600000, exp = 0;
     hs_sale sale;
     hs_lsn lsn;
 
@@ -91,7 +92,9 @@ test_window(hs_client *c)
     /* another SKU is not affected */
     CHECK_R(hs_deduct(c, S("sale-b"), 1, S("w-4"), 0, &lsn), HS_OK);
 
-    /* open: sales flow */
+    /* moved to 300 ms from now, and waited for: sales flow from its start */
+    start = now_ms() + 300;
+    CHECK_R(hs_sale_configure(c, S("sale-a"), start, 0, 2, &lsn), HS_OK);
     while (now_ms() < start)
         usleep(5000);
     CHECK_R(hs_deduct(c, S("sale-a"), 1, S("w-1"), 0, &lsn), HS_OK);

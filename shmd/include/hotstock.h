@@ -312,8 +312,13 @@ hs_result hs_basket_find(hs_client *c, const char *order_id, size_t order_len, i
  * exist (HS_UNKNOWN_SKU).  A pause takes effect before its record is
  * appended (a deduction starting after the call returns sees it); a
  * resume after.  hs_sale_get reads the configuration (all zero for a SKU
- * never configured).
+ * never configured).  *lsn may be NULL.  The clock is the host's
+ * CLOCK_REALTIME: stepped backwards, it reopens a window that had closed.
  */
+/* The latest time a sale's window may name (ms; its microseconds fit an
+ * int64). */
+#define HS_SALE_TIME_MAX_MS (INT64_MAX / 1000)
+
 typedef struct hs_sale {
     uint64_t starts_at_ms; /* 0: open from the start */
     uint64_t ends_at_ms;   /* 0: never closes */

@@ -295,22 +295,47 @@ again:
     if (closed != HS_OK) {
         uint32_t oi, ver;
         bool inserted;
-        uint64_t w;
-        unsigned state;
+        owner_wait ow = {0, 0};
+        hs_order_slot *o;
 
         r = order_probe(c, h, lines[0].id, lines[0].id_len, NULL, &oi, &ver, &inserted);
-        if (r == HS_NOT_FOUND)
+        if (r == HS_NOT_FOUND) {
+            /* maybe evicted: the caller's ledger answers a retry */
+            if (evicted_checked != UINT64_MAX && hs_filter_maybe(h, lines[0].hash) &&
+                atomic_load(&h->evicted_lsn) > evicted_checked) {
+                hs_set_error("basket %.*s may have been evicted, the caller checked up to LSN "
+                             "%" PRIu64,
+                             (int)order_len, order_id, evicted_checked);
+                return HS_EVICTED_CHANGED;
+            }
             return closed;
+        }
         if (r != HS_OK)
             return r;
-        /* seq_cst (an acquire): pairs with the release of the last change */
-        w = atomic_load(&hs_order_table(h)[oi].state);
-        state = HS_STATE_OF(w);
-        if (HS_VER_OF(w) != ver || state == HS_INDEX_FAILED ||
-            (order_owned_state(state) && state != HS_INDEX_REFUNDING))
-            return closed;
-        return basket_settled(c, h, order_id, order_len, lines, n, state,
-                              &hs_order_table(h)[oi], ver, reserve, expires_at_ms);
+        o = &hs_order_table(h)[oi];
+        for (;;) {
+            /* seq_cst (an acquire): pairs with the release of the last change */
+            uint64_t w = atomic_load(&o->state);
+            unsigned state = HS_STATE_OF(w);
+            int step;
+
+            if (HS_VER_OF(w) != ver || state == HS_INDEX_EVICTING)
+                goto again;
+            if (state == HS_INDEX_FAILED)
+                return closed;
+            if (!order_owned_state(state) || state == HS_INDEX_REFUNDING)
+                return basket_settled(c, h, order_id, order_len, lines, n, state, o, ver, reserve,
+                                      expires_at_ms);
+            /* a take in flight: its outcome answers a retry */
+            step = owner_wait_step(c, h, &ow, w, &r);
+            if (step < 0)
+                return r;
+            if (step > 0) {
+                r = order_resolve_dead(c, h, o, w);
+                if (r != HS_OK)
+                    return r;
+            }
+        }
     }
 
     /* 1. Sold out and the basket unknown: answer without claiming slots
@@ -409,6 +434,14 @@ again:
                 r = HS_SOLD_OUT;
                 break;
             }
+        }
+        /* The sales again, under the locks: a pause (or a window's end)
+         * that came while we waited for them stops us too. */
+        {
+            uint64_t again_ms = hs_now_unix_us() / 1000;
+
+            for (int i = 0; i < n && r == HS_OK; i++)
+                r = sale_check(&hs_sku_table(h)[lines[i].si], again_ms);
         }
     } else {
         hs_set_error("basket %.*s: a sku is locked by a basket of a live process that has not "

@@ -297,6 +297,15 @@ again:
      * holds the SKU). */
     switch (counter_take(s, qty)) {
     case 1:
+        /* The sale again, now that the units are ours: a pause (or the
+         * end of the window) that came while we waited for a slot or a
+         * basket's lock stops us too. */
+        closed = sale_check(s, hs_now_unix_us() / 1000);
+        if (closed != HS_OK) {
+            counter_give(s, qty);
+            take_undo(o, kind, prev, prev_xid);
+            return closed;
+        }
         break;
     case 0:
         take_undo(o, kind, prev, prev_xid);

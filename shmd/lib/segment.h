@@ -435,17 +435,18 @@ typedef struct hs_sku_slot {
     uint64_t hash;
     _Atomic uint32_t locker; /* pid of the basket that holds (or takes) the lock, 0 for none */
     /* The sale session (hotstock.h, "Sale sessions"; sale.c): read by
-     * every take (relaxed; the same cache line as `available`), written
-     * under sale_locker by hs_sale_configure / hs_sale_pause and by the
-     * daemon's build. */
+     * every take under the seqlock sale_seq (the same cache line as
+     * `available`), written under sale_locker by hs_sale_configure /
+     * hs_sale_pause and by the daemon's build. */
     _Atomic uint32_t sale_paused;   /* 1: paused */
     _Atomic uint64_t sale_start_ms; /* unix ms, 0: open from the start */
     _Atomic uint64_t sale_end_ms;   /* unix ms, 0: never closes */
     _Atomic int32_t sale_limit;     /* per-buyer limit, 0: none */
     _Atomic uint32_t sale_locker;   /* pid changing the configuration, 0: none */
+    _Atomic uint32_t sale_seq;      /* seqlock of the four fields above: odd while they change */
     uint8_t sku_len;
     char sku[HS_SKU_MAX + 1];
-    char pad_[128 - 8 - 8 - 8 - 4 - 4 - 8 - 8 - 4 - 4 - 1 - (HS_SKU_MAX + 1)];
+    char pad_[128 - 8 - 8 - 8 - 4 - 4 - 8 - 8 - 4 - 4 - 4 - 1 - (HS_SKU_MAX + 1)];
 } hs_sku_slot;
 
 /* The basket lock bit of hs_sku_slot.available (counter.c): far above

@@ -15,11 +15,13 @@
 
 #include <signal.h>
 #include <stdatomic.h>
+#include <limits.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 
 #include "daemon_ctl.h"
 #include "hotstock.h"
+#include "segment.h"
 #include "util.h"
 
 #define S(str) (str), strlen(str)
@@ -233,6 +235,45 @@ test_pause_race(hsd_ctl *d, hs_client *c)
     munmap(board, size);
 }
 
+/* A change left half-stored by a writer that died between its stores
+ * (forged: the seqlock odd, the old start with a new end, which together
+ * would be open): nothing is sold until the next change, a pause refuses
+ * to record the mix, and configure repairs it. */
+static void
+test_half_changed(hsd_ctl *d, hs_client *c)
+{
+    char real[PATH_MAX];
+    hs_header *h = NULL;
+    hs_sku_slot *s;
+    uint32_t si = 0;
+    uint64_t now = now_ms();
+    hs_sale sale;
+    hs_lsn lsn;
+
+    CHECK_R(hs_put_sku(c, S("sale-h"), 10, NULL), HS_OK);
+    CHECK_R(hs_sale_configure(c, S("sale-h"), now - 7200000, now - 3600000, 0, &lsn), HS_OK);
+    CHECK_R(hs_deduct(c, S("sale-h"), 1, S("h-0"), 0, &lsn), HS_SALE_CLOSED);
+    if (!CHECK(realpath(d->dir, real) != NULL) || !CHECK_R(hs_segment_map(real, &h), HS_OK) ||
+        !CHECK_R(hs_sku_find(h, S("sale-h"), false, &si), HS_OK))
+        return;
+    s = &hs_sku_table(h)[si];
+    /* the writer of [now+1h, now+2h) died after its odd store and the end */
+    atomic_store(&s->sale_seq, atomic_load(&s->sale_seq) | 1);
+    atomic_store(&s->sale_end_ms, now + 7200000);
+    CHECK_R(hs_deduct(c, S("sale-h"), 1, S("h-1"), 0, &lsn), HS_SALE_PAUSED);
+    CHECK_R(hs_sale_pause(c, S("sale-h"), false, &lsn), HS_BAD_ARGUMENT);
+    CHECK_EQ(avail(c, "sale-h"), 10);
+    /* the lock of the dead writer is taken over; configure repairs */
+    atomic_store(&s->sale_locker, (uint32_t)hs_test_gone_pid());
+    CHECK_R(hs_sale_configure(c, S("sale-h"), 0, 0, 0, &lsn), HS_OK);
+    CHECK_EQ(atomic_load(&s->sale_seq) & 1, 0);
+    CHECK_R(hs_sale_get(c, S("sale-h"), &sale), HS_OK);
+    CHECK(sale.starts_at_ms == 0 && sale.ends_at_ms == 0 && !sale.paused);
+    CHECK_R(hs_deduct(c, S("sale-h"), 1, S("h-1"), 0, &lsn), HS_OK);
+    CHECK_EQ(avail(c, "sale-h"), 9);
+    hs_segment_unmap(h);
+}
+
 int
 main(void)
 {
@@ -253,6 +294,7 @@ main(void)
     }
     test_window(c);
     test_pause_race(&d, c);
+    test_half_changed(&d, c);
     test_restart(&d, c);
     hs_detach(c);
     CHECK_EQ(hsd_ctl_stop(&d), 0);

@@ -47,13 +47,14 @@ PG_FUNCTION_INFO_V1(hotstock_sale_info);
 
 /*
  * Fetch timestamptz argument argno (named argname) as unix milliseconds,
- * rounded up (a window never opens before starts_at, nor closes before
- * ends_at); NULL gives 0 (open on that side).  Infinite values and times
- * not after 1970-01-01 00:00:00+00 (0 means "none" to the daemon) raise
- * 22023.
+ * rounded up for a start and down for an end (round_up), so the window in
+ * milliseconds lies inside the one given: it never opens before starts_at
+ * nor sells at or after ends_at.  NULL gives 0 (open on that side).
+ * Infinite values, times not after 1970-01-01 00:00:00+00 (0 means "none"
+ * to the daemon) and times past HS_SALE_TIME_MAX_MS raise 22023.
  */
 static uint64
-time_arg_ms(FunctionCallInfo fcinfo, int argno, const char *argname)
+time_arg_ms(FunctionCallInfo fcinfo, int argno, const char *argname, bool round_up)
 {
     TimestampTz t;
     int64 unix_us;
@@ -65,12 +66,16 @@ time_arg_ms(FunctionCallInfo fcinfo, int argno, const char *argname)
         ereport(ERROR,
                 (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("%s must be finite", argname),
                  errhint("Pass NULL for a sale open on that side.")));
-    unix_us = t + UNIX_TO_PG_EPOCH_US; /* no overflow: t is within PostgreSQL's range */
-    if (unix_us <= 0)
+    if (t > (int64)HS_SALE_TIME_MAX_MS * 1000 - UNIX_TO_PG_EPOCH_US - 999)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("%s is too far in the future", argname),
+                        errdetail("%s is %s.", argname, timestamptz_to_str(t))));
+    unix_us = t + UNIX_TO_PG_EPOCH_US; /* no overflow: checked above */
+    if (unix_us <= 0 || (!round_up && unix_us < 1000))
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                         errmsg("%s must be later than 1970-01-01 00:00:00+00", argname),
                         errdetail("%s is %s.", argname, timestamptz_to_str(t))));
-    return (uint64)(unix_us + 999) / 1000;
+    return round_up ? (uint64)(unix_us + 999) / 1000 : (uint64)unix_us / 1000;
 }
 
 /*
@@ -100,8 +105,8 @@ hotstock_configure_sale(PG_FUNCTION_ARGS)
     hs_result r;
 
     hotstock_name_arg(fcinfo, 0, "sku", &sku, &sku_len);
-    starts_at_ms = time_arg_ms(fcinfo, 1, "starts_at");
-    ends_at_ms = time_arg_ms(fcinfo, 2, "ends_at");
+    starts_at_ms = time_arg_ms(fcinfo, 1, "starts_at", true);
+    ends_at_ms = time_arg_ms(fcinfo, 2, "ends_at", false);
     if (starts_at_ms != 0 && ends_at_ms != 0 && starts_at_ms >= ends_at_ms)
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                         errmsg("starts_at must be earlier than ends_at"),

@@ -116,7 +116,6 @@ line_claim(hs_client *c, hs_header *h, basket_line *l, unsigned *settled, hs_ord
         /* seq_cst (an acquire): pairs with the release of whoever set it */
         uint64_t w = atomic_load(&o->state);
         unsigned state = HS_STATE_OF(w);
-        int step;
 
         if (HS_VER_OF(w) != *ver || state == HS_INDEX_EVICTING)
             return HS_NOT_FOUND;
@@ -136,14 +135,9 @@ line_claim(hs_client *c, hs_header *h, basket_line *l, unsigned *settled, hs_ord
             *settled = state;
             return HS_OK;
         }
-        step = owner_wait_step(c, h, &ow, w, &r);
-        if (step < 0)
+        r = order_wait_owner(c, h, &ow, o, w);
+        if (r != HS_OK)
             return r;
-        if (step > 0) {
-            r = order_resolve_dead(c, h, o, w);
-            if (r != HS_OK)
-                return r;
-        }
     }
 }
 
@@ -317,7 +311,6 @@ again:
             /* seq_cst (an acquire): pairs with the release of the last change */
             uint64_t w = atomic_load(&o->state);
             unsigned state = HS_STATE_OF(w);
-            int step;
 
             if (HS_VER_OF(w) != ver || state == HS_INDEX_EVICTING)
                 goto again;
@@ -327,14 +320,9 @@ again:
                 return basket_settled(c, h, order_id, order_len, lines, n, state, o, ver, reserve,
                                       expires_at_ms);
             /* a take in flight: its outcome answers a retry */
-            step = owner_wait_step(c, h, &ow, w, &r);
-            if (step < 0)
+            r = order_wait_owner(c, h, &ow, o, w);
+            if (r != HS_OK)
                 return r;
-            if (step > 0) {
-                r = order_resolve_dead(c, h, o, w);
-                if (r != HS_OK)
-                    return r;
-            }
         }
     }
 

@@ -95,7 +95,6 @@ again:
          * change (deadline_ms comes with it). */
         uint64_t w = atomic_load(&o->state);
         unsigned state = HS_STATE_OF(w);
-        int step;
 
         if (HS_VER_OF(w) != ver || state == HS_INDEX_EVICTING)
             goto again;
@@ -130,14 +129,9 @@ again:
                 goto again;
             return r;
         }
-        step = owner_wait_step(c, h, &ow, w, &r);
-        if (step < 0)
+        r = order_wait_owner(c, h, &ow, o, w);
+        if (r != HS_OK)
             return r;
-        if (step > 0) {
-            r = order_resolve_dead(c, h, o, w);
-            if (r != HS_OK)
-                return r;
-        }
     }
 }
 

@@ -135,6 +135,8 @@ HS_INTERNAL bool order_still(hs_order_slot *o, uint32_t ver);
 HS_INTERNAL bool order_owned_state(unsigned state);
 HS_INTERNAL void order_set(hs_order_slot *o, unsigned state);
 HS_INTERNAL hs_result order_resolve_dead(hs_client *c, hs_header *h, hs_order_slot *o, uint64_t w);
+HS_INTERNAL hs_result order_wait_owner(hs_client *c, hs_header *h, owner_wait *ow,
+                                       hs_order_slot *o, uint64_t w);
 HS_INTERNAL void order_fail(hs_order_slot *o);
 HS_INTERNAL void order_unclaim(hs_order_slot *o);
 HS_INTERNAL void copy_sku_name(hs_header *h, uint32_t si, char *out);

@@ -207,7 +207,6 @@ again:
              * come with it). */
             uint64_t w = atomic_load(&o->state);
             unsigned state = HS_STATE_OF(w);
-            int step;
 
             if (HS_VER_OF(w) != ver || state == HS_INDEX_EVICTING)
                 goto again; /* evicted since we found it: look again */
@@ -253,14 +252,9 @@ again:
             }
             /* PENDING, REFUNDING, or a hold being settled, of a live
              * process: wait; of a dead one: settle it and look again. */
-            step = owner_wait_step(c, h, &ow, w, &r);
-            if (step < 0)
+            r = order_wait_owner(c, h, &ow, o, w);
+            if (r != HS_OK)
                 return r;
-            if (step > 0) {
-                r = order_resolve_dead(c, h, o, w);
-                if (r != HS_OK)
-                    return r;
-            }
         }
     }
 

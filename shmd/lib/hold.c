@@ -159,7 +159,6 @@ again:
         uint64_t w = atomic_load(&o->state);
         unsigned state = HS_STATE_OF(w);
         pid_t owner = HS_PID_OF(w);
-        int step;
 
         if (HS_VER_OF(w) != ver || state == HS_INDEX_EVICTING)
             goto again; /* evicted since we found it: look again */
@@ -209,14 +208,9 @@ again:
             return r;
         }
         /* owned by another process (or PENDING, REFUNDING, EXPIRING) */
-        step = owner_wait_step(c, h, &ow, w, &r);
-        if (step < 0)
+        r = order_wait_owner(c, h, &ow, o, w);
+        if (r != HS_OK)
             return r;
-        if (step > 0) {
-            r = order_resolve_dead(c, h, o, w);
-            if (r != HS_OK)
-                return r;
-        }
     }
 }
 

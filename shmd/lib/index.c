@@ -508,6 +508,22 @@ order_set(hs_order_slot *o, unsigned state)
     atomic_store_explicit(&o->state, HS_ORDER_NEXT(w, state, 0), memory_order_release);
 }
 
+/* One step of waiting for the owner of o (state word w): wait a little
+ * for a live one, settle a dead one (order_resolve_dead).  HS_OK: look at
+ * the slot again; else the caller's answer (busy, daemon down). */
+hs_result
+order_wait_owner(hs_client *c, hs_header *h, owner_wait *ow, hs_order_slot *o, uint64_t w)
+{
+    hs_result r = HS_OK;
+    int step = owner_wait_step(c, h, ow, w, &r);
+
+    if (step < 0)
+        return r;
+    if (step > 0)
+        return order_resolve_dead(c, h, o, w);
+    return HS_OK;
+}
+
 /* Give up a PENDING claim that deducted nothing. */
 void
 order_fail(hs_order_slot *o)

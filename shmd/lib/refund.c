@@ -144,7 +144,6 @@ again:
         uint64_t w = atomic_load(&o->state);
         unsigned state = HS_STATE_OF(w);
         pid_t owner = HS_PID_OF(w);
-        int step;
 
         if (HS_VER_OF(w) != ver || state == HS_INDEX_EVICTING)
             goto again; /* evicted since we found it: look again */
@@ -219,14 +218,9 @@ again:
             if (mode == REFUND_CLAIM)
                 return HS_ALREADY_REFUNDED; /* claimed by this process already */
         }
-        step = owner_wait_step(c, h, &ow, w, &r);
-        if (step < 0)
+        r = order_wait_owner(c, h, &ow, o, w);
+        if (r != HS_OK)
             return r;
-        if (step > 0) {
-            r = order_resolve_dead(c, h, o, w);
-            if (r != HS_OK)
-                return r;
-        }
     }
 }
 
@@ -333,7 +327,6 @@ again:
          * state change. */
         uint64_t w = atomic_load(&o->state);
         unsigned state = HS_STATE_OF(w);
-        int step;
 
         if (HS_VER_OF(w) != ver || state == HS_INDEX_EVICTING)
             goto again; /* evicted since we found it: look again */
@@ -362,14 +355,9 @@ again:
             }
             continue;
         }
-        step = owner_wait_step(c, h, &ow, w, &r);
-        if (step < 0)
+        r = order_wait_owner(c, h, &ow, o, w);
+        if (r != HS_OK)
             return r;
-        if (step > 0) {
-            r = order_resolve_dead(c, h, o, w);
-            if (r != HS_OK)
-                return r;
-        }
     }
     /* Ours now (absent, or FAILED before): was it evicted again since the
      * caller looked?  seq_cst, after the claim, as in hs_deduct_checked(). */

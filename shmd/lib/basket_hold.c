@@ -35,34 +35,6 @@ claimed_state(hs_hold_action action)
     return action == HS_HOLD_CONFIRM ? HS_INDEX_CONFIRMING : HS_INDEX_CANCELLING;
 }
 
-/* A settled line's answer to a settler (state acquired by the caller). */
-static hs_result
-line_settled(hs_order_slot *o, hs_hold_action action, unsigned state, const char *order_id,
-             size_t order_len)
-{
-    /* Relaxed: published with the state. */
-    bool was_hold = atomic_load_explicit(&o->deadline_ms, memory_order_relaxed) != 0;
-
-    switch (state) {
-    case HS_INDEX_DEDUCTED:
-    case HS_INDEX_REFUNDING:
-        if (was_hold && action == HS_HOLD_CONFIRM)
-            return HS_DUPLICATE;
-        hs_set_error(was_hold ? "basket %.*s was confirmed: refund it instead"
-                              : "basket %.*s is a deduction, not a hold",
-                     (int)order_len, order_id);
-        return HS_NOT_HELD;
-    case HS_INDEX_REFUNDED:
-        return HS_ALREADY_REFUNDED;
-    case HS_INDEX_CANCELLED:
-        return action == HS_HOLD_CANCEL ? HS_DUPLICATE : HS_HOLD_CANCELLED;
-    case HS_INDEX_EXPIRED:
-        return HS_HOLD_EXPIRED;
-    }
-    hs_set_error("basket %.*s has no hold", (int)order_len, order_id);
-    return HS_NOT_FOUND; /* FAILED */
-}
-
 /*
  * Claim the line with this id for action: HS_OK with *oi and *mine (true:
  * claimed now; false: it was ours already, from hs_basket_claim), or the
@@ -124,7 +96,7 @@ again:
             return HS_OK;
         }
         if (!order_owned_state(state)) {
-            r = line_settled(o, action, state, order_id, order_len);
+            r = hold_settled(o, action, state, "basket", order_id, order_len);
             if (!order_still(o, ver))
                 goto again;
             return r;

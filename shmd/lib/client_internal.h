@@ -118,6 +118,8 @@ HS_INTERNAL hs_result append_record(hs_client *c, hs_header *h, hs_ring_record *
 HS_INTERNAL hs_result append_group(hs_client *c, hs_header *h, hs_ring_record *recs, uint32_t n,
                                   hs_lsn *first);
 HS_INTERNAL hs_result sale_check(hs_sku_slot *s, uint64_t now_ms);
+HS_INTERNAL hs_result hold_settled(hs_order_slot *o, hs_hold_action action, unsigned state,
+                                   const char *noun, const char *order_id, size_t order_len);
 HS_INTERNAL int counter_take(hs_sku_slot *s, int64_t qty);
 HS_INTERNAL int64_t counter_give(hs_sku_slot *s, int64_t qty);
 HS_INTERNAL int64_t counter_read(hs_sku_slot *s);

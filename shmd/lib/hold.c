@@ -96,10 +96,11 @@ hold_apply(hs_client *c, hs_header *h, uint32_t oi, hs_hold_action action, uint6
     return refund_apply(c, h, oi, HS_REC_CANCEL, 0, lsn, NULL, NULL);
 }
 
-/* A settled slot's answer to a settler (state acquired by the caller). */
-static hs_result
-hold_settled(hs_order_slot *o, hs_hold_action action, unsigned state, const char *order_id,
-             size_t order_len)
+/* A settled slot's answer to a settler (state acquired by the caller);
+ * noun names what order_id is in messages ("order", "basket"). */
+hs_result
+hold_settled(hs_order_slot *o, hs_hold_action action, unsigned state, const char *noun,
+             const char *order_id, size_t order_len)
 {
     /* Relaxed: published with the state. */
     bool was_hold = atomic_load_explicit(&o->deadline_ms, memory_order_relaxed) != 0;
@@ -109,9 +110,9 @@ hold_settled(hs_order_slot *o, hs_hold_action action, unsigned state, const char
     case HS_INDEX_REFUNDING:
         if (was_hold && action == HS_HOLD_CONFIRM)
             return HS_DUPLICATE;
-        hs_set_error(was_hold ? "order %.*s was confirmed: refund it instead"
-                              : "order %.*s is a deduction, not a hold",
-                     (int)order_len, order_id);
+        hs_set_error(was_hold ? "%s %.*s was confirmed: refund it instead"
+                              : "%s %.*s is a deduction, not a hold",
+                     noun, (int)order_len, order_id);
         return HS_NOT_HELD;
     case HS_INDEX_REFUNDED:
         return HS_ALREADY_REFUNDED;
@@ -120,7 +121,7 @@ hold_settled(hs_order_slot *o, hs_hold_action action, unsigned state, const char
     case HS_INDEX_EXPIRED:
         return HS_HOLD_EXPIRED;
     }
-    hs_set_error("order %.*s has no hold", (int)order_len, order_id);
+    hs_set_error("%s %.*s has no hold", noun, (int)order_len, order_id);
     return HS_NOT_FOUND; /* FAILED */
 }
 
@@ -202,7 +203,7 @@ again:
                 return hold_apply(c, h, oi, action, xid, lsn);
             }
         } else if (!order_owned_state(state)) {
-            r = hold_settled(o, action, state, order_id, order_len);
+            r = hold_settled(o, action, state, "order", order_id, order_len);
             if (!order_still(o, ver))
                 goto again;
             return r;

@@ -23,20 +23,10 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 
+#include "client_check.h"
 #include "daemon_ctl.h"
 #include "hotstock.h"
 #include "segment.h"
-
-#define S(str) (str), strlen(str)
-
-#define CHECK_R(expr, want)                                                                        \
-    ({                                                                                             \
-        hs_result got_ = (expr);                                                                   \
-        bool ok_ = hs_test_check_(got_ == (want), __FILE__, __LINE__, #expr " == " #want);         \
-        if (!ok_)                                                                                  \
-            fprintf(stderr, "    got %s (%s)\n", hs_result_name(got_), hs_last_error());           \
-        ok_;                                                                                       \
-    })
 
 #define NSKU 4
 #define STOCK 300
@@ -46,16 +36,6 @@
 #define KILL_BASKETS 20000
 
 static const char *const sku_names[NSKU] = {"bk-a", "bk-b", "bk-c", "bk-d"};
-
-static int64_t
-avail(hs_client *c, const char *sku)
-{
-    int64_t a = -1;
-
-    if (hs_available(c, S(sku), &a) != HS_OK)
-        fprintf(stderr, "hs_available(%s): %s\n", sku, hs_last_error());
-    return a;
-}
 
 /* Take basket id with lines (sku index, qty). */
 static hs_result

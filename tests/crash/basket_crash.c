@@ -44,6 +44,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 
+#include "crash_prog.h"
 #include "daemon_ctl.h"
 #include "hotstock.h"
 #include "util.h"
@@ -53,26 +54,6 @@
 #define BUYERS 5
 #define MAX_BASKETS (1 << 16)
 #define S(str) (str), strlen(str)
-
-static void
-logline(int fd, const char *fmt, ...)
-{
-    char line[256];
-    va_list ap;
-    int n;
-
-    va_start(ap, fmt);
-    n = vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    if (write(fd, line, (size_t)n) != n)
-        _exit(3);
-}
-
-static bool
-durable(hs_client *c, hs_lsn lsn)
-{
-    return lsn == 0 || hs_wait_durable(c, lsn, 10000) == HS_OK;
-}
 
 static _Noreturn void
 buyer(const char *dir, int iter, int b, int logfd)
@@ -159,14 +140,6 @@ static bk *baskets;
 static uint32_t *slots; /* index + 1 into baskets, 2 * MAX_BASKETS of them */
 static uint32_t nbaskets;
 static int64_t sold[SKUS], net[SKUS]; /* units sold; queue's counter per SKU */
-static char why[1024];
-
-#define FAIL(...)                                                                                  \
-    do {                                                                                           \
-        snprintf(why, sizeof(why), __VA_ARGS__);                                                   \
-        return false;                                                                              \
-    } while (0)
-
 static bk *
 find(const char *id, bool create)
 {
@@ -353,8 +326,6 @@ check_iteration(hsd_ctl *d, hs_client *c, int iter, const char *logpath)
     return true;
 }
 
-static const char *const fault_names[] = {"daemon_kill", "buyer_kill", "both"};
-
 static bool
 iteration(hsd_ctl *d, hs_client **c, int iter, unsigned *seed)
 {
@@ -405,47 +376,12 @@ int
 main(int argc, char **argv)
 {
     int iterations = argc > 1 ? atoi(argv[1]) : 3;
-    hsd_ctl d = {0};
-    hs_client *c = NULL;
-    unsigned seed = (unsigned)time(NULL);
-    int passed = 0, failed = 0;
 
-    signal(SIGPIPE, SIG_IGN);
     baskets = calloc(MAX_BASKETS, sizeof(*baskets));
     slots = calloc(2 * MAX_BASKETS, sizeof(*slots));
     if (baskets == NULL || slots == NULL || iterations < 1) {
         fprintf(stderr, "usage: basket_crash ITERATIONS\n");
         return 2;
     }
-    hs_test_tmpdir("basket-crash", d.dir);
-    hsd_ctl_flag(&d, "--flush-interval-ms", "5");
-    if (hsd_ctl_start(&d, &c) != 0) {
-        fprintf(stderr, "basket_crash: cannot start hotstockd in %s\n", d.dir);
-        hsd_ctl_kill(&d);
-        return 1;
-    }
-    printf("basket_crash: %d iterations, seed %u, data in %s\n", iterations, seed, d.dir);
-    for (int i = 1; i <= iterations; i++) {
-        double t0 = hs_test_seconds();
-        bool ok;
-
-        why[0] = '\0';
-        ok = iteration(&d, &c, i, &seed);
-        printf("iteration %d (%s): %s%s (%.1fs, %u baskets in the queue)\n", i,
-               fault_names[i % 3], ok ? "ok" : "FAILED: ", ok ? "" : why, hs_test_seconds() - t0,
-               nbaskets);
-        fflush(stdout);
-        if (ok)
-            passed++;
-        else
-            failed++;
-        if (d.pid == 0 && hsd_ctl_start(&d, NULL) != 0)
-            break;
-    }
-    hs_detach(c);
-    hsd_ctl_stop(&d);
-    if (failed == 0)
-        hs_test_rmrf(d.dir);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return crash_prog_main("basket_crash", "basket-crash", iterations, iteration, "baskets", &nbaskets);
 }

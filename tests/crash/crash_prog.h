@@ -1,0 +1,108 @@
+/*-------------------------------------------------------------------------
+ *
+ * crash_prog.h
+ *      What the crash suite's own-daemon programs share (holds_crash.c,
+ *      basket_crash.c): the buyers' answer log, the durability wait that
+ *      decides whether an answer is logged, FAIL(), the fault names, and
+ *      main's loop over the iterations (one line each, then `N passed, N
+ *      failed`; tests/crash/harness.py parses them).
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef HOTSTOCK_TESTS_CRASH_PROG_H
+#define HOTSTOCK_TESTS_CRASH_PROG_H
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon_ctl.h"
+#include "hotstock.h"
+#include "test.h"
+
+/* Append one line to the buyers' log with one write(2) (O_APPEND). */
+static void
+logline(int fd, const char *fmt, ...)
+{
+    char line[256];
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (write(fd, line, (size_t)n) != n)
+        _exit(3);
+}
+
+/* Durable, or the answer stays unknown (not logged). */
+static bool
+durable(hs_client *c, hs_lsn lsn)
+{
+    return lsn == 0 || hs_wait_durable(c, lsn, 10000) == HS_OK;
+}
+
+/* Why the iteration failed, for its line. */
+static char why[1024];
+
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        snprintf(why, sizeof(why), __VA_ARGS__);                                                   \
+        return false;                                                                              \
+    } while (0)
+
+/* By iteration number % 3. */
+static const char *const fault_names[] = {"daemon_kill", "buyer_kill", "both"};
+
+typedef bool (*crash_iteration_fn)(hsd_ctl *d, hs_client **c, int iter, unsigned *seed);
+
+/*
+ * Run `iterations` iterations against a daemon of our own in a fresh
+ * directory (tag: its name).  After each, `what` and *count name what the
+ * queue held ("orders", "baskets").  Exit status: 0 when all passed.
+ */
+static int
+crash_prog_main(const char *prog, const char *tag, int iterations, crash_iteration_fn iteration,
+                const char *what, const uint32_t *count)
+{
+    hsd_ctl d = {0};
+    hs_client *c = NULL;
+    unsigned seed = (unsigned)time(NULL);
+    int passed = 0, failed = 0;
+
+    signal(SIGPIPE, SIG_IGN);
+    hs_test_tmpdir(tag, d.dir);
+    hsd_ctl_flag(&d, "--flush-interval-ms", "5");
+    if (hsd_ctl_start(&d, &c) != 0) {
+        fprintf(stderr, "%s: cannot start hotstockd in %s\n", prog, d.dir);
+        hsd_ctl_kill(&d);
+        return 1;
+    }
+    printf("%s: %d iterations, seed %u, data in %s\n", prog, iterations, seed, d.dir);
+    for (int i = 1; i <= iterations; i++) {
+        double t0 = hs_test_seconds();
+        bool ok;
+
+        why[0] = '\0';
+        ok = iteration(&d, &c, i, &seed);
+        printf("iteration %d (%s): %s%s (%.1fs, %u %s in the queue)\n", i, fault_names[i % 3],
+               ok ? "ok" : "FAILED: ", ok ? "" : why, hs_test_seconds() - t0, *count, what);
+        fflush(stdout);
+        if (ok)
+            passed++;
+        else
+            failed++;
+        if (d.pid == 0 && hsd_ctl_start(&d, NULL) != 0)
+            break;
+    }
+    hs_detach(c);
+    hsd_ctl_stop(&d);
+    if (failed == 0)
+        hs_test_rmrf(d.dir);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}
+
+#endif /* HOTSTOCK_TESTS_CRASH_PROG_H */

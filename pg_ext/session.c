@@ -176,7 +176,9 @@ hotstock_wait_durable(hs_client *c, hs_lsn lsn)
         ereport(ERROR, (errcode(ERRCODE_HOTSTOCK_DAEMON_DOWN),
                         errmsg("hotstock daemon stopped before the record reached disk"),
                         errdetail("The outcome is unknown: the record may still become durable."),
-                        errhint("Retry with the same order id, or call hotstock.order_status().")));
+                        errhint("An order: retry with the same order id, or call "
+                                "hotstock.order_status().  A stock or sale change: read "
+                                "hotstock.stock or hotstock.sales, and call again.")));
 
     error_context_stack = errcallback.previous;
 }

@@ -12,10 +12,13 @@
 #ifndef HOTSTOCK_TESTS_CRASH_PROG_H
 #define HOTSTOCK_TESTS_CRASH_PROG_H
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "daemon_ctl.h"
@@ -55,6 +58,72 @@ static char why[1024];
 
 /* By iteration number % 3. */
 static const char *const fault_names[] = {"daemon_kill", "buyer_kill", "both"};
+
+/* One iteration's run under a fault, the same for every program. */
+typedef struct crash_run {
+    const char *sku_prefix; /* SKUs "<prefix><iter>.<n>" */
+    int skus;
+    int64_t stock;
+    int buyers; /* at most 16 */
+    void (*buyer)(const char *dir, int iter, int b, int logfd); /* never returns */
+    int run_ms, run_jitter_ms; /* before the fault */
+    int down_jitter_ms;        /* the daemon stays down up to this */
+    int after_start_ms;        /* the buyers go on after the start */
+} crash_run;
+
+/*
+ * New SKUs, the buyers (forked, their answers logged to logpath), the
+ * fault of iteration iter (iter % 3: SIGKILL the daemon and start it
+ * again, SIGKILL a buyer in mid-run, or both), every buyer SIGKILLed (an
+ * answer not logged yet is unknown), then a smart stop and a start
+ * (counters rebuilt from the queue).  true, or false with why set.
+ */
+static bool
+crash_run_faults(hsd_ctl *d, hs_client *c, int iter, unsigned *seed, const crash_run *run,
+                 char *logpath, size_t logpath_len)
+{
+    char sku[32];
+    pid_t pids[16];
+    int logfd, fault = iter % 3;
+
+    snprintf(logpath, logpath_len, "%s/buyers-%d.log", d->dir, iter);
+    logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_TRUNC, 0600);
+    if (logfd < 0)
+        FAIL("cannot create %s", logpath);
+    for (int s = 0; s < run->skus; s++) {
+        snprintf(sku, sizeof(sku), "%s%d.%d", run->sku_prefix, iter, s);
+        if (hs_put_sku(c, sku, strlen(sku), run->stock, NULL) != HS_OK) {
+            close(logfd);
+            FAIL("put_sku %s: %s", sku, hs_last_error());
+        }
+    }
+    for (int b = 0; b < run->buyers; b++) {
+        pids[b] = fork();
+        if (pids[b] == 0)
+            run->buyer(d->dir, iter, b, logfd); /* exits */
+    }
+    close(logfd);
+    hsd_ctl_nap_ms(run->run_ms + (int)(rand_r(seed) % (unsigned)run->run_jitter_ms));
+    if (fault != 0) { /* a buyer, in mid-run */
+        kill(pids[rand_r(seed) % (unsigned)run->buyers], SIGKILL);
+        hsd_ctl_nap_ms(200);
+    }
+    if (fault != 1) { /* the daemon */
+        hsd_ctl_kill(d);
+        hsd_ctl_nap_ms((int)(rand_r(seed) % (unsigned)run->down_jitter_ms));
+        if (hsd_ctl_start(d, NULL) != 0)
+            FAIL("daemon did not start again after SIGKILL");
+        hsd_ctl_nap_ms(run->after_start_ms);
+    }
+    for (int b = 0; b < run->buyers; b++) {
+        kill(pids[b], SIGKILL);
+        waitpid(pids[b], NULL, 0);
+    }
+    /* counters rebuilt from the queue: a smart stop and a start */
+    if (hsd_ctl_stop(d) != 0 || hsd_ctl_start(d, NULL) != 0)
+        FAIL("daemon did not stop and start cleanly");
+    return true;
+}
 
 typedef bool (*crash_iteration_fn)(hsd_ctl *d, hs_client **c, int iter, unsigned *seed);
 

@@ -381,47 +381,12 @@ check_iteration(hsd_ctl *d, hs_client *c, int iter, const char *logpath, uint64_
 static bool
 iteration(hsd_ctl *d, hs_client **c, int iter, unsigned *seed)
 {
-    char logpath[600], sku[32];
-    pid_t pids[BUYERS];
-    int logfd, fault = iter % 3;
+    static const crash_run run = {"s", SKUS, STOCK, BUYERS, buyer, 400, 1200, 800, 500};
+    char logpath[600];
     uint64_t ready_ms;
 
-    snprintf(logpath, sizeof(logpath), "%s/buyers-%d.log", d->dir, iter);
-    logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_TRUNC, 0600);
-    if (logfd < 0)
-        FAIL("cannot create %s", logpath);
-    for (int s = 0; s < SKUS; s++) {
-        snprintf(sku, sizeof(sku), "s%d.%d", iter, s);
-        if (hs_put_sku(*c, S(sku), STOCK, NULL) != HS_OK) {
-            close(logfd);
-            FAIL("put_sku %s: %s", sku, hs_last_error());
-        }
-    }
-    for (int b = 0; b < BUYERS; b++) {
-        pids[b] = fork();
-        if (pids[b] == 0)
-            buyer(d->dir, iter, b, logfd);
-    }
-    close(logfd);
-    hsd_ctl_nap_ms(400 + (int)(rand_r(seed) % 1200));
-    if (fault != 0) { /* a buyer, in mid-run */
-        kill(pids[rand_r(seed) % BUYERS], SIGKILL);
-        hsd_ctl_nap_ms(200);
-    }
-    if (fault != 1) { /* the daemon */
-        hsd_ctl_kill(d);
-        hsd_ctl_nap_ms((int)(rand_r(seed) % 800)); /* some deadlines pass while down */
-        if (hsd_ctl_start(d, NULL) != 0)
-            FAIL("daemon did not start again after SIGKILL");
-        hsd_ctl_nap_ms(500);
-    }
-    for (int b = 0; b < BUYERS; b++) {
-        kill(pids[b], SIGKILL);
-        waitpid(pids[b], NULL, 0);
-    }
-    /* counters rebuilt from the queue: a smart stop and a start */
-    if (hsd_ctl_stop(d) != 0 || hsd_ctl_start(d, NULL) != 0)
-        FAIL("daemon did not stop and start cleanly");
+    if (!crash_run_faults(d, *c, iter, seed, &run, logpath, sizeof(logpath)))
+        return false;
     ready_ms = hs_now_unix_us() / 1000;
     return check_iteration(d, *c, iter, logpath, ready_ms);
 }

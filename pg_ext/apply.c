@@ -385,9 +385,10 @@ hotstock_ledger_apply(const hs_record *records, int n, MemoryContext batch_conte
         Columns *c;
 
         /* an abandoned LSN; a sale's configuration (hs_sale_configure(),
-         * hs_sale_pause()), which changes no counter and no order: nothing
-         * to apply but the position */
-        if (rec->type == HS_REC_NOOP || rec->type == HS_REC_SALE)
+         * hs_sale_pause()) or a buyer's count under its per-buyer limit,
+         * which change no counter and no order: nothing to apply but the
+         * position */
+        if (rec->type == HS_REC_NOOP || rec->type == HS_REC_SALE || rec->type == HS_REC_BUYER)
             continue;
 
         delta = hash_search(skus, rec->sku, HASH_ENTER, &found);

@@ -13,7 +13,8 @@
  *                  queue files                         (checkpointer.c)
  *   control        the control socket                  (control.c)
  *   evictor        evicts drained orders from the order index, keeps
- *                  DIR/evicted.filter                  (evictor.c)
+ *                  DIR/evicted.filter                  (evictor.c), and
+ *                  forgets the buyers of ended sales   (buyers.c)
  *
  * Before the threads start, recovery (recovery.c) runs alone and builds the
  * writer, the shadow and the segment (segment_build.c); the threads inherit
@@ -22,6 +23,7 @@
  * Calls point one way (tests/layout/check.sh fails on a cycle):
  *
  *   hotstockd.c -> lifecycle.c -> control.c, recovery.c, spiller.c, evictor.c
+ *   evictor.c -> buyers.c
  *   recovery.c -> evictor.c (the filter file at start)
  *   control.c, lifecycle.c -> datadir.c, request.c
  *   recovery.c, spiller.c -> checkpointer.c, ring_record.c
@@ -75,6 +77,8 @@
 typedef struct hsd_settings {
     uint32_t sku_capacity;          /* SKU table slots (rounded up to a power of 2) */
     uint32_t order_capacity;        /* order index slots (idem) */
+    uint32_t buyer_capacity;        /* buyer table slots (idem) */
+    uint32_t buyer_retention_s;     /* a sale's buyers are forgotten this long after its end */
     uint32_t ring_capacity;         /* ring slots (idem) */
     uint32_t flush_interval_ms;     /* fdatasync at least this often while data waits */
     uint64_t queue_file_size;       /* bytes per queue file before rotation */
@@ -367,6 +371,19 @@ int hsd_filter_load(hsd_daemon *d, hs_header *h);
 /* The evictor thread (once the segment is READY).  0 / -1. */
 int hsd_evictor_start(hsd_daemon *d);
 void hsd_evictor_stop(hsd_daemon *d);
+
+/*-------------------------------------------------------------------------
+ * buyers.c: forgetting the buyers of ended sales (on the evictor thread)
+ *-------------------------------------------------------------------------
+ */
+typedef struct hsd_buyer_sweep {
+    hs_client *client; /* attached at the first sweep with buyers */
+    uint32_t *skus;    /* SKU slots to forget this sweep */
+    uint8_t *seen;     /* a bit per SKU slot */
+} hsd_buyer_sweep;
+/* Forget the buyers of every SKU whose sale ended buyer_retention ago. */
+void hsd_buyers_sweep(hsd_daemon *d, hsd_buyer_sweep *sw);
+void hsd_buyers_sweep_end(hsd_buyer_sweep *sw);
 
 /*-------------------------------------------------------------------------
  * expirer.c: the expiry of holds

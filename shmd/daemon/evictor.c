@@ -480,6 +480,8 @@ hsd_evictor_main(void *arg)
     hsd_evictor *ev = arg;
     hsd_daemon *d = ev->d;
     hs_header *h = ev->h;
+    hsd_buyer_sweep sweep;
+    uint64_t last_sweep_ms = 0;
     uint64_t period = retention_ms(ev) / 4;
     hs_lsn allowed = atomic_load_explicit(&d->filter_lsn, memory_order_relaxed);
 
@@ -491,6 +493,7 @@ hsd_evictor_main(void *arg)
         period = 1000;
     if (idle < period)
         idle = period;
+    memset(&sweep, 0, sizeof(sweep));
     for (;;) {
         uint64_t now = hs_now_monotonic_ms();
         uint32_t count = atomic_load_explicit(&h->order_count, memory_order_relaxed);
@@ -521,9 +524,14 @@ hsd_evictor_main(void *arg)
             ev->last_pass_ms = now;
         }
         maybe_commit(ev, allowed, published > w ? published : w, false);
+        if (now - last_sweep_ms >= 1000) {
+            hsd_buyers_sweep(d, &sweep);
+            last_sweep_ms = now;
+        }
         if (should_exit(d, pressure ? 20 : period))
             break;
     }
+    hsd_buyers_sweep_end(&sweep);
     maybe_commit(ev, allowed, atomic_load(&h->evicted_lsn), true);
     free(ev->cand);
     free(ev);

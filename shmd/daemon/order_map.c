@@ -97,7 +97,7 @@ hsd_order_map_reserve(hsd_order_map *m, uint64_t orders)
 /* Record that rec (a record with an order id) is the latest record of its
  * order.  0, or -1 out of memory. */
 int
-hsd_order_map_put(hsd_order_map *m, const hs_record *rec)
+hsd_order_map_put(hsd_order_map *m, const hs_record *rec, const hs_record *buyer)
 {
     uint64_t hash = hs_hash(rec->order_id, rec->order_len);
     hsd_order_entry *e = NULL;
@@ -146,6 +146,17 @@ hsd_order_map_put(hsd_order_map *m, const hs_record *rec)
     e->qty = rec->qty;
     /* the state by the rule a dead owner's slot is settled by */
     e->state = (uint8_t)hs_state_of_record(rec->type);
+    if (rec->type == HS_REC_DEDUCT || rec->type == HS_REC_RESERVE) {
+        /* the buyer counted for this take, if any (deduct.c) */
+        e->buyer_len = 0;
+        if (buyer != NULL) {
+            e->buyer_off = hsd_arena_put(m, buyer->order_id, buyer->order_len);
+            if (e->buyer_off == UINT32_MAX)
+                return -1;
+            e->buyer_len = buyer->order_len;
+            e->buyer_lsn = buyer->lsn;
+        }
+    }
     switch (rec->type) {
     case HS_REC_DEDUCT: /* a deduction, or a retake of an ended hold */
         e->xid = rec->xid;

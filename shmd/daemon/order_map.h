@@ -27,8 +27,11 @@ typedef struct hsd_order_entry {
     uint64_t deadline_ms; /* a hold's; 1 when its RESERVE is not replayed */
     uint32_t id_off; /* order id in the arena */
     uint32_t sku_off;
+    uint32_t buyer_off; /* its take's buyer (per-buyer limits), buyer_len 0: none */
+    hs_lsn buyer_lsn;   /* the LSN of its take's BUYER record */
     uint8_t id_len;
     uint8_t sku_len;
+    uint8_t buyer_len;
     uint8_t state; /* the settled state its last record gives it */
 } hsd_order_entry;
 
@@ -45,7 +48,8 @@ void hsd_order_map_free(hsd_order_map *m);
 /* Room for about `orders` orders.  0, or -1 out of memory. */
 int hsd_order_map_reserve(hsd_order_map *m, uint64_t orders);
 /* Record that rec (a record with an order id) is the latest record of its
- * order.  0, or -1 out of memory. */
-int hsd_order_map_put(hsd_order_map *m, const hs_record *rec);
+ * order; buyer: the BUYER record of rec's group that counted a take for
+ * a buyer (a DEDUCT's or RESERVE's), or NULL.  0, or -1 out of memory. */
+int hsd_order_map_put(hsd_order_map *m, const hs_record *rec, const hs_record *buyer);
 
 #endif /* HOTSTOCK_ORDER_MAP_H */

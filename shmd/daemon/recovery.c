@@ -77,6 +77,7 @@ typedef struct hsd_replay {
     hs_lsn index_lsn; /* F: orders with a record after it are indexed */
     hsd_order_map orders;
     uint64_t folded;
+    hs_record buyer; /* the last record, when it was a take's BUYER (lsn 0: not) */
     char error[1024];
 } hsd_replay;
 
@@ -93,13 +94,22 @@ hsd_replay_record(hsd_replay *rp, const hs_record *rec)
         }
         rp->folded++;
     }
+    if (rec->type == HS_REC_BUYER) {
+        /* a take's count: its DEDUCT or RESERVE is the next record */
+        if (rec->qty > 0 && (rec->flags & HS_REC_FLAG_GROUP_MORE))
+            rp->buyer = *rec;
+        return 0;
+    }
     if (rec->type != HS_REC_NOOP && rec->type != HS_REC_PUT_SKU &&
         rec->type != HS_REC_ADD_STOCK && rec->order_len > 0 && rec->lsn > rp->index_lsn &&
-        hsd_order_map_put(&rp->orders, rec) != 0) {
+        hsd_order_map_put(&rp->orders, rec,
+                          rp->buyer.lsn != 0 && rp->buyer.lsn + 1 == rec->lsn ? &rp->buyer
+                                                                               : NULL) != 0) {
         snprintf(rp->error, sizeof(rp->error), "out of memory indexing orders at LSN %" PRIu64,
                  rec->lsn);
         return 1;
     }
+    rp->buyer.lsn = 0;
     return 0;
 }
 
@@ -450,6 +460,51 @@ hsd_build_sale(hs_sku_slot *slot, const hs_sale *sale)
     atomic_store_explicit(&slot->sale_paused, sale->paused ? 1 : 0, memory_order_relaxed);
 }
 
+/* The buyer table from the shadow's buyers' counts (per-buyer limits). */
+static int
+hsd_build_buyers(hsd_daemon *d, hs_header *h)
+{
+    for (uint32_t i = 0; i < d->shadow.buyer_capacity; i++) {
+        const hs_shadow_buyer *b = &d->shadow.buyers[i];
+        uint64_t ref;
+        uint32_t si;
+        hs_result r;
+
+        if (b->buyer_len == 0)
+            continue;
+        r = hs_sku_find(h, b->sku, b->sku_len, true, &si);
+        if (r == HS_OK)
+            r = hs_buyer_install(h, si, b->buyer, b->buyer_len, (int32_t)b->units, &ref);
+        if (r != HS_OK) {
+            hsd_log(HSD_ERROR, "cannot rebuild the count of buyer %.*s of SKU %.*s: %s (%s)",
+                    (int)b->buyer_len, b->buyer, (int)b->sku_len, b->sku, hs_result_name(r),
+                    hs_last_error());
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* An indexed order's buyer: the entry its take counted for, unless its
+ * SKU's buyers were forgotten since (a give-back then counts nothing). */
+static hs_result
+hsd_build_order_buyer(hsd_daemon *d, hs_header *h, const hsd_order_entry *o, const char *arena,
+                      uint32_t si, uint32_t idx)
+{
+    const hs_shadow_sku *s = hs_shadow_get(&d->shadow, arena + o->sku_off, o->sku_len, false);
+    uint64_t ref;
+    hs_result r;
+
+    if (s == NULL || o->buyer_lsn <= s->buyers_since)
+        return HS_OK;
+    r = hs_buyer_install(h, si, arena + o->buyer_off, o->buyer_len, 0, &ref);
+    if (r != HS_OK && r != HS_DUPLICATE)
+        return r;
+    atomic_store_explicit(&hs_order_buyers(h)[idx].ref, ref, memory_order_relaxed);
+    atomic_store_explicit(&hs_order_buyers(h)[idx].take_lsn, o->buyer_lsn, memory_order_relaxed);
+    return HS_OK;
+}
+
 static int
 hsd_build_segment(hsd_daemon *d, hsd_replay *rp, hs_lsn last, const hs_filter_meta *filter,
                   hs_lsn applied, hs_lsn ckpt)
@@ -459,6 +514,7 @@ hsd_build_segment(hsd_daemon *d, hsd_replay *rp, hs_lsn last, const hs_filter_me
         .order_capacity = hsd_pow2_ceil(d->settings.order_capacity),
         .ring_capacity = hsd_pow2_ceil(d->settings.ring_capacity),
         .filter_blocks = (uint32_t)(filter->bytes / sizeof(hs_filter_block)),
+        .buyer_capacity = hsd_pow2_ceil(d->settings.buyer_capacity),
     };
     const hs_lsn evicted = filter->evicted;
     hs_header *h;
@@ -511,6 +567,9 @@ hsd_build_segment(hsd_daemon *d, hsd_replay *rp, hs_lsn last, const hs_filter_me
         skus++;
     }
 
+    if (hsd_build_buyers(d, h) != 0)
+        goto done;
+
     for (uint32_t e = 0; e < rp->orders.count; e++) {
         const hsd_order_entry *o = &rp->orders.entries[e];
         uint32_t sku_idx, idx;
@@ -531,6 +590,8 @@ hsd_build_segment(hsd_daemon *d, hsd_replay *rp, hs_lsn last, const hs_filter_me
                                  o->deadline_ms, &idx);
         if (r == HS_OK && o->state == HS_INDEX_RESERVED)
             hsd_expirer_add(d, o->deadline_ms, idx, 0); /* a new slot: version 0 */
+        if (r == HS_OK && o->buyer_len > 0)
+            r = hsd_build_order_buyer(d, h, o, rp->orders.arena, sku_idx, idx);
         if (r != HS_OK) {
             hsd_log(HSD_ERROR,
                     "cannot rebuild the order index: %s after %u of %u orders with records "

@@ -31,7 +31,7 @@ hsd_ring_to_record(hs_header *h, const hs_ring_record *rr, hs_lsn lsn, hs_record
     out->timestamp_us = rr->timestamp_us;
     out->qty = rr->qty;
     out->ttl_ms = rr->ttl_ms;
-    if (rr->type < HS_REC_DEDUCT || rr->type > HS_REC_SALE) {
+    if (rr->type < HS_REC_DEDUCT || rr->type > HS_REC_BUYER) {
         snprintf(why, whylen, "record type %u", rr->type);
         return -1;
     }
@@ -80,6 +80,16 @@ hsd_ring_to_record(hs_header *h, const hs_ring_record *rr, hs_lsn lsn, hs_record
             snprintf(why, whylen, "sale record: starts %" PRId64 ", limit %" PRIu32
                      ", order id length %u, flags 0x%x",
                      rr->qty, rr->ttl_ms, rr->order_len, rr->flags);
+            return -1;
+        }
+        return 0;
+    }
+    if (rr->type == HS_REC_BUYER) {
+        if (rr->qty < -HS_QTY_MAX || rr->qty > HS_QTY_MAX || rr->ttl_ms != 0 ||
+            (rr->order_len == 0) != (rr->qty == 0) || rr->order_index != UINT32_MAX) {
+            snprintf(why, whylen, "buyer record: qty %" PRId64 ", ttl %" PRIu32
+                     ", buyer length %u, order slot %u",
+                     rr->qty, rr->ttl_ms, rr->order_len, rr->order_index);
             return -1;
         }
         return 0;

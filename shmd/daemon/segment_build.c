@@ -103,6 +103,9 @@ hs_segment_create(const char *real_dir, const hs_segment_sizes *sizes, uint64_t 
     h->stripe_offset = layout.stripe_offset;
     h->filter_offset = layout.filter_offset;
     h->filter_blocks = layout.filter_blocks;
+    h->buyer_capacity = layout.buyer_capacity;
+    h->buyer_offset = layout.buyer_offset;
+    h->order_buyer_offset = layout.order_buyer_offset;
     h->filter_legacy = filter_legacy ? 1 : 0;
     atomic_store_explicit(&h->evicted_lsn, evicted_lsn, memory_order_relaxed);
     h->created_unix_ms = hs_now_unix_us() / 1000;
@@ -186,6 +189,7 @@ hs_order_install(hs_header *h, const char *order_id, size_t len, uint32_t sku_in
                                   memory_order_relaxed);
             atomic_store_explicit(&o->xid, xid, memory_order_relaxed);
             atomic_store_explicit(&o->deadline_ms, deadline_ms, memory_order_relaxed);
+            atomic_store_explicit(&hs_order_buyers(h)[k].ref, 0, memory_order_relaxed);
             atomic_store_explicit(&o->state, HS_STATE_WORD(state, 0), memory_order_relaxed);
             atomic_fetch_add_explicit(&h->order_count, 1, memory_order_relaxed);
             for (uint32_t j = 0; j < i; j++)

@@ -597,18 +597,6 @@ hsd_group_commit(hsd_spiller *sp, bool force, uint64_t now_ms)
  *-------------------------------------------------------------------------
  */
 
-/* A private copy of s.  0, or -1 out of memory. */
-static int
-hsd_shadow_copy(const hs_shadow *s, hs_shadow *copy)
-{
-    *copy = *s;
-    copy->slots = malloc((size_t)s->capacity * sizeof(hs_shadow_sku));
-    if (copy->slots == NULL)
-        return -1;
-    memcpy(copy->slots, s->slots, (size_t)s->capacity * sizeof(hs_shadow_sku));
-    return 0;
-}
-
 /* Hand a snapshot of the shadow, taken at a durable point, to the
  * checkpointer with the requests waiting for it. */
 static void
@@ -619,7 +607,7 @@ hsd_spiller_checkpoint(hsd_spiller *sp)
     hs_lsn applied;
 
     job = calloc(1, sizeof(*job));
-    if (job == NULL || hsd_shadow_copy(&d->shadow, &job->shadow) != 0) {
+    if (job == NULL || hs_shadow_copy(&d->shadow, &job->shadow) != 0) {
         free(job);
         for (hsd_request *r = sp->checkpoints, *next; r != NULL; r = next) {
             next = r->next;

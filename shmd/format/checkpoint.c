@@ -13,7 +13,7 @@
  * old or the new checkpoint whole, never a mix.
  *
  * The file format is described at the top of checkpoint_write.c, its
- * one writer; this file folds and loads (versions 1 and 2).
+ * one writer; this file folds and loads (versions 1 to 3).
  *
  *-------------------------------------------------------------------------
  */
@@ -72,6 +72,10 @@ hs_shadow_free(hs_shadow *s)
     s->slots = NULL;
     s->capacity = 0;
     s->count = 0;
+    free(s->buyers);
+    s->buyers = NULL;
+    s->buyer_capacity = 0;
+    s->buyer_count = 0;
 }
 
 static hs_shadow_sku *
@@ -149,7 +153,8 @@ hs_shadow_get(hs_shadow *s, const char *sku, size_t sku_len, bool create)
 /*
  * Fold one record, of any type: DEDUCT and RESERVE subtract qty, REFUND,
  * CANCEL and EXPIRE add it, PUT_SKU and ADD_STOCK add their signed delta,
- * CONFIRM, NOOP and SALE change no counter; a SALE replaces its SKU's sale
+ * CONFIRM, NOOP, SALE and BUYER change no counter (a BUYER changes a
+ * buyer's count: checkpoint_buyer.c); a SALE replaces its SKU's sale
  * configuration with the record's (qty = starts_at, xid = ends_at, ttl_ms =
  * per-buyer limit, flag HS_REC_FLAG_PAUSED).
  * Every type but NOOP creates its SKU when absent.  The fold judges no
@@ -196,6 +201,9 @@ hs_shadow_fold(hs_shadow *s, const hs_record *rec)
         }
         delta = 0;
         break;
+    case HS_REC_BUYER:
+        delta = 0;
+        break;
     case HS_REC_NOOP:
         s->lsn = rec->lsn;
         return 0;
@@ -219,6 +227,8 @@ hs_shadow_fold(hs_shadow *s, const hs_record *rec)
         e->sale.per_buyer_limit = (int32_t)rec->ttl_ms;
         e->sale.paused = (rec->flags & HS_REC_FLAG_PAUSED) != 0;
     }
+    if (rec->type == HS_REC_BUYER && hs_shadow_buyer_fold(s, e, rec) != 0)
+        return -1;
     s->lsn = rec->lsn;
     return 0;
 
@@ -293,9 +303,11 @@ all_bytes_zero(const uint8_t *p, size_t n)
  */
 static const char *
 ckpt_decode_entry(const uint8_t *p, uint32_t version, unsigned *len, int64_t *available,
-                  hs_sale *sale)
+                  hs_sale *sale, hs_lsn *buyers_since)
 {
     uint32_t limit;
+
+    *buyers_since = version >= 3 ? hs_get_u64(p + 96) : 0;
 
     *len = p[8];
     if (*len == 0 || *len > HS_SKU_MAX)
@@ -326,7 +338,7 @@ hs_checkpoint_load(const char *dir, hs_shadow *s)
     char path[PATH_MAX];
     uint8_t *buf = NULL;
     size_t size;
-    uint64_t count, magic;
+    uint64_t count, buyers, magic;
     uint32_t version, hsize, crc;
     size_t entry_size;
     int rc;
@@ -357,14 +369,20 @@ hs_checkpoint_load(const char *dir, hs_shadow *s)
                      path, version, HS_CKPT_FORMAT_VERSION_MIN, HS_CKPT_FORMAT_VERSION);
         goto done;
     }
-    entry_size = version == 1 ? CKPT_ENTRY_SIZE_V1 : CKPT_ENTRY_SIZE_V2;
+    entry_size = version == 1 ? CKPT_ENTRY_SIZE_V1
+                 : version == 2 ? CKPT_ENTRY_SIZE_V2
+                                : CKPT_ENTRY_SIZE_V3;
     hsize = hs_get_u32(buf + 12);
     count = hs_get_u64(buf + 40);
+    buyers = hs_get_u64(buf + 56);
     if (hsize != CKPT_HEADER_SIZE || count > (size - CKPT_HEADER_SIZE) / entry_size ||
-        size != CKPT_HEADER_SIZE + count * entry_size + CKPT_TRAILER_SIZE) {
+        (version < 3 && buyers != 0) ||
+        buyers > (size - CKPT_HEADER_SIZE - count * entry_size) / CKPT_BUYER_SIZE ||
+        size != CKPT_HEADER_SIZE + count * entry_size + buyers * CKPT_BUYER_SIZE +
+                    CKPT_TRAILER_SIZE) {
         hs_set_error("checkpoint %s is %zu bytes but its header (size %u) says %" PRIu64
-                     " entries: torn or truncated",
-                     path, size, hsize, count);
+                     " entries and %" PRIu64 " buyers: torn or truncated",
+                     path, size, hsize, count, buyers);
         goto done;
     }
     crc = hs_get_u32(buf + size - CKPT_TRAILER_SIZE);
@@ -376,6 +394,10 @@ hs_checkpoint_load(const char *dir, hs_shadow *s)
 
     memset(s->slots, 0, (size_t)s->capacity * sizeof(hs_shadow_sku));
     s->count = 0;
+    free(s->buyers);
+    s->buyers = NULL;
+    s->buyer_capacity = 0;
+    s->buyer_count = 0;
     for (uint64_t i = 0; i < count; i++) {
         uint64_t off = CKPT_HEADER_SIZE + i * entry_size;
         const uint8_t *p = buf + off;
@@ -383,9 +405,10 @@ hs_checkpoint_load(const char *dir, hs_shadow *s)
         unsigned len;
         int64_t available;
         hs_sale sale;
+        hs_lsn since;
         hs_shadow_sku *e;
 
-        why = ckpt_decode_entry(p, version, &len, &available, &sale);
+        why = ckpt_decode_entry(p, version, &len, &available, &sale, &since);
         if (why != NULL) {
             hs_set_error("checkpoint %s (format version %u): entry %" PRIu64 " at offset %" PRIu64
                          " (SKU length %u) has %s",
@@ -403,6 +426,33 @@ hs_checkpoint_load(const char *dir, hs_shadow *s)
             goto reset;
         e->available = available;
         e->sale = sale;
+        e->buyers_since = since;
+    }
+    for (uint64_t i = 0; i < buyers; i++) {
+        uint64_t off = CKPT_HEADER_SIZE + count * entry_size + i * CKPT_BUYER_SIZE;
+        const uint8_t *p = buf + off;
+        unsigned sku_len = p[8], buyer_len = p[9];
+        uint64_t units = hs_get_u64(p);
+        hs_shadow_buyer *b;
+
+        if (sku_len == 0 || sku_len > HS_SKU_MAX || buyer_len == 0 || buyer_len > HS_BUYER_MAX ||
+            units > INT32_MAX || !all_bytes_zero(p + 10, 6) ||
+            !all_bytes_zero(p + 16 + sku_len, 64 - sku_len) ||
+            !all_bytes_zero(p + 80 + buyer_len, 64 - buyer_len) ||
+            hs_shadow_get(s, (const char *)p + 16, sku_len, false) == NULL ||
+            hs_shadow_buyer_get(s, (const char *)p + 16, sku_len, (const char *)p + 80, buyer_len,
+                                false) != NULL) {
+            hs_set_error("checkpoint %s: buyer entry %" PRIu64 " at offset %" PRIu64
+                         " is bad (lengths %u and %u, units %" PRIu64
+                         ", reserved bytes, a SKU with no entry, or named twice)",
+                         path, i, off, sku_len, buyer_len, units);
+            goto reset;
+        }
+        b = hs_shadow_buyer_get(s, (const char *)p + 16, sku_len, (const char *)p + 80, buyer_len,
+                                true);
+        if (b == NULL)
+            goto reset;
+        b->units = (int64_t)units;
     }
     s->lsn = hs_get_u64(buf + 16);
     s->applied_lsn = hs_get_u64(buf + 24);
@@ -413,6 +463,10 @@ hs_checkpoint_load(const char *dir, hs_shadow *s)
 reset:
     memset(s->slots, 0, (size_t)s->capacity * sizeof(hs_shadow_sku));
     s->count = 0;
+    free(s->buyers);
+    s->buyers = NULL;
+    s->buyer_capacity = 0;
+    s->buyer_count = 0;
 done:
     free(buf);
     return rc;

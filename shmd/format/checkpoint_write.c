@@ -10,23 +10,25 @@
  * checkpoint whole, never a mix.  Linked by hotstockd and test tools only.
  *
  *
- * THE CHECKPOINT FILE (DIR/checkpoint, format version 2)
+ * THE CHECKPOINT FILE (DIR/checkpoint, format version 3)
  *
  * Little-endian integers, written and read byte by byte.  One entry per
- * SKU the queue named: its counter and its sale configuration (the last
- * SALE record's, hotstock.h "Sale sessions"; all zero for none).
+ * SKU the queue named: its counter, its sale configuration (the last
+ * SALE record's, hotstock.h "Sale sessions"; all zero for none) and the
+ * LSN of its last FORGET; then one entry per buyer counted under a
+ * per-buyer limit (hotstock.h, "Per-buyer limits").
  *
  *      offset  size  field
  *           0     8  magic          HS_CKPT_MAGIC, "HSTKCKP1"
- *           8     4  format version HS_CKPT_FORMAT_VERSION (2)
+ *           8     4  format version HS_CKPT_FORMAT_VERSION (3)
  *          12     4  header size    64
  *          16     8  lsn            every queue record <= lsn is folded in
  *          24     8  applied_lsn    the drain's position known when saved
  *          32     8  generation     of the segment live when saved
- *          40     8  count          number of entries
+ *          40     8  count          number of SKU entries (n)
  *          48     8  created        unix microseconds, informational
- *          56     8  reserved       zeros
- *          64  96*n  entries, each:
+ *          56     8  buyers         number of buyer entries (m)
+ *          64 104*n  SKU entries, each:
  *                      +0   8  available        signed
  *                      +8   1  sku_len          1..63
  *                      +9   1  sale flags       bit 0x01 paused; others zero
@@ -35,20 +37,30 @@
  *                      +16 64  sku              sku_len bytes, zero padded
  *                      +80  8  starts_at        unix ms, 0..2^63-1 (0: none)
  *                      +88  8  ends_at          unix ms (0: none)
- *     64+96*n     4  CRC32C over bytes [0, 64 + 96 * count)
+ *                      +96  8  buyers_since     LSN of its last FORGET (0: none)
+ *          then 144*m buyer entries, each:
+ *                      +0   8  units            0..2147483647
+ *                      +8   1  sku_len          1..63
+ *                      +9   1  buyer_len        1..63
+ *                      +10  6  reserved         zeros
+ *                      +16 64  sku              zero padded
+ *                      +80 64  buyer            zero padded
+ *          then 4  CRC32C over every byte before it
  *
- * The file is exactly 64 + 96 * count + 4 bytes.  Loading refuses a bad
- * magic, a format version it does not read, a size that does not match
- * the count (a torn or truncated file), a bad checksum, and entries with a
- * bad length, non-zero reserved bytes or flag bits, a per-buyer limit or a
- * starts_at no SALE record can carry, or a SKU named twice.
+ * The file is exactly 64 + 104 * n + 144 * m + 4 bytes.  Loading refuses
+ * a bad magic, a format version it does not read, a size that does not
+ * match the counts (a torn or truncated file), a bad checksum, and entries
+ * with a bad length, non-zero reserved bytes or flag bits, a per-buyer
+ * limit or a starts_at no SALE record can carry, a SKU named twice, a
+ * buyer named twice for one SKU, or a buyer of a SKU with no entry.
  *
- * VERSIONS.  Version 1 (before sale sessions) has 80-byte entries: +0
- * available, +8 sku_len, +9..+15 reserved zeros, +16 sku[64]; the file is
- * 64 + 80 * count + 4 bytes, by the same rules otherwise.  This build
- * loads versions 1 and 2 (a version-1 entry has every sale field zero:
- * no SALE record existed then) and writes version 2; an older build
- * refuses a version-2 file by its version, naming the file.
+ * VERSIONS.  Version 1 (before sale sessions) has 80-byte SKU entries: +0
+ * available, +8 sku_len, +9..+15 reserved zeros, +16 sku[64].  Version 2
+ * (before per-buyer limits) has 96-byte SKU entries (no buyers_since).
+ * Neither has buyer entries, and bytes 56..63 of their header are zeros.
+ * This build loads versions 1 to 3 (missing fields are zero: no SALE or
+ * BUYER record existed then) and writes version 3; an older build refuses
+ * a newer file by its version, naming the file.
  *
  *-------------------------------------------------------------------------
  */
@@ -77,7 +89,9 @@ int
 hs_checkpoint_write(const char *dir, const hs_shadow *s)
 {
     char path[PATH_MAX], tmp[PATH_MAX];
-    size_t size = CKPT_HEADER_SIZE + (size_t)s->count * CKPT_ENTRY_SIZE_V2 + CKPT_TRAILER_SIZE;
+    size_t size = CKPT_HEADER_SIZE + (size_t)s->count * CKPT_ENTRY_SIZE_V3 +
+                  (size_t)s->buyer_count * CKPT_BUYER_SIZE + CKPT_TRAILER_SIZE;
+    uint32_t nb = 0;
     uint8_t *buf, *p;
     uint32_t n = 0;
     int fd, dfd;
@@ -100,6 +114,7 @@ hs_checkpoint_write(const char *dir, const hs_shadow *s)
     hs_put_u64(buf + 32, s->generation);
     hs_put_u64(buf + 40, s->count);
     hs_put_u64(buf + 48, hs_now_unix_us());
+    hs_put_u64(buf + 56, s->buyer_count);
     p = buf + CKPT_HEADER_SIZE;
     for (uint32_t i = 0; i < s->capacity; i++) {
         const hs_shadow_sku *e = &s->slots[i];
@@ -119,11 +134,25 @@ hs_checkpoint_write(const char *dir, const hs_shadow *s)
         memcpy(p + 16, e->sku, e->sku_len);
         hs_put_u64(p + 80, e->sale.starts_at_ms);
         hs_put_u64(p + 88, e->sale.ends_at_ms);
-        p += CKPT_ENTRY_SIZE_V2;
+        hs_put_u64(p + 96, e->buyers_since);
+        p += CKPT_ENTRY_SIZE_V3;
         n++;
     }
-    if (n != s->count) {
-        hs_set_error("shadow counters inconsistent: %u entries, count %u", n, s->count);
+    for (uint32_t i = 0; i < s->buyer_capacity; i++) {
+        const hs_shadow_buyer *b = &s->buyers[i];
+        if (b->buyer_len == 0)
+            continue;
+        hs_put_u64(p, (uint64_t)b->units);
+        p[8] = b->sku_len;
+        p[9] = b->buyer_len;
+        memcpy(p + 16, b->sku, b->sku_len);
+        memcpy(p + 80, b->buyer, b->buyer_len);
+        p += CKPT_BUYER_SIZE;
+        nb++;
+    }
+    if (n != s->count || nb != s->buyer_count) {
+        hs_set_error("shadow counters inconsistent: %u entries, count %u; %u buyers, count %u", n,
+                     s->count, nb, s->buyer_count);
         free(buf);
         return -1;
     }

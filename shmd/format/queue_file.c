@@ -60,14 +60,15 @@
  *          16     1  type            1 deduct, 2 refund, 3 put_sku,
  *                                    4 add_stock, 5 noop, 6 reserve,
  *                                    7 confirm, 8 cancel, 9 expire,
- *                                    10 sale (hotstock.h)
+ *                                    10 sale, 11 buyer (hotstock.h)
  *          17     1  sku_len         0..63
- *          18     1  order_len       0..63 (0 for stock and sale records)
+ *          18     1  order_len       0..63 (0 for stock and sale records;
+ *                                    the buyer for a buyer record)
  *          19     1  flags           bit 0x01 compensation, bit 0x02
  *                                    group-more (GROUPS below), bit 0x04
  *                                    paused (sale only); for types 1-9
  *                                    the other bits are kept, not judged
- *          20     4  ttl_ms          see below; zero for types 1-5, 7-9
+ *          20     4  ttl_ms          see below; zero for types 1-5, 7-9, 11
  *          24     8  qty             see below (two's complement)
  *          32     8  xid             see below
  *          40     8  timestamp_us    unix microseconds
@@ -87,10 +88,22 @@
  *      10 sale       per-buyer limit,        starts_at: unix     ends_at: unix
  *                    0..2147483647           ms, >= 0 (0: open   ms (0: never
  *                    (0: none)               from the start)     closes)
+ *      11 buyer      0                       the buyer's units   a give-back:
+ *                                            change, -1000000..  the LSN of
+ *                                            1000000; 0 (with    its take's
+ *                                            no buyer): forget   buyer record;
+ *                                            every buyer of the  0 otherwise
+ *                                            SKU
  *
  * A sale record carries a SKU's whole sale configuration (hs_sale_configure,
  * hs_sale_pause: the last one per SKU wins) and changes no counter.  It has
  * no order id, flags 0x04 (paused) or nothing, and is never part of a group.
+ *
+ * A buyer record (per-buyer limits, hotstock.h) changes no counter either:
+ * it carries the change of one buyer's count of a SKU and is the first
+ * record of a group with the DEDUCT or RESERVE that took the units (qty >
+ * 0) or the REFUND, CANCEL or EXPIRE that gave them back (qty < 0).  With
+ * qty 0 and no buyer it stands alone: every buyer of the SKU is forgotten.
  *
  * A typical deduction (sku "sku-42", order id "order-000123456") takes
  * 48 + 6 + 15 = 69 bytes, padded to 72; the largest record is 176 bytes.
@@ -104,10 +117,12 @@
  *   2. sku_len <= 63, order_len <= 63, and total_len equals
  *      48 + sku_len + order_len rounded up to 8;
  *   3. crc equals CRC32C of bytes [off + 4, off + total_len);
- *   4. type is 1..10; for types 1..9 ttl_ms is non-zero exactly for type
+ *   4. type is 1..11; for types 1..9 ttl_ms is non-zero exactly for type
  *      6 and at most 2592000000; a type 10 (sale) has sku_len >= 1,
  *      order_len 0, qty >= 0, ttl_ms <= 2147483647 and no flag but 0x04;
- *      and the padding bytes are zero;
+ *      a type 11 (buyer) has sku_len >= 1, ttl_ms 0, qty in
+ *      -1000000..1000000, order_len 0 exactly when qty is 0, and no flag
+ *      but 0x02; and the padding bytes are zero;
  *   5. lsn is the previous record's lsn + 1, and the first record's lsn
  *      is the file header's first_lsn (which equals the file's name).
  *
@@ -224,6 +239,9 @@ qf_fields_ok(uint8_t type, unsigned sku_len, unsigned order_len, uint8_t flags, 
     if (type == HS_REC_SALE)
         return sku_len >= 1 && order_len == 0 && qty >= 0 && ttl_ms <= INT32_MAX &&
                (flags & ~HS_REC_FLAG_PAUSED) == 0;
+    if (type == HS_REC_BUYER)
+        return sku_len >= 1 && ttl_ms == 0 && qty >= -HS_QTY_MAX && qty <= HS_QTY_MAX &&
+               (order_len == 0) == (qty == 0) && (flags & ~HS_REC_FLAG_GROUP_MORE) == 0;
     return type >= HS_REC_DEDUCT && type <= HS_REC_EXPIRE &&
            (type == HS_REC_RESERVE) == (ttl_ms != 0) && ttl_ms <= HS_TTL_MAX_MS;
 }

@@ -36,6 +36,7 @@ extern "C" {
 
 #define HS_SKU_MAX 63
 #define HS_ORDER_ID_MAX 63
+#define HS_BUYER_MAX 63
 #define HS_QTY_MAX 1000000                  /* largest qty of one deduction */
 #define HS_STOCK_MAX INT64_C(1000000000000) /* largest stock of one SKU */
 
@@ -84,9 +85,15 @@ typedef enum hs_record_type {
     HS_REC_CONFIRM = 7,   /* order_id's hold became a sale (no counter change) */
     HS_REC_CANCEL = 8,    /* order_id's hold given back by cancel or compensation */
     HS_REC_EXPIRE = 9,    /* order_id's hold given back by the daemon at its deadline */
-    HS_REC_SALE = 10      /* sku's sale session set (hs_sale_configure): qty = starts_at
+    HS_REC_SALE = 10,     /* sku's sale session set (hs_sale_configure): qty = starts_at
                              (unix ms, 0: none), xid = ends_at (unix ms, 0: none), ttl_ms =
                              the per-buyer limit (0: none), flag HS_REC_FLAG_PAUSED */
+    HS_REC_BUYER = 11     /* a buyer's units under sku's per-buyer limit change by qty:
+                             order_id = the buyer; qty > 0 for a take (the record before
+                             its DEDUCT or RESERVE, in one group), < 0 for a give-back
+                             (before its REFUND, CANCEL or EXPIRE, in one group; xid =
+                             the LSN of the take's BUYER record); qty = 0 with no buyer:
+                             the daemon forgets every buyer of sku (the sale ended) */
 } hs_record_type;
 
 /* The longest time-to-live of a hold (the queue record keeps it in 32 bits
@@ -172,6 +179,8 @@ typedef enum hs_result {
     HS_SALE_NOT_OPEN,    /* deduct/reserve: the SKU's sale has not started (hs_sale) */
     HS_SALE_CLOSED,      /* deduct/reserve: the SKU's sale has ended */
     HS_SALE_PAUSED,      /* deduct/reserve: the SKU's sale is paused */
+    HS_BUYER_LIMIT,      /* deduct/reserve: the buyer would pass the SKU's per-buyer limit
+                            (or no buyer was named for a SKU that has one) */
     HS_RESULT_COUNT_
 } hs_result;
 
@@ -296,7 +305,7 @@ hs_result hs_basket_find(hs_client *c, const char *order_id, size_t order_len, i
 /*
  * Sale sessions.  A SKU's sale has a window [starts_at, ends_at) (unix ms;
  * 0: open on that side), a pause switch, and a per-buyer limit (0: none;
- * the limit is recorded, not yet enforced).  While the clock (the host's
+ * see "Per-buyer limits" below).  While the clock (the host's
  * realtime clock, read by the calling process at the call: one clock for
  * every backend) is before starts_at, at or after ends_at, or the sale is
  * paused, hs_deduct, hs_reserve and the basket calls answer
@@ -330,6 +339,37 @@ hs_result hs_sale_configure(hs_client *c, const char *sku, size_t sku_len, uint6
                             uint64_t ends_at_ms, int32_t per_buyer_limit, hs_lsn *lsn);
 hs_result hs_sale_pause(hs_client *c, const char *sku, size_t sku_len, bool paused, hs_lsn *lsn);
 hs_result hs_sale_get(hs_client *c, const char *sku, size_t sku_len, hs_sale *out);
+
+/*
+ * Per-buyer limits.  While a SKU's sale has a per-buyer limit L, every
+ * take of it names a buyer (1..HS_BUYER_MAX bytes), and a buyer's units
+ * of that SKU -- taken by deductions and holds, less what went back by a
+ * refund, a cancel, an expiry or a compensation -- never pass L: the take
+ * that would pass it answers HS_BUYER_LIMIT and changes nothing, and so
+ * does a take without a buyer.  The check and the count are one CAS on
+ * the (SKU, buyer) entry, done before the counter, so concurrent takes of
+ * one buyer never pass L together; the count is durable (a BUYER record in
+ * the same group as the take or the give-back, folded into the
+ * checkpoint), so a crash or a restart never forgets a unit.  A take that
+ * dies half-way may keep its units counted (undersell) until the next
+ * start.  Takes are counted only while the SKU has a limit.  Once the
+ * sale has ended for `buyer_retention` seconds (a daemon setting), the
+ * daemon forgets its buyers (a BUYER record with no buyer); a sale opened
+ * again after that counts from zero.
+ *
+ * hs_deduct_for / hs_reserve_for: hs_deduct_checked / hs_reserve for a
+ * buyer (buyer NULL or buyer_len 0: none).  hs_buyer_units: the buyer's
+ * counted units of sku now (0 when none are counted).
+ */
+hs_result hs_deduct_for(hs_client *c, const char *sku, size_t sku_len, int32_t qty,
+                        const char *order_id, size_t order_len, const char *buyer,
+                        size_t buyer_len, uint64_t xid, hs_lsn evicted_checked, hs_lsn *lsn);
+hs_result hs_reserve_for(hs_client *c, const char *sku, size_t sku_len, int32_t qty,
+                         const char *order_id, size_t order_len, const char *buyer,
+                         size_t buyer_len, uint64_t xid, uint32_t ttl_ms, hs_lsn evicted_checked,
+                         hs_lsn *lsn, uint64_t *expires_at_ms);
+hs_result hs_buyer_units(hs_client *c, const char *sku, size_t sku_len, const char *buyer,
+                         size_t buyer_len, int32_t *units);
 
 /*
  * Refund order_id: the units of its deduction go back, at most once.
@@ -538,6 +578,8 @@ typedef struct hs_status {
     uint64_t evictions;    /* order entries evicted online since the segment was built */
     uint64_t filter_ids;   /* ids in the evicted-order filter */
     uint64_t filter_bytes; /* its size */
+    uint32_t buyer_count, buyer_capacity; /* (SKU, buyer) entries counted, and room */
+    uint64_t buyers_forgotten; /* entries forgotten after their sale ended */
 } hs_status;
 
 hs_result hs_get_status(hs_client *c, hs_status *out);

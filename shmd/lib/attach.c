@@ -402,5 +402,8 @@ hs_get_status(hs_client *c, hs_status *out)
     out->filter_ids = atomic_load_explicit(&h->filter_ids, memory_order_relaxed);
     out->filter_bytes = (uint64_t)h->filter_blocks * sizeof(hs_filter_block);
     out->last_flush_unix_ms = atomic_load_explicit(&h->last_flush_unix_ms, memory_order_relaxed);
+    out->buyer_count = atomic_load_explicit(&h->buyer_count, memory_order_relaxed);
+    out->buyer_capacity = h->buyer_capacity;
+    out->buyers_forgotten = atomic_load_explicit(&h->buyers_forgotten, memory_order_relaxed);
     return r;
 }

@@ -133,6 +133,9 @@ HS_INTERNAL hs_result sku_lookup(hs_client *c, hs_header *h, const char *sku, si
 HS_INTERNAL hs_result order_probe(const hs_client *c, hs_header *h, const char *order_id,
                                   size_t len, const order_insert *ins, uint32_t *index,
                                   uint32_t *ver, bool *inserted);
+HS_INTERNAL hs_result stripe_lock(const hs_client *c, hs_header *h, uint64_t hash,
+                                  hs_stripe **out);
+HS_INTERNAL void stripe_unlock(hs_stripe *s);
 HS_INTERNAL bool order_still(hs_order_slot *o, uint32_t ver);
 HS_INTERNAL bool order_owned_state(unsigned state);
 HS_INTERNAL void order_set(hs_order_slot *o, unsigned state);
@@ -142,6 +145,18 @@ HS_INTERNAL hs_result order_wait_owner(hs_client *c, hs_header *h, owner_wait *o
 HS_INTERNAL void order_fail(hs_order_slot *o);
 HS_INTERNAL void order_unclaim(hs_order_slot *o);
 HS_INTERNAL void copy_sku_name(hs_header *h, uint32_t si, char *out);
+/* buyer.c: the per-buyer limits */
+typedef struct buyer_ref {
+    uint32_t index; /* slot in the buyer table */
+    uint32_t ver;   /* its version when found */
+} buyer_ref;
+HS_INTERNAL hs_result buyer_find(const hs_client *c, hs_header *h, uint32_t si, const char *buyer,
+                                 size_t len, bool create, buyer_ref *out);
+HS_INTERNAL int buyer_take(hs_header *h, buyer_ref ref, int32_t qty, int32_t limit);
+HS_INTERNAL void buyer_give(hs_header *h, uint64_t ref_word, int32_t qty);
+HS_INTERNAL bool buyer_record(hs_header *h, uint32_t si, uint64_t ref_word, int32_t delta,
+                              hs_lsn take_lsn, hs_ring_record *rec);
+HS_INTERNAL int32_t sale_limit(hs_sku_slot *s);
 HS_INTERNAL hs_result refund_apply(hs_client *c, hs_header *h, uint32_t oi, hs_record_type type,
                                    uint16_t flags, hs_lsn *lsn, int32_t *qty, char *sku_out);
 

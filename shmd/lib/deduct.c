@@ -6,8 +6,9 @@
  *      id, take the units, append the DEDUCT or RESERVE.
  *
  * Order of effects: claim (CAS into PENDING), the evicted filter, xid and
- * deadline, counter (CAS, acq_rel), record (ring.c), then DEDUCTED or
- * RESERVED (release).  A death between the counter and the record holds
+ * deadline, the buyer's count (buyer.c), counter (CAS, acq_rel), records
+ * (ring.c: the BUYER and the DEDUCT or RESERVE, one group), then DEDUCTED
+ * or RESERVED (release).  A death between the counter and the record holds
  * units back (undersell), never sells them twice.
  *
  *-------------------------------------------------------------------------
@@ -98,10 +99,65 @@ take_settled(hs_order_slot *o, uint32_t ver, take_kind kind, unsigned state, uin
     return HS_OK;
 }
 
+/* 2c of take_common: count qty units for the buyer of the order in slot
+ * oi under the SKU's per-buyer limit.  A retake counts for the buyer its
+ * hold had (*ref_word is that); a deduct or a hold for `buyer`.  HS_OK
+ * and *ref_word (0 when the SKU has no limit), or HS_BUYER_LIMIT. */
+static hs_result
+take_buyer(hs_client *c, hs_header *h, hs_sku_slot *s, uint32_t si, take_kind kind,
+           const char *buyer, size_t buyer_len, int32_t qty, uint64_t *ref_word)
+{
+    const int32_t limit = sale_limit(s);
+    buyer_ref ref;
+    hs_result r;
+
+    if (limit <= 0) {
+        *ref_word = 0; /* nothing counted (a retake's hold keeps its reference) */
+        return HS_OK;
+    }
+    for (;;) {
+        int taken;
+
+        if (kind == TAKE_RETAKE) {
+            if (*ref_word == 0) {
+                hs_set_error("sku %.*s sells at most %d per buyer and the hold named no buyer "
+                             "(or its sale's buyers were forgotten)",
+                             (int)s->sku_len, s->sku, (int)limit);
+                return HS_BUYER_LIMIT;
+            }
+            ref.index = (uint32_t)*ref_word - 1;
+            ref.ver = (uint32_t)(*ref_word >> 32);
+        } else {
+            if (buyer == NULL || buyer_len == 0) {
+                hs_set_error("sku %.*s sells at most %d per buyer: name the buyer",
+                             (int)s->sku_len, s->sku, (int)limit);
+                return HS_BUYER_LIMIT;
+            }
+            r = buyer_find(c, h, si, buyer, buyer_len, true, &ref);
+            if (r != HS_OK)
+                return r;
+        }
+        taken = buyer_take(h, ref, qty, limit);
+        if (taken > 0) {
+            *ref_word = HS_BUYER_WORD(ref.ver, ref.index + 1);
+            return HS_OK;
+        }
+        if (taken == 0) {
+            hs_set_error("buyer %.*s has reached the limit of %d units of sku %.*s",
+                         (int)hs_buyer_table(h)[ref.index].buyer_len,
+                         hs_buyer_table(h)[ref.index].buyer, (int)limit, (int)s->sku_len, s->sku);
+            return HS_BUYER_LIMIT;
+        }
+        if (kind == TAKE_RETAKE)
+            *ref_word = 0; /* forgotten since: no buyer to count for */
+    }
+}
+
 static hs_result
 take_common(hs_client *c, take_kind kind, const char *sku, size_t sku_len, int32_t qty,
-            const char *order_id, size_t order_len, uint64_t xid, uint32_t ttl_ms,
-            hs_lsn evicted_checked, hs_lsn *lsn, uint64_t *expires_at_ms)
+            const char *order_id, size_t order_len, const char *buyer, size_t buyer_len,
+            uint64_t xid, uint32_t ttl_ms, hs_lsn evicted_checked, hs_lsn *lsn,
+            uint64_t *expires_at_ms)
 {
     const order_insert ins = {HS_INDEX_PENDING, 0, qty};
     const uint64_t hash = hs_hash(order_id, order_len);
@@ -109,8 +165,10 @@ take_common(hs_client *c, take_kind kind, const char *sku, size_t sku_len, int32
     hs_header *h;
     hs_sku_slot *s;
     hs_order_slot *o;
-    hs_ring_record rec;
-    uint32_t si, oi, ver;
+    hs_order_buyer *ob;
+    hs_ring_record recs[2];
+    uint32_t si, oi, ver, nrec;
+    uint64_t bref = 0, prev_ref, prev_take;
     unsigned prev = HS_INDEX_FAILED;
     uint64_t prev_xid = 0;
     bool inserted;
@@ -124,11 +182,12 @@ take_common(hs_client *c, take_kind kind, const char *sku, size_t sku_len, int32
         *expires_at_ms = 0;
     if (c == NULL || !valid_len(sku, sku_len, HS_SKU_MAX) ||
         !valid_len(order_id, order_len, HS_ORDER_ID_MAX) || qty < 1 || qty > HS_QTY_MAX ||
-        (kind == TAKE_RESERVE && (ttl_ms < 1 || ttl_ms > HS_TTL_MAX_MS))) {
-        hs_set_error("%s: sku and order id must be 1..%d bytes, qty 1..%d, ttl 1..%" PRIu32
-                     " ms",
-                     kind == TAKE_RESERVE ? "hs_reserve" : "hs_deduct", HS_SKU_MAX, HS_QTY_MAX,
-                     HS_TTL_MAX_MS);
+        (kind == TAKE_RESERVE && (ttl_ms < 1 || ttl_ms > HS_TTL_MAX_MS)) ||
+        buyer_len > HS_BUYER_MAX || (buyer == NULL && buyer_len != 0)) {
+        hs_set_error("%s: sku and order id must be 1..%d bytes, buyer 0..%d, qty 1..%d, ttl "
+                     "1..%" PRIu32 " ms",
+                     kind == TAKE_RESERVE ? "hs_reserve" : "hs_deduct", HS_SKU_MAX, HS_BUYER_MAX,
+                     HS_QTY_MAX, HS_TTL_MAX_MS);
         return HS_BAD_ARGUMENT;
     }
 again:
@@ -287,6 +346,23 @@ again:
         atomic_store_explicit(&o->deadline_ms, 0, memory_order_relaxed);
     }
 
+    /* 2c. The buyer's count, under the SKU's per-buyer limit (buyer.c):
+     * counted before the counter, like the counter before the record.
+     * Its reference goes with the order (written like xid, before the
+     * record); a retake counts for its hold's buyer. */
+    ob = &hs_order_buyers(h)[oi];
+    prev_ref = atomic_load_explicit(&ob->ref, memory_order_relaxed);
+    prev_take = atomic_load_explicit(&ob->take_lsn, memory_order_relaxed);
+    if (kind == TAKE_RETAKE)
+        bref = prev_ref;
+    r = take_buyer(c, h, s, si, kind, buyer, buyer_len, qty, &bref);
+    if (r != HS_OK) {
+        take_undo(o, kind, prev, prev_xid);
+        return r;
+    }
+    atomic_store_explicit(&ob->ref, bref, memory_order_relaxed);
+    atomic_store_explicit(&ob->take_lsn, 0, memory_order_relaxed);
+
     /* 3. The counter, only if enough is left (waiting while a basket
      * holds the SKU). */
     switch (counter_take(s, qty)) {
@@ -297,35 +373,38 @@ again:
         closed = sale_check(s, hs_now_unix_us() / 1000);
         if (closed != HS_OK) {
             counter_give(s, qty);
-            take_undo(o, kind, prev, prev_xid);
-            return closed;
+            r = closed;
+            goto undo_buyer;
         }
         break;
     case 0:
-        take_undo(o, kind, prev, prev_xid);
-        return HS_SOLD_OUT;
+        r = HS_SOLD_OUT;
+        goto undo_buyer;
     default:
-        take_undo(o, kind, prev, prev_xid);
         hs_set_error("sku %.*s is locked by a basket of a live process that has not let go "
                      "for %d ms",
                      (int)sku_len, sku, HS_OWNER_WAIT_MS);
-        return HS_QUEUE_FULL;
+        r = HS_QUEUE_FULL;
+        goto undo_buyer;
     }
 
-    /* 4. The record. */
-    record_init(&rec, kind == TAKE_RESERVE ? HS_REC_RESERVE : HS_REC_DEDUCT, si, qty);
-    rec.timestamp_us = now_us;
-    rec.ttl_ms = kind == TAKE_RESERVE ? ttl_ms : 0;
-    rec.order_len = (uint8_t)order_len;
-    rec.order_index = oi;
-    rec.xid = xid;
-    memcpy(rec.order_id, order_id, order_len);
-    r = append_record(c, h, &rec, &at);
+    /* 4. The records: the buyer's BUYER (when counted) and the DEDUCT or
+     * RESERVE, one group. */
+    nrec = bref != 0 && buyer_record(h, si, bref, qty, 0, &recs[0]) ? 1 : 0;
+    record_init(&recs[nrec], kind == TAKE_RESERVE ? HS_REC_RESERVE : HS_REC_DEDUCT, si, qty);
+    recs[nrec].timestamp_us = now_us;
+    recs[nrec].ttl_ms = kind == TAKE_RESERVE ? ttl_ms : 0;
+    recs[nrec].order_len = (uint8_t)order_len;
+    recs[nrec].order_index = oi;
+    recs[nrec].xid = xid;
+    memcpy(recs[nrec].order_id, order_id, order_len);
+    r = append_group(c, h, recs, nrec + 1, &at);
     if (r != HS_OK) {
         counter_give(s, qty);
-        take_undo(o, kind, prev, prev_xid);
-        return r;
+        goto undo_buyer;
     }
+    if (nrec == 1)
+        atomic_store_explicit(&ob->take_lsn, at++, memory_order_relaxed);
 
     /* 5. Done: only we move our PENDING slot on while we live. */
     atomic_store_explicit(&o->deducted_lsn, at, memory_order_relaxed);
@@ -337,14 +416,23 @@ again:
     if (expires_at_ms != NULL)
         *expires_at_ms = deadline;
     return HS_OK;
+
+undo_buyer:
+    if (bref != 0)
+        buyer_give(h, bref, qty);
+    /* a retake's hold keeps the buyer it had (for the next retake) */
+    atomic_store_explicit(&ob->ref, prev_ref, memory_order_relaxed);
+    atomic_store_explicit(&ob->take_lsn, prev_take, memory_order_relaxed);
+    take_undo(o, kind, prev, prev_xid);
+    return r;
 }
 
 hs_result
 hs_deduct(hs_client *c, const char *sku, size_t sku_len, int32_t qty, const char *order_id,
           size_t order_len, uint64_t xid, hs_lsn *lsn)
 {
-    return take_common(c, TAKE_DEDUCT, sku, sku_len, qty, order_id, order_len, xid, 0, UINT64_MAX,
-                       lsn, NULL);
+    return take_common(c, TAKE_DEDUCT, sku, sku_len, qty, order_id, order_len, NULL, 0, xid, 0,
+                       UINT64_MAX, lsn, NULL);
 }
 
 /* See hotstock.h. */
@@ -352,8 +440,28 @@ hs_result
 hs_deduct_checked(hs_client *c, const char *sku, size_t sku_len, int32_t qty, const char *order_id,
                   size_t order_len, uint64_t xid, hs_lsn evicted_checked, hs_lsn *lsn)
 {
-    return take_common(c, TAKE_DEDUCT, sku, sku_len, qty, order_id, order_len, xid, 0,
+    return take_common(c, TAKE_DEDUCT, sku, sku_len, qty, order_id, order_len, NULL, 0, xid, 0,
                        evicted_checked, lsn, NULL);
+}
+
+/* See hotstock.h. */
+hs_result
+hs_deduct_for(hs_client *c, const char *sku, size_t sku_len, int32_t qty, const char *order_id,
+              size_t order_len, const char *buyer, size_t buyer_len, uint64_t xid,
+              hs_lsn evicted_checked, hs_lsn *lsn)
+{
+    return take_common(c, TAKE_DEDUCT, sku, sku_len, qty, order_id, order_len, buyer, buyer_len,
+                       xid, 0, evicted_checked, lsn, NULL);
+}
+
+/* See hotstock.h. */
+hs_result
+hs_reserve_for(hs_client *c, const char *sku, size_t sku_len, int32_t qty, const char *order_id,
+               size_t order_len, const char *buyer, size_t buyer_len, uint64_t xid,
+               uint32_t ttl_ms, hs_lsn evicted_checked, hs_lsn *lsn, uint64_t *expires_at_ms)
+{
+    return take_common(c, TAKE_RESERVE, sku, sku_len, qty, order_id, order_len, buyer, buyer_len,
+                       xid, ttl_ms, evicted_checked, lsn, expires_at_ms);
 }
 
 /* See hotstock.h. */
@@ -362,8 +470,8 @@ hs_reserve(hs_client *c, const char *sku, size_t sku_len, int32_t qty, const cha
            size_t order_len, uint64_t xid, uint32_t ttl_ms, hs_lsn evicted_checked, hs_lsn *lsn,
            uint64_t *expires_at_ms)
 {
-    return take_common(c, TAKE_RESERVE, sku, sku_len, qty, order_id, order_len, xid, ttl_ms,
-                       evicted_checked, lsn, expires_at_ms);
+    return take_common(c, TAKE_RESERVE, sku, sku_len, qty, order_id, order_len, NULL, 0, xid,
+                       ttl_ms, evicted_checked, lsn, expires_at_ms);
 }
 
 /* See hotstock.h.  The order's own SKU and qty, read from the index. */
@@ -384,5 +492,5 @@ hs_hold_retake(hs_client *c, const char *order_id, size_t order_len, uint64_t xi
         return HS_NOT_HELD;
     }
     return take_common(c, TAKE_RETAKE, info.sku, strlen(info.sku), info.qty, order_id, order_len,
-                       xid, 0, evicted_checked, lsn, NULL);
+                       NULL, 0, xid, 0, evicted_checked, lsn, NULL);
 }

@@ -242,7 +242,7 @@ order_lookup(const hs_client *c, hs_header *h, const char *order_id, size_t len,
 
 /* Take the insert lock of hash's stripe (see segment.h, EVICTION); a dead
  * holder's lock is taken over.  HS_OK, or the owner_wait_step failure. */
-static hs_result
+hs_result
 stripe_lock(const hs_client *c, hs_header *h, uint64_t hash, hs_stripe **out)
 {
     hs_stripe *s = &hs_stripes(h)[(uint32_t)(hash >> 24) & (HS_ORDER_STRIPES - 1)];
@@ -275,7 +275,7 @@ stripe_lock(const hs_client *c, hs_header *h, uint64_t hash, hs_stripe **out)
     }
 }
 
-static void
+void
 stripe_unlock(hs_stripe *s)
 {
     /* Release: pairs with the next holder's acquire. */
@@ -314,6 +314,8 @@ order_insert_new(const hs_client *c, hs_header *h, const char *order_id, size_t 
             atomic_store_explicit(&o->deducted_lsn, 0, memory_order_relaxed);
             atomic_store_explicit(&o->xid, 0, memory_order_relaxed);
             atomic_store_explicit(&o->deadline_ms, 0, memory_order_relaxed);
+            atomic_store_explicit(&hs_order_buyers(h)[k].ref, 0, memory_order_relaxed);
+            atomic_store_explicit(&hs_order_buyers(h)[k].take_lsn, 0, memory_order_relaxed);
             /* Release: publishes key, sku and qty; pairs with the acquire
              * load of every prober and waiter. */
             atomic_store_explicit(&o->state, HS_ORDER_NEXT(w, ins->state, me),

@@ -61,7 +61,12 @@ refund_apply(hs_client *c, hs_header *h, uint32_t oi, hs_record_type type, uint1
     hs_order_slot *o = &hs_order_table(h)[oi];
     uint32_t si = o->sku_index;
     int32_t q = o->qty;
-    hs_ring_record rec;
+    hs_order_buyer *ob = &hs_order_buyers(h)[oi];
+    /* Relaxed: written by the order's taker before its record, published
+     * with the state the caller acquired. */
+    uint64_t bref = atomic_load_explicit(&ob->ref, memory_order_relaxed);
+    hs_ring_record recs[2];
+    uint32_t nrec;
     hs_lsn at;
     hs_result r;
 
@@ -75,18 +80,29 @@ refund_apply(hs_client *c, hs_header *h, uint32_t oi, hs_record_type type, uint1
                      (int)q);
         return HS_IO_ERROR;
     }
-    record_init(&rec, type, si, q);
-    rec.flags = flags;
-    rec.order_len = o->order_len;
-    rec.order_index = oi;
-    memcpy(rec.order_id, o->order_id, o->order_len);
-    r = append_record(c, h, &rec, &at);
+    /* The buyer's BUYER record first (buyer.c), in one group with ours:
+     * a CONFIRM's refund gives back the units its RESERVE counted. */
+    nrec = bref != 0 && buyer_record(h, si, bref, -q,
+                                     atomic_load_explicit(&ob->take_lsn, memory_order_relaxed),
+                                     &recs[0])
+               ? 1
+               : 0;
+    record_init(&recs[nrec], type, si, q);
+    recs[nrec].flags = flags;
+    recs[nrec].order_len = o->order_len;
+    recs[nrec].order_index = oi;
+    memcpy(recs[nrec].order_id, o->order_id, o->order_len);
+    r = append_group(c, h, recs, nrec + 1, &at);
     if (r != HS_OK) {
         order_unclaim(o);
         return r;
     }
-    /* The record is published: now the units may be sold again. */
+    at += nrec;
+    /* The records are published: now the units may be sold again, and
+     * the buyer may take them again. */
     counter_give(&hs_sku_table(h)[si], q);
+    if (nrec == 1)
+        buyer_give(h, bref, q);
     /* A hold's CANCEL or EXPIRE settles its state: deducted_lsn names it
      * (segment.h), published with the state below. */
     if (type != HS_REC_REFUND)

@@ -82,6 +82,7 @@ hs_segment_layout(const hs_segment_sizes *sizes, hs_header *hdr)
     assert(hs_is_pow2(sizes->order_capacity));
     assert(hs_is_pow2(sizes->ring_capacity));
     assert(hs_is_pow2(sizes->filter_blocks));
+    assert(hs_is_pow2(sizes->buyer_capacity));
 
     hdr->magic = HS_SEGMENT_MAGIC;
     hdr->layout_version = HS_SEGMENT_LAYOUT_VERSION;
@@ -102,6 +103,13 @@ hs_segment_layout(const hs_segment_sizes *sizes, hs_header *hdr)
     off = HS_ALIGN_UP(off, HS_CACHE_LINE);
     hdr->stripe_offset = off;
     off += (uint64_t)HS_ORDER_STRIPES * sizeof(hs_stripe);
+    off = HS_ALIGN_UP(off, HS_CACHE_LINE);
+    hdr->buyer_capacity = sizes->buyer_capacity;
+    hdr->buyer_offset = off;
+    off += (uint64_t)sizes->buyer_capacity * sizeof(hs_buyer_slot);
+    off = HS_ALIGN_UP(off, HS_CACHE_LINE);
+    hdr->order_buyer_offset = off;
+    off += (uint64_t)sizes->order_capacity * sizeof(hs_order_buyer);
     /* page-aligned: the daemon writes the filter to its file by pages */
     off = HS_ALIGN_UP(off, 4096);
     hdr->filter_offset = off;

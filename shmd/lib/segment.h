@@ -240,7 +240,7 @@
 
 /* "HSTKSEG1" little-endian; the layout version changes with any struct here. */
 #define HS_SEGMENT_MAGIC UINT64_C(0x3147455354534B48)
-#define HS_SEGMENT_LAYOUT_VERSION 7
+#define HS_SEGMENT_LAYOUT_VERSION 8
 
 #define HS_HEARTBEAT_INTERVAL_MS 100
 #define HS_HEARTBEAT_DEAD_MS 3000
@@ -389,6 +389,10 @@ typedef struct hs_header {
     uint32_t filter_blocks; /* 64-byte blocks, a power of two */
     uint32_t filter_legacy; /* 1: ids evicted before the filter existed (see above) */
     uint64_t created_unix_ms;
+    uint32_t buyer_capacity;  /* slots of the buyer table, a power of two */
+    uint32_t pad_buyer_;
+    uint64_t buyer_offset;    /* the buyer table (hs_buyer_slot) */
+    uint64_t order_buyer_offset; /* one hs_order_buyer per order slot */
     char data_dir[256]; /* realpath of the data directory, for status */
 
     alignas(HS_CACHE_LINE) _Atomic uint32_t state;
@@ -423,6 +427,9 @@ typedef struct hs_header {
     _Atomic uint64_t evictions;    /* entries emptied since creation */
     _Atomic uint64_t filter_ids;   /* ids put into the filter (with the persisted ones) */
     _Atomic uint64_t evict_passes; /* completed passes over the index */
+    alignas(HS_CACHE_LINE) _Atomic uint32_t buyer_count; /* LIVE buyer slots */
+    _Atomic uint32_t buyer_used;        /* slots not EMPTY (LIVE, GONE, INSERTING) */
+    _Atomic uint64_t buyers_forgotten;  /* buyer slots made GONE by the evictor */
 } hs_header;
 
 /*
@@ -474,6 +481,46 @@ typedef struct hs_order_slot {
     char pad_[128 - 8 - 8 - 8 - 8 - 8 - 8 - 4 - 4 - 4 - 1 - (HS_ORDER_ID_MAX + 1)];
 } hs_order_slot;
 
+/*
+ * One (SKU, buyer) entry of the per-buyer limits (buyer.c; hotstock.h,
+ * "Per-buyer limits").  128 bytes.  `state` is HS_STATE_WORD(
+ * hs_buyer_slot_state, pid) with a version in bits 32..63 that only the
+ * evictor bumps (LIVE -> GONE) and an insert into a GONE slot keeps;
+ * `units` is HS_BUYER_WORD(version, units): every change of the count is
+ * a CAS on it that also checks the version, so a reference taken from a
+ * LIVE slot never changes the count of the slot's next buyer.  The key
+ * (hash, sku_index, buyer) is written only while INSERTING and read by
+ * probes between two loads of `state` (a seqlock).
+ */
+typedef struct hs_buyer_slot {
+    alignas(HS_CACHE_LINE) _Atomic uint64_t state;
+    _Atomic uint64_t units;
+    uint64_t hash;
+    uint32_t sku_index;
+    uint8_t buyer_len;
+    char buyer[HS_BUYER_MAX + 1];
+    char pad_[128 - 8 - 8 - 8 - 4 - 1 - (HS_BUYER_MAX + 1)];
+} hs_buyer_slot;
+
+typedef enum hs_buyer_slot_state {
+    HS_BUYER_EMPTY = 0,     /* never used since the segment was built: ends a probe */
+    HS_BUYER_INSERTING = 1, /* being inserted (owner pid) */
+    HS_BUYER_LIVE = 2,
+    HS_BUYER_GONE = 3       /* forgotten (or an abandoned insert): probes pass, inserts reuse */
+} hs_buyer_slot_state;
+
+#define HS_BUYER_WORD(ver, units) (((uint64_t)(ver) << 32) | (uint32_t)(units))
+#define HS_BUYER_UNITS(w) ((int32_t)(uint32_t)(w))
+
+/* An order's buyer (the order slot's PENDING owner writes it, relaxed,
+ * before its record, like xid): ref = HS_BUYER_WORD(version, slot + 1),
+ * 0 for none; take_lsn = the LSN of the take's BUYER record (0 while not
+ * known: a give-back then is not folded into the checkpoint, undersell). */
+typedef struct hs_order_buyer {
+    _Atomic uint64_t ref;
+    _Atomic uint64_t take_lsn;
+} hs_order_buyer;
+
 /* An insert lock of the order index: 0, or the holder's pid. */
 typedef struct hs_stripe {
     alignas(HS_CACHE_LINE) _Atomic uint32_t holder;
@@ -512,6 +559,7 @@ typedef struct hs_ring_slot {
 _Static_assert(sizeof(hs_sku_slot) == 128, "hs_sku_slot must be 128 bytes");
 _Static_assert(sizeof(hs_order_slot) == 128, "hs_order_slot must be 128 bytes");
 _Static_assert(sizeof(hs_ring_slot) == 128, "hs_ring_slot must be 128 bytes");
+_Static_assert(sizeof(hs_buyer_slot) == 128, "hs_buyer_slot must be 128 bytes");
 
 /* Capacities as the daemon was asked for them (rounded up to powers of 2). */
 typedef struct hs_segment_sizes {
@@ -519,6 +567,7 @@ typedef struct hs_segment_sizes {
     uint32_t order_capacity;
     uint32_t ring_capacity;
     uint32_t filter_blocks;
+    uint32_t buyer_capacity;
 } hs_segment_sizes;
 
 /* Name of the shm object for a data directory: "/hotstock.<uid>.<hash>". */
@@ -550,6 +599,18 @@ static inline hs_stripe *
 hs_stripes(hs_header *h)
 {
     return (hs_stripe *)((char *)h + h->stripe_offset);
+}
+
+static inline hs_buyer_slot *
+hs_buyer_table(hs_header *h)
+{
+    return (hs_buyer_slot *)((char *)h + h->buyer_offset);
+}
+
+static inline hs_order_buyer *
+hs_order_buyers(hs_header *h)
+{
+    return (hs_order_buyer *)((char *)h + h->order_buyer_offset);
 }
 
 static inline hs_filter_block *
@@ -651,6 +712,20 @@ hs_result hs_order_install(hs_header *h, const char *order_id, size_t len, uint3
                            uint64_t xid, uint64_t deadline_ms, uint32_t *index);
 hs_result hs_hold_expire(hs_client *c, uint32_t index, uint32_t version, uint64_t now_ms,
                          hs_lsn *lsn, uint64_t *deadline_ms);
+
+/*
+ * The buyer table's daemon half (buyer.c).
+ * hs_buyer_install: daemon build only: insert (SKU slot si, buyer) with
+ *   its units; HS_OK or HS_DUPLICATE with *ref_word (an hs_order_buyer
+ *   ref), HS_TABLE_FULL, HS_BAD_ARGUMENT.
+ * hs_buyers_forget: append the FORGET record of SKU slot si (a BUYER
+ *   record with qty 0 and no buyer), then make every LIVE entry of si
+ *   GONE; *forgotten = how many.  The evictor calls it once a sale has
+ *   ended for buyer_retention.
+ */
+hs_result hs_buyer_install(hs_header *h, uint32_t si, const char *buyer, size_t len, int32_t units,
+                           uint64_t *ref_word);
+hs_result hs_buyers_forget(hs_client *c, uint32_t si, hs_lsn *lsn, uint32_t *forgotten);
 
 /* CRC of a ring record as the client computes it before publishing. */
 static inline uint32_t

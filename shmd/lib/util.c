@@ -61,6 +61,7 @@ static const char *const hs_result_names[HS_RESULT_COUNT_] = {
     [HS_SALE_NOT_OPEN] = "sale_not_open",
     [HS_SALE_CLOSED] = "sale_closed",
     [HS_SALE_PAUSED] = "sale_paused",
+    [HS_BUYER_LIMIT] = "buyer_limit",
 };
 
 /* Exported for the unit tests, which compare it with the hardware path. */

@@ -305,6 +305,8 @@ type_name(int t)
         return "expire";
     case HS_REC_SALE:
         return "sale";
+    case HS_REC_BUYER:
+        return "buyer";
     default:
         return "?";
     }
@@ -324,7 +326,7 @@ record_delta(const hs_record *rec)
     case HS_REC_CANCEL:
     case HS_REC_EXPIRE:
         return rec->qty;
-    default: /* CONFIRM, NOOP, SALE (its qty is starts_at): no counter change */
+    default: /* CONFIRM, NOOP, SALE (its qty is starts_at), BUYER: no counter change */
         return 0;
     }
 }

@@ -132,7 +132,7 @@ check_decoded(const uint8_t *buf, size_t avail, const hs_record *rec, size_t len
     REQUIRE(rec->sku_len <= HS_SKU_MAX && rec->order_len <= HS_ORDER_ID_MAX, "string lengths");
     REQUIRE(strlen(rec->sku) <= rec->sku_len && rec->sku[rec->sku_len] == 0, "sku not terminated");
     REQUIRE(rec->order_id[rec->order_len] == 0, "order id not terminated");
-    REQUIRE(rec->type >= HS_REC_DEDUCT && rec->type <= HS_REC_SALE, "type %u", rec->type);
+    REQUIRE(rec->type >= HS_REC_DEDUCT && rec->type <= HS_REC_BUYER, "type %u", rec->type);
     size_t n = hs_qf_encode(rec, again);
     REQUIRE(n == len && memcmp(again, buf, len) == 0,
             "decoded record does not re-encode to its bytes");

@@ -9,8 +9,12 @@
  * real queue writer and scan) against the fold of everything; and every
  * kind of damaged checkpoint must be refused with a message naming the
  * file.  SALE records are part of the stream: the sale configurations
- * fold, save (format version 2) and load like the counters; a version-1
+ * fold, save (format version 3) and load like the counters; a version-1
  * file, built here byte by byte, still loads (sale configurations zero).
+ * BUYER records fold into the buyers' counts: a take adds, a give-back
+ * subtracts unless its take came before the SKU's last FORGET, a FORGET
+ * drops the SKU's buyers; the counts save and load, and damaged buyer
+ * entries are refused.
  *
  *-------------------------------------------------------------------------
  */
@@ -138,7 +142,18 @@ shadows_equal(hs_shadow *a, hs_shadow *b)
         if (e->sku_len == 0)
             continue;
         f = hs_shadow_get(b, e->sku, e->sku_len, false);
-        if (f == NULL || f->available != e->available || !sales_equal(&f->sale, &e->sale))
+        if (f == NULL || f->available != e->available || !sales_equal(&f->sale, &e->sale) ||
+            f->buyers_since != e->buyers_since)
+            return false;
+    }
+    if (a->buyer_count != b->buyer_count)
+        return false;
+    for (uint32_t i = 0; i < a->buyer_capacity; i++) {
+        hs_shadow_buyer *e = &a->buyers[i], *f;
+        if (e->buyer_len == 0)
+            continue;
+        f = hs_shadow_buyer_get(b, e->sku, e->sku_len, e->buyer, e->buyer_len, false);
+        if (f == NULL || f->units != e->units)
             return false;
     }
     return true;
@@ -374,17 +389,17 @@ test_write_load(void)
     s.applied_lsn = 123000000;
     s.generation = 42;
     CHECK_EQ(hs_checkpoint_write(dir, &s), 0);
-    CHECK_EQ(hs_test_file_size(path), 64 + 96 * NAMES + 4);
+    CHECK_EQ(hs_test_file_size(path), 64 + 104 * NAMES + 4);
     {
         /* the entry layout, read back byte by byte: the first entry's SKU
          * is found in the file and its sale fields at their offsets */
-        uint8_t hdr[64], ent[96];
+        uint8_t hdr[64], ent[104];
         bool found = false;
         hs_test_pread(path, 0, hdr, 64);
-        CHECK_EQ(hs_get_u32(hdr + 8), 2);
+        CHECK_EQ(hs_get_u32(hdr + 8), 3);
         for (int k = 0; k < NAMES && !found; k++) {
             hs_shadow_sku *e;
-            hs_test_pread(path, 64 + 96 * k, ent, 96);
+            hs_test_pread(path, 64 + 104 * k, ent, 104);
             e = hs_shadow_get(&s, (const char *)ent + 16, ent[8], false);
             if (e == NULL || e->sale.per_buyer_limit == 0)
                 continue;
@@ -481,7 +496,7 @@ patch_byte(const char *path, long long off, uint8_t v)
 static void
 test_refused(void)
 {
-    const int E = CKPT_ENTRY_SIZE_V2;
+    const int E = CKPT_ENTRY_SIZE_V3;
     char dir[256], path[300], saved[320];
     hs_shadow s;
     uint8_t junk[1000];
@@ -524,7 +539,7 @@ test_refused(void)
     truncate(path, size - E); /* an entry short */
     expect_refused(dir, path, "torn or truncated");
     hs_test_copy_file(saved, path);
-    truncate(path, size - 16); /* the size of version-1 entries for the same count */
+    truncate(path, size - 24); /* the size of version-2 entries for the same count */
     expect_refused(dir, path, "torn or truncated");
 
     /* one flipped bit anywhere: refused */
@@ -551,11 +566,11 @@ test_refused(void)
 
     /* a format version this build does not read, checksum correct */
     hs_test_copy_file(saved, path);
-    patch_byte(path, 8, 3);
-    expect_refused(dir, path, "format version 3, this build reads versions 1 to 2");
+    patch_byte(path, 8, 4);
+    expect_refused(dir, path, "format version 4, this build reads versions 1 to 3");
     hs_test_copy_file(saved, path);
     patch_byte(path, 8, 0);
-    expect_refused(dir, path, "format version 0, this build reads versions 1 to 2");
+    expect_refused(dir, path, "format version 0, this build reads versions 1 to 3");
 
     /* bad entries with a correct checksum */
     hs_test_copy_file(saved, path);
@@ -563,7 +578,7 @@ test_refused(void)
     expect_refused(dir, path, "SKU length 0");
     hs_test_copy_file(saved, path);
     {
-        uint8_t entry[CKPT_ENTRY_SIZE_V2];
+        uint8_t entry[CKPT_ENTRY_SIZE_V3];
         hs_test_pread(path, 64, entry, sizeof(entry));
         hs_test_pwrite(path, 64 + E * 5, entry, sizeof(entry)); /* the same SKU twice */
         put_crc(path);
@@ -584,7 +599,7 @@ test_refused(void)
             hs_test_copy_file(saved, path);
             patch_byte(path, 64 + E * 4 + bad[k].at, bad[k].v);
             expect_refused(dir, path, bad[k].what);
-            CHECK_CONTAINS(hs_last_error(), "entry 4 at offset 448");
+            CHECK_CONTAINS(hs_last_error(), "entry 4 at offset 480");
         }
         /* and their neighbours are fine: paused, the largest limit and starts_at */
         hs_test_copy_file(saved, path);
@@ -690,9 +705,9 @@ test_load_version1(void)
     }
     CHECK(ok);
 
-    /* written again, it is version 2 and loads the same */
+    /* written again, it is version 3 and loads the same */
     CHECK_EQ(hs_checkpoint_write(dir, &t), 0);
-    CHECK_EQ(hs_test_file_size(path), 64 + 96 * NAMES + 4);
+    CHECK_EQ(hs_test_file_size(path), 64 + 104 * NAMES + 4);
     {
         hs_shadow u;
         CHECK_EQ(hs_shadow_init(&u, 8), 0);
@@ -800,6 +815,133 @@ test_checkpoint_replay(void)
     hs_test_rmrf(dir);
 }
 
+
+/* A BUYER record of sku "bs" at lsn: buyer (NULL: a FORGET), qty, xid. */
+static hs_record
+buyer_rec(hs_lsn lsn, const char *buyer, int64_t qty, uint64_t xid)
+{
+    hs_record r;
+
+    memset(&r, 0, sizeof(r));
+    r.lsn = lsn;
+    r.type = HS_REC_BUYER;
+    r.sku_len = 2;
+    memcpy(r.sku, "bs", 2);
+    if (buyer != NULL) {
+        r.order_len = (uint8_t)strlen(buyer);
+        memcpy(r.order_id, buyer, r.order_len);
+    }
+    r.qty = qty;
+    r.xid = xid;
+    return r;
+}
+
+static int64_t
+units_of(hs_shadow *s, const char *buyer)
+{
+    hs_shadow_buyer *b = hs_shadow_buyer_get(s, "bs", 2, buyer, strlen(buyer), false);
+    return b == NULL ? -1 : b->units;
+}
+
+static void
+test_buyers(void)
+{
+    char dir[256], path[300], saved[320];
+    hs_shadow s, t;
+    hs_record r;
+    hs_lsn lsn = 0;
+    long long size;
+
+    hs_test_tmpdir("ckpt-buyers", dir);
+    snprintf(path, sizeof(path), "%s/%s", dir, HS_CKPT_FILE);
+    snprintf(saved, sizeof(saved), "%s.saved", path);
+    CHECK_EQ(hs_shadow_init(&s, 8), 0);
+    /* takes add, give-backs subtract, never below zero */
+    r = buyer_rec(++lsn, "x", 2, 0);
+    CHECK_EQ(hs_shadow_fold(&s, &r), 0);
+    r = buyer_rec(++lsn, "y", 1, 0);
+    CHECK_EQ(hs_shadow_fold(&s, &r), 0);
+    r = buyer_rec(++lsn, "x", -1, 1);
+    CHECK_EQ(hs_shadow_fold(&s, &r), 0);
+    CHECK_EQ(units_of(&s, "x"), 1);
+    CHECK_EQ(units_of(&s, "y"), 1);
+    CHECK_EQ(hs_shadow_get(&s, "bs", 2, false)->available, 0); /* no counter change */
+    r = buyer_rec(++lsn, "x", -5, 1);
+    CHECK_EQ(hs_shadow_fold(&s, &r), 0);
+    CHECK_EQ(units_of(&s, "x"), 0);
+    /* a give-back whose take is unknown (xid 0) counts nothing */
+    r = buyer_rec(++lsn, "y", -1, 0);
+    CHECK_EQ(hs_shadow_fold(&s, &r), 0);
+    CHECK_EQ(units_of(&s, "y"), 1);
+    /* FORGET: every buyer of the SKU gone; a give-back of an older take
+     * counts nothing and creates nothing; a new take counts from zero */
+    r = buyer_rec(++lsn, NULL, 0, 0);
+    CHECK_EQ(hs_shadow_fold(&s, &r), 0);
+    CHECK_EQ(s.buyer_count, 0);
+    CHECK_EQ(hs_shadow_get(&s, "bs", 2, false)->buyers_since, lsn);
+    r = buyer_rec(++lsn, "y", -1, 2);
+    CHECK_EQ(hs_shadow_fold(&s, &r), 0);
+    CHECK_EQ(units_of(&s, "y"), -1);
+    r = buyer_rec(++lsn, "y", 1, 0);
+    CHECK_EQ(hs_shadow_fold(&s, &r), 0);
+    lsn++;
+    r = buyer_rec(lsn, "y", -1, lsn - 1);
+    CHECK_EQ(hs_shadow_fold(&s, &r), 0);
+    CHECK_EQ(units_of(&s, "y"), 0);
+    /* many buyers: the table grows */
+    for (int i = 0; i < 500; i++) {
+        char b[16];
+        snprintf(b, sizeof(b), "b%d", i);
+        r = buyer_rec(++lsn, b, 1 + i % 3, 0);
+        CHECK_EQ(hs_shadow_fold(&s, &r), 0);
+    }
+    CHECK_EQ(s.buyer_count, 501);
+    CHECK_EQ(units_of(&s, "b499"), 2);
+
+    /* saved and loaded whole */
+    CHECK_EQ(hs_checkpoint_write(dir, &s), 0);
+    CHECK_EQ(hs_test_file_size(path), 64 + 104 * 1 + 144 * 501 + 4);
+    CHECK_EQ(hs_shadow_init(&t, 8), 0);
+    CHECK_EQ(hs_checkpoint_load(dir, &t), 1);
+    CHECK(shadows_equal(&s, &t));
+    CHECK(shadows_equal(&t, &s));
+    hs_shadow_free(&t);
+    /* a deep copy is equal and independent */
+    CHECK_EQ(hs_shadow_copy(&s, &t), 0);
+    CHECK(shadows_equal(&s, &t));
+    hs_shadow_buyer_get(&t, "bs", 2, "b0", 2, false)->units = 99;
+    CHECK_EQ(units_of(&s, "b0"), 1);
+    hs_shadow_free(&t);
+
+    /* damaged buyer entries: refused, naming the entry */
+    CHECK_EQ(hs_test_copy_file(path, saved), 0);
+    size = hs_test_file_size(path);
+    {
+        static const struct {
+            long long at;
+            uint8_t v;
+        } bad[] = {{8, 0}, {9, 0}, {9, 64}, {10, 1}, {7, 0x80}, {80 + 63, 'q'}, {16, 'Q'}};
+        for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+            hs_test_copy_file(saved, path);
+            patch_byte(path, 64 + 104 + 144 * 3 + bad[k].at, bad[k].v);
+            expect_refused(dir, path, "buyer entry 3 at offset");
+        }
+    }
+    {
+        uint8_t entry[CKPT_BUYER_SIZE];
+        hs_test_copy_file(saved, path);
+        hs_test_pread(path, 64 + 104, entry, sizeof(entry));
+        hs_test_pwrite(path, 64 + 104 + 144 * 7, entry, sizeof(entry)); /* named twice */
+        put_crc(path);
+        expect_refused(dir, path, "buyer entry 7 at offset");
+    }
+    hs_test_copy_file(saved, path);
+    truncate(path, size - 144);
+    expect_refused(dir, path, "torn or truncated");
+    hs_shadow_free(&s);
+    hs_test_rmrf(dir);
+}
+
 int
 main(void)
 {
@@ -818,6 +960,7 @@ main(void)
     test_write_load();
     test_refused();
     test_load_version1();
+    test_buyers();
     test_checkpoint_replay();
     return hs_test_done();
 }

@@ -167,7 +167,13 @@ test_codec(void)
         CHECK_EQ(hs_qf_decode(b, len, &out, &dlen), HS_QF_BAD_TYPE);
         PATCH_AND_CRC(b[16] = 10); /* a SALE with an order id */
         CHECK_EQ(hs_qf_decode(b, len, &out, &dlen), HS_QF_BAD_TYPE);
-        PATCH_AND_CRC(b[16] = 11);
+        PATCH_AND_CRC(b[16] = 11); /* a BUYER: its buyer and a change of units */
+        CHECK_EQ(hs_qf_decode(b, len, &out, &dlen), HS_QF_OK);
+        PATCH_AND_CRC(b[16] = 11; b[20] = 1); /* a BUYER has no ttl */
+        CHECK_EQ(hs_qf_decode(b, len, &out, &dlen), HS_QF_BAD_TYPE);
+        PATCH_AND_CRC(b[16] = 11; b[19] = 0x01); /* nor flags but GROUP_MORE */
+        CHECK_EQ(hs_qf_decode(b, len, &out, &dlen), HS_QF_BAD_TYPE);
+        PATCH_AND_CRC(b[16] = 12);
         CHECK_EQ(hs_qf_decode(b, len, &out, &dlen), HS_QF_BAD_TYPE);
         PATCH_AND_CRC(b[8] ^= 1); /* another LSN: valid here, rule 5 is the scan's */
         CHECK_EQ(hs_qf_decode(b, len, &out, &dlen), HS_QF_OK);

@@ -76,7 +76,7 @@ test_window(hs_client *c)
 
     /* moved to 300 ms from now, and waited for: sales flow from its start */
     start = now_ms() + 300;
-    CHECK_R(hs_sale_configure(c, S("sale-a"), start, 0, 2, &lsn), HS_OK);
+    CHECK_R(hs_sale_configure(c, S("sale-a"), start, 0, 0, &lsn), HS_OK);
     while (now_ms() < start)
         usleep(5000);
     CHECK_R(hs_deduct(c, S("sale-a"), 1, S("w-1"), 0, &lsn), HS_OK);
@@ -97,7 +97,7 @@ test_window(hs_client *c)
     CHECK_R(hs_sale_get(c, S("sale-a"), &sale), HS_OK);
     CHECK(sale.paused && sale.starts_at_ms == start);
     /* configure keeps the switch */
-    CHECK_R(hs_sale_configure(c, S("sale-a"), 0, 0, 2, &lsn), HS_OK);
+    CHECK_R(hs_sale_configure(c, S("sale-a"), 0, 0, 0, &lsn), HS_OK);
     CHECK_R(hs_deduct(c, S("sale-a"), 1, S("w-5"), 0, &lsn), HS_SALE_PAUSED);
     CHECK_R(hs_sale_pause(c, S("sale-a"), false, &lsn), HS_OK);
     CHECK_R(hs_deduct(c, S("sale-a"), 1, S("w-5"), 0, &lsn), HS_OK);

@@ -35,7 +35,7 @@ hsd_ring_to_record(hs_header *h, const hs_ring_record *rr, hs_lsn lsn, hs_record
         snprintf(why, whylen, "record type %u", rr->type);
         return -1;
     }
-    if (rr->group_size > HS_BASKET_MAX + 1 ||
+    if (rr->group_size > HS_GROUP_MAX ||
         (rr->group_size > 1 ? rr->group_pos >= rr->group_size ||
                                   !(rr->flags & HS_REC_FLAG_GROUP_MORE) !=
                                       (rr->group_pos + 1 == rr->group_size)

@@ -351,7 +351,7 @@ hsd_collect_batch(hsd_spiller *sp, uint64_t now_ms)
 
             memcpy(&rr, &slot->rec, sizeof(rr));
             n = rr.group_size;
-            if (n > 1 && (hs_ring_record_crc(&rr) != slot->crc || n > HS_BASKET_MAX + 1 ||
+            if (n > 1 && (hs_ring_record_crc(&rr) != slot->crc || n > HS_GROUP_MAX ||
                           lsn + n > end))
                 hsd_fatal("ring slot for LSN %" PRIu64 " starts a group of %u records that "
                           "fails its CRC or does not fit what was reserved (next LSN %" PRIu64

@@ -131,7 +131,7 @@
  * Every member but the last has flag bit 0x02 (HS_REC_FLAG_GROUP_MORE,
  * "the record at the next LSN belongs to this group"); the last has it
  * clear, and a record without the bit that follows one without it is a
- * group of one.  A group has at most QF_GROUP_MAX (65) records: a valid
+ * group of one.  A group has at most QF_GROUP_MAX (128) records: a valid
  * record that would be a group's 66th is corruption.  A group never spans
  * files: the writer starts a new file only after a group's last record.
  *
@@ -174,7 +174,7 @@
  * Everything else is corruption and is refused, never skipped: an invalid
  * record with a valid record somewhere after it; any invalid record or
  * trailing bytes in a file that is not the newest; a group cut by the end
- * of a file that is not the newest; a group longer than 65 records; a
+ * of a file that is not the newest; a group longer than 128 records; a
  * record that fails rule 5 (a CRC-valid record cannot be torn); a
  * missing, garbage or
  * other-version file header; a gap or overlap in LSNs between files.  The

@@ -32,7 +32,7 @@
 /* The most records one group (HS_REC_FLAG_GROUP_MORE) may hold: a basket's
  * HS_BASKET_MAX lines and one record of headroom.  A longer group is
  * corruption (queue_file.c, GROUPS). */
-#define QF_GROUP_MAX (HS_BASKET_MAX + 1)
+#define QF_GROUP_MAX HS_GROUP_MAX
 
 _Static_assert(QF_RECORD_LEN_MAX <= HS_QF_RECORD_MAX, "HS_QF_RECORD_MAX too small");
 

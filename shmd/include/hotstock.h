@@ -112,7 +112,7 @@ typedef enum hs_record_flag {
      * last member has the flag clear.  A reader takes a group only whole:
      * a group cut by the end of the written bytes is "not written yet"
      * (and cut with the torn tail at the daemon's start). */
-    HS_REC_FLAG_GROUP_MORE = 0x02,
+    HS_REC_FLAG_GROUP_MORE = 0x02, /* (at most HS_GROUP_MAX records in a group) */
     /* A SALE record: the sale is paused (hs_sale_pause). */
     HS_REC_FLAG_PAUSED = 0x04
 } hs_record_flag;
@@ -293,12 +293,27 @@ hs_result hs_basket_commit(hs_client *c, hs_hold_action action, const char *orde
 hs_result hs_basket_release(hs_client *c, hs_hold_action action, const char *order_id, size_t order_len);
 
 #define HS_BASKET_MAX 64
+/* The most records of one group: a basket's lines, each after its
+ * buyer's BUYER record (per-buyer limits). */
+#define HS_GROUP_MAX (2 * HS_BASKET_MAX)
 #define HS_BASKET_SEP '\x1f'
 #define HS_BASKET_ID_MAX (HS_ORDER_ID_MAX - 5)
 hs_result hs_deduct_basket(hs_client *c, const char *order_id, size_t order_len, int n,
                            const char *const skus[], const size_t sku_lens[],
                            const int32_t qtys[], uint64_t xid, hs_lsn evicted_checked,
                            hs_lsn *lsn);
+/* The basket calls for a buyer (hotstock.h, "Per-buyer limits"): every
+ * line whose SKU has a limit counts for `buyer`; a line over its limit
+ * refuses the whole basket (HS_BUYER_LIMIT, nothing taken). */
+hs_result hs_deduct_basket_for(hs_client *c, const char *order_id, size_t order_len, int n,
+                               const char *const skus[], const size_t sku_lens[],
+                               const int32_t qtys[], const char *buyer, size_t buyer_len,
+                               uint64_t xid, hs_lsn evicted_checked, hs_lsn *lsn);
+hs_result hs_reserve_basket_for(hs_client *c, const char *order_id, size_t order_len, int n,
+                                const char *const skus[], const size_t sku_lens[],
+                                const int32_t qtys[], const char *buyer, size_t buyer_len,
+                                uint64_t xid, uint32_t ttl_ms, hs_lsn evicted_checked,
+                                hs_lsn *lsn, uint64_t *expires_at_ms);
 size_t hs_basket_line_id(const char *order_id, size_t order_len, int i, int n, char *out);
 hs_result hs_basket_find(hs_client *c, const char *order_id, size_t order_len, int *n);
 

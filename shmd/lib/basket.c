@@ -72,6 +72,7 @@ typedef struct basket_line {
     size_t id_len;
     uint64_t hash;
     hs_order_slot *o; /* its order slot once claimed (PENDING, ours) */
+    uint64_t bref;    /* its buyer's count (buyer.c), 0: not counted */
 } basket_line;
 
 /* Give up our PENDING claims of lines [0, n): nothing was taken. */
@@ -211,19 +212,31 @@ lock_order(const basket_line *lines, int n, int *order)
     }
 }
 
-/* Take a basket: deduct (ttl_ms 0) or hold its lines for ttl_ms. */
+/* Give back the buyers' counts of lines [0, n). */
+static void
+lines_uncount(hs_header *h, basket_line *lines, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (lines[i].bref != 0)
+            buyer_give(h, lines[i].bref, lines[i].qty);
+}
+
+/* Take a basket: deduct (ttl_ms 0) or hold its lines for ttl_ms, for
+ * `buyer` (NULL: none) on the lines whose SKU has a per-buyer limit. */
 static hs_result
 basket_take(hs_client *c, const char *order_id, size_t order_len, int n, const char *const skus[],
-            const size_t sku_lens[], const int32_t qtys[], uint64_t xid, uint32_t ttl_ms,
-            hs_lsn evicted_checked, hs_lsn *lsn, uint64_t *expires_at_ms)
+            const size_t sku_lens[], const int32_t qtys[], const char *buyer, size_t buyer_len,
+            uint64_t xid, uint32_t ttl_ms, hs_lsn evicted_checked, hs_lsn *lsn,
+            uint64_t *expires_at_ms)
 {
     const bool reserve = ttl_ms != 0;
     uint64_t deadline = 0;
     basket_line lines[HS_BASKET_MAX];
-    hs_ring_record recs[HS_BASKET_MAX];
+    hs_ring_record recs[HS_GROUP_MAX];
     int order[HS_BASKET_MAX];
     hs_header *h;
-    hs_lsn first;
+    hs_lsn first, at;
+    uint32_t nrec = 0;
     uint64_t now_us;
     int locked = 0;
     hs_result r = HS_OK, closed = HS_OK;
@@ -238,10 +251,11 @@ basket_take(hs_client *c, const char *order_id, size_t order_len, int n, const c
     }
     if (c == NULL || !valid_len(order_id, order_len, HS_BASKET_ID_MAX) ||
         memchr(order_id, HS_BASKET_SEP, order_len) != NULL || n < 1 || n > HS_BASKET_MAX ||
-        skus == NULL || sku_lens == NULL || qtys == NULL) {
+        skus == NULL || sku_lens == NULL || qtys == NULL || buyer_len > HS_BUYER_MAX ||
+        (buyer == NULL && buyer_len != 0)) {
         hs_set_error("hs_deduct_basket: the basket id must be 1..%d bytes without byte 0x1f, "
-                     "and the basket 1..%d lines",
-                     HS_BASKET_ID_MAX, HS_BASKET_MAX);
+                     "the basket 1..%d lines, the buyer 0..%d bytes",
+                     HS_BASKET_ID_MAX, HS_BASKET_MAX, HS_BUYER_MAX);
         return HS_BAD_ARGUMENT;
     }
     for (int i = 0; i < n; i++) {
@@ -405,6 +419,23 @@ again:
         atomic_store_explicit(&lines[i].o->deadline_ms, deadline, memory_order_relaxed);
     }
 
+    /* 2c. The buyer's count on every line whose SKU has a per-buyer
+     * limit (deduct.c, 2c), before the counters; any line over its limit
+     * refuses the whole basket. */
+    for (int i = 0; i < n; i++) {
+        hs_order_buyer *ob = &hs_order_buyers(h)[lines[i].o - hs_order_table(h)];
+
+        r = buyer_count(c, h, &hs_sku_table(h)[lines[i].si], lines[i].si, false, buyer,
+                        buyer_len, lines[i].qty, &lines[i].bref);
+        if (r != HS_OK) {
+            lines_uncount(h, lines, i);
+            lines_fail(lines, n);
+            return r;
+        }
+        atomic_store_explicit(&ob->ref, lines[i].bref, memory_order_relaxed);
+        atomic_store_explicit(&ob->take_lsn, 0, memory_order_relaxed);
+    }
+
     /* 3. Lock every SKU (slot order), check every line, take all or none. */
     lock_order(lines, n, order);
     for (; locked < n; locked++)
@@ -443,36 +474,49 @@ again:
         counter_unlock(&hs_sku_table(h)[l->si], r == HS_OK ? l->qty : 0);
     }
     if (r != HS_OK) {
+        lines_uncount(h, lines, n);
         lines_fail(lines, n);
         return r;
     }
 
-    /* 4. The records, one group. */
+    /* 4. The records, one group: each line after its buyer's BUYER. */
     for (int i = 0; i < n; i++) {
-        record_init(&recs[i], reserve ? HS_REC_RESERVE : HS_REC_DEDUCT, lines[i].si,
-                    lines[i].qty);
-        recs[i].timestamp_us = now_us;
-        recs[i].ttl_ms = ttl_ms;
-        recs[i].order_len = (uint8_t)lines[i].id_len;
-        recs[i].order_index = (uint32_t)(lines[i].o - hs_order_table(h));
-        recs[i].xid = xid;
-        memcpy(recs[i].order_id, lines[i].id, lines[i].id_len);
+        hs_ring_record *rec;
+
+        if (lines[i].bref != 0 &&
+            !buyer_record(h, lines[i].si, lines[i].bref, lines[i].qty, 0, &recs[nrec++])) {
+            nrec--;
+            lines[i].bref = 0; /* forgotten meanwhile: nothing counted */
+        }
+        rec = &recs[nrec++];
+        record_init(rec, reserve ? HS_REC_RESERVE : HS_REC_DEDUCT, lines[i].si, lines[i].qty);
+        rec->timestamp_us = now_us;
+        rec->ttl_ms = ttl_ms;
+        rec->order_len = (uint8_t)lines[i].id_len;
+        rec->order_index = (uint32_t)(lines[i].o - hs_order_table(h));
+        rec->xid = xid;
+        memcpy(rec->order_id, lines[i].id, lines[i].id_len);
     }
-    r = append_group(c, h, recs, (uint32_t)n, &first);
+    r = append_group(c, h, recs, nrec, &first);
     if (r != HS_OK) {
         for (int i = 0; i < n; i++)
             counter_give(&hs_sku_table(h)[lines[i].si], lines[i].qty);
+        lines_uncount(h, lines, n);
         lines_fail(lines, n);
         return r;
     }
 
     /* 5. Done: every line DEDUCTED or RESERVED (release, in order_set). */
+    at = first;
     for (int i = 0; i < n; i++) {
-        atomic_store_explicit(&lines[i].o->deducted_lsn, first + (hs_lsn)i, memory_order_relaxed);
+        if (lines[i].bref != 0)
+            atomic_store_explicit(&hs_order_buyers(h)[lines[i].o - hs_order_table(h)].take_lsn,
+                                  at++, memory_order_relaxed);
+        atomic_store_explicit(&lines[i].o->deducted_lsn, at++, memory_order_relaxed);
         order_set(lines[i].o, reserve ? HS_INDEX_RESERVED : HS_INDEX_DEDUCTED);
     }
     if (lsn != NULL)
-        *lsn = first + (hs_lsn)n - 1;
+        *lsn = at - 1;
     if (expires_at_ms != NULL)
         *expires_at_ms = deadline;
     return HS_OK;
@@ -484,8 +528,19 @@ hs_deduct_basket(hs_client *c, const char *order_id, size_t order_len, int n,
                  const char *const skus[], const size_t sku_lens[], const int32_t qtys[],
                  uint64_t xid, hs_lsn evicted_checked, hs_lsn *lsn)
 {
-    return basket_take(c, order_id, order_len, n, skus, sku_lens, qtys, xid, 0, evicted_checked,
-                       lsn, NULL);
+    return basket_take(c, order_id, order_len, n, skus, sku_lens, qtys, NULL, 0, xid, 0,
+                       evicted_checked, lsn, NULL);
+}
+
+/* See hotstock.h. */
+hs_result
+hs_deduct_basket_for(hs_client *c, const char *order_id, size_t order_len, int n,
+                     const char *const skus[], const size_t sku_lens[], const int32_t qtys[],
+                     const char *buyer, size_t buyer_len, uint64_t xid, hs_lsn evicted_checked,
+                     hs_lsn *lsn)
+{
+    return basket_take(c, order_id, order_len, n, skus, sku_lens, qtys, buyer, buyer_len, xid, 0,
+                       evicted_checked, lsn, NULL);
 }
 
 /* See hotstock.h. */
@@ -499,6 +554,21 @@ hs_reserve_basket(hs_client *c, const char *order_id, size_t order_len, int n,
         hs_set_error("hs_reserve_basket: ttl 1..%" PRIu32 " ms", HS_TTL_MAX_MS);
         return HS_BAD_ARGUMENT;
     }
-    return basket_take(c, order_id, order_len, n, skus, sku_lens, qtys, xid, ttl_ms,
+    return basket_take(c, order_id, order_len, n, skus, sku_lens, qtys, NULL, 0, xid, ttl_ms,
                        evicted_checked, lsn, expires_at_ms);
+}
+
+/* See hotstock.h. */
+hs_result
+hs_reserve_basket_for(hs_client *c, const char *order_id, size_t order_len, int n,
+                      const char *const skus[], const size_t sku_lens[], const int32_t qtys[],
+                      const char *buyer, size_t buyer_len, uint64_t xid, uint32_t ttl_ms,
+                      hs_lsn evicted_checked, hs_lsn *lsn, uint64_t *expires_at_ms)
+{
+    if (ttl_ms < 1) {
+        hs_set_error("hs_reserve_basket: ttl 1..%" PRIu32 " ms", HS_TTL_MAX_MS);
+        return HS_BAD_ARGUMENT;
+    }
+    return basket_take(c, order_id, order_len, n, skus, sku_lens, qtys, buyer, buyer_len, xid,
+                       ttl_ms, evicted_checked, lsn, expires_at_ms);
 }

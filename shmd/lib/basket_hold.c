@@ -114,13 +114,17 @@ static hs_result
 basket_apply(hs_client *c, hs_header *h, const uint32_t *ois, int n, hs_hold_action action,
              uint64_t xid, hs_lsn *lsn)
 {
-    hs_ring_record recs[HS_BASKET_MAX];
+    hs_ring_record recs[HS_GROUP_MAX];
     uint64_t had_xid[HS_BASKET_MAX];
-    hs_lsn first;
+    uint64_t bref[HS_BASKET_MAX]; /* a cancel's give-back of each line's buyer count */
+    uint32_t nrec = 0;
+    hs_lsn first, at;
     hs_result r;
 
     for (int i = 0; i < n; i++) {
         hs_order_slot *o = &hs_order_table(h)[ois[i]];
+        hs_order_buyer *ob = &hs_order_buyers(h)[ois[i]];
+        hs_ring_record *rec;
 
         if (o->sku_index >= h->sku_capacity || o->qty < 1) {
             for (int j = 0; j < n; j++)
@@ -129,20 +133,33 @@ basket_apply(hs_client *c, hs_header *h, const uint32_t *ois, int n, hs_hold_act
                          o->sku_index, (int)o->qty);
             return HS_IO_ERROR;
         }
-        record_init(&recs[i], action == HS_HOLD_CONFIRM ? HS_REC_CONFIRM : HS_REC_CANCEL,
+        /* a cancel gives the line's buyer count back (refund.c does the
+         * same for one order): its BUYER record before its CANCEL */
+        bref[i] = action == HS_HOLD_CANCEL
+                      ? atomic_load_explicit(&ob->ref, memory_order_relaxed)
+                      : 0;
+        if (bref[i] != 0 &&
+            !buyer_record(h, o->sku_index, bref[i], -o->qty,
+                          atomic_load_explicit(&ob->take_lsn, memory_order_relaxed),
+                          &recs[nrec++])) {
+            nrec--;
+            bref[i] = 0;
+        }
+        rec = &recs[nrec++];
+        record_init(rec, action == HS_HOLD_CONFIRM ? HS_REC_CONFIRM : HS_REC_CANCEL,
                     o->sku_index, o->qty);
-        recs[i].order_len = o->order_len;
-        recs[i].order_index = ois[i];
-        memcpy(recs[i].order_id, o->order_id, o->order_len);
+        rec->order_len = o->order_len;
+        rec->order_index = ois[i];
+        memcpy(rec->order_id, o->order_id, o->order_len);
         /* Relaxed: ours while we own the slot.  A confirm's xid before its
          * record, as a deduction's (hold.c, confirm_apply). */
         had_xid[i] = atomic_load_explicit(&o->xid, memory_order_relaxed);
         if (action == HS_HOLD_CONFIRM) {
-            recs[i].xid = xid;
+            rec->xid = xid;
             atomic_store_explicit(&o->xid, xid, memory_order_relaxed);
         }
     }
-    r = append_group(c, h, recs, (uint32_t)n, &first);
+    r = append_group(c, h, recs, nrec, &first);
     if (r != HS_OK) {
         for (int i = 0; i < n; i++) {
             hs_order_slot *o = &hs_order_table(h)[ois[i]];
@@ -152,18 +169,24 @@ basket_apply(hs_client *c, hs_header *h, const uint32_t *ois, int n, hs_hold_act
         }
         return r;
     }
+    at = first;
     for (int i = 0; i < n; i++) {
         hs_order_slot *o = &hs_order_table(h)[ois[i]];
 
-        /* the records are published: a cancel's units may be sold again */
+        /* the records are published: a cancel's units may be sold again,
+         * and taken again by the buyer */
         if (action == HS_HOLD_CANCEL)
             counter_give(&hs_sku_table(h)[o->sku_index], o->qty);
-        atomic_store_explicit(&o->deducted_lsn, first + (hs_lsn)i, memory_order_relaxed);
+        if (bref[i] != 0) {
+            buyer_give(h, bref[i], o->qty);
+            at++;
+        }
+        atomic_store_explicit(&o->deducted_lsn, at++, memory_order_relaxed);
         /* Release (in order_set): with deducted_lsn and xid. */
         order_set(o, action == HS_HOLD_CONFIRM ? HS_INDEX_DEDUCTED : HS_INDEX_CANCELLED);
     }
     if (lsn != NULL)
-        *lsn = first + (hs_lsn)n - 1;
+        *lsn = at - 1;
     return HS_OK;
 }
 

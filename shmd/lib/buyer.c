@@ -263,6 +263,61 @@ buyer_record(hs_header *h, uint32_t si, uint64_t ref_word, int32_t delta, hs_lsn
     return atomic_load_explicit(&b->state, memory_order_relaxed) == w;
 }
 
+/* See client_internal.h.  Count qty units of SKU slot si (s) for a take
+ * under the SKU's per-buyer limit: for `buyer`, or with retake for the
+ * buyer *ref_word names (an ended hold's).  HS_OK and *ref_word (0 when
+ * the SKU has no limit: nothing counted), HS_BUYER_LIMIT, or a failure
+ * to insert the buyer (HS_TABLE_FULL, ...). */
+hs_result
+buyer_count(hs_client *c, hs_header *h, hs_sku_slot *s, uint32_t si, bool retake,
+            const char *buyer, size_t buyer_len, int32_t qty, uint64_t *ref_word)
+{
+    const int32_t limit = sale_limit(s);
+    buyer_ref ref;
+    hs_result r;
+
+    if (limit <= 0) {
+        *ref_word = 0; /* nothing counted (a retake's hold keeps its reference) */
+        return HS_OK;
+    }
+    for (;;) {
+        int taken;
+
+        if (retake) {
+            if (*ref_word == 0) {
+                hs_set_error("sku %.*s sells at most %d per buyer and the hold named no buyer "
+                             "(or its sale's buyers were forgotten)",
+                             (int)s->sku_len, s->sku, (int)limit);
+                return HS_BUYER_LIMIT;
+            }
+            ref.index = (uint32_t)*ref_word - 1;
+            ref.ver = (uint32_t)(*ref_word >> 32);
+        } else {
+            if (buyer == NULL || buyer_len == 0) {
+                hs_set_error("sku %.*s sells at most %d per buyer: name the buyer",
+                             (int)s->sku_len, s->sku, (int)limit);
+                return HS_BUYER_LIMIT;
+            }
+            r = buyer_find(c, h, si, buyer, buyer_len, true, &ref);
+            if (r != HS_OK)
+                return r;
+        }
+        taken = buyer_take(h, ref, qty, limit);
+        if (taken > 0) {
+            *ref_word = HS_BUYER_WORD(ref.ver, ref.index + 1);
+            return HS_OK;
+        }
+        if (taken == 0) {
+            hs_set_error("buyer %.*s has reached the limit of %d units of sku %.*s",
+                         (int)hs_buyer_table(h)[ref.index].buyer_len,
+                         hs_buyer_table(h)[ref.index].buyer, (int)limit, (int)s->sku_len, s->sku);
+            return HS_BUYER_LIMIT;
+        }
+        if (retake)
+            *ref_word = 0; /* forgotten since: no buyer to count for */
+    }
+}
+
 /* See client_internal.h.  The per-buyer limit of s now (0: none).
  * Relaxed: one word; a take races a change of the limit like any other
  * change of the configuration. */

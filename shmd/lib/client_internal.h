@@ -157,6 +157,9 @@ HS_INTERNAL void buyer_give(hs_header *h, uint64_t ref_word, int32_t qty);
 HS_INTERNAL bool buyer_record(hs_header *h, uint32_t si, uint64_t ref_word, int32_t delta,
                               hs_lsn take_lsn, hs_ring_record *rec);
 HS_INTERNAL int32_t sale_limit(hs_sku_slot *s);
+HS_INTERNAL hs_result buyer_count(hs_client *c, hs_header *h, hs_sku_slot *s, uint32_t si,
+                                  bool retake, const char *buyer, size_t buyer_len, int32_t qty,
+                                  uint64_t *ref_word);
 HS_INTERNAL hs_result refund_apply(hs_client *c, hs_header *h, uint32_t oi, hs_record_type type,
                                    uint16_t flags, hs_lsn *lsn, int32_t *qty, char *sku_out);
 

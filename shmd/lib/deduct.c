@@ -99,60 +99,6 @@ take_settled(hs_order_slot *o, uint32_t ver, take_kind kind, unsigned state, uin
     return HS_OK;
 }
 
-/* 2c of take_common: count qty units for the buyer of the order in slot
- * oi under the SKU's per-buyer limit.  A retake counts for the buyer its
- * hold had (*ref_word is that); a deduct or a hold for `buyer`.  HS_OK
- * and *ref_word (0 when the SKU has no limit), or HS_BUYER_LIMIT. */
-static hs_result
-take_buyer(hs_client *c, hs_header *h, hs_sku_slot *s, uint32_t si, take_kind kind,
-           const char *buyer, size_t buyer_len, int32_t qty, uint64_t *ref_word)
-{
-    const int32_t limit = sale_limit(s);
-    buyer_ref ref;
-    hs_result r;
-
-    if (limit <= 0) {
-        *ref_word = 0; /* nothing counted (a retake's hold keeps its reference) */
-        return HS_OK;
-    }
-    for (;;) {
-        int taken;
-
-        if (kind == TAKE_RETAKE) {
-            if (*ref_word == 0) {
-                hs_set_error("sku %.*s sells at most %d per buyer and the hold named no buyer "
-                             "(or its sale's buyers were forgotten)",
-                             (int)s->sku_len, s->sku, (int)limit);
-                return HS_BUYER_LIMIT;
-            }
-            ref.index = (uint32_t)*ref_word - 1;
-            ref.ver = (uint32_t)(*ref_word >> 32);
-        } else {
-            if (buyer == NULL || buyer_len == 0) {
-                hs_set_error("sku %.*s sells at most %d per buyer: name the buyer",
-                             (int)s->sku_len, s->sku, (int)limit);
-                return HS_BUYER_LIMIT;
-            }
-            r = buyer_find(c, h, si, buyer, buyer_len, true, &ref);
-            if (r != HS_OK)
-                return r;
-        }
-        taken = buyer_take(h, ref, qty, limit);
-        if (taken > 0) {
-            *ref_word = HS_BUYER_WORD(ref.ver, ref.index + 1);
-            return HS_OK;
-        }
-        if (taken == 0) {
-            hs_set_error("buyer %.*s has reached the limit of %d units of sku %.*s",
-                         (int)hs_buyer_table(h)[ref.index].buyer_len,
-                         hs_buyer_table(h)[ref.index].buyer, (int)limit, (int)s->sku_len, s->sku);
-            return HS_BUYER_LIMIT;
-        }
-        if (kind == TAKE_RETAKE)
-            *ref_word = 0; /* forgotten since: no buyer to count for */
-    }
-}
-
 static hs_result
 take_common(hs_client *c, take_kind kind, const char *sku, size_t sku_len, int32_t qty,
             const char *order_id, size_t order_len, const char *buyer, size_t buyer_len,
@@ -355,7 +301,7 @@ again:
     prev_take = atomic_load_explicit(&ob->take_lsn, memory_order_relaxed);
     if (kind == TAKE_RETAKE)
         bref = prev_ref;
-    r = take_buyer(c, h, s, si, kind, buyer, buyer_len, qty, &bref);
+    r = buyer_count(c, h, s, si, kind == TAKE_RETAKE, buyer, buyer_len, qty, &bref);
     if (r != HS_OK) {
         take_undo(o, kind, prev, prev_xid);
         return r;

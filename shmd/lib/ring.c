@@ -206,7 +206,7 @@ append_record(hs_client *c, hs_header *h, hs_ring_record *rec, hs_lsn *lsn)
 }
 
 /*
- * Append n records (1..HS_BASKET_MAX + 1) as one group at consecutive
+ * Append n records (1..HS_GROUP_MAX) as one group at consecutive
  * LSNs, *first the first: all of them reach the queue, or none (the
  * spiller and a salvaging daemon turn a group with an abandoned member
  * into NOOPs).  Every slot is claimed before any is filled, so while we

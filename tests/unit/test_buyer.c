@@ -9,7 +9,8 @@
  *      they take and refund, then the daemon SIGKILLed: what the queue
  *      says a buyer holds never passes the limit and never exceeds the
  *      count, before and after the restart; the counts across a SIGKILL
- *      and a clean restart; and the forgetting of an ended sale's buyers.
+ *      and a clean restart; baskets for a buyer; and the forgetting of an
+ *      ended sale's buyers.
  *
  *-------------------------------------------------------------------------
  */
@@ -460,6 +461,80 @@ test_forget(hsd_ctl *d, hs_client *c)
     CHECK_EQ(units(c, "fgt", "ivy"), 0);
 }
 
+
+/* Baskets for a buyer: the lines of limited SKUs count, one over its
+ * limit refuses the whole basket; a cancel of a basket of holds and a
+ * line's refund give back; 64 limited lines (a group of 128 records)
+ * survive a SIGKILL. */
+static void
+test_baskets(hsd_ctl *d, hs_client *c)
+{
+    const char *two[] = {"ba", "bb"};
+    const size_t two_lens[] = {2, 2};
+    const int32_t qtys[] = {2, 5}, ones[] = {1, 1};
+    const char *many[HS_BASKET_MAX];
+    size_t many_lens[HS_BASKET_MAX];
+    int32_t many_qty[HS_BASKET_MAX];
+    static char names[HS_BASKET_MAX][16];
+    char line[HS_ORDER_ID_MAX + 1];
+    hs_lsn lsn;
+    uint64_t exp;
+    int32_t q;
+
+    CHECK_R(hs_put_sku(c, S("ba"), 100, NULL), HS_OK);
+    CHECK_R(hs_put_sku(c, S("bb"), 100, NULL), HS_OK);
+    CHECK_R(hs_sale_configure(c, S("ba"), 0, 0, 2, &lsn), HS_OK);
+    CHECK_R(hs_deduct_basket(c, S("bk-0"), 2, two, two_lens, ones, 0, UINT64_MAX, &lsn),
+            HS_BUYER_LIMIT);
+    CHECK_R(hs_deduct_basket_for(c, S("bk-1"), 2, two, two_lens, qtys, S("joe"), 0, UINT64_MAX,
+                                 &lsn),
+            HS_OK);
+    CHECK_EQ(units(c, "ba", "joe"), 2);
+    CHECK_EQ(units(c, "bb", "joe"), 0); /* bb has no limit */
+    CHECK_R(hs_deduct_basket_for(c, S("bk-2"), 2, two, two_lens, ones, S("joe"), 0, UINT64_MAX,
+                                 &lsn),
+            HS_BUYER_LIMIT);
+    CHECK_EQ(avail(c, "ba"), 98);
+    CHECK_EQ(avail(c, "bb"), 95); /* the refused basket took no line */
+    hs_basket_line_id(S("bk-1"), 0, 2, line);
+    CHECK_R(hs_refund(c, line, strlen(line), &lsn, &q, NULL), HS_OK);
+    CHECK_EQ(units(c, "ba", "joe"), 0);
+    /* a basket of holds, cancelled whole */
+    CHECK_R(hs_reserve_basket_for(c, S("bk-3"), 2, two, two_lens, ones, S("joe"), 0, 60000,
+                                  UINT64_MAX, &lsn, &exp),
+            HS_OK);
+    CHECK_EQ(units(c, "ba", "joe"), 1);
+    CHECK_R(hs_basket_settle(c, HS_HOLD_CANCEL, S("bk-3"), 0, &lsn), HS_OK);
+    CHECK_EQ(units(c, "ba", "joe"), 0);
+    CHECK_EQ(avail(c, "ba"), 100);
+
+    /* 64 limited lines: BUYER, line, BUYER, line, ... one group */
+    for (int i = 0; i < HS_BASKET_MAX; i++) {
+        snprintf(names[i], sizeof(names[i]), "bm-%d", i);
+        many[i] = names[i];
+        many_lens[i] = strlen(names[i]);
+        many_qty[i] = 1 + i % 2;
+        CHECK_R(hs_put_sku(c, S(names[i]), 10, NULL), HS_OK);
+        CHECK_R(hs_sale_configure(c, S(names[i]), 0, 0, 2, &lsn), HS_OK);
+    }
+    CHECK_R(hs_deduct_basket_for(c, S("bk-4"), HS_BASKET_MAX, many, many_lens, many_qty,
+                                 S("kay"), 0, UINT64_MAX, &lsn),
+            HS_OK);
+    CHECK_R(hs_wait_durable(c, lsn, 5000), HS_OK);
+    hsd_ctl_kill(d);
+    if (!CHECK_EQ(hsd_ctl_start(d, NULL), 0))
+        return;
+    CHECK_EQ(units(c, "bm-1", "kay"), 2);
+    CHECK_EQ(units(c, "bm-62", "kay"), 1);
+    CHECK_R(hs_deduct_basket_for(c, S("bk-5"), HS_BASKET_MAX, many, many_lens, many_qty,
+                                 S("kay"), 0, UINT64_MAX, &lsn),
+            HS_BUYER_LIMIT);
+    hs_basket_line_id(S("bk-4"), 1, HS_BASKET_MAX, line);
+    CHECK_R(hs_refund(c, line, strlen(line), &lsn, &q, NULL), HS_OK);
+    CHECK_EQ(units(c, "bm-1", "kay"), 0);
+    CHECK_EQ(avail(c, "bm-1"), 10);
+}
+
 int
 main(void)
 {
@@ -484,6 +559,7 @@ main(void)
     test_many_buyers(&d, c);
     test_kills(&d, c);
     test_restart(&d, c);
+    test_baskets(&d, c);
     test_forget(&d, c);
     hs_detach(c);
     CHECK_EQ(hsd_ctl_stop(&d), 0);

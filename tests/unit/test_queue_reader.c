@@ -461,29 +461,29 @@ test_group_rotation(void)
     free(files);
     hs_test_rmrf(dir);
 
-    /* a group of QF_GROUP_MAX (65) records is written, and the scan takes
-     * it; the 66th record of a group is refused */
+    /* a group of HS_GROUP_MAX (128) records is written, and the scan takes
+     * it; the 129th record of a group is refused */
     hs_test_tmpdir("qf-gmax", dir);
-    g = (group_layout){.first = 1, .n = 2, .sizes = {65, 66}};
+    g = (group_layout){.first = 1, .n = 2, .sizes = {HS_GROUP_MAX, HS_GROUP_MAX + 1}};
     w = hs_qf_writer_open(dir, 0, 1 << 20);
     CHECK(w != NULL);
-    for (hs_lsn l = 1; w != NULL && l <= 130; l++) {
+    for (hs_lsn l = 1; w != NULL && l <= 2 * HS_GROUP_MAX; l++) {
         layout_rec(&g, l, &rec, NULL);
         CHECK_EQ(hs_qf_writer_append(w, &rec), 0);
     }
     if (w != NULL) {
-        layout_rec(&g, 131, &rec, NULL);
+        layout_rec(&g, 2 * HS_GROUP_MAX + 1, &rec, NULL);
         CHECK_EQ(hs_qf_writer_append(w, &rec), -1);
-        CHECK_CONTAINS(hs_last_error(), "more than 65 records");
-        CHECK_EQ(hs_qf_writer_last_lsn(w), 130);
+        CHECK_CONTAINS(hs_last_error(), "more than 128 records");
+        CHECK_EQ(hs_qf_writer_last_lsn(w), 2 * HS_GROUP_MAX);
     }
     hs_qf_writer_close(w);
     {
-        /* LSNs 66..130 are an open group at the end: a torn tail */
+        /* LSNs 129..256 are an open group at the end: a torn tail */
         hs_qf_scan_result res;
-        CHECK(scan_layout(dir, &g, 1, 65, &res));
+        CHECK(scan_layout(dir, &g, 1, HS_GROUP_MAX, &res));
         CHECK(res.tail_cut);
-        CHECK_EQ(res.tail_offset, rec_offset(1, 66));
+        CHECK_EQ(res.tail_offset, rec_offset(1, HS_GROUP_MAX + 1));
     }
     hs_test_rmrf(dir);
 }
@@ -636,18 +636,18 @@ test_group_scan(void)
         hs_test_rmrf(dir);
     }
 
-    /* 6. a group of 66 records (forged: the writer refuses it) */
-    hs_test_tmpdir("qf-g66", dir);
+    /* 6. a group of HS_GROUP_MAX + 1 records (forged: the writer refuses it) */
+    hs_test_tmpdir("qf-g129", dir);
     queue_path(dir, 1, path);
     hs_qf_writer_close(hs_qf_writer_open(dir, 0, 1 << 20));
-    for (hs_lsn l = 1; l <= 67; l++) {
+    for (hs_lsn l = 1; l <= HS_GROUP_MAX + 2; l++) {
         size_t len;
         gen_rec(l, &rec);
-        rec.flags |= l < 66 ? HS_REC_FLAG_GROUP_MORE : 0;
+        rec.flags |= l < HS_GROUP_MAX + 1 ? HS_REC_FLAG_GROUP_MORE : 0;
         len = hs_qf_encode(&rec, buf);
         CHECK_EQ(hs_test_pwrite(path, rec_offset(1, l), buf, len), 0);
     }
-    expect_refused(dir, path, rec_offset(1, 66), 66, "at most 65");
+    expect_refused(dir, path, rec_offset(1, HS_GROUP_MAX + 1), HS_GROUP_MAX + 1, "at most 128");
     hs_test_rmrf(dir);
 }
 

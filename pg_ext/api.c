@@ -112,6 +112,20 @@ hotstock_order_id_arg(FunctionCallInfo fcinfo, int argno, const char **data, siz
                          "id.")));
 }
 
+/*
+ * Fetch the optional buyer argument argno (absent or NULL: *data NULL,
+ * *len 0): 1..HS_BUYER_MAX bytes, else 22023 or 22001.
+ */
+void
+hotstock_buyer_arg(FunctionCallInfo fcinfo, int argno, const char **data, size_t *len)
+{
+    *data = NULL;
+    *len = 0;
+    if (PG_NARGS() <= argno || PG_ARGISNULL(argno))
+        return;
+    hotstock_name_arg(fcinfo, argno, "buyer", data, len);
+}
+
 /* Fetch the qty argument: 1..HS_QTY_MAX, else 22023. */
 int32
 hotstock_qty_arg(FunctionCallInfo fcinfo, int argno)
@@ -279,7 +293,8 @@ hotstock_deduct_retry_settle(hs_client *c, const char *sku, size_t sku_len, int3
 }
 
 /*
- * hotstock.deduct(sku text, qty integer, order_id text) returns boolean
+ * hotstock.deduct(sku text, qty integer, order_id text [, buyer text])
+ * returns boolean
  *
  * True when qty units were deducted for order_id now, or had been before
  * (a retry with the same order id: nothing more is deducted); false when
@@ -288,7 +303,9 @@ hotstock_deduct_retry_settle(hs_client *c, const char *sku, size_t sku_len, int3
  * (or the subtransaction that ran it) rolls back, the deduction is undone
  * and the order id ends refunded.  A SKU whose sale is not open
  * (configure_sale(), pause(): sale.c) raises HS013 / HS014 / HS015 and
- * nothing is taken; a retry of an order taken before still answers.
+ * nothing is taken; a retry of an order taken before still answers.  A
+ * SKU with a per-buyer limit counts the units for `buyer` and raises
+ * HS016 when the buyer would pass it (or no buyer is named).
  */
 Datum
 hotstock_deduct(PG_FUNCTION_ARGS)
@@ -297,6 +314,8 @@ hotstock_deduct(PG_FUNCTION_ARGS)
     size_t sku_len;
     const char *order_id;
     size_t order_len;
+    const char *buyer;
+    size_t buyer_len;
     int32 qty;
     hs_client *c;
     hs_lsn lsn = 0;
@@ -306,6 +325,7 @@ hotstock_deduct(PG_FUNCTION_ARGS)
     hotstock_name_arg(fcinfo, 0, "sku", &sku, &sku_len);
     qty = hotstock_qty_arg(fcinfo, 1);
     hotstock_order_id_arg(fcinfo, 2, &order_id, &order_len);
+    hotstock_buyer_arg(fcinfo, 3, &buyer, &buyer_len);
 
     c = hotstock_client();
     /* a hold this transaction claimed: a deduct of a hold's order id is
@@ -323,7 +343,8 @@ hotstock_deduct(PG_FUNCTION_ARGS)
      * daemon that evicted more since asks again.
      */
     for (hs_lsn checked = 0;;) {
-        r = hs_deduct_checked(c, sku, sku_len, qty, order_id, order_len, xid, checked, &lsn);
+        r = hs_deduct_for(c, sku, sku_len, qty, order_id, order_len, buyer, buyer_len, xid,
+                          checked, &lsn);
         if (r != HS_EVICTED_CHANGED)
             break;
         checked = hs_evicted_lsn(c);

@@ -352,6 +352,8 @@ basket_take(FunctionCallInfo fcinfo, bool reserve)
 {
     const char *order_id;
     size_t order_len;
+    const char *buyer;
+    size_t buyer_len;
     BasketLines lines;
     uint32 ttl_ms = 0;
     hs_client *c;
@@ -369,6 +371,7 @@ basket_take(FunctionCallInfo fcinfo, bool reserve)
     basket_lines_arg(fcinfo, &lines);
     if (reserve)
         ttl_ms = hotstock_ttl_arg(fcinfo, 3);
+    hotstock_buyer_arg(fcinfo, reserve ? 4 : 3, &buyer, &buyer_len);
 
     c = hotstock_client();
     /* a basket of holds this transaction confirms or cancels at its end */
@@ -382,11 +385,12 @@ basket_take(FunctionCallInfo fcinfo, bool reserve)
      * may be an evicted, drained one, and the ledger answers for it */
     for (hs_lsn checked = 0;;) {
         if (reserve)
-            r = hs_reserve_basket(c, order_id, order_len, lines.n, lines.skus, lines.sku_lens,
-                                  lines.qtys, xid, ttl_ms, checked, &lsn, NULL);
+            r = hs_reserve_basket_for(c, order_id, order_len, lines.n, lines.skus,
+                                      lines.sku_lens, lines.qtys, buyer, buyer_len, xid, ttl_ms,
+                                      checked, &lsn, NULL);
         else
-            r = hs_deduct_basket(c, order_id, order_len, lines.n, lines.skus, lines.sku_lens,
-                                 lines.qtys, xid, checked, &lsn);
+            r = hs_deduct_basket_for(c, order_id, order_len, lines.n, lines.skus, lines.sku_lens,
+                                     lines.qtys, buyer, buyer_len, xid, checked, &lsn);
         if (r != HS_EVICTED_CHANGED)
             break;
         checked = hs_evicted_lsn(c);
@@ -438,8 +442,8 @@ basket_take(FunctionCallInfo fcinfo, bool reserve)
 }
 
 /*
- * hotstock.deduct_basket(order_id text, skus text[], qtys integer[])
- * returns boolean
+ * hotstock.deduct_basket(order_id text, skus text[], qtys integer[]
+ * [, buyer text]) returns boolean
  *
  * Take qtys[i] units of skus[i] for every line of basket order_id, or
  * nothing.  True when every line was taken now, or had been before (a
@@ -447,7 +451,9 @@ basket_take(FunctionCallInfo fcinfo, bool reserve)
  * is short (sold out): then no line is taken.  With hotstock.synchronous
  * on, true is returned only once the basket's records are on disk.  If the
  * calling transaction (or the subtransaction that ran it) rolls back, every
- * line is undone and the basket ends refunded.  Errors as deduct's.
+ * line is undone and the basket ends refunded.  Errors as deduct's: the
+ * lines of SKUs with a per-buyer limit count for buyer, and one over its
+ * limit raises HS016 for the whole basket.
  */
 Datum
 hotstock_deduct_basket(PG_FUNCTION_ARGS)
@@ -457,7 +463,7 @@ hotstock_deduct_basket(PG_FUNCTION_ARGS)
 
 /*
  * hotstock.reserve_basket(order_id text, skus text[], qtys integer[],
- * ttl interval) returns boolean
+ * ttl interval [, buyer text]) returns boolean
  *
  * Hold qtys[i] units of skus[i] for every line of basket order_id until
  * one deadline, now + ttl, or nothing: true when every line is held now,

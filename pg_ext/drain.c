@@ -269,7 +269,7 @@ static void
 drain_reserve_records(void)
 {
     /* room for a batch and the rest of a group (a basket) it ends in */
-    int want = hotstock_drain_batch_size + HS_BASKET_MAX;
+    int want = hotstock_drain_batch_size + HS_GROUP_MAX;
 
     if (records_size < want) {
         if (records != NULL)

@@ -199,6 +199,15 @@ hotstock_raise_hint(hs_result r, const char *what, const char *hint)
     case HS_SALE_PAUSED:
         hotstock_raise_sale(r, what, NULL);
         break;
+    case HS_BUYER_LIMIT:
+        ereport(ERROR, (errcode(ERRCODE_HOTSTOCK_BUYER_LIMIT), errmsg("buyer limit reached"),
+                        has_detail ? errdetail("%s; nothing was taken for \"%s\".", detail,
+                                               what ? what : "")
+                                   : 0,
+                        HINT("Each buyer may take at most the per_buyer_limit that "
+                             "hotstock.configure_sale() set; a refund or cancel gives units "
+                             "back to the buyer's count.")));
+        break;
     case HS_VERSION_MISMATCH:
         ereport(ERROR, (errcode(ERRCODE_HOTSTOCK_VERSION_MISMATCH),
                         errmsg("hotstock daemon segment has an unsupported version"),

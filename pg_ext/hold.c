@@ -184,6 +184,8 @@ hotstock_reserve(PG_FUNCTION_ARGS)
     size_t sku_len;
     const char *order_id;
     size_t order_len;
+    const char *buyer;
+    size_t buyer_len;
     int32 qty;
     uint32 ttl_ms;
     hs_client *c;
@@ -196,6 +198,7 @@ hotstock_reserve(PG_FUNCTION_ARGS)
     qty = hotstock_qty_arg(fcinfo, 1);
     hotstock_order_id_arg(fcinfo, 2, &order_id, &order_len);
     ttl_ms = hotstock_ttl_arg(fcinfo, 3);
+    hotstock_buyer_arg(fcinfo, 4, &buyer, &buyer_len);
 
     c = hotstock_client();
 
@@ -224,7 +227,8 @@ hotstock_reserve(PG_FUNCTION_ARGS)
     /* as deduct (api.c): an order id the daemon's filter names may be an
      * evicted, drained one, and the ledger answers for it */
     for (hs_lsn checked = 0;;) {
-        r = hs_reserve(c, sku, sku_len, qty, order_id, order_len, xid, ttl_ms, checked, &lsn, NULL);
+        r = hs_reserve_for(c, sku, sku_len, qty, order_id, order_len, buyer, buyer_len, xid, ttl_ms,
+                           checked, &lsn, NULL);
         if (r != HS_EVICTED_CHANGED)
             break;
         checked = hs_evicted_lsn(c);

@@ -74,6 +74,7 @@
 #define ERRCODE_HOTSTOCK_SALE_NOT_OPEN MAKE_SQLSTATE('H', 'S', '0', '1', '3')
 #define ERRCODE_HOTSTOCK_SALE_CLOSED MAKE_SQLSTATE('H', 'S', '0', '1', '4')
 #define ERRCODE_HOTSTOCK_SALE_PAUSED MAKE_SQLSTATE('H', 'S', '0', '1', '5')
+#define ERRCODE_HOTSTOCK_BUYER_LIMIT MAKE_SQLSTATE('H', 'S', '0', '1', '6')
 
 /* The hint of HS008/HS009 for an order the daemon no longer knows. */
 #define HOTSTOCK_HINT_EVICTED_HOLD                                                                 \
@@ -186,7 +187,7 @@ typedef struct PendingAction {
 
 /* The extension version (hotstock.control) this build's SQL statements
  * are written for. */
-#define HOTSTOCK_EXT_VERSION "1.3"
+#define HOTSTOCK_EXT_VERSION "1.4"
 
 /* The drain sleeps this long after a problem, or while the extension is
  * missing; settles deductions at most every HOTSTOCK_SETTLE_MS; applies
@@ -225,6 +226,8 @@ extern void hotstock_name_arg(FunctionCallInfo fcinfo, int argno, const char *ar
 extern void hotstock_order_id_arg(FunctionCallInfo fcinfo, int argno, const char **data,
                                   size_t *len);
 extern int32 hotstock_qty_arg(FunctionCallInfo fcinfo, int argno);
+extern void hotstock_buyer_arg(FunctionCallInfo fcinfo, int argno, const char **data,
+                               size_t *len);
 extern bool hotstock_refund_pending(const char *order_id, size_t order_len);
 extern int hotstock_basket_lines(hs_client *c, const char *order_id, size_t order_len);
 extern void hotstock_deduct_retry_settle(hs_client *c, const char *sku, size_t sku_len, int32 qty,

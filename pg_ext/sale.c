@@ -1,14 +1,15 @@
 /*-------------------------------------------------------------------------
  *
  * sale.c
- *      The SQL functions of sales: configure_sale, pause, resume, and
- *      sale_info (behind the view hotstock.sales).
+ *      The SQL functions of sales: configure_sale, pause, resume,
+ *      sale_info (behind the view hotstock.sales) and buyer_units.
  *
  * Owns their argument checks and answers; the work is libhotstock's
  * (hs_sale_configure(), hs_sale_pause(), hs_sale_get()).  A SKU's sale is
  * a window [starts_at, ends_at) kept in the daemon's SKU slot in unix
  * milliseconds (0: open on that side), a pause switch, and a per-buyer
- * limit (recorded, not yet enforced).  libhotstock checks it in every take
+ * limit (each buyer's units counted by libhotstock: deduct and reserve
+ * name the buyer, HS016 refuses).  libhotstock checks it in every take
  * (deduct, reserve, the baskets) against the host's realtime clock, read
  * by the calling process at the call: one clock for every backend.  A
  * refused take touches no counter and no order slot; the take's function
@@ -41,6 +42,7 @@ PG_FUNCTION_INFO_V1(hotstock_configure_sale);
 PG_FUNCTION_INFO_V1(hotstock_pause);
 PG_FUNCTION_INFO_V1(hotstock_resume);
 PG_FUNCTION_INFO_V1(hotstock_sale_info);
+PG_FUNCTION_INFO_V1(hotstock_buyer_units);
 
 /* Microseconds from the Unix epoch to PostgreSQL's (2000-01-01). */
 #define UNIX_TO_PG_EPOCH_US ((int64)(POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY)
@@ -246,4 +248,29 @@ hotstock_sale_info(PG_FUNCTION_ARGS)
                              sale.per_buyer_limit != 0 || sale.paused);
 
     PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(tupdesc, values, nulls)));
+}
+
+/*
+ * hotstock.buyer_units(sku text, buyer text) returns integer
+ *
+ * The units buyer holds of sku under its per-buyer limit, as the daemon
+ * counts them now: taken by deduct and reserve while the SKU had a limit,
+ * less what refunds, cancels, expiries and compensations gave back.  0 for
+ * a buyer not counted (or forgotten after the sale ended).  42704 for an
+ * unknown sku.
+ */
+Datum
+hotstock_buyer_units(PG_FUNCTION_ARGS)
+{
+    const char *sku, *buyer;
+    size_t sku_len, buyer_len;
+    int32_t units = 0;
+    hs_result r;
+
+    hotstock_name_arg(fcinfo, 0, "sku", &sku, &sku_len);
+    hotstock_name_arg(fcinfo, 1, "buyer", &buyer, &buyer_len);
+    r = hs_buyer_units(hotstock_client(), sku, sku_len, buyer, buyer_len, &units);
+    if (r != HS_OK)
+        hotstock_raise(r, pnstrdup(sku, sku_len));
+    PG_RETURN_INT32(units);
 }

@@ -167,13 +167,14 @@ SELECT pg_temp.sqlstate(format('SELECT hotstock.deduct(%L, 1, %L)', :'a', :'run'
 -- resumed
 SELECT hotstock.resume(:'a');
 SELECT state = 'open' AND NOT paused AS "sales: a is open again" FROM hotstock.sales WHERE sku = :'a';
-SELECT hotstock.deduct(:'a', 1, :'run' || '-p1') AS "resumed: deduct true";
-SELECT hotstock.reserve(:'a', 1, :'run' || '-p2', '1 minute') AS "resumed: reserve true";
-SELECT hotstock.deduct_basket(:'run' || '-p3', ARRAY[:'b', :'a'], ARRAY[1, 1])
+-- (a has a per-buyer limit now: each take names a buyer, hotstock_buyer)
+SELECT hotstock.deduct(:'a', 1, :'run' || '-p1', 'u1') AS "resumed: deduct true";
+SELECT hotstock.reserve(:'a', 1, :'run' || '-p2', '1 minute', 'u2') AS "resumed: reserve true";
+SELECT hotstock.deduct_basket(:'run' || '-p3', ARRAY[:'b', :'a'], ARRAY[1, 1], 'u3')
     AS "resumed: deduct_basket true";
 SELECT pg_temp.stock(:'a', :'b', :'c') = '5/8/10' AS "resumed: 3 of a taken, 1 of b";
 SELECT hotstock.resume(:'a');
-SELECT hotstock.deduct(:'a', 1, :'run' || '-p5') AS "resumed twice: still open";
+SELECT hotstock.deduct(:'a', 1, :'run' || '-p5', 'u5') AS "resumed twice: still open";
 
 --
 -- Closed: ends_at in the past

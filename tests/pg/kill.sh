@@ -15,8 +15,9 @@
 #   5. a backend whose transaction deducted and is still open: no rollback
 #      runs; the drain sees its xid never commit and compensates it; the
 #      same for a backend whose open transaction reserved: its hold is
-#      cancelled and its units come back; and for a basket (every line
-#      given back).
+#      cancelled and its units come back; for a basket (every line
+#      given back); and for a buyer under a per-buyer limit (its count
+#      given back too).
 # After each kill it waits (bounded) for the cluster to serve again.  Then,
 # with the load stopped and the drain caught up:
 #   - each order is in hotstock.ledger once; every order the app holds as
@@ -283,6 +284,36 @@ expect "5c. a retry of the basket is told it was rolled back (HS005)" \
     "ERROR:  HS005"
 expect "5c. and takes nothing" \
     "$(q "SELECT hotstock.available('$SKU5') || ' ' || hotstock.available('$SKU5B')")" "10 10"
+
+# The same for a buyer under a per-buyer limit: the compensation gives the
+# buyer's count back too, and the buyer may take the units again.
+SKU5D=open-d-$RUN_ID
+ORDER5D=K$RUN_ID-open-buyer
+q "SELECT hotstock.put_sku('$SKU5D', 10), hotstock.configure_sale('$SKU5D', per_buyer_limit => 3)" \
+    >/dev/null || fail "5d. put_sku"
+PGAPPNAME=hotstock-kill-open "$PSQL" -X -q -v ON_ERROR_STOP=1 \
+    -c "BEGIN" -c "SELECT hotstock.deduct('$SKU5D', 3, '$ORDER5D', 'kb')" \
+    -c "SELECT pg_sleep(120)" >"$WORK/open-buyer.out" 2>&1 &
+OPEN_PSQL=$!
+VICTIM=
+check "5d. a session sleeps inside its transaction after buyer kb took 3 (the limit)" \
+    wait_for 30 open_victim
+expect "5d. kb's count is 3 while the transaction is open" \
+    "$(q "SELECT hotstock.buyer_units('$SKU5D', 'kb')")" 3
+DRAIN_PID=$(drain_pid)
+check "5d. SIGKILL its backend (pid ${VICTIM:-none})" kill_pid KILL "$VICTIM"
+wait "$OPEN_PSQL" 2>/dev/null
+check "5d. serving again after the reset" wait_for 60 serving_after_reset "$DRAIN_PID"
+open_buyer_compensated() {
+    [ "$(q "SELECT hotstock.available('$SKU5D') = 10 AND hotstock.buyer_units('$SKU5D', 'kb') = 0")" = t ]
+}
+check "5d. the drain gave back the 3 units and kb's count (within 60 s)" \
+    wait_for 60 open_buyer_compensated
+expect "5d. kb may take 3 again under a new order id" \
+    "$(q "SELECT hotstock.deduct('$SKU5D', 3, '$ORDER5D-2', 'kb')")" t
+expect "5d. and not a fourth" \
+    "$("$PSQL" -X -q -tA -v VERBOSITY=sqlstate \
+        -c "SELECT hotstock.deduct('$SKU5D', 1, '$ORDER5D-3', 'kb')" 2>&1)" "ERROR:  HS016"
 
 # ---- quiescence ----
 check "drain caught up" wait_drain 120

@@ -171,10 +171,16 @@ hsd_status(hsd_daemon *d, bool json, hsd_buf *b)
     uint64_t filter_ids = atomic_load_explicit(&h->filter_ids, memory_order_relaxed);
     uint64_t filter_bytes = (uint64_t)h->filter_blocks * sizeof(hs_filter_block);
     hs_lsn filter_lsn = atomic_load_explicit(&d->filter_lsn, memory_order_acquire);
+    uint32_t buyers = atomic_load_explicit(&h->buyer_count, memory_order_relaxed);
+    uint64_t forgotten = atomic_load_explicit(&h->buyers_forgotten, memory_order_relaxed);
 
     if (json) {
         hsd_buf_printf(b, "{\"running\": true, \"dir\": ");
         hsd_buf_json_string(b, d->dir);
+        hsd_buf_printf(b,
+                       ", \"buyer_count\": %u, \"buyer_capacity\": %u, \"buyers_forgotten\": %" PRIu64
+                       ", \"buyer_retention\": %u",
+                       buyers, h->buyer_capacity, forgotten, d->settings.buyer_retention_s);
         hsd_buf_printf(
             b,
             ", \"pid\": %d, \"generation\": %" PRIu64 ", \"state\": \"%s\", \"fenced\": %s"
@@ -224,6 +230,8 @@ hsd_status(hsd_daemon *d, bool json, hsd_buf *b)
     hsd_buf_printf(b, "orders:             %u of %u (%" PRIu64 " evicted in %" PRIu64
                       " passes, retention %u s)\n",
                    orders, h->order_capacity, evictions, evict_passes, d->settings.order_retention_s);
+    hsd_buf_printf(b, "buyers:             %u of %u (%" PRIu64 " forgotten, retention %u s)\n",
+                   buyers, h->buyer_capacity, forgotten, d->settings.buyer_retention_s);
     hsd_buf_printf(b, "evicted_filter:     %" PRIu64 " ids in %" PRIu64 " MiB, durable to LSN %" PRIu64
                       "%s\n",
                    filter_ids, filter_bytes >> 20, filter_lsn, h->filter_legacy ? " (legacy)" : "");

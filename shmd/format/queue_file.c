@@ -153,7 +153,9 @@
  * Type 10 (sale) needs no new version either: an older build refuses a
  * record of type 10 cleanly (rule 4: corruption, named with its file,
  * offset and LSN; never misread), so a queue with a SALE record needs
- * this build or later, and that is all.
+ * this build or later, and that is all.  The same holds for type 11
+ * (buyer) and for groups of 66 to 128 records (an older build refuses
+ * them as a group over its 65).
  *
  * A file header is valid when magic, format version, header size and its
  * CRC match, the reserved bytes are zero and first_lsn >= 1 equals the

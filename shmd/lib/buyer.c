@@ -308,9 +308,13 @@ buyer_count(hs_client *c, hs_header *h, hs_sku_slot *s, uint32_t si, bool retake
             return HS_OK;
         }
         if (taken == 0) {
-            hs_set_error("buyer %.*s has reached the limit of %d units of sku %.*s",
-                         (int)hs_buyer_table(h)[ref.index].buyer_len,
-                         hs_buyer_table(h)[ref.index].buyer, (int)limit, (int)s->sku_len, s->sku);
+            hs_buyer_slot *b = &hs_buyer_table(h)[ref.index];
+
+            hs_set_error("buyer %.*s holds %d of sku %.*s and asks for %d more: the limit is %d",
+                         (int)b->buyer_len, b->buyer,
+                         (int)HS_BUYER_UNITS(atomic_load_explicit(&b->units,
+                                                                  memory_order_relaxed)),
+                         (int)s->sku_len, s->sku, (int)qty, (int)limit);
             return HS_BUYER_LIMIT;
         }
         if (retake)

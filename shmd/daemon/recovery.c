@@ -502,6 +502,7 @@ hsd_build_order_buyer(hsd_daemon *d, hs_header *h, const hsd_order_entry *o, con
         return r;
     atomic_store_explicit(&hs_order_buyers(h)[idx].ref, ref, memory_order_relaxed);
     atomic_store_explicit(&hs_order_buyers(h)[idx].take_lsn, o->buyer_lsn, memory_order_relaxed);
+    hs_order_table(h)[idx].buyer_counted = 1;
     return HS_OK;
 }
 

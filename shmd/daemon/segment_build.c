@@ -189,7 +189,7 @@ hs_order_install(hs_header *h, const char *order_id, size_t len, uint32_t sku_in
                                   memory_order_relaxed);
             atomic_store_explicit(&o->xid, xid, memory_order_relaxed);
             atomic_store_explicit(&o->deadline_ms, deadline_ms, memory_order_relaxed);
-            atomic_store_explicit(&hs_order_buyers(h)[k].ref, 0, memory_order_relaxed);
+            o->buyer_counted = 0;
             atomic_store_explicit(&o->state, HS_STATE_WORD(state, 0), memory_order_relaxed);
             atomic_fetch_add_explicit(&h->order_count, 1, memory_order_relaxed);
             for (uint32_t j = 0; j < i; j++)

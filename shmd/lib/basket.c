@@ -423,8 +423,6 @@ again:
      * limit (deduct.c, 2c), before the counters; any line over its limit
      * refuses the whole basket. */
     for (int i = 0; i < n; i++) {
-        hs_order_buyer *ob = &hs_order_buyers(h)[lines[i].o - hs_order_table(h)];
-
         r = buyer_count(c, h, &hs_sku_table(h)[lines[i].si], lines[i].si, false, buyer,
                         buyer_len, lines[i].qty, &lines[i].bref);
         if (r != HS_OK) {
@@ -432,8 +430,7 @@ again:
             lines_fail(lines, n);
             return r;
         }
-        atomic_store_explicit(&ob->ref, lines[i].bref, memory_order_relaxed);
-        atomic_store_explicit(&ob->take_lsn, 0, memory_order_relaxed);
+        order_buyer_set(h, (uint32_t)(lines[i].o - hs_order_table(h)), lines[i].bref, 0);
     }
 
     /* 3. Lock every SKU (slot order), check every line, take all or none. */
@@ -510,8 +507,7 @@ again:
     at = first;
     for (int i = 0; i < n; i++) {
         if (lines[i].bref != 0)
-            atomic_store_explicit(&hs_order_buyers(h)[lines[i].o - hs_order_table(h)].take_lsn,
-                                  at++, memory_order_relaxed);
+            order_buyer_set(h, (uint32_t)(lines[i].o - hs_order_table(h)), lines[i].bref, at++);
         atomic_store_explicit(&lines[i].o->deducted_lsn, at++, memory_order_relaxed);
         order_set(lines[i].o, reserve ? HS_INDEX_RESERVED : HS_INDEX_DEDUCTED);
     }

@@ -123,7 +123,6 @@ basket_apply(hs_client *c, hs_header *h, const uint32_t *ois, int n, hs_hold_act
 
     for (int i = 0; i < n; i++) {
         hs_order_slot *o = &hs_order_table(h)[ois[i]];
-        hs_order_buyer *ob = &hs_order_buyers(h)[ois[i]];
         hs_ring_record *rec;
 
         if (o->sku_index >= h->sku_capacity || o->qty < 1) {
@@ -135,12 +134,10 @@ basket_apply(hs_client *c, hs_header *h, const uint32_t *ois, int n, hs_hold_act
         }
         /* a cancel gives the line's buyer count back (refund.c does the
          * same for one order): its BUYER record before its CANCEL */
-        bref[i] = action == HS_HOLD_CANCEL
-                      ? atomic_load_explicit(&ob->ref, memory_order_relaxed)
-                      : 0;
+        bref[i] = action == HS_HOLD_CANCEL ? order_buyer_ref(h, ois[i]) : 0;
         if (bref[i] != 0 &&
             !buyer_record(h, o->sku_index, bref[i], -o->qty,
-                          atomic_load_explicit(&ob->take_lsn, memory_order_relaxed),
+                          order_buyer_take_lsn(h, ois[i]),
                           &recs[nrec++])) {
             nrec--;
             bref[i] = 0;

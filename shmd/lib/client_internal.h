@@ -157,6 +157,35 @@ HS_INTERNAL void buyer_give(hs_header *h, uint64_t ref_word, int32_t qty);
 HS_INTERNAL bool buyer_record(hs_header *h, uint32_t si, uint64_t ref_word, int32_t delta,
                               hs_lsn take_lsn, hs_ring_record *rec);
 HS_INTERNAL int32_t sale_limit(hs_sku_slot *s);
+
+/* Order slot oi's buyer reference (0: its take was not counted) and the
+ * LSN of its take's BUYER record; set by the slot's owner (segment.h,
+ * hs_order_buyer).  Relaxed: published with the order's state. */
+static inline uint64_t
+order_buyer_ref(hs_header *h, uint32_t oi)
+{
+    return hs_order_table(h)[oi].buyer_counted
+               ? atomic_load_explicit(&hs_order_buyers(h)[oi].ref, memory_order_relaxed)
+               : 0;
+}
+
+static inline hs_lsn
+order_buyer_take_lsn(hs_header *h, uint32_t oi)
+{
+    return hs_order_table(h)[oi].buyer_counted
+               ? atomic_load_explicit(&hs_order_buyers(h)[oi].take_lsn, memory_order_relaxed)
+               : 0;
+}
+
+static inline void
+order_buyer_set(hs_header *h, uint32_t oi, uint64_t ref, hs_lsn take_lsn)
+{
+    if (ref != 0) {
+        atomic_store_explicit(&hs_order_buyers(h)[oi].ref, ref, memory_order_relaxed);
+        atomic_store_explicit(&hs_order_buyers(h)[oi].take_lsn, take_lsn, memory_order_relaxed);
+    }
+    hs_order_table(h)[oi].buyer_counted = ref != 0;
+}
 HS_INTERNAL hs_result buyer_count(hs_client *c, hs_header *h, hs_sku_slot *s, uint32_t si,
                                   bool retake, const char *buyer, size_t buyer_len, int32_t qty,
                                   uint64_t *ref_word);

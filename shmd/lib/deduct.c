@@ -111,7 +111,6 @@ take_common(hs_client *c, take_kind kind, const char *sku, size_t sku_len, int32
     hs_header *h;
     hs_sku_slot *s;
     hs_order_slot *o;
-    hs_order_buyer *ob;
     hs_ring_record recs[2];
     uint32_t si, oi, ver, nrec;
     uint64_t bref = 0, prev_ref, prev_take;
@@ -296,9 +295,8 @@ again:
      * counted before the counter, like the counter before the record.
      * Its reference goes with the order (written like xid, before the
      * record); a retake counts for its hold's buyer. */
-    ob = &hs_order_buyers(h)[oi];
-    prev_ref = atomic_load_explicit(&ob->ref, memory_order_relaxed);
-    prev_take = atomic_load_explicit(&ob->take_lsn, memory_order_relaxed);
+    prev_ref = order_buyer_ref(h, oi);
+    prev_take = order_buyer_take_lsn(h, oi);
     if (kind == TAKE_RETAKE)
         bref = prev_ref;
     r = buyer_count(c, h, s, si, kind == TAKE_RETAKE, buyer, buyer_len, qty, &bref);
@@ -306,8 +304,7 @@ again:
         take_undo(o, kind, prev, prev_xid);
         return r;
     }
-    atomic_store_explicit(&ob->ref, bref, memory_order_relaxed);
-    atomic_store_explicit(&ob->take_lsn, 0, memory_order_relaxed);
+    order_buyer_set(h, oi, bref, 0);
 
     /* 3. The counter, only if enough is left (waiting while a basket
      * holds the SKU). */
@@ -350,7 +347,7 @@ again:
         goto undo_buyer;
     }
     if (nrec == 1)
-        atomic_store_explicit(&ob->take_lsn, at++, memory_order_relaxed);
+        order_buyer_set(h, oi, bref, at++);
 
     /* 5. Done: only we move our PENDING slot on while we live. */
     atomic_store_explicit(&o->deducted_lsn, at, memory_order_relaxed);
@@ -367,8 +364,7 @@ undo_buyer:
     if (bref != 0)
         buyer_give(h, bref, qty);
     /* a retake's hold keeps the buyer it had (for the next retake) */
-    atomic_store_explicit(&ob->ref, prev_ref, memory_order_relaxed);
-    atomic_store_explicit(&ob->take_lsn, prev_take, memory_order_relaxed);
+    order_buyer_set(h, oi, prev_ref, prev_take);
     take_undo(o, kind, prev, prev_xid);
     return r;
 }

@@ -314,8 +314,7 @@ order_insert_new(const hs_client *c, hs_header *h, const char *order_id, size_t 
             atomic_store_explicit(&o->deducted_lsn, 0, memory_order_relaxed);
             atomic_store_explicit(&o->xid, 0, memory_order_relaxed);
             atomic_store_explicit(&o->deadline_ms, 0, memory_order_relaxed);
-            atomic_store_explicit(&hs_order_buyers(h)[k].ref, 0, memory_order_relaxed);
-            atomic_store_explicit(&hs_order_buyers(h)[k].take_lsn, 0, memory_order_relaxed);
+            o->buyer_counted = 0;
             /* Release: publishes key, sku and qty; pairs with the acquire
              * load of every prober and waiter. */
             atomic_store_explicit(&o->state, HS_ORDER_NEXT(w, ins->state, me),

@@ -61,10 +61,9 @@ refund_apply(hs_client *c, hs_header *h, uint32_t oi, hs_record_type type, uint1
     hs_order_slot *o = &hs_order_table(h)[oi];
     uint32_t si = o->sku_index;
     int32_t q = o->qty;
-    hs_order_buyer *ob = &hs_order_buyers(h)[oi];
-    /* Relaxed: written by the order's taker before its record, published
-     * with the state the caller acquired. */
-    uint64_t bref = atomic_load_explicit(&ob->ref, memory_order_relaxed);
+    /* written by the order's taker before its record, published with the
+     * state the caller acquired */
+    uint64_t bref = order_buyer_ref(h, oi);
     hs_ring_record recs[2];
     uint32_t nrec;
     hs_lsn at;
@@ -83,7 +82,7 @@ refund_apply(hs_client *c, hs_header *h, uint32_t oi, hs_record_type type, uint1
     /* The buyer's BUYER record first (buyer.c), in one group with ours:
      * a CONFIRM's refund gives back the units its RESERVE counted. */
     nrec = bref != 0 && buyer_record(h, si, bref, -q,
-                                     atomic_load_explicit(&ob->take_lsn, memory_order_relaxed),
+                                     order_buyer_take_lsn(h, oi),
                                      &recs[0])
                ? 1
                : 0;

@@ -477,8 +477,10 @@ typedef struct hs_order_slot {
     int32_t qty;
     _Atomic uint32_t passed; /* ids beyond this slot whose insert passed over it */
     uint8_t order_len;
+    uint8_t buyer_counted; /* 1: its take counted for a buyer, hs_order_buyers() has the
+                              reference (PENDING owner, before the record, like qty) */
     char order_id[HS_ORDER_ID_MAX + 1];
-    char pad_[128 - 8 - 8 - 8 - 8 - 8 - 8 - 4 - 4 - 4 - 1 - (HS_ORDER_ID_MAX + 1)];
+    char pad_[128 - 8 - 8 - 8 - 8 - 8 - 8 - 4 - 4 - 4 - 1 - 1 - (HS_ORDER_ID_MAX + 1)];
 } hs_order_slot;
 
 /*
@@ -512,10 +514,12 @@ typedef enum hs_buyer_slot_state {
 #define HS_BUYER_WORD(ver, units) (((uint64_t)(ver) << 32) | (uint32_t)(units))
 #define HS_BUYER_UNITS(w) ((int32_t)(uint32_t)(w))
 
-/* An order's buyer (the order slot's PENDING owner writes it, relaxed,
- * before its record, like xid): ref = HS_BUYER_WORD(version, slot + 1),
- * 0 for none; take_lsn = the LSN of the take's BUYER record (0 while not
- * known: a give-back then is not folded into the checkpoint, undersell). */
+/* An order's buyer, valid while the order slot's buyer_counted is 1 (the
+ * slot's PENDING owner writes both, relaxed, before its record, like
+ * xid; an order not counted never touches this line): ref =
+ * HS_BUYER_WORD(version, slot + 1); take_lsn = the LSN of the take's
+ * BUYER record (0 while not known: a give-back then is not folded into
+ * the checkpoint, undersell). */
 typedef struct hs_order_buyer {
     _Atomic uint64_t ref;
     _Atomic uint64_t take_lsn;

@@ -31,6 +31,12 @@
 #                   and/or a buyer SIGKILLed: basket_crash.c (every basket
 #                   whole in the queue, every acknowledged answer kept,
 #                   never oversold, counters equal to the queue)
+#   buyer_mix       per-buyer limits (deduct, refund, reserve then confirm,
+#                   cancel or abandon, for a few buyers shared by the
+#                   processes) with the daemon and/or a process SIGKILLed:
+#                   buyer_crash.c (every take counted in its group, no
+#                   buyer ever over the limit in the queue, the counts
+#                   after a restart at least what the queue holds)
 #
 # THE INVARIANTS (checked after every iteration, over everything the clients
 # were told since the cluster was created; see check_invariants()):
@@ -1363,7 +1369,7 @@ def corrupt_case(base, it, res):
 
 
 def program_scenario(prog, label, iterations, res):
-    """A crash program (holds_crash.c, basket_crash.c): ITERATIONS
+    """A crash program (holds_crash.c, basket_crash.c, buyer_crash.c): ITERATIONS
     iterations against its own daemon; it checks its own invariants and
     prints one line per iteration."""
     env = dict(os.environ, HOTSTOCKD=os.path.join(BIN, "hotstockd"))
@@ -1421,13 +1427,13 @@ def corrupt_scenario(iterations, res):
 # main
 # -------------------------------------------------------------------------
 FAULTS = ["daemon_kill", "client_kill", "backend_kill", "postmaster_kill", "drain_kill",
-          "power_loss", "disk_full", "corrupt_queue", "hold_mix", "basket_mix"]
+          "power_loss", "disk_full", "corrupt_queue", "hold_mix", "basket_mix", "buyer_mix"]
 QUICK = {"daemon_kill": 3, "client_kill": 2, "backend_kill": 2, "postmaster_kill": 2,
          "drain_kill": 2, "power_loss": 2, "disk_full": 2, "corrupt_queue": 13, "hold_mix": 3,
-         "basket_mix": 3}
+         "basket_mix": 3, "buyer_mix": 3}
 LONG = {"daemon_kill": 40, "client_kill": 20, "backend_kill": 30, "postmaster_kill": 20,
         "drain_kill": 20, "power_loss": 30, "disk_full": 10, "corrupt_queue": 130,
-        "hold_mix": 30, "basket_mix": 30}
+        "hold_mix": 30, "basket_mix": 30, "buyer_mix": 30}
 
 
 def main():
@@ -1455,7 +1461,7 @@ def main():
     results = {f: Result(f) for f in faults}
     t0 = time.time()
     live = [(f, args.iterations or counts[f], results[f]) for f in faults
-            if f not in ("corrupt_queue", "hold_mix", "basket_mix")]
+            if f not in ("corrupt_queue", "hold_mix", "basket_mix", "buyer_mix")]
     interrupted = None
     try:
         if live:
@@ -1476,6 +1482,9 @@ def main():
         if "basket_mix" in faults:
             program_scenario("basket_crash", "basket_mix",
                              args.iterations or counts["basket_mix"], results["basket_mix"])
+        if "buyer_mix" in faults:
+            program_scenario("buyer_crash", "buyer_mix",
+                             args.iterations or counts["buyer_mix"], results["buyer_mix"])
     except SystemExit as e:
         interrupted = str(e)
     finally:

@@ -64,7 +64,7 @@ fi
 mkdir -p "$BIN"
 chmod 0755 "$CRASH_BASE" "$BIN"
 for p in shmd/hotstockd tests/crash/crash_load tests/crash/crash_tool tests/crash/holds_crash tests/crash/basket_crash \
-    tests/crash/pq/crash_sqlload; do
+    tests/crash/buyer_crash tests/crash/pq/crash_sqlload; do
     [ -x "$REPO/$p" ] || fail "$p was not built (make all)"
     cp "$REPO/$p" "$BIN/$(basename "$p").new" && mv "$BIN/$(basename "$p").new" "$BIN/$(basename "$p")"
 done

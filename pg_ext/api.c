@@ -361,14 +361,14 @@ hotstock_deduct(PG_FUNCTION_ARGS)
          */
         hotstock_remember(PENDING_DEDUCT, order_id, order_len);
         if (hotstock_synchronous)
-            hotstock_wait_durable(c, lsn);
+            hotstock_wait_durable_take(c, lsn);
         PG_RETURN_BOOL(true);
     case HS_DUPLICATE:
         /* a retry: true only if the deduction it repeats stands */
         hotstock_deduct_retry_settle(c, sku, sku_len, qty, order_id, order_len,
                                      pnstrdup(order_id, order_len));
         if (hotstock_synchronous)
-            hotstock_wait_durable_now(c);
+            hotstock_wait_durable_take_now(c);
         PG_RETURN_BOOL(true);
     case HS_SOLD_OUT:
         PG_RETURN_BOOL(false);

@@ -411,7 +411,7 @@ basket_take(FunctionCallInfo fcinfo, bool reserve)
                 xid;
         }
         if (hotstock_synchronous)
-            hotstock_wait_durable(c, lsn);
+            hotstock_wait_durable_take(c, lsn);
         PG_RETURN_BOOL(true);
     case HS_DUPLICATE:
         /* a retry: true only if every line it repeats stands */
@@ -422,7 +422,7 @@ basket_take(FunctionCallInfo fcinfo, bool reserve)
             line_retry_settle(c, order_id, order_len, &lines, i, line, line_len, reserve);
         }
         if (hotstock_synchronous)
-            hotstock_wait_durable_now(c);
+            hotstock_wait_durable_take_now(c);
         PG_RETURN_BOOL(true);
     case HS_SOLD_OUT:
         PG_RETURN_BOOL(false);

@@ -241,13 +241,13 @@ hotstock_reserve(PG_FUNCTION_ARGS)
         /* remembered first: a rollback from here on cancels it */
         hotstock_remember(PENDING_RESERVE, order_id, order_len)->xid = xid;
         if (hotstock_synchronous)
-            hotstock_wait_durable(c, lsn);
+            hotstock_wait_durable_take(c, lsn);
         PG_RETURN_BOOL(true);
     case HS_DUPLICATE:
         hotstock_hold_retry_settle(c, sku, sku_len, qty, order_id, order_len,
                                    pnstrdup(order_id, order_len));
         if (hotstock_synchronous)
-            hotstock_wait_durable_now(c);
+            hotstock_wait_durable_take_now(c);
         PG_RETURN_BOOL(true);
     case HS_SOLD_OUT:
         PG_RETURN_BOOL(false);

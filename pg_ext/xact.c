@@ -102,6 +102,29 @@
 /* newest first; lives in TopTransactionContext, NULL between transactions */
 static PendingAction *pending_actions = NULL;
 
+/* The highest LSN of this transaction's takes whose durability is waited
+ * for at PRE_COMMIT / PRE_PREPARE (session.c, hotstock_wait_durable_take);
+ * 0: none.  Reset at every transaction end. */
+static hs_lsn commit_wait_lsn = 0;
+
+/* See hotstock_wait_durable_take(). */
+void
+hotstock_wait_at_commit(hs_lsn lsn)
+{
+    if (lsn > commit_wait_lsn)
+        commit_wait_lsn = lsn;
+}
+
+/* At PRE_COMMIT or PRE_PREPARE: the takes' records durable, or raise
+ * (HS001: the transaction aborts, its takes are undone). */
+static void
+wait_takes_durable(void)
+{
+    if (commit_wait_lsn != 0 && hotstock_backend_client != NULL)
+        hotstock_wait_durable(hotstock_backend_client, commit_wait_lsn);
+    commit_wait_lsn = 0;
+}
+
 /* Add an entry to this transaction's pending list. */
 PendingAction *
 hotstock_remember(PendingKind kind, const char *order_id, size_t order_len)
@@ -429,11 +452,12 @@ hotstock_xact_callback(XactEvent event, void *arg)
 {
     PendingAction *a;
 
-    if (pending_actions == NULL)
+    if (pending_actions == NULL && commit_wait_lsn == 0)
         return;
 
     switch (event) {
     case XACT_EVENT_PRE_COMMIT:
+        wait_takes_durable();
 
         /*
          * Still able to fail the commit: confirms become sales here, so
@@ -462,11 +486,13 @@ hotstock_xact_callback(XactEvent event, void *arg)
                 cancel_claimed_hold(a);
         }
         pending_actions = NULL;
+        commit_wait_lsn = 0;
         break;
 
     case XACT_EVENT_ABORT:
         undo_actions(InvalidSubTransactionId);
         pending_actions = NULL;
+        commit_wait_lsn = 0;
         break;
 
     case XACT_EVENT_PRE_PREPARE:
@@ -497,11 +523,13 @@ hotstock_xact_callback(XactEvent event, void *arg)
         for (a = pending_actions; a != NULL; a = a->next)
             if (a->kind == PENDING_HOLD_CLAIM && a->action == HS_HOLD_CONFIRM && !a->committed)
                 confirm_claimed_hold(a);
+        wait_takes_durable();
         break;
 
     case XACT_EVENT_PREPARE:
         /* the drain owns the deductions' (and holds') fate from here on */
         pending_actions = NULL;
+        commit_wait_lsn = 0;
         break;
 
     default:

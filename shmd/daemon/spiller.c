@@ -552,7 +552,8 @@ hsd_write_batch(hsd_spiller *sp)
  *     client (the next daemon salvages the ring), not power loss: at most
  *     flush_interval_ms of such records may be lost then.
  *   - We flush at once while anyone waits (sync_waiters > 0: group commit,
- *     every record spilled by then rides on the same fdatasync), otherwise
+ *     every record spilled by then rides on the same fdatasync) or asked
+ *     for it without waiting (flush_wanted > the synced LSN), otherwise
  *     flush_interval_ms after the previous flush, and whenever a checkpoint
  *     or a stop needs a durable point.
  *   - A failed fdatasync is FATAL: the daemon aborts and never stores a
@@ -571,6 +572,7 @@ hsd_group_commit(hsd_spiller *sp, bool force, uint64_t now_ms)
     if (upto == sp->synced || d->writer == NULL)
         return;
     if (!force && atomic_load_explicit(&sp->h->sync_waiters, memory_order_acquire) == 0 &&
+        atomic_load_explicit(&sp->h->flush_wanted, memory_order_acquire) <= sp->synced &&
         now_ms - sp->last_sync_ms < d->settings.flush_interval_ms)
         return;
 
@@ -670,7 +672,8 @@ hsd_spiller_has_work(hsd_spiller *sp)
     if (seq == sp->next && !(sp->group_wait && sp->stall_lsn == sp->next))
         return true;
     if (sp->synced != sp->next - 1 &&
-        atomic_load_explicit(&sp->h->sync_waiters, memory_order_seq_cst) > 0)
+        (atomic_load_explicit(&sp->h->sync_waiters, memory_order_seq_cst) > 0 ||
+         atomic_load_explicit(&sp->h->flush_wanted, memory_order_seq_cst) > sp->synced))
         return true;
     return !cds_wfcq_empty(&d->req_head, &d->req_tail);
 }

@@ -518,6 +518,11 @@ hs_result hs_wait_durable(hs_client *c, hs_lsn lsn, int timeout_ms);
  * at a clean point, e.g. end of a batch). */
 void hs_kick(hs_client *c);
 
+/* Ask for the record at lsn to be fdatasync'ed at once, as if someone
+ * waited for it, without waiting: for a caller that waits later
+ * (hs_wait_durable), so the flush overlaps its own work meanwhile. */
+void hs_flush_soon(hs_client *c, hs_lsn lsn);
+
 /* Real-time available units of sku. */
 hs_result hs_available(hs_client *c, const char *sku, size_t sku_len, int64_t *available);
 

@@ -329,6 +329,26 @@ hs_wait_durable(hs_client *c, hs_lsn lsn, int timeout_ms)
     return done ? HS_OK : r;
 }
 
+/* See hotstock.h.  seq_cst max of flush_wanted, then the wake: the same
+ * pairing with the spiller's sleep as raising sync_waiters. */
+void
+hs_flush_soon(hs_client *c, hs_lsn lsn)
+{
+    hs_result r;
+    hs_header *h;
+    uint64_t cur;
+
+    if (c == NULL || lsn == 0)
+        return;
+    h = client_segment(c, &r);
+    if (h == NULL)
+        return;
+    cur = atomic_load(&h->flush_wanted);
+    while (cur < lsn && !atomic_compare_exchange_weak(&h->flush_wanted, &cur, lsn))
+        ;
+    spiller_wake(h, false);
+}
+
 /* Wake the spiller: it writes out what is published (fdatasync follows at
  * its flush interval, or at once if anyone waits for durability). */
 void

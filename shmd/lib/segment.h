@@ -405,6 +405,9 @@ typedef struct hs_header {
     alignas(HS_CACHE_LINE) _Atomic uint64_t durable_lsn; /* last LSN fdatasync'ed */
     _Atomic uint32_t durable_seq;                        /* futex word, bumped per flush */
     _Atomic uint32_t sync_waiters;
+    /* clients (seq_cst max, hs_flush_soon): flush at once up to here too,
+     * though nobody waits yet */
+    _Atomic uint64_t flush_wanted;
 
     alignas(HS_CACHE_LINE) _Atomic uint32_t spiller_seq; /* futex word: work arrived */
     _Atomic uint32_t spiller_sleeping;

@@ -16,7 +16,10 @@
 #  4. a database-first refund whose transaction commits while the daemon
 #     is down: the units come back later through the drain's retry; and a
 #     refund of an order in the index likewise (its refund request);
-#  5. after the drain: stock equals hotstock.available() and the ledger.
+#  5. after the drain: stock equals hotstock.available() and the ledger;
+#  6. a deduct in a transaction block returns while the daemon is stopped,
+#     and its COMMIT, which waits for the record, fails with HS001 once the
+#     daemon is killed; the deduction is given back.
 #
 # Environment as in lib.bash.  Prints `N passed, N failed`; under a minute.
 set -uo pipefail
@@ -201,4 +204,36 @@ expect "5. ledger: e1, e2, e3, e4, e5, e7 refunded; e6, e8, new deducted" \
     "$(q "SELECT string_agg(right(order_id, 3) || '=' || (refunded_at IS NULL)::text, ' ' ORDER BY order_id)
           FROM hotstock.ledger WHERE sku = '$S'")" \
     "-e1=false -e2=false -e3=false -e4=false -e5=false -e6=true -e7=false -e8=true idx=false new=true"
+
+# ---- 6. a take in a transaction block waits for its record at COMMIT ----
+# The daemon is stopped (SIGSTOP): its spiller writes nothing.  In a block
+# deduct returns true at once (its record is in the ring, durability is
+# only asked for); then the daemon is SIGKILLed, and the COMMIT, which
+# waits for that record, fails with HS001: the transaction aborts.  The
+# restarted daemon salvages the record from the ring, and the drain
+# compensates the deduction (its xid never committed): the units come back.
+S6=$S-blk
+q "SELECT hotstock.put_sku('$S6', 10)" >/dev/null || fail "6. put_sku"
+DAEMON_PID=$(q "SELECT daemon_pid FROM hotstock.status")
+check "6. SIGSTOP hotstockd (pid ${DAEMON_PID:-none})" kill_pid STOP "$DAEMON_PID"
+session_open 6
+session_send 6 "SET hotstock.synchronous = on;"
+session_send 6 "BEGIN;"
+session_send 6 "SELECT 'deducted', hotstock.deduct('$S6', 3, '$O-blk');"
+deducted_at_once() { grep -q 'deducted|t' "$WORK/session-6.out"; }
+check "6. in a block, deduct returns true while the daemon is stopped" wait_for 2 deducted_at_once
+check "6. SIGKILL the stopped hotstockd" kill_pid KILL "$DAEMON_PID"
+session_send 6 "\\set VERBOSITY sqlstate"
+session_send 6 "COMMIT;"
+session_close 6
+expect "6. the COMMIT waited for the record and failed: HS001" \
+    "$(grep -c '^ERROR:  HS001' "$WORK/session-6.out")" 1
+check "6. hotstockd started" daemon_start
+check "6. daemon up" wait_for 30 daemon_up
+blk_compensated() {
+    [ "$(q "SELECT hotstock.available('$S6') = 10 AND hotstock.order_status('$O-blk') = 'refunded'")" = t ]
+}
+check "6. the aborted deduction was given back (within 60 s)" wait_for 60 blk_compensated
+expect "6. outside a block, deduct still returns once durable" \
+    "$(q "SELECT hotstock.deduct('$S6', 1, '$O-blk2') AND (SELECT durable_lsn >= last_lsn FROM hotstock.status)")" t
 finish

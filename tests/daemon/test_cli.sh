@@ -224,7 +224,7 @@ cp "$TMP/first.bak" "$FIRST"
 
 cp "$D/checkpoint" "$TMP/checkpoint.bak"
 "$DRIVE" cversion "$D/checkpoint" 9
-expect 1 "has format version 9, this build reads versions 1 to 2" "$BIN" start -D "$D" "${SMALL[@]}"
+expect 1 "has format version 9, this build reads versions 1 to 3" "$BIN" start -D "$D" "${SMALL[@]}"
 cp "$TMP/checkpoint.bak" "$D/checkpoint"
 
 "$DRIVE" fakeseg "$D" 99 >/dev/null

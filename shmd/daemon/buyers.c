@@ -77,7 +77,9 @@ hsd_buyers_sweep(hsd_daemon *d, hsd_buyer_sweep *sw)
         hs_result r;
 
         sw->seen[si / 8] = 0;
-        r = hs_buyers_forget(sw->client, si, &lsn, &n);
+        r = hs_buyers_forget(sw->client, si, now - retention, &lsn, &n);
+        if (r == HS_DUPLICATE)
+            continue; /* reopened since the scan: nothing to forget */
         if (r != HS_OK) {
             hsd_log(HSD_WARNING, "cannot forget the buyers of SKU %s: %s (%s); next sweep",
                     hs_sku_table(h)[si].sku, hs_result_name(r), hs_last_error());

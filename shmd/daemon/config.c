@@ -47,7 +47,7 @@ static const hsd_setting_def hsd_setting_defs[] = {
      "SKU table slots (rounded up to a power of 2)"},
     {"order_capacity", 1, UINT64_C(1) << 27, 1048576, false, FIELD(order_capacity),
      "order index slots (rounded up to a power of 2)"},
-    {"buyer_capacity", 1, UINT64_C(1) << 26, 65536, false, FIELD(buyer_capacity),
+    {"buyer_capacity", 4, UINT64_C(1) << 26, 65536, false, FIELD(buyer_capacity),
      "(SKU, buyer) entries of the per-buyer limits (rounded up to a power of 2)"},
     {"buyer_retention", 0, 30 * 86400, 60, false, FIELD(buyer_retention_s),
      "seconds after a sale's end before its buyers' counts are forgotten"},

@@ -132,7 +132,7 @@
  * "the record at the next LSN belongs to this group"); the last has it
  * clear, and a record without the bit that follows one without it is a
  * group of one.  A group has at most QF_GROUP_MAX (128) records: a valid
- * record that would be a group's 66th is corruption.  A group never spans
+ * record that would be a group's 129th is corruption.  A group never spans
  * files: the writer starts a new file only after a group's last record.
  *
  * The validity rules above judge records one at a time; a group is whole

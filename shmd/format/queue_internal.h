@@ -30,8 +30,8 @@
     ((size_t)(HS_QF_RECORD_HEADER_SIZE + (sku_len) + (order_len) + 7) & ~(size_t)7)
 #define QF_RECORD_LEN_MAX QF_RECORD_LEN(HS_SKU_MAX, HS_ORDER_ID_MAX)
 /* The most records one group (HS_REC_FLAG_GROUP_MORE) may hold: a basket's
- * HS_BASKET_MAX lines and one record of headroom.  A longer group is
- * corruption (queue_file.c, GROUPS). */
+ * HS_BASKET_MAX lines, each after its buyer's BUYER record.  A longer
+ * group is corruption (queue_file.c, GROUPS). */
 #define QF_GROUP_MAX HS_GROUP_MAX
 
 _Static_assert(QF_RECORD_LEN_MAX <= HS_QF_RECORD_MAX, "HS_QF_RECORD_MAX too small");

@@ -277,9 +277,10 @@ again:
     h = client_segment(c, &r);
     if (h == NULL)
         return r;
-    if ((uint32_t)n >= h->ring_capacity) {
-        hs_set_error("a basket of %d lines does not fit the queue ring of %s (%u slots)", n,
-                     c->dir, h->ring_capacity);
+    if ((uint32_t)(2 * n) >= h->ring_capacity) {
+        hs_set_error("a basket of %d lines (up to %d records) does not fit the queue ring of %s "
+                     "(%u slots)",
+                     n, 2 * n, c->dir, h->ring_capacity);
         return HS_BAD_ARGUMENT;
     }
     for (int i = 0; i < n; i++) {

@@ -400,16 +400,22 @@ hs_buyer_install(hs_header *h, uint32_t si, const char *buyer, size_t len, int32
     return HS_OK;
 }
 
-/* See segment.h.  The daemon's forgetting of sku slot si's buyers: the
- * FORGET record first (a restart then forgets them too), then every LIVE
- * entry of si becomes GONE: its units' version moves first (no take or
- * give-back of a reference found before changes it after), then its
- * state's.  *forgotten: how many. */
+/* See segment.h.  The daemon's forgetting of sku slot si's buyers, under
+ * the SKU's sale_locker (no hs_sale_configure reopens the sale meanwhile,
+ * and takes are refused while it is closed), once its sale ended at or
+ * before ended_by_ms: the FORGET record first (a restart then forgets
+ * them too), then every LIVE entry of si becomes GONE: its units' version
+ * moves first (no take or give-back of a reference found before changes
+ * it after), then its state's.  *forgotten: how many.  HS_DUPLICATE when
+ * the sale has not ended by then (reopened): nothing forgotten. */
 hs_result
-hs_buyers_forget(hs_client *c, uint32_t si, hs_lsn *lsn, uint32_t *forgotten)
+hs_buyers_forget(hs_client *c, uint32_t si, uint64_t ended_by_ms, hs_lsn *lsn,
+                 uint32_t *forgotten)
 {
     hs_ring_record rec;
     hs_header *h;
+    hs_sku_slot *s;
+    hs_sale sale;
     hs_result r = HS_OK;
     uint32_t n = 0;
 
@@ -419,10 +425,20 @@ hs_buyers_forget(hs_client *c, uint32_t si, hs_lsn *lsn, uint32_t *forgotten)
         return r;
     if (si >= h->sku_capacity)
         return HS_BAD_ARGUMENT;
-    record_init(&rec, HS_REC_BUYER, si, 0);
-    r = append_record(c, h, &rec, lsn);
+    s = &hs_sku_table(h)[si];
+    r = sale_lock(c, s);
     if (r != HS_OK)
         return r;
+    if (!sale_read(s, &sale) || sale.ends_at_ms == 0 || sale.ends_at_ms > ended_by_ms) {
+        sale_unlock(s);
+        return HS_DUPLICATE;
+    }
+    record_init(&rec, HS_REC_BUYER, si, 0);
+    r = append_record(c, h, &rec, lsn);
+    if (r != HS_OK) {
+        sale_unlock(s);
+        return r;
+    }
     for (uint32_t k = 0; k < h->buyer_capacity; k++) {
         hs_buyer_slot *b = &hs_buyer_table(h)[k];
         uint64_t w = atomic_load_explicit(&b->state, memory_order_acquire);
@@ -446,6 +462,7 @@ hs_buyers_forget(hs_client *c, uint32_t si, hs_lsn *lsn, uint32_t *forgotten)
             n++;
         }
     }
+    sale_unlock(s);
     *forgotten = n;
     return HS_OK;
 }

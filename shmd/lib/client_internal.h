@@ -157,6 +157,9 @@ HS_INTERNAL void buyer_give(hs_header *h, uint64_t ref_word, int32_t qty);
 HS_INTERNAL bool buyer_record(hs_header *h, uint32_t si, uint64_t ref_word, int32_t delta,
                               hs_lsn take_lsn, hs_ring_record *rec);
 HS_INTERNAL int32_t sale_limit(hs_sku_slot *s);
+HS_INTERNAL hs_result sale_lock(hs_client *c, hs_sku_slot *s);
+HS_INTERNAL void sale_unlock(hs_sku_slot *s);
+HS_INTERNAL bool sale_read(hs_sku_slot *s, hs_sale *out);
 
 /* Order slot oi's buyer reference (0: its take was not counted) and the
  * LSN of its take's BUYER record; set by the slot's owner (segment.h,

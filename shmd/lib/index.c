@@ -529,6 +529,7 @@ order_wait_owner(hs_client *c, hs_header *h, owner_wait *ow, hs_order_slot *o, u
 void
 order_fail(hs_order_slot *o)
 {
+    o->buyer_counted = 0; /* nothing taken: nothing to give back */
     order_set(o, HS_INDEX_FAILED);
 }
 

@@ -361,6 +361,7 @@ again:
                     memory_order_acq_rel, memory_order_relaxed)) {
                 o->sku_index = si;
                 o->qty = qty;
+                o->buyer_counted = 0; /* a FAILED take counted nothing that stays */
                 atomic_store_explicit(&o->deducted_lsn, 0, memory_order_relaxed);
                 atomic_store_explicit(&o->xid, 0, memory_order_relaxed);
                 /* Release: publishes the fields with the state. */

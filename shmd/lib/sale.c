@@ -85,7 +85,7 @@ sale_store(hs_sku_slot *s, const hs_sale *sale)
 }
 
 /* Take s's sale_locker (bounded wait; a dead holder's is taken over). */
-static hs_result
+hs_result
 sale_lock(hs_client *c, hs_sku_slot *s)
 {
     uint32_t me = (uint32_t)self_pid();
@@ -114,7 +114,7 @@ sale_lock(hs_client *c, hs_sku_slot *s)
     }
 }
 
-static void
+void
 sale_unlock(hs_sku_slot *s)
 {
     atomic_store_explicit(&s->sale_locker, 0, memory_order_release);
@@ -140,7 +140,7 @@ sale_record(hs_client *c, hs_header *h, uint32_t si, const hs_sale *sale, hs_lsn
 
 /* The configuration in s (we hold sale_locker, or a snapshot for
  * hs_sale_get); false when a writer died half-way through storing it. */
-static bool
+bool
 sale_read(hs_sku_slot *s, hs_sale *out)
 {
     bool whole = (atomic_load(&s->sale_seq) & 1) == 0;

@@ -725,14 +725,17 @@ hs_result hs_hold_expire(hs_client *c, uint32_t index, uint32_t version, uint64_
  * hs_buyer_install: daemon build only: insert (SKU slot si, buyer) with
  *   its units; HS_OK or HS_DUPLICATE with *ref_word (an hs_order_buyer
  *   ref), HS_TABLE_FULL, HS_BAD_ARGUMENT.
- * hs_buyers_forget: append the FORGET record of SKU slot si (a BUYER
- *   record with qty 0 and no buyer), then make every LIVE entry of si
- *   GONE; *forgotten = how many.  The evictor calls it once a sale has
- *   ended for buyer_retention.
+ * hs_buyers_forget: under the SKU's sale_locker, if its sale ended at or
+ *   before ended_by_ms (unix ms): append the FORGET record of SKU slot si
+ *   (a BUYER record with qty 0 and no buyer), then make every LIVE entry
+ *   of si GONE; *forgotten = how many.  HS_DUPLICATE: the sale has not
+ *   ended by then (reopened meanwhile), nothing forgotten.  The evictor
+ *   calls it once a sale has ended for buyer_retention.
  */
 hs_result hs_buyer_install(hs_header *h, uint32_t si, const char *buyer, size_t len, int32_t units,
                            uint64_t *ref_word);
-hs_result hs_buyers_forget(hs_client *c, uint32_t si, hs_lsn *lsn, uint32_t *forgotten);
+hs_result hs_buyers_forget(hs_client *c, uint32_t si, uint64_t ended_by_ms, hs_lsn *lsn,
+                           uint32_t *forgotten);
 
 /* CRC of a ring record as the client computes it before publishing. */
 static inline uint32_t

@@ -436,6 +436,22 @@ test_forget(hsd_ctl *d, hs_client *c)
     CHECK_R(hs_sale_configure(c, S("fgt"), 0, end, 1, &lsn), HS_OK);
     CHECK_R(take(c, "fgt", 1, "f-1", "ivy"), HS_OK);
     CHECK_R(take(c, "fgt", 1, "f-2", "ivy"), HS_BUYER_LIMIT);
+    {
+        /* the daemon's forget re-checks the sale under its lock: a sale
+         * not ended by then (here: reopened) forgets nothing */
+        char real[PATH_MAX];
+        hs_header *h = NULL;
+        uint32_t si = 0, n = 99;
+
+        if (CHECK(realpath(d->dir, real) != NULL) && CHECK_R(hs_segment_map(real, &h), HS_OK) &&
+            CHECK_R(hs_sku_find(h, S("fgt"), false, &si), HS_OK)) {
+            CHECK_R(hs_buyers_forget(c, si, end - 1, &lsn, &n), HS_DUPLICATE);
+            CHECK_EQ(n, 0);
+            CHECK_EQ(units(c, "fgt", "ivy"), 1);
+        }
+        if (h != NULL)
+            hs_segment_unmap(h);
+    }
     for (int i = 0; i < 600; i++) {
         if (hs_get_status(c, &st) == HS_OK && st.buyers_forgotten > 0)
             break;

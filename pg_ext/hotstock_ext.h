@@ -221,7 +221,6 @@ extern void hotstock_wait_durable(hs_client *c, hs_lsn lsn);
 extern void hotstock_wait_durable_now(hs_client *c);
 extern void hotstock_wait_durable_take(hs_client *c, hs_lsn lsn);
 extern void hotstock_wait_durable_take_now(hs_client *c);
-extern void hotstock_wait_at_commit(hs_lsn lsn);
 
 /* api.c */
 extern void hotstock_name_arg(FunctionCallInfo fcinfo, int argno, const char *argname,

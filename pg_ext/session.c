@@ -183,40 +183,6 @@ hotstock_wait_durable(hs_client *c, hs_lsn lsn)
     error_context_stack = errcallback.previous;
 }
 
-/*
- * A take's durability (deduct, reserve, the baskets; hotstock.synchronous
- * on): outside a transaction block, waited for now, as
- * hotstock_wait_durable(); inside one, only asked for now (the flush runs
- * while the transaction goes on) and waited for at PRE_COMMIT or
- * PRE_PREPARE (xact.c), where a daemon that died first fails the COMMIT:
- * the transaction and its takes stand or fall together, and the commit
- * pays for about one flush of each side, not one per call.
- */
-void
-hotstock_wait_durable_take(hs_client *c, hs_lsn lsn)
-{
-    if (!IsTransactionBlock()) {
-        hotstock_wait_durable(c, lsn);
-        return;
-    }
-    hotstock_wait_at_commit(lsn);
-    hs_flush_soon(c, lsn);
-}
-
-/* hotstock_wait_durable_take() of everything reserved so far (a retry's
- * original record is among it). */
-void
-hotstock_wait_durable_take_now(hs_client *c)
-{
-    hs_status st;
-    hs_result r = hs_get_status(c, &st);
-
-    if (r != HS_OK)
-        hotstock_raise(r, NULL);
-    if (st.next_lsn > 1 && st.durable_lsn < st.next_lsn - 1)
-        hotstock_wait_durable_take(c, st.next_lsn - 1);
-}
-
 /* Wait until everything reserved so far is durable (a retry's original
  * record is among it). */
 void

@@ -107,13 +107,48 @@ static PendingAction *pending_actions = NULL;
  * 0: none.  Reset at every transaction end. */
 static hs_lsn commit_wait_lsn = 0;
 
-/* See hotstock_wait_durable_take(). */
-void
-hotstock_wait_at_commit(hs_lsn lsn)
+/* Wait for lsn at PRE_COMMIT (hotstock_wait_durable_take()). */
+static void
+wait_at_commit(hs_lsn lsn)
 {
     if (lsn > commit_wait_lsn)
         commit_wait_lsn = lsn;
 }
+/*
+ * A take's durability (deduct, reserve, the baskets; hotstock.synchronous
+ * on): outside a transaction block, waited for now, as
+ * hotstock_wait_durable(); inside one, only asked for now (the flush runs
+ * while the transaction goes on) and waited for at PRE_COMMIT or
+ * PRE_PREPARE (below), where a daemon that died first fails the COMMIT:
+ * the transaction and its takes stand or fall together, and the commit
+ * pays for about one flush of each side, not one per call.
+ */
+void
+hotstock_wait_durable_take(hs_client *c, hs_lsn lsn)
+{
+    if (!IsTransactionBlock()) {
+        hotstock_wait_durable(c, lsn);
+        return;
+    }
+    wait_at_commit(lsn);
+    hs_flush_soon(c, lsn);
+}
+
+/* hotstock_wait_durable_take() of everything reserved so far (a retry's
+ * original record is among it). */
+void
+hotstock_wait_durable_take_now(hs_client *c)
+{
+    hs_status st;
+    hs_result r = hs_get_status(c, &st);
+
+    if (r != HS_OK)
+        hotstock_raise(r, NULL);
+    if (st.next_lsn > 1 && st.durable_lsn < st.next_lsn - 1)
+        hotstock_wait_durable_take(c, st.next_lsn - 1);
+}
+
+
 
 /* At PRE_COMMIT or PRE_PREPARE: the takes' records durable, or raise
  * (HS001: the transaction aborts, its takes are undone). */

@@ -81,8 +81,9 @@ psql_at() {
 }
 
 check_count() {
-    [ "$SHARDS" -ge 1 ] && [ $((SHARDS & (SHARDS - 1))) -eq 0 ] ||
+    if [ "$SHARDS" -lt 1 ] || [ $((SHARDS & (SHARDS - 1))) -ne 0 ]; then
         die "SHARDS=$SHARDS is not a power of two (PL/Proxy masks the hash): use 1, 2, 4, 8, ..."
+    fi
     if [ -f "$COUNT_FILE" ]; then
         local had
         had=$(cat "$COUNT_FILE")

@@ -9,6 +9,7 @@
 #   make start|stop|status|psql   the private cluster + daemon under $(RUN_DIR)
 #   make start-sharded|stop-sharded|status-sharded|psql-sharded
 #                       SHARDS (4) nodes and a PL/Proxy router  (scripts/sharded.sh)
+#   make demo-sharded   a sale across many SKUs through the router (scripts/demo_sharded.sh)
 #   make bench | crashtest | fuzz | soak   long runs, not part of check
 
 # PG_CONFIG is resolved in one place, scripts/lib.sh (PostgreSQL 15's own
@@ -49,7 +50,7 @@ EXTRA_CLEAN = shmd/*/*.o shmd/*.a shmd/hotstockd $(TEST_BINS) $(PQ_BINS) tests/*
 # no PGXS, and PGXS's own `check` (which says "not supported") must not
 # stand beside ours.  So PGXS is read only when something is built.
 SCRIPT_GOALS = demo check check-fresh start stop status psql bench crashtest fuzz soak \
-               start-sharded stop-sharded status-sharded psql-sharded
+               start-sharded stop-sharded status-sharded psql-sharded demo-sharded
 ifneq ($(MAKECMDGOALS),)
 ifeq ($(filter-out $(SCRIPT_GOALS),$(MAKECMDGOALS)),)
 ONLY_SCRIPTS := 1
@@ -149,7 +150,7 @@ install-daemon: shmd/hotstockd
 
 # ---- what users run (scripts/ does the work; see README.md) ----
 .PHONY: demo demo-holds check check-fresh start stop status psql bench bench-holds crashtest fuzz soak unit install-daemon \
-        start-sharded stop-sharded status-sharded psql-sharded
+        start-sharded stop-sharded status-sharded psql-sharded demo-sharded
 demo:
 	@bash scripts/demo.sh
 demo-holds:
@@ -180,6 +181,8 @@ status-sharded:
 	@bash scripts/sharded.sh status
 psql-sharded:
 	@bash scripts/sharded.sh psql
+demo-sharded:
+	@bash scripts/demo_sharded.sh
 unit: all
 	@bash tests/run_unit.sh
 bench:

@@ -5,7 +5,7 @@
 # shard that knows the order and to no other.
 #
 # Starts its own sharded system (scripts/sharded.sh, SHARDS=2) in a folder
-# of its own (default /tmp/hotstock-<hash>/shard-test) on two ports of
+# of its own (default /tmp/hotstock-<hash>/shard-test-<port>) on two ports of
 # 55490..55499 that nothing listens on and no other run holds (lock files
 # /tmp/hs-shard-<port>.lock; SHARD_TEST_PORT names the first of two), and
 # stops it on every exit path (EXIT/INT/TERM trap); the folder is removed
@@ -46,7 +46,7 @@ SKUS=${SHARD_SKUS:-16}
 STOCK=${SHARD_STOCK:-300}
 CLIENTS=${SHARD_CLIENTS:-6}
 SECONDS_LOAD=${SHARD_SECONDS:-20}
-DIR=${SHARD_TEST_DIR:-$(short_run_dir shard-test)}
+DIR_BASE=${SHARD_TEST_DIR:-$(short_run_dir shard-test)}
 RUN=r$(date +%s)$$
 
 # ---- two free ports, held for this run ----
@@ -68,6 +68,8 @@ if ! claim_pair; then
     fail "two free ports in 55490..55499 (set SHARD_TEST_PORT)"
     finish
 fi
+# the folder of the ports this run holds: no other run uses it now
+DIR=$DIR_BASE-$PORT0
 
 sharded() {
     SHARDS=2 SHARDED_RUN_DIR=$DIR SHARD_PORT=$PORT0 bash "$REPO/scripts/sharded.sh" "$@"
@@ -178,7 +180,7 @@ SELECT shard_test.buy('sku' || :k || '-$RUN', 'o$RUN-' || :client_id || '-' || :
 \set i :i + 1
 EOF
 PGHOST=$DIR/s0 PGPORT=$PORT0 PGUSER=$DBUSER PGDATABASE=router \
-    "$PGBENCH" -n -c "$CLIENTS" -j 2 -T "$SECONDS_LOAD" -D i=0 -f "$DIR/buy.sql" >"$DIR/load.out" 2>&1 &
+    "$PGBENCH" -n -c "$CLIENTS" -j 2 -T "$SECONDS_LOAD" -D i=0 -f "$DIR/buy.sql" >"$DIR/load.out" 2>&1 9>&- &
 LOAD_PID=$!
 
 acked_on() { # acked_on I [SINCE]: acknowledged orders of shard I's SKUs

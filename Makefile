@@ -7,6 +7,9 @@
 #   make check          set up, start, run every test                (scripts/check.sh)
 #   make check-fresh    make demo + make check in a fresh minbase Debian 12 root (tests/install)
 #   make start|stop|status|psql   the private cluster + daemon under $(RUN_DIR)
+#   make start-sharded|stop-sharded|status-sharded|psql-sharded
+#                       SHARDS (4) nodes and a PL/Proxy router  (scripts/sharded.sh)
+#   make demo-sharded   a sale across many SKUs through the router (scripts/demo_sharded.sh)
 #   make bench | crashtest | fuzz | soak   long runs, not part of check
 
 # PG_CONFIG is resolved in one place, scripts/lib.sh (PostgreSQL 15's own
@@ -46,7 +49,8 @@ EXTRA_CLEAN = shmd/*/*.o shmd/*.a shmd/hotstockd $(TEST_BINS) $(PQ_BINS) tests/*
 # The targets users run are scripts (see the end of this file): they need
 # no PGXS, and PGXS's own `check` (which says "not supported") must not
 # stand beside ours.  So PGXS is read only when something is built.
-SCRIPT_GOALS = demo check check-fresh start stop status psql bench crashtest fuzz soak
+SCRIPT_GOALS = demo check check-fresh start stop status psql bench crashtest fuzz soak \
+               start-sharded stop-sharded status-sharded psql-sharded demo-sharded
 ifneq ($(MAKECMDGOALS),)
 ifeq ($(filter-out $(SCRIPT_GOALS),$(MAKECMDGOALS)),)
 ONLY_SCRIPTS := 1
@@ -145,7 +149,8 @@ install-daemon: shmd/hotstockd
 	$(INSTALL_PROGRAM) shmd/hotstockd '$(DESTDIR)$(bindir)/hotstockd'
 
 # ---- what users run (scripts/ does the work; see README.md) ----
-.PHONY: demo demo-holds check check-fresh start stop status psql bench bench-holds crashtest fuzz soak unit install-daemon
+.PHONY: demo demo-holds check check-fresh start stop status psql bench bench-holds crashtest fuzz soak unit install-daemon \
+        start-sharded stop-sharded status-sharded psql-sharded demo-sharded
 demo:
 	@bash scripts/demo.sh
 demo-holds:
@@ -166,6 +171,18 @@ status:
 	@bash scripts/cluster.sh status
 psql:
 	@bash scripts/cluster.sh psql
+# SHARDS (default 4), SHARD_PORT (55500) and SHARDED_RUN_DIR reach the
+# script from make's command line or the environment.
+start-sharded:
+	@bash scripts/sharded.sh start
+stop-sharded:
+	@bash scripts/sharded.sh stop
+status-sharded:
+	@bash scripts/sharded.sh status
+psql-sharded:
+	@bash scripts/sharded.sh psql
+demo-sharded:
+	@bash scripts/demo_sharded.sh
 unit: all
 	@bash tests/run_unit.sh
 bench:

@@ -14,9 +14,9 @@
 # is added up.  A suite that exits non-zero without counting a failure, times
 # out, or prints no such line counts as one failure; a suite whose runner is
 # not in the tree is reported as "not present" and counts as nothing.
-# The suites: unit, layout, daemon, regress, pg, stress, soak, crash, model,
-# fuzz.  The last line is the sum over all suites: `N passed, N failed`; the
-# exit status is non-zero on any failure.
+# The suites: unit, layout, daemon, regress, pg, stress, soak, shard, crash,
+# model, fuzz.  The last line is the sum over all suites: `N passed, N
+# failed`; the exit status is non-zero on any failure.
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -243,6 +243,14 @@ if [ -f "$REPO/tests/soak/run.sh" ]; then
     run_suite soak 300 plain bash tests/soak/run.sh quick
 else
     not_present soak "tests/soak/run.sh quick"
+fi
+
+# Two shards and a PL/Proxy router of its own (own ports and run folder):
+# a sale through the router with a shard's daemon killed mid-sale.
+if [ -f "$REPO/tests/shard/run.sh" ]; then
+    run_suite shard 180 plain bash tests/shard/run.sh
+else
+    not_present shard tests/shard/run.sh
 fi
 
 if [ -f "$REPO/tests/crash/run.sh" ]; then

@@ -4,7 +4,8 @@
 # 1. Debian packages: PostgreSQL 15 (server, client, pgbench, server-dev for
 #    PGXS), liburcu and jemalloc (the daemon links them), a C toolchain,
 #    and what the tests use: spin (the model checker), clang with libFuzzer
-#    (the queue reader's fuzz smoke run) and python3 (the fault harness).
+#    (the queue reader's fuzz smoke run) and python3 (the fault harness);
+#    PL/Proxy (postgresql-15-plproxy) for the sharded router.
 #    Only missing ones are installed, with one `apt-get update` first; via
 #    sudo when not root.
 # 2. make (the daemon, libhotstock, the extension, the test programs).
@@ -20,7 +21,7 @@ set -Eeuo pipefail
 . "$(dirname "$0")/lib.sh"
 trap_errors
 
-PACKAGES=(postgresql-15 postgresql-client-15 postgresql-server-dev-15
+PACKAGES=(postgresql-15 postgresql-client-15 postgresql-server-dev-15 postgresql-15-plproxy
     liburcu-dev libjemalloc-dev build-essential spin clang libclang-rt-14-dev python3)
 
 # installed PKG: is PKG installed ("ii")?  A package dpkg has never heard

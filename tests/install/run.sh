@@ -7,6 +7,7 @@
 #
 #   apt-get update && apt-get install make      (what the README asks first)
 #   make demo                                   (a smaller sale: DEMO_* knobs)
+#   make demo-sharded, make stop-sharded        (two shards, a smaller sale)
 #   make check
 #   make stop
 #
@@ -49,6 +50,7 @@ ROOT=$FRESH_CACHE/run-$$
 LOG=${FRESH_LOG:-$FRESH_CACHE/logs/$(date +%Y%m%d-%H%M%S)-$$}
 DEMO_PORT=${FRESH_DEMO_PORT:-55482}
 CHECK_PORT=${FRESH_CHECK_PORT:-55483}
+SHARD_PORT=${FRESH_SHARD_PORT:-55520} # make demo-sharded: SHARD_PORT and the next one
 # The demo in the root: the README's command with a smaller sale.
 DEMO_ENV=${FRESH_DEMO_ENV:-DEMO_STOCK=3000 DEMO_ATTEMPTS=4500}
 T0=$(date +%s)
@@ -200,6 +202,19 @@ if grep -Eq '^[[:space:]]*oversold[[:space:]]+0[[:space:]]+0[[:space:]]*$' "$LOG
 else
     fail "make demo: 0 oversold (no 'oversold 0 0' line in $LOG/demo.log)"
 fi
+
+# The sharded demo in the root (two shards, a smaller sale), then its stop.
+in_root demo-sharded "SHARDS=2 SHARD_PORT=$SHARD_PORT DEMO_ATTEMPTS=4000 make demo-sharded"
+rc=$?
+if [ $rc -eq 0 ]; then pass "make demo-sharded exits 0 in the fresh root"; else fail "make demo-sharded exits 0 in the fresh root (exit $rc)"; fi
+if grep -Eq ': oversold 0$' "$LOG/demo-sharded.log"; then
+    pass "make demo-sharded: 0 oversold"
+else
+    fail "make demo-sharded: 0 oversold (no 'oversold 0' line in $LOG/demo-sharded.log)"
+fi
+in_root stop-sharded "SHARD_PORT=$SHARD_PORT make stop-sharded"
+rc=$?
+if [ $rc -eq 0 ]; then pass "make stop-sharded exits 0"; else fail "make stop-sharded exits 0 (exit $rc)"; fi
 
 in_root check "CHECK_PORT=$CHECK_PORT CRASH_PORT=$((CHECK_PORT + 1)) SOAK_PORT=$((CHECK_PORT + 2)) make check"
 rc=$?

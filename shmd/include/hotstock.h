@@ -572,6 +572,9 @@ hs_result hs_sku_stats_next(hs_client *c, uint32_t *cursor, hs_sku_stats *out);
  * reset time.  *reset (may be NULL) = SKUs reset.  HS_UNKNOWN_SKU. */
 hs_result hs_sku_stats_reset(hs_client *c, const char *sku, size_t sku_len, uint64_t *reset);
 
+/* The most hot SKUs a daemon keeps (its setting hot_k: 0 .. this). */
+#define HS_HOT_K_MAX 1024
+
 /* One entry of the daemon's top-k of SKUs by recent take attempts. */
 typedef struct hs_hot_sku {
     char sku[HS_SKU_MAX + 1]; /* NUL-terminated */

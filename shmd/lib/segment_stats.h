@@ -86,9 +86,9 @@ _Static_assert(sizeof(hs_sku_stats_slot) == HS_CACHE_LINE, "hs_sku_stats_slot mu
 #define HS_HK_WORD(fp, count) (((uint64_t)(fp) << HS_HK_COUNT_BITS) | (uint64_t)(count))
 #define HS_HK_FP(w) ((uint32_t)((w) >> HS_HK_COUNT_BITS))
 #define HS_HK_COUNT(w) ((w)&HS_HK_COUNT_MASK)
-/* Default and largest hot_k (the daemon setting). */
+/* Default hot_k (the daemon setting; its largest, HS_HOT_K_MAX, is in
+ * hotstock.h). */
 #define HS_HOT_K_DEFAULT 32
-#define HS_HOT_K_MAX 1024
 
 /* Buckets per row for a top-k of k: 16 per entry, at least 256. */
 static inline uint32_t

@@ -7,7 +7,8 @@
  *      the limit-refusal hook), a reset of one SKU and of all, the counts
  *      gone with a daemon restart; and the accuracy of hot SKUs: 10,000
  *      SKUs under a Zipf load, the daemon's top names the true top 10
- *      (counted exactly by the buyers).
+ *      (counted exactly by the buyers); hot_k 0 turns the sketch and the
+ *      hot table off, not the counts.
  *
  *-------------------------------------------------------------------------
  */
@@ -360,6 +361,55 @@ test_hot_accuracy(hsd_ctl *d, hs_client *c)
     munmap((void *)exact, sizeof(uint64_t) * (ZIPF_SKUS + 1));
 }
 
+/* hot_k 0: no hot table, no sketch updates; the statistics still count. */
+static void
+test_hot_off(void)
+{
+    hsd_ctl d = {0};
+    hs_client *c = NULL;
+    hs_hot_sku hot[4];
+    hs_sku_stats st;
+    uint32_t n = 1;
+    uint64_t published = 1;
+    double until;
+
+    hs_test_tmpdir("stats-off", d.dir);
+    hsd_ctl_flag(&d, "--hot-k", "0");
+    hsd_ctl_flag(&d, "--order-capacity", "4096");
+    if (!CHECK_EQ(hsd_ctl_start(&d, &c), 0)) {
+        hsd_ctl_kill(&d);
+        return;
+    }
+    CHECK_R(hs_put_sku(c, S("off"), 0, NULL), HS_OK);
+    for (int k = 0; k < 2000; k++) {
+        char id[32];
+        hs_lsn l;
+
+        snprintf(id, sizeof(id), "off-%d", k);
+        CHECK_R(hs_deduct(c, S("off"), 1, S(id), 0, &l), HS_SOLD_OUT);
+    }
+    {
+        hs_header *h = atomic_load(&c->seg);
+        _Atomic uint64_t *sketch = hs_sketch(h);
+        int used = 0;
+
+        CHECK_EQ(h->hot_k, 0);
+        for (uint32_t i = 0; i < HS_HK_ROWS * h->sketch_width; i++)
+            used += atomic_load(&sketch[i]) != 0;
+        CHECK_EQ(used, 0);
+    }
+    /* past the tick a hot thread would have made */
+    until = hs_test_seconds() + 1.2;
+    while (hs_test_seconds() < until)
+        hsd_ctl_nap_ms(50);
+    CHECK_R(hs_hot_skus(c, hot, 4, &n, &published), HS_OK);
+    CHECK(n == 0 && published == 0);
+    CHECK(stats_of(c, "off", &st) && st.sold_out_attempts == 2000);
+    hs_detach(c);
+    CHECK_EQ(hsd_ctl_stop(&d), 0);
+    hs_test_rmrf(d.dir);
+}
+
 /* Statistics live in the segment: a restart starts them from zero. */
 static void
 test_restart(hsd_ctl *d, hs_client **c)
@@ -401,6 +451,7 @@ main(void)
     test_exact(&d, c);
     test_hot_accuracy(&d, c);
     test_restart(&d, &c);
+    test_hot_off();
     if (c != NULL)
         hs_detach(c);
     CHECK_EQ(hsd_ctl_stop(&d), 0);

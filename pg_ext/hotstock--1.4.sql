@@ -403,7 +403,7 @@ GRANT SELECT ON hotstock.stock, hotstock.ledger, hotstock.drain_state, hotstock.
 -- Per-SKU counters since the SKU's last reset; behind hotstock.sku_stats.
 --   deducts            DEDUCT records: deductions, basket lines, late
 --                      confirms that took anew (retakes)
---   sold_out_attempts  takes (deduct, reserve, a basket's short lines)
+--   sold_out_attempts  takes (deduct, reserve; a basket: its first short line)
 --                      answered "sold out"
 --   refunds            REFUND records: refunds, and compensations of
 --                      deductions whose transaction did not commit

@@ -232,8 +232,9 @@ hsd_stop_smart(hsd_daemon *d)
 
     hsd_log(HSD_LOG, "smart stop: refusing new records, spilling and syncing every record "
                      "reserved so far");
-    /* the expirer first (it appends EXPIRE records), then the evictor: it
-     * commits its filter file and leaves the index */
+    /* the hot thread (it only reads and ages the sketch), the expirer (it
+     * appends EXPIRE records), then the evictor: it commits its filter
+     * file and leaves the index */
     hsd_hot_stop(d);
     hsd_expirer_stop(d);
     hsd_evictor_stop(d);

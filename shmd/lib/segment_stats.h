@@ -59,7 +59,7 @@
 /* What a SKU's statistics count (an index of hs_sku_stats_slot.count). */
 typedef enum hs_stat_kind {
     HS_STAT_DEDUCT = 0,        /* a DEDUCT record: a deduction, a basket line, a retake */
-    HS_STAT_SOLD_OUT = 1,      /* a take answered HS_SOLD_OUT (a basket: its short lines) */
+    HS_STAT_SOLD_OUT = 1,      /* a take answered HS_SOLD_OUT (a basket: its first short line) */
     HS_STAT_REFUND = 2,        /* a REFUND record: refunds and compensations */
     HS_STAT_RESERVE = 3,       /* a RESERVE record: a hold, a line of a basket hold */
     HS_STAT_EXPIRY = 4,        /* an EXPIRE record: a hold expired */

@@ -448,3 +448,71 @@ GRANT EXECUTE ON FUNCTION hotstock.deduct_basket(text, text[], integer[], text) 
 GRANT EXECUTE ON FUNCTION hotstock.reserve_basket(text, text[], integer[], interval, text)
     TO hotstock_app;
 GRANT EXECUTE ON FUNCTION hotstock.buyer_units(text, text) TO hotstock_admin;
+
+-- Statistics (1.4).
+
+-- Per-SKU counters since the SKU's last reset; behind hotstock.sku_stats.
+--   deducts            DEDUCT records: deductions, basket lines, late
+--                      confirms that took anew (retakes)
+--   sold_out_attempts  takes (deduct, reserve; a basket: its first short line)
+--                      answered "sold out"
+--   refunds            REFUND records: refunds, and compensations of
+--                      deductions whose transaction did not commit
+--   reserves           RESERVE records: holds and lines of basket holds
+--   expiries           EXPIRE records: holds the daemon expired
+--   limit_refusals     takes refused by the per-buyer limit
+--   last_deduct_at     the latest DEDUCT (NULL: none since the reset)
+--   stats_reset        the SKU's last reset, or the daemon's start
+CREATE FUNCTION hotstock.sku_stats_info(
+    OUT sku text,
+    OUT deducts bigint,
+    OUT sold_out_attempts bigint,
+    OUT refunds bigint,
+    OUT reserves bigint,
+    OUT expiries bigint,
+    OUT limit_refusals bigint,
+    OUT last_deduct_at timestamptz,
+    OUT stats_reset timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'hotstock_sku_stats_info'
+LANGUAGE C VOLATILE;
+
+CREATE VIEW hotstock.sku_stats AS
+SELECT sku, deducts, sold_out_attempts, refunds, reserves, expiries, limit_refusals,
+       last_deduct_at, stats_reset
+FROM hotstock.sku_stats_info();
+
+-- Admin: zero the statistics of sku (NULL: of every SKU) and stamp
+-- stats_reset; returns how many SKUs were reset.  42704 for an unknown sku.
+CREATE FUNCTION hotstock.sku_stats_reset(sku text DEFAULT NULL)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'hotstock_sku_stats_reset'
+LANGUAGE C VOLATILE;
+
+-- The daemon's top hot_k SKUs by recent take attempts (a HeavyKeeper
+-- sketch, aged every second), hottest first; behind hotstock.hot_skus.
+--   est_attempts_per_s  take attempts (deduct, reserve, basket lines,
+--                       sold out or not) per second over the last second
+--   est_sold_per_s      deductions per second over the last second
+CREATE FUNCTION hotstock.hot_skus_info(
+    OUT sku text,
+    OUT rank integer,
+    OUT est_attempts_per_s double precision,
+    OUT est_sold_per_s double precision)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'hotstock_hot_skus_info'
+LANGUAGE C VOLATILE;
+
+CREATE VIEW hotstock.hot_skus AS
+SELECT sku, rank, est_attempts_per_s, est_sold_per_s
+FROM hotstock.hot_skus_info();
+
+REVOKE ALL ON FUNCTION hotstock.sku_stats_info() FROM PUBLIC;
+REVOKE ALL ON FUNCTION hotstock.sku_stats_reset(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION hotstock.hot_skus_info() FROM PUBLIC;
+REVOKE ALL ON hotstock.sku_stats, hotstock.hot_skus FROM PUBLIC;
+-- read like hotstock.status; reset by admins only
+GRANT EXECUTE ON FUNCTION hotstock.sku_stats_info() TO hotstock_app;
+GRANT EXECUTE ON FUNCTION hotstock.hot_skus_info() TO hotstock_app;
+GRANT SELECT ON hotstock.sku_stats, hotstock.hot_skus TO hotstock_app;
+GRANT EXECUTE ON FUNCTION hotstock.sku_stats_reset(text) TO hotstock_admin;

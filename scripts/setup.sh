@@ -4,7 +4,8 @@
 # 1. Debian packages: PostgreSQL 15 (server, client, pgbench, server-dev for
 #    PGXS), liburcu and jemalloc (the daemon links them), a C toolchain,
 #    and what the tests use: spin (the model checker), clang with libFuzzer
-#    (the queue reader's fuzz smoke run) and python3 (the fault harness);
+#    (the queue reader's fuzz smoke run), python3 (the fault harness) and
+#    python3-yaml (tests/pg/prometheus.sh reads the Prometheus query file);
 #    PL/Proxy (postgresql-15-plproxy) for the sharded router.
 #    Only missing ones are installed, with one `apt-get update` first; via
 #    sudo when not root.
@@ -22,7 +23,8 @@ set -Eeuo pipefail
 trap_errors
 
 PACKAGES=(postgresql-15 postgresql-client-15 postgresql-server-dev-15 postgresql-15-plproxy
-    liburcu-dev libjemalloc-dev build-essential spin clang libclang-rt-14-dev python3)
+    liburcu-dev libjemalloc-dev build-essential spin clang libclang-rt-14-dev python3
+    python3-yaml)
 
 # installed PKG: is PKG installed ("ii")?  A package dpkg has never heard
 # of is simply not installed: dpkg-query's exit 1 for it is an answer here,

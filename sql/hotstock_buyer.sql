@@ -109,6 +109,10 @@ SELECT pg_temp.sqlstate(format('SELECT hotstock.deduct(%L, 1, %L, %L)', :'a', :'
                                repeat('x', 64))) AS "a 64-byte buyer";
 SELECT hotstock.buyer_units(:'a', NULL) IS NULL AS "buyer_units is strict";
 
+-- every refusal counted in the SKU's statistics: no buyer twice, ann's
+-- second and third, cy's second hold, dee's second basket
+SELECT limit_refusals FROM hotstock.sku_stats WHERE sku = :'a';
+
 -- without a limit, nothing is counted
 SELECT hotstock.configure_sale(:'a');
 SELECT hotstock.deduct(:'a', 3, :'run' || '-o7', 'ann') AS "no limit: ann takes 3";

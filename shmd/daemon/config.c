@@ -64,6 +64,8 @@ static const hsd_setting_def hsd_setting_defs[] = {
     {"evicted_filter_size", 64 * KiB, 4 * GiB, 32 * MiB, true, FIELD(evicted_filter_size),
      "bytes of the evicted-order filter of a new data directory (K/M/G suffix; rounded up "
      "to a power of 2)"},
+    {"hot_k", 0, HS_HOT_K_MAX, HS_HOT_K_DEFAULT, false, FIELD(hot_k),
+     "SKUs in the hot-SKU table (hotstock.hot_skus; 0: no hot-SKU tracking)"},
 };
 #define HSD_NSETTINGS (sizeof(hsd_setting_defs) / sizeof(hsd_setting_defs[0]))
 

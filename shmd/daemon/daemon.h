@@ -85,6 +85,7 @@ typedef struct hsd_settings {
     uint32_t checkpoint_interval_s; /* 0: only on request and at a smart stop */
     uint32_t order_retention_s;     /* drained orders stay indexed this long (evictor.c) */
     uint64_t evicted_filter_size;   /* bytes of the evicted-order filter (a new one) */
+    uint32_t hot_k;                 /* entries of the hot-SKU table (hot.c); 0: off */
 } hsd_settings;
 
 typedef enum hsd_command {
@@ -206,6 +207,7 @@ typedef struct hsd_stats {
 } hsd_stats;
 
 typedef struct hsd_expirer hsd_expirer;
+typedef struct hsd_hot hsd_hot;
 
 typedef struct hsd_daemon {
     /* fixed before the threads start */
@@ -264,6 +266,8 @@ typedef struct hsd_daemon {
 
     /* the expirer's heap of live holds (expirer.c; its own lock) */
     hsd_expirer *expirer;
+    /* the hot thread's state (hot.c), NULL when it does not run */
+    hsd_hot *hot;
 
     pthread_t spiller_thread, checkpointer_thread, control_thread, evictor_thread,
         expirer_thread;
@@ -402,6 +406,15 @@ uint64_t hsd_expirer_holds(hsd_daemon *d);
 int hsd_expirer_start(hsd_daemon *d);
 void hsd_expirer_stop(hsd_daemon *d);
 void hsd_expirer_free(hsd_daemon *d);
+
+/*-------------------------------------------------------------------------
+ * hot.c: the hot thread (the top hot_k SKUs by recent take attempts)
+ *-------------------------------------------------------------------------
+ */
+/* Start it once the segment is READY (nothing when hot_k is 0); stop and
+ * free it.  0 / -1. */
+int hsd_hot_start(hsd_daemon *d);
+void hsd_hot_stop(hsd_daemon *d);
 
 /*-------------------------------------------------------------------------
  * checkpointer.c: the checkpointer thread, checkpoints, queue file sync

@@ -232,8 +232,10 @@ hsd_stop_smart(hsd_daemon *d)
 
     hsd_log(HSD_LOG, "smart stop: refusing new records, spilling and syncing every record "
                      "reserved so far");
-    /* the expirer first (it appends EXPIRE records), then the evictor: it
-     * commits its filter file and leaves the index */
+    /* the hot thread (it only reads and ages the sketch), the expirer (it
+     * appends EXPIRE records), then the evictor: it commits its filter
+     * file and leaves the index */
+    hsd_hot_stop(d);
     hsd_expirer_stop(d);
     hsd_evictor_stop(d);
     /* no reservation succeeds after this; seq_cst orders it before the
@@ -389,8 +391,8 @@ hsd_serve(hsd_daemon *d, int *notify_fd)
     /* publishes every field recovery wrote; pairs with the clients'
      * acquire load of state */
     atomic_store_explicit(&d->seg->state, HS_SEGMENT_READY, memory_order_release);
-    if (hsd_evictor_start(d) != 0 || hsd_expirer_start(d) != 0) {
-        snprintf(msg, sizeof(msg), "cannot start the evictor or expirer thread; see %s",
+    if (hsd_evictor_start(d) != 0 || hsd_expirer_start(d) != 0 || hsd_hot_start(d) != 0) {
+        snprintf(msg, sizeof(msg), "cannot start the evictor, expirer or hot thread; see %s",
                  d->log_path);
         goto fail;
     }

@@ -516,6 +516,7 @@ hsd_build_segment(hsd_daemon *d, hsd_replay *rp, hs_lsn last, const hs_filter_me
         .ring_capacity = hsd_pow2_ceil(d->settings.ring_capacity),
         .filter_blocks = (uint32_t)(filter->bytes / sizeof(hs_filter_block)),
         .buyer_capacity = hsd_pow2_ceil(d->settings.buyer_capacity),
+        .hot_k = d->settings.hot_k,
     };
     const hs_lsn evicted = filter->evicted;
     hs_header *h;

@@ -107,6 +107,11 @@ hs_segment_create(const char *real_dir, const hs_segment_sizes *sizes, uint64_t 
     h->buyer_offset = layout.buyer_offset;
     h->order_buyer_offset = layout.order_buyer_offset;
     h->filter_legacy = filter_legacy ? 1 : 0;
+    h->stats_offset = layout.stats_offset;
+    h->sketch_offset = layout.sketch_offset;
+    h->hot_offset = layout.hot_offset;
+    h->sketch_width = layout.sketch_width;
+    h->hot_k = layout.hot_k;
     atomic_store_explicit(&h->evicted_lsn, evicted_lsn, memory_order_relaxed);
     h->created_unix_ms = hs_now_unix_us() / 1000;
     snprintf(h->data_dir, sizeof(h->data_dir), "%s", real_dir);

@@ -605,6 +605,57 @@ typedef struct hs_status {
 hs_result hs_get_status(hs_client *c, hs_status *out);
 
 /*-------------------------------------------------------------------------
+ * Statistics and hot SKUs (shmd/lib/stats.c).  In memory only: a daemon
+ * restart builds a new segment and starts them from zero.
+ *-------------------------------------------------------------------------
+ */
+
+/* One SKU's statistics since its last reset (or the segment's creation). */
+typedef struct hs_sku_stats {
+    char sku[HS_SKU_MAX + 1];     /* NUL-terminated */
+    uint64_t deducts;             /* DEDUCT records: deductions, basket lines, retakes */
+    uint64_t sold_out_attempts;   /* takes answered HS_SOLD_OUT */
+    uint64_t refunds;             /* REFUND records: refunds and compensations */
+    uint64_t reserves;            /* RESERVE records: holds, lines of basket holds */
+    uint64_t expiries;            /* EXPIRE records: holds the daemon expired */
+    uint64_t limit_refusals;      /* takes refused by the per-buyer limit */
+    uint64_t last_deduct_unix_us; /* 0: none since the reset */
+    uint64_t reset_unix_us;       /* the last reset, or the segment's creation */
+} hs_sku_stats;
+
+/*
+ * The statistics of the next SKU at or after slot *cursor (start at 0):
+ * HS_OK, *out filled and *cursor moved past it; HS_NOT_FOUND past the
+ * last SKU.  A snapshot of counters read one by one, not a consistent cut.
+ */
+hs_result hs_sku_stats_next(hs_client *c, uint32_t *cursor, hs_sku_stats *out);
+
+/* Admin: zero the statistics of sku (sku NULL: of every SKU) and stamp the
+ * reset time.  *reset (may be NULL) = SKUs reset.  HS_UNKNOWN_SKU. */
+hs_result hs_sku_stats_reset(hs_client *c, const char *sku, size_t sku_len, uint64_t *reset);
+
+/* The most hot SKUs a daemon keeps (its setting hot_k: 0 .. this). */
+#define HS_HOT_K_MAX 1024
+
+/* One entry of the daemon's top-k of SKUs by recent take attempts. */
+typedef struct hs_hot_sku {
+    char sku[HS_SKU_MAX + 1]; /* NUL-terminated */
+    uint32_t rank;            /* 1 = hottest */
+    double attempts_per_s;    /* take attempts per second over the daemon's last tick */
+    double sold_per_s;        /* deductions per second, likewise */
+    uint64_t sketch_count;    /* the sketch's estimate it was ranked by (sampled, aged) */
+} hs_hot_sku;
+
+/*
+ * The hot SKUs as the daemon last published them (about every second),
+ * hottest first: up to max into out, *n of them; *published_unix_ms (may
+ * be NULL) when (0: not yet).  The daemon setting hot_k bounds the count
+ * (0: tracking off, *n = 0).
+ */
+hs_result hs_hot_skus(hs_client *c, hs_hot_sku *out, uint32_t max, uint32_t *n,
+                      uint64_t *published_unix_ms);
+
+/*-------------------------------------------------------------------------
  * Queue files (read side).  Format: see shmd/format/queue_file.c.
  *-------------------------------------------------------------------------
  */

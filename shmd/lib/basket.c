@@ -351,8 +351,10 @@ again:
             bool inserted;
 
             r = order_probe(c, h, lines[0].id, lines[0].id_len, NULL, &oi, &ver, &inserted);
-            if (r == HS_NOT_FOUND && !hs_filter_maybe(h, lines[0].hash))
+            if (r == HS_NOT_FOUND && !hs_filter_maybe(h, lines[0].hash)) {
+                hs_stats_note(h, lines[i].si, HS_STAT_SOLD_OUT, 1);
                 return HS_SOLD_OUT;
+            }
             if (r != HS_OK && r != HS_NOT_FOUND)
                 return r;
             break;
@@ -448,6 +450,7 @@ again:
                             ~HS_AVAILABLE_LOCKED;
 
             if (units < lines[i].qty) {
+                hs_stats_note(h, lines[i].si, HS_STAT_SOLD_OUT, 1);
                 r = HS_SOLD_OUT;
                 break;
             }

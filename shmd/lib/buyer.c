@@ -288,6 +288,7 @@ buyer_count(hs_client *c, hs_header *h, hs_sku_slot *s, uint32_t si, bool retake
                 hs_set_error("sku %.*s sells at most %d per buyer and the hold named no buyer "
                              "(or its sale's buyers were forgotten)",
                              (int)s->sku_len, s->sku, (int)limit);
+                hs_stats_note(h, si, HS_STAT_LIMIT_REFUSAL, 1);
                 return HS_BUYER_LIMIT;
             }
             ref.index = (uint32_t)*ref_word - 1;
@@ -296,6 +297,7 @@ buyer_count(hs_client *c, hs_header *h, hs_sku_slot *s, uint32_t si, bool retake
             if (buyer == NULL || buyer_len == 0) {
                 hs_set_error("sku %.*s sells at most %d per buyer: name the buyer",
                              (int)s->sku_len, s->sku, (int)limit);
+                hs_stats_note(h, si, HS_STAT_LIMIT_REFUSAL, 1);
                 return HS_BUYER_LIMIT;
             }
             r = buyer_find(c, h, si, buyer, buyer_len, true, &ref);
@@ -315,6 +317,7 @@ buyer_count(hs_client *c, hs_header *h, hs_sku_slot *s, uint32_t si, bool retake
                          (int)HS_BUYER_UNITS(atomic_load_explicit(&b->units,
                                                                   memory_order_relaxed)),
                          (int)s->sku_len, s->sku, (int)qty, (int)limit);
+            hs_stats_note(h, si, HS_STAT_LIMIT_REFUSAL, 1);
             return HS_BUYER_LIMIT;
         }
         if (retake)

@@ -192,6 +192,15 @@ order_buyer_set(hs_header *h, uint32_t oi, uint64_t ref, hs_lsn take_lsn)
 HS_INTERNAL hs_result buyer_count(hs_client *c, hs_header *h, hs_sku_slot *s, uint32_t si,
                                   bool retake, const char *buyer, size_t buyer_len, int32_t qty,
                                   uint64_t *ref_word);
+/* Statistics (stats.c, segment_stats.h).  hs_stats_note: count n of kind
+ * for SKU slot si of segment h (relaxed; a take attempt also feeds the
+ * hot-SKU sketch, sampled).  Call it where the counted thing happened:
+ * HS_STAT_SOLD_OUT where a take answers sold out, HS_STAT_LIMIT_REFUSAL
+ * where the per-buyer limit refuses one.  The kinds that are records
+ * (DEDUCT, REFUND, RESERVE, EXPIRY) are counted by hs_stats_records, which
+ * append_group() calls once its records are published. */
+HS_INTERNAL void hs_stats_note(hs_header *h, uint32_t si, hs_stat_kind kind, int64_t n);
+HS_INTERNAL void hs_stats_records(hs_header *h, const hs_ring_record *recs, uint32_t n);
 HS_INTERNAL hs_result refund_apply(hs_client *c, hs_header *h, uint32_t oi, hs_record_type type,
                                    uint16_t flags, hs_lsn *lsn, int32_t *qty, char *sku_out);
 

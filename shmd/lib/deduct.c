@@ -167,8 +167,10 @@ again:
     if (kind != TAKE_RETAKE && closed == HS_OK &&
         (atomic_load_explicit(&s->available, memory_order_acquire) & ~HS_AVAILABLE_LOCKED) < qty) {
         r = order_probe(c, h, order_id, order_len, NULL, &oi, &ver, &inserted);
-        if (r == HS_NOT_FOUND && !hs_filter_maybe(h, hash))
+        if (r == HS_NOT_FOUND && !hs_filter_maybe(h, hash)) {
+            hs_stats_note(h, si, HS_STAT_SOLD_OUT, 1);
             return HS_SOLD_OUT;
+        }
         if (r != HS_OK && r != HS_NOT_FOUND)
             return r;
     }
@@ -321,6 +323,7 @@ again:
         }
         break;
     case 0:
+        hs_stats_note(h, si, HS_STAT_SOLD_OUT, 1);
         r = HS_SOLD_OUT;
         goto undo_buyer;
     default:

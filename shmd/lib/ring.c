@@ -246,6 +246,7 @@ append_group(hs_client *c, hs_header *h, hs_ring_record *recs, uint32_t n, hs_ls
         }
         ring_fill(h, *first + i, &recs[i]);
     }
+    hs_stats_records(h, recs, n);
     /* Relaxed: only a hint of how far behind the spiller is. */
     spilled = atomic_load_explicit(&h->spilled_lsn, memory_order_relaxed);
     if (last > spilled && last - spilled >= (h->ring_capacity >> 3))

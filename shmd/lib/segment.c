@@ -115,6 +115,7 @@ hs_segment_layout(const hs_segment_sizes *sizes, hs_header *hdr)
     hdr->filter_offset = off;
     hdr->filter_blocks = sizes->filter_blocks;
     off += (uint64_t)sizes->filter_blocks * sizeof(hs_filter_block);
+    off = hs_stats_layout(sizes, hdr, off);
     hdr->total_size = HS_ALIGN_UP(off, 4096);
 }
 

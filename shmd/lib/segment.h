@@ -18,6 +18,8 @@
  *     hs_stripe[]         HS_ORDER_STRIPES insert locks of the order index
  *     filter              filter_blocks 64-byte blocks: the evicted-order
  *                         filter (a blocked Bloom filter, see below)
+ *     statistics          per-SKU counters, the hot-SKU sketch and table
+ *                         (segment_stats.h: their own protocol essay)
  *
  * All capacities are powers of two.  SKU slots are never deleted while a
  * segment lives; order slots are, online, by the daemon's evictor (see
@@ -240,7 +242,7 @@
 
 /* "HSTKSEG1" little-endian; the layout version changes with any struct here. */
 #define HS_SEGMENT_MAGIC UINT64_C(0x3147455354534B48)
-#define HS_SEGMENT_LAYOUT_VERSION 8
+#define HS_SEGMENT_LAYOUT_VERSION 9
 
 #define HS_HEARTBEAT_INTERVAL_MS 100
 #define HS_HEARTBEAT_DEAD_MS 3000
@@ -394,6 +396,12 @@ typedef struct hs_header {
     uint64_t buyer_offset;    /* the buyer table (hs_buyer_slot) */
     uint64_t order_buyer_offset; /* one hs_order_buyer per order slot */
     char data_dir[256]; /* realpath of the data directory, for status */
+    /* the statistics regions (segment_stats.h) */
+    uint64_t stats_offset;
+    uint64_t sketch_offset;
+    uint64_t hot_offset;
+    uint32_t sketch_width; /* buckets per sketch row, a power of two */
+    uint32_t hot_k;        /* entries of the hot table; 0: no hot-SKU tracking */
 
     alignas(HS_CACHE_LINE) _Atomic uint32_t state;
     _Atomic uint64_t heartbeat_ms; /* CLOCK_MONOTONIC milliseconds */
@@ -575,6 +583,7 @@ typedef struct hs_segment_sizes {
     uint32_t ring_capacity;
     uint32_t filter_blocks;
     uint32_t buyer_capacity;
+    uint32_t hot_k; /* 0 .. HS_HOT_K_MAX */
 } hs_segment_sizes;
 
 /* Name of the shm object for a data directory: "/hotstock.<uid>.<hash>". */
@@ -743,5 +752,7 @@ hs_ring_record_crc(const hs_ring_record *rec)
 {
     return hs_crc32c(0, rec, sizeof(*rec));
 }
+
+#include "segment_stats.h"
 
 #endif /* HOTSTOCK_SEGMENT_H */

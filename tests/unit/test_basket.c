@@ -731,18 +731,8 @@ main(void)
     hsd_ctl d = {0};
     hs_client *c = NULL;
 
-    signal(SIGPIPE, SIG_IGN);
-    if (access(hsd_ctl_binary(), X_OK) != 0) {
-        fprintf(stderr, "no daemon binary at %s (set HOTSTOCKD)\n", hsd_ctl_binary());
-        CHECK(0);
+    if (!client_test_start(&d, "basket", &c, NULL))
         return hs_test_done();
-    }
-    hs_test_tmpdir("basket", d.dir);
-    hsd_ctl_flag(&d, "--flush-interval-ms", "20");
-    if (!CHECK_EQ(hsd_ctl_start(&d, &c), 0)) {
-        hsd_ctl_kill(&d);
-        return hs_test_done();
-    }
     test_basics(c);
     test_stress(&d, c);
     test_kill(&d, c);

@@ -556,20 +556,10 @@ main(void)
 {
     hsd_ctl d = {0};
     hs_client *c = NULL;
+    static const char *const flags[] = {"--buyer-retention", "1", NULL};
 
-    signal(SIGPIPE, SIG_IGN);
-    if (access(hsd_ctl_binary(), X_OK) != 0) {
-        fprintf(stderr, "no daemon binary at %s (set HOTSTOCKD)\n", hsd_ctl_binary());
-        CHECK(0);
+    if (!client_test_start(&d, "buyer", &c, flags))
         return hs_test_done();
-    }
-    hs_test_tmpdir("buyer", d.dir);
-    hsd_ctl_flag(&d, "--flush-interval-ms", "20");
-    hsd_ctl_flag(&d, "--buyer-retention", "1");
-    if (!CHECK_EQ(hsd_ctl_start(&d, &c), 0)) {
-        hsd_ctl_kill(&d);
-        return hs_test_done();
-    }
     test_rules(&d, c);
     test_one_buyer(&d, c);
     test_many_buyers(&d, c);

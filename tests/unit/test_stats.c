@@ -433,21 +433,11 @@ main(void)
 {
     hsd_ctl d = {0};
     hs_client *c = NULL;
+    static const char *const flags[] = {"--sku-capacity", "16384", "--order-capacity", "65536",
+                                        NULL};
 
-    signal(SIGPIPE, SIG_IGN);
-    if (access(hsd_ctl_binary(), X_OK) != 0) {
-        fprintf(stderr, "no daemon binary at %s (set HOTSTOCKD)\n", hsd_ctl_binary());
-        CHECK(0);
+    if (!client_test_start(&d, "stats", &c, flags))
         return hs_test_done();
-    }
-    hs_test_tmpdir("stats", d.dir);
-    hsd_ctl_flag(&d, "--flush-interval-ms", "20");
-    hsd_ctl_flag(&d, "--sku-capacity", "16384");
-    hsd_ctl_flag(&d, "--order-capacity", "65536");
-    if (!CHECK_EQ(hsd_ctl_start(&d, &c), 0)) {
-        hsd_ctl_kill(&d);
-        return hs_test_done();
-    }
     test_exact(&d, c);
     test_hot_accuracy(&d, c);
     test_restart(&d, &c);

@@ -219,6 +219,7 @@ extern hs_lsn hotstock_mark_lsn(hs_client *c);
 extern hs_result hotstock_wait_durable_core(hs_client *c, hs_lsn lsn, bool interruptible);
 extern void hotstock_wait_durable(hs_client *c, hs_lsn lsn);
 extern void hotstock_wait_durable_now(hs_client *c);
+extern hs_lsn hotstock_last_undurable_lsn(hs_client *c);
 extern void hotstock_wait_durable_take(hs_client *c, hs_lsn lsn);
 extern void hotstock_wait_durable_take_now(hs_client *c);
 

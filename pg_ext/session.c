@@ -183,18 +183,27 @@ hotstock_wait_durable(hs_client *c, hs_lsn lsn)
     error_context_stack = errcallback.previous;
 }
 
-/* Wait until everything reserved so far is durable (a retry's original
- * record is among it). */
-void
-hotstock_wait_durable_now(hs_client *c)
+/* The last LSN reserved so far when it is not durable yet, else 0 (what
+ * a retry waits for: its original record is among them). */
+hs_lsn
+hotstock_last_undurable_lsn(hs_client *c)
 {
     hs_status st;
     hs_result r = hs_get_status(c, &st);
 
     if (r != HS_OK)
         hotstock_raise(r, NULL);
-    if (st.next_lsn > 1 && st.durable_lsn < st.next_lsn - 1)
-        hotstock_wait_durable(c, st.next_lsn - 1);
+    return st.next_lsn > 1 && st.durable_lsn < st.next_lsn - 1 ? st.next_lsn - 1 : 0;
+}
+
+/* Wait until everything reserved so far is durable. */
+void
+hotstock_wait_durable_now(hs_client *c)
+{
+    hs_lsn lsn = hotstock_last_undurable_lsn(c);
+
+    if (lsn != 0)
+        hotstock_wait_durable(c, lsn);
 }
 
 /*

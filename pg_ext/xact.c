@@ -139,13 +139,10 @@ hotstock_wait_durable_take(hs_client *c, hs_lsn lsn)
 void
 hotstock_wait_durable_take_now(hs_client *c)
 {
-    hs_status st;
-    hs_result r = hs_get_status(c, &st);
+    hs_lsn lsn = hotstock_last_undurable_lsn(c);
 
-    if (r != HS_OK)
-        hotstock_raise(r, NULL);
-    if (st.next_lsn > 1 && st.durable_lsn < st.next_lsn - 1)
-        hotstock_wait_durable_take(c, st.next_lsn - 1);
+    if (lsn != 0)
+        hotstock_wait_durable_take(c, lsn);
 }
 
 

@@ -143,19 +143,8 @@ static int64_t sold[SKUS], net[SKUS]; /* units sold; queue's counter per SKU */
 static bk *
 find(const char *id, bool create)
 {
-    uint32_t h = (uint32_t)hs_hash(id, strlen(id)) & (2 * MAX_BASKETS - 1);
-
-    for (;; h = (h + 1) & (2 * MAX_BASKETS - 1)) {
-        if (slots[h] == 0) {
-            if (!create || nbaskets >= MAX_BASKETS)
-                return NULL;
-            snprintf(baskets[nbaskets].id, sizeof(baskets[nbaskets].id), "%s", id);
-            slots[h] = ++nbaskets;
-            return &baskets[nbaskets - 1];
-        }
-        if (strcmp(baskets[slots[h] - 1].id, id) == 0)
-            return &baskets[slots[h] - 1];
-    }
+    return crash_find(baskets, sizeof(bk), sizeof(baskets[0].id), slots, MAX_BASKETS, &nbaskets, id,
+                      create);
 }
 
 static int

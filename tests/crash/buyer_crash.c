@@ -123,19 +123,8 @@ static int64_t sold[SKUS], net[SKUS];
 static order *
 find(const char *id, bool create)
 {
-    uint32_t h = (uint32_t)hs_hash(id, strlen(id)) & (2 * MAX_ORDERS - 1);
-
-    for (;; h = (h + 1) & (2 * MAX_ORDERS - 1)) {
-        if (slots[h] == 0) {
-            if (!create || norders >= MAX_ORDERS)
-                return NULL;
-            snprintf(orders[norders].id, sizeof(orders[norders].id), "%s", id);
-            slots[h] = ++norders;
-            return &orders[norders - 1];
-        }
-        if (strcmp(orders[slots[h] - 1].id, id) == 0)
-            return &orders[slots[h] - 1];
-    }
+    return crash_find(orders, sizeof(order), sizeof(orders[0].id), slots, MAX_ORDERS, &norders, id,
+                      create);
 }
 
 /* Replay the queue: the counts and holdings, checked at every record. */

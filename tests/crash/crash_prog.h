@@ -2,8 +2,9 @@
  *
  * crash_prog.h
  *      What the crash suite's own-daemon programs share (holds_crash.c,
- *      basket_crash.c): the buyers' answer log, the durability wait that
- *      decides whether an answer is logged, FAIL(), the fault names, and
+ *      basket_crash.c, buyer_crash.c): the buyers' answer log, the
+ *      durability wait that decides whether an answer is logged, FAIL(),
+ *      the fault names, the index of what the queue names by id, and
  *      main's loop over the iterations (one line each, then `N passed, N
  *      failed`; tests/crash/harness.py parses them).
  *
@@ -24,6 +25,7 @@
 #include "daemon_ctl.h"
 #include "hotstock.h"
 #include "test.h"
+#include "util.h"
 
 /* Append one line to the buyers' log with one write(2) (O_APPEND). */
 static void
@@ -45,6 +47,38 @@ static bool
 durable(hs_client *c, hs_lsn lsn)
 {
     return lsn == 0 || hs_wait_durable(c, lsn, 10000) == HS_OK;
+}
+
+/*
+ * An index by id of what the queue names (orders, baskets): items of
+ * item_size bytes whose first field is their NUL-terminated id (id_size
+ * bytes), in an array of max; slots (2 * max, a power of two, zeroed
+ * for a new iteration) hold index + 1.  The item, created zeroed with
+ * its id when absent and create; NULL when absent, or full.
+ */
+static void *
+crash_find(void *items, size_t item_size, size_t id_size, uint32_t *slots, uint32_t max,
+           uint32_t *count, const char *id, bool create)
+{
+    uint64_t h = hs_hash(id, strlen(id));
+
+    for (uint32_t i = 0;; i++) {
+        uint32_t k = (uint32_t)(h + i) & (2 * max - 1);
+        char *item;
+
+        if (slots[k] == 0) {
+            if (!create || *count == max)
+                return NULL;
+            slots[k] = ++*count;
+            item = (char *)items + (size_t)(*count - 1) * item_size;
+            memset(item, 0, item_size);
+            snprintf(item, id_size, "%s", id);
+            return item;
+        }
+        item = (char *)items + (size_t)(slots[k] - 1) * item_size;
+        if (strcmp(item, id) == 0)
+            return item;
+    }
 }
 
 /* Why the iteration failed, for its line. */

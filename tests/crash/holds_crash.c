@@ -154,22 +154,8 @@ static uint32_t norders;
 static ord *
 find(const char *id, bool create)
 {
-    uint64_t h = hs_hash(id, strlen(id));
-
-    for (uint32_t i = 0;; i++) {
-        uint32_t k = (uint32_t)(h + i) & (2 * MAX_ORDERS - 1);
-
-        if (slots[k] == 0) {
-            if (!create || norders == MAX_ORDERS)
-                return NULL;
-            slots[k] = ++norders;
-            memset(&orders[norders - 1], 0, sizeof(ord));
-            snprintf(orders[norders - 1].id, sizeof(orders[0].id), "%s", id);
-            return &orders[norders - 1];
-        }
-        if (strcmp(orders[slots[k] - 1].id, id) == 0)
-            return &orders[slots[k] - 1];
-    }
+    return crash_find(orders, sizeof(ord), sizeof(orders[0].id), slots, MAX_ORDERS, &norders, id,
+                      create);
 }
 
 /* Read the whole queue of dir into orders; 0, or -1. */

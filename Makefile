@@ -10,7 +10,7 @@
 #   make start-sharded|stop-sharded|status-sharded|psql-sharded
 #                       SHARDS (4) nodes and a PL/Proxy router  (scripts/sharded.sh)
 #   make demo-sharded   a sale across many SKUs through the router (scripts/demo_sharded.sh)
-#   make bench | crashtest | fuzz | soak   long runs, not part of check
+#   make bench | bench-sharded | crashtest | fuzz | soak   long runs, not part of check
 
 # PG_CONFIG is resolved in one place, scripts/lib.sh (PostgreSQL 15's own
 # pg_config when it is installed, else the one on PATH), for the Makefile
@@ -50,7 +50,7 @@ EXTRA_CLEAN = shmd/*/*.o shmd/*.a shmd/hotstockd $(TEST_BINS) $(PQ_BINS) tests/*
 # no PGXS, and PGXS's own `check` (which says "not supported") must not
 # stand beside ours.  So PGXS is read only when something is built.
 SCRIPT_GOALS = demo check check-fresh start stop status psql bench crashtest fuzz soak \
-               start-sharded stop-sharded status-sharded psql-sharded demo-sharded
+               start-sharded stop-sharded status-sharded psql-sharded demo-sharded bench-sharded
 ifneq ($(MAKECMDGOALS),)
 ifeq ($(filter-out $(SCRIPT_GOALS),$(MAKECMDGOALS)),)
 ONLY_SCRIPTS := 1
@@ -150,7 +150,7 @@ install-daemon: shmd/hotstockd
 
 # ---- what users run (scripts/ does the work; see README.md) ----
 .PHONY: demo demo-holds check check-fresh start stop status psql bench bench-holds crashtest fuzz soak unit install-daemon \
-        start-sharded stop-sharded status-sharded psql-sharded demo-sharded
+        start-sharded stop-sharded status-sharded psql-sharded demo-sharded bench-sharded
 demo:
 	@bash scripts/demo.sh
 demo-holds:
@@ -183,6 +183,8 @@ psql-sharded:
 	@bash scripts/sharded.sh psql
 demo-sharded:
 	@bash scripts/demo_sharded.sh
+bench-sharded:
+	@bash tests/bench/sharded.sh
 unit: all
 	@bash tests/run_unit.sh
 bench:

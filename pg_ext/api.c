@@ -126,6 +126,35 @@ hotstock_buyer_arg(FunctionCallInfo fcinfo, int argno, const char **data, size_t
     hotstock_name_arg(fcinfo, argno, "buyer", data, len);
 }
 
+/*
+ * Raise the error of a take of sku for order_id (deduct, reserve) that
+ * libhotstock refused with r: an unknown SKU (named), a sale not open,
+ * closed or paused (with when it opens, read now), else hotstock_raise()
+ * about the order.  Never returns.
+ */
+void
+hotstock_raise_take(hs_client *c, hs_result r, const char *sku, size_t sku_len,
+                    const char *order_id, size_t order_len)
+{
+    hs_sale sale; /* for the message: when it opens, or closed */
+
+    switch (r) {
+    case HS_UNKNOWN_SKU:
+        hotstock_raise(r, pnstrdup(sku, sku_len));
+        break;
+    case HS_SALE_NOT_OPEN:
+    case HS_SALE_CLOSED:
+    case HS_SALE_PAUSED:
+        hotstock_raise_sale(r, pnstrdup(sku, sku_len),
+                            hs_sale_get(c, sku, sku_len, &sale) == HS_OK ? &sale : NULL);
+        break;
+    default:
+        hotstock_raise(r, pnstrdup(order_id, order_len));
+        break;
+    }
+    pg_unreachable();
+}
+
 /* Fetch the qty argument: 1..HS_QTY_MAX, else 22023. */
 int32
 hotstock_qty_arg(FunctionCallInfo fcinfo, int argno)
@@ -372,20 +401,8 @@ hotstock_deduct(PG_FUNCTION_ARGS)
         PG_RETURN_BOOL(true);
     case HS_SOLD_OUT:
         PG_RETURN_BOOL(false);
-    case HS_UNKNOWN_SKU:
-        hotstock_raise(r, pnstrdup(sku, sku_len));
-        break;
-    case HS_SALE_NOT_OPEN:
-    case HS_SALE_CLOSED:
-    case HS_SALE_PAUSED: {
-        hs_sale sale; /* for the message: when it opens, or closed */
-
-        hotstock_raise_sale(r, pnstrdup(sku, sku_len),
-                            hs_sale_get(c, sku, sku_len, &sale) == HS_OK ? &sale : NULL);
-        break;
-    }
     default:
-        hotstock_raise(r, pnstrdup(order_id, order_len));
+        hotstock_raise_take(c, r, sku, sku_len, order_id, order_len);
         break;
     }
     PG_RETURN_BOOL(false); /* not reached */

@@ -251,20 +251,8 @@ hotstock_reserve(PG_FUNCTION_ARGS)
         PG_RETURN_BOOL(true);
     case HS_SOLD_OUT:
         PG_RETURN_BOOL(false);
-    case HS_UNKNOWN_SKU:
-        hotstock_raise(r, pnstrdup(sku, sku_len));
-        break;
-    case HS_SALE_NOT_OPEN:
-    case HS_SALE_CLOSED:
-    case HS_SALE_PAUSED: {
-        hs_sale sale; /* for the message: when it opens, or closed */
-
-        hotstock_raise_sale(r, pnstrdup(sku, sku_len),
-                            hs_sale_get(c, sku, sku_len, &sale) == HS_OK ? &sale : NULL);
-        break;
-    }
     default:
-        hotstock_raise(r, pnstrdup(order_id, order_len));
+        hotstock_raise_take(c, r, sku, sku_len, order_id, order_len);
         break;
     }
     PG_RETURN_BOOL(false); /* not reached */

@@ -229,6 +229,8 @@ extern void hotstock_name_arg(FunctionCallInfo fcinfo, int argno, const char *ar
 extern void hotstock_order_id_arg(FunctionCallInfo fcinfo, int argno, const char **data,
                                   size_t *len);
 extern int32 hotstock_qty_arg(FunctionCallInfo fcinfo, int argno);
+extern void hotstock_raise_take(hs_client *c, hs_result r, const char *sku, size_t sku_len,
+                                const char *order_id, size_t order_len) pg_attribute_noreturn();
 extern void hotstock_buyer_arg(FunctionCallInfo fcinfo, int argno, const char **data,
                                size_t *len);
 extern bool hotstock_refund_pending(const char *order_id, size_t order_len);

@@ -66,7 +66,7 @@ NPROC=$(nproc)
 WORK=$RUN_DIR/bench # pgbench logs and scratch; not part of the results
 
 # PG_CONFIG and its bindir as the Makefile and the scripts resolve them
-# shellcheck source=../../scripts/lib.sh
+# shellcheck source=scripts/lib.sh disable=SC1091  # followed with shellcheck -x from the top
 . "$REPO/scripts/lib.sh"
 PGBIN=$(pg_bindir)
 export PATH=$PGBIN:$PATH
@@ -195,6 +195,7 @@ mkdir -p "$RUN_DIR"
     echo "cpu: $(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1)"
     echo "memory: $(free -h | awk '/^Mem:/ {print $2 " total, " $7 " available"}')"
     echo "kernel: $(uname -sr)"
+    # shellcheck disable=SC1091  # the running system's, not ours
     echo "os: $(. /etc/os-release && echo "$PRETTY_NAME")"
     echo "postgresql: $("$PGBIN/postgres" --version)"
     echo "pgbench: $(pgbench --version)"
@@ -245,7 +246,8 @@ as_daemon sh -c "printf 'order_capacity = %s\norder_retention = %s\n' $ORDER_CAP
 bash scripts/cluster.sh restart >/dev/null || die "scripts/cluster.sh restart failed"
 
 MAXCONN=$(psql_q -c 'SHOW max_connections')
-MAXCLIENTS=$(printf '%s\n' $CLIENTS | sort -n | tail -n 1)
+read -r -a CLIENT_LIST <<<"$CLIENTS"
+MAXCLIENTS=$(printf '%s\n' "${CLIENT_LIST[@]}" | sort -n | tail -n 1)
 [ "$MAXCONN" -ge $((MAXCLIENTS + 10)) ] ||
     die "max_connections = $MAXCONN is too small for $MAXCLIENTS clients"
 PGOPTIONS='-c client_min_messages=warning' psql_q -f "$BENCH/setup.sql" >/dev/null || die "tests/bench/setup.sql failed"
@@ -590,7 +592,7 @@ now_ns() { date +%s%N; }
 # measure_recovery: kill the daemon, restart it, time until READY
 measure_recovery() {
     hs_status
-    local pid gen next ckpt applied from replay t0 t1 wait_out
+    local pid gen next ckpt applied from replay t0 t1
     pid=$(status_field daemon_pid)
     gen=$(status_field generation)
     next=$(status_field next_lsn)
@@ -611,7 +613,7 @@ measure_recovery() {
         cat "$WORK/restart.out" >&2
         die "hotstockd start -D $HOTSTOCK_DIR failed after SIGKILL"
     }
-    wait_out=$(as_daemon "$BENCH/hsprobe" wait-ready "$HOTSTOCK_DIR" $((gen + 1)) 600000) ||
+    as_daemon "$BENCH/hsprobe" wait-ready "$HOTSTOCK_DIR" $((gen + 1)) 600000 >/dev/null ||
         die "no READY segment after the restart"
     t1=$(now_ns)
     local secs per_m
@@ -682,6 +684,7 @@ SIZES=$(as_daemon "$BENCH/hsprobe" sizes)
 SKU_BYTES=$(echo "$SIZES" | sed -n 's/^sku_slot_bytes=//p')
 ORDER_BYTES=$(echo "$SIZES" | sed -n 's/^order_slot_bytes=//p')
 RING_BYTES=$(echo "$SIZES" | sed -n 's/^ring_slot_bytes=//p')
+# shellcheck disable=SC2012  # names are hotstock.<uid>.<hex>: nothing to quote
 SEG_FILE=$(ls -t /dev/shm/hotstock.* 2>/dev/null | head -n 1 || true)
 SEG_BYTES=$([ -n "$SEG_FILE" ] && stat -c %s "$SEG_FILE" || echo 0)
 MEMORY_LINES=(
@@ -735,7 +738,9 @@ fi
 {
     echo "# hotstock benchmark"
     echo
-    echo "$(date -u '+%Y-%m-%d %H:%M UTC'); $([ "$QUICK" = 1 ] && echo "**quick mode** (BENCH_QUICK=1), " || true)${SECS} s per cell, clients: $CLIENTS."
+    QUICK_NOTE=
+    [ "$QUICK" = 1 ] && QUICK_NOTE="**quick mode** (BENCH_QUICK=1), "
+    echo "$(date -u '+%Y-%m-%d %H:%M UTC'); $QUICK_NOTE${SECS} s per cell, clients: $CLIENTS."
     echo "Machine: $(sed -n 's/^nproc: //p' "$OUT/machine.txt") cores, $(sed -n 's/^cpu: //p' "$OUT/machine.txt"), fdatasync ${FDATASYNC_US:-?} µs/op (pg_test_fsync); an 8 kB O_DSYNC write took ${DSYNC_START} µs at the start and ${DSYNC_END} µs at the end of the run (a drift means the disk was shared: the synchronous rows move with it); details in [machine.txt](machine.txt)."
     echo "All PostgreSQL cells: pgbench -M prepared on one private PostgreSQL 15 cluster with hotstockd; Redis 7 private instance on loopback; raw numbers in [raw.csv](raw.csv)."
     [ "$CELL_ERRORS" -eq 0 ] || echo "**$CELL_ERRORS cell(s) failed: see bench.log.**"
@@ -798,8 +803,8 @@ fi
     echo "set title 'hotstock vs hot-row UPDATE, PostgreSQL floor and Redis ($NPROC cores, ${SECS} s per point)'"
     echo "set xlabel 'clients'; set ylabel 'transactions per second'"
     echo "set logscale x 2; set logscale y 10"
-    echo "set xtics ($(printf '%s\n' $CLIENTS | paste -sd, -))"
-    echo "set xrange [$(printf '%s\n' $CLIENTS | sort -n | head -n 1)*0.8:$MAXCLIENTS*1.25]"
+    echo "set xtics ($(printf '%s\n' "${CLIENT_LIST[@]}" | paste -sd, -))"
+    echo "set xrange [$(printf '%s\n' "${CLIENT_LIST[@]}" | sort -n | head -n 1)*0.8:$MAXCLIENTS*1.25]"
     echo "set format y '%.0s%c'"
     echo "set grid xtics ytics mytics"
     echo "set key outside right top box Left reverse"

@@ -315,7 +315,7 @@ make_room() {
 # ---------------------------------------------------------------------------
 
 RAW=$OUT/raw.csv
-echo "group,scenario,label,clients,threads,seconds,tps,lat_avg_ms,p50_ms,p99_ms,transactions,failed,check" >"$RAW"
+echo "group,scenario,label,clients,threads,seconds,tps,lat_avg_ms,p50_ms,p99_ms,transactions,failed,check,p999_ms,context_switches,cs_per_tx" >"$RAW"
 CELL=0
 CELL_ERRORS=0
 
@@ -332,17 +332,27 @@ stock_units() {
     esac
 }
 
-# percentiles DIR: "p50_ms p99_ms" of the sampled per-transaction log
+# percentiles DIR: "p50_ms p99_ms p999_ms" of the sampled per-transaction
+# log (nearest rank: the smallest latency with at least that fraction of
+# the samples at or below it; "nan nan nan" without samples)
 percentiles() {
     cat "$1"/log.* 2>/dev/null | awk '$3 ~ /^[0-9]+$/ {print $3}' | sort -n |
-        awk '{v[NR] = $1}
+        awk 'function rank(q, i) {i = int(NR * q); if (i < NR * q) i++; return (i < 1 ? 1 : i)}
+             {v[NR] = $1}
              END {
-                 if (NR == 0) {print "nan nan"; exit}
-                 i50 = int(NR * 0.50); if (i50 < NR * 0.50) i50++; if (i50 < 1) i50 = 1
-                 i99 = int(NR * 0.99); if (i99 < NR * 0.99) i99++; if (i99 < 1) i99 = 1
-                 printf "%.3f %.3f\n", v[i50] / 1000, v[i99] / 1000
+                 if (NR == 0) {print "nan nan nan"; exit}
+                 printf "%.3f %.3f %.3f\n", v[rank(0.50)] / 1000, v[rank(0.99)] / 1000, v[rank(0.999)] / 1000
              }'
 }
+
+# ctxt: context switches since boot, all CPUs (the ctxt line of /proc/stat).
+# A cell's delta over its transactions is machine-wide: it counts every
+# process's switches (PostgreSQL, hotstockd, pgbench or redis-benchmark,
+# and anything else running on the machine).
+ctxt() { awk '$1 == "ctxt" {print $2}' /proc/stat; }
+
+# cs_per_tx DELTA TRANSACTIONS: "-" when nothing was counted
+cs_per_tx() { awk -v d="$1" -v n="$2" 'BEGIN {if (n > 0) printf "%.2f", d / n; else print "-"}'; }
 
 # run_pg GROUP SCENARIO LABEL SCRIPT CLIENTS [PGOPTIONS]
 run_pg() {
@@ -365,19 +375,22 @@ run_pg() {
             wait_drained 120 || true
             ;;
     esac
-    local before after rc=0
+    local before after cs0 cs1 rc=0
     before=$(stock_units "$scen")
     log "$scen: $c clients, $SECS s"
+    cs0=$(ctxt)
     PGOPTIONS="$opts" pgbench -n -M prepared -T "$SECS" -c "$c" -j "$j" -f "$script" \
         -D sku=hot -D n=0 -D base=$((CELL * 1000000000000)) \
         -l --sampling-rate="$SAMPLING" --log-prefix="$dir/log" >"$dir/out" 2>&1 || rc=$?
+    cs1=$(ctxt)
     after=$(stock_units "$scen")
-    local tps lat xacts failed p50 p99 check
+    local tps lat xacts failed p50 p99 p999 cspt check
     tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$dir/out")
     lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$dir/out")
     xacts=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$dir/out")
     failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$dir/out")
-    read -r p50 p99 < <(percentiles "$dir")
+    read -r p50 p99 p999 < <(percentiles "$dir")
+    cspt=$(cs_per_tx $((cs1 - cs0)) "${xacts:-0}")
     if [ $rc -ne 0 ] || [ -z "$tps" ]; then
         log "$scen with $c clients: pgbench exit $rc:"
         grep -v '^pgbench: client [0-9]* receiving' "$dir/out" | tail -n 8 >&2
@@ -394,8 +407,8 @@ run_pg() {
     else
         check=-
     fi
-    echo "$group,$scen,$label,$c,$j,$SECS,${tps:-0},${lat:-nan},$p50,$p99,${xacts:-0},${failed:-0},$check" >>"$RAW"
-    log "$scen: $c clients: ${tps:-0} tps, p50 $p50 ms, p99 $p99 ms ($check)"
+    echo "$group,$scen,$label,$c,$j,$SECS,${tps:-0},${lat:-nan},$p50,$p99,${xacts:-0},${failed:-0},$check,$p999,$((cs1 - cs0)),$cspt" >>"$RAW"
+    log "$scen: $c clients: ${tps:-0} tps, p50 $p50 ms, p99 $p99 ms, p99.9 $p999 ms, $cspt cs/tx ($check)"
     rm -rf "$dir"
 }
 
@@ -453,18 +466,26 @@ return -1"
 
 rcli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
 
-# redis_bench CLIENTS THREADS N: "rps avg p50 p99" of N EVALSHA calls
+# redis_bench CLIENTS THREADS N: "rps avg p50 p99 p999" of N EVALSHA calls,
+# from redis-benchmark's report (its --csv has no p99.9): the summary's
+# throughput, avg, p50 and p99, and p99.9 as the first line of "Latency by
+# percentile distribution" at or above 99.9 % (an HDR histogram bucket)
 redis_bench() {
-    redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$1" --threads "$2" -n "$3" --csv \
-        EVALSHA "$REDIS_SHA" 1 hot 1 2>/dev/null |
-        awk -F'","' 'NR == 2 {print $2, $3, $5, $7}'
+    redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$1" --threads "$2" -n "$3" \
+        EVALSHA "$REDIS_SHA" 1 hot 1 2>/dev/null | tr '\r' '\n' |
+        awk '/^Latency by percentile distribution/ {dist = 1; next}
+             /^Cumulative distribution/ {dist = 0}
+             dist && p999 == "" && $2 == "<=" && $1 + 0 >= 99.9 {p999 = $3}
+             /throughput summary:/ {rps = $3}
+             /latency summary/ {getline; getline; avg = $1; p50 = $3; p99 = $5}
+             END {if (rps != "") print rps, avg, p50, p99, (p999 == "" ? "nan" : p999)}'
 }
 
 # run_redis SCENARIO LABEL APPENDFSYNC CLIENTS
 run_redis() {
     local scen=$1 label=${2//,/;} fsync=$3 c=$4
     wanted "$scen" || return 0
-    local j=$((c < NPROC ? c : NPROC)) rps avg p50 p99 n before after check
+    local j=$((c < NPROC ? c : NPROC)) rps avg p50 p99 p999 n before after cs0 cs1 check
     rcli config set appendfsync "$fsync" >/dev/null
     rcli bgrewriteaof >/dev/null # keep the AOF from growing across cells
     sleep 0.5
@@ -473,7 +494,9 @@ run_redis() {
     n=$(awk -v r="${rps:-1000}" -v s="$SECS" 'BEGIN {n = int(r * s); print (n < 1000 ? 1000 : n)}')
     before=$(rcli get hot)
     log "$scen: $c clients, $n calls"
-    read -r rps avg p50 p99 < <(redis_bench "$c" "$j" "$n")
+    cs0=$(ctxt)
+    read -r rps avg p50 p99 p999 < <(redis_bench "$c" "$j" "$n")
+    cs1=$(ctxt)
     after=$(rcli get hot)
     if [ -z "${rps:-}" ]; then
         check="redis-benchmark error"
@@ -485,8 +508,10 @@ run_redis() {
     fi
     local secs
     secs=$(awk -v n="$n" -v r="${rps:-0}" 'BEGIN {printf "%.1f", (r > 0 ? n / r : 0)}')
-    echo "hot,$scen,$label,$c,$j,$secs,${rps:-0},${avg:-nan},${p50:-nan},${p99:-nan},$n,0,$check" >>"$RAW"
-    log "$scen: $c clients: ${rps:-0} calls/s, p50 $p50 ms, p99 $p99 ms ($check)"
+    local cspt
+    cspt=$(cs_per_tx $((cs1 - cs0)) "$([ -n "${rps:-}" ] && echo "$n" || echo 0)")
+    echo "hot,$scen,$label,$c,$j,$secs,${rps:-0},${avg:-nan},${p50:-nan},${p99:-nan},$n,0,$check,${p999:-nan},$((cs1 - cs0)),$cspt" >>"$RAW"
+    log "$scen: $c clients: ${rps:-0} calls/s, p50 ${p50:-nan} ms, p99 ${p99:-nan} ms, p99.9 ${p999:-nan} ms, $cspt cs/tx ($check)"
 }
 
 if wanted redis_always || wanted redis_everysec; then
@@ -753,10 +778,10 @@ fi
     echo
     echo "## Throughput and latency"
     echo
-    echo "Ratio: to the group's baseline at the same client count (floor: SELECT 1; hot: hot-row UPDATE, synchronous_commit on; 10k: UPDATE of 1 in 10k rows, synchronous_commit on; order: order txn with hot-row UPDATE). × SELECT 1: to the protocol floor at the same client count. avg: pgbench's latency average (clients × time / transactions; redis-benchmark's own for Redis). p50/p99: from pgbench's per-transaction log, sampled at $SAMPLING (redis-benchmark's own for Redis); pgbench reads the clock once per batch of ready clients, so sub-0.1 ms percentiles with many clients per thread read low. check: units taken from the counter = transactions counted."
+    echo "Ratio: to the group's baseline at the same client count (floor: SELECT 1; hot: hot-row UPDATE, synchronous_commit on; 10k: UPDATE of 1 in 10k rows, synchronous_commit on; order: order txn with hot-row UPDATE). × SELECT 1: to the protocol floor at the same client count. avg: pgbench's latency average (clients × time / transactions; redis-benchmark's own for Redis). p50/p99/p99.9: from pgbench's per-transaction log, sampled at $SAMPLING (redis-benchmark's own for Redis, its p99.9 an HDR bucket); pgbench reads the clock once per batch of ready clients, so sub-0.1 ms percentiles with many clients per thread read low, and a p99.9 of fewer than 10,000 sampled transactions rests on fewer than 10 of them. cs/tx: context switches of the whole machine (/proc/stat ctxt, every process, not only this benchmark's) during the cell, per transaction. check: units taken from the counter = transactions counted."
     echo
-    echo "| group | scenario | clients | tps | avg ms | p50 ms | p99 ms | ratio | × SELECT 1 | check |"
-    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    echo "| group | scenario | clients | tps | avg ms | p50 ms | p99 ms | p99.9 ms | cs/tx | ratio | × SELECT 1 | check |"
+    echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
     awk -F, '
         NR == 1 {next}
         {row[NR] = $0; tps[$2 "@" $4] = $7}
@@ -768,8 +793,8 @@ fi
                 b = tps[base[f[1]] "@" f[4]]; s = tps["select1@" f[4]]
                 r = (b > 0 ? sprintf("%.2f", f[7] / b) : "-")
                 r1 = (s > 0 ? sprintf("%.2f", f[7] / s) : "-")
-                printf "| %s | %s | %d | %.0f | %s | %s | %s | %s | %s | %s |\n",
-                    f[1], f[3], f[4], f[7], f[8], f[9], f[10], r, r1, f[13]
+                printf "| %s | %s | %d | %.0f | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+                    f[1], f[3], f[4], f[7], f[8], f[9], f[10], f[14], f[16], r, r1, f[13]
             }
         }' "$RAW"
     echo

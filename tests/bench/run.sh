@@ -580,6 +580,7 @@ fi
 DRAIN_LINES=()
 RECOVERY_LINES=()
 DRAIN_HOT_RATE=
+DRAIN_10K_RATE=
 
 # hold_drain: a session takes ACCESS EXCLUSIVE locks on the drain's tables
 # and sleeps in that transaction; release_drain cancels its sleep (the
@@ -684,7 +685,10 @@ drain_run() {
     rate=$(awk -v s="$secs" -v n="$((last - a0))" 'BEGIN {printf "%.0f", n / s}')
     DRAIN_LINES+=("$name: $((last - a0)) records drained in $secs s = $rate records/s (queue filled at $(echo "$out" | sed -n 's/^records_per_s=//p') records/s in $secs_fill s by one libhotstock thread)")
     log "drain ($name): $rate records/s"
-    [ "$name" = "one hot SKU" ] && DRAIN_HOT_RATE=$rate
+    case $name in
+        "one hot SKU") DRAIN_HOT_RATE=$rate ;;
+        "10k SKUs") DRAIN_10K_RATE=$rate ;;
+    esac
     return 0
 }
 
@@ -731,34 +735,181 @@ DSYNC_END=$(dsync_us)
     echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >>"$OUT/machine.txt"
 
-# tps SCENARIO CLIENTS
-tps_of() { awk -F, -v s="$1" -v c="$2" '$2 == s && $4 == c {print $7}' "$RAW"; }
+# ---- targets, at every client count run (issue "Performance at every
+# concurrency").  One row per leg, one column per client count and one for
+# what does not depend on clients (the drain).  A cell holds the measured
+# figure and PASS or MISS against the leg's target at that client count;
+# "—" where the leg has none there; "not measured" where a cell it needs
+# did not run.  N_PASS, N_MISS and N_UNMEASURED count the cells of the
+# counted rows; an informational row's verdicts are in lower case and
+# parentheses and counted nowhere.
 
-# check NAME MEASURED_DESC A B FACTOR: PASS when A >= FACTOR * B
+# field_of SCENARIO CLIENTS COLUMN: one field of the cell's line of raw.csv
+field_of() { awk -F, -v s="$1" -v c="$2" -v k="$3" '$2 == s && $4 == c {print $k; exit}' "$RAW"; }
+tps_of() { field_of "$1" "$2" 7; }
+
+mapfile -t CLIENTS_SORTED < <(printf '%s\n' "${CLIENT_LIST[@]}" | sort -n -u)
+has_clients() { [[ " ${CLIENTS_SORTED[*]} " == *" $1 "* ]]; }
 TARGET_ROWS=()
-target() {
-    local name=$1 a=$2 b=$3 factor=$4 av bv
-    av=$(tps_of "${a%@*}" "${a#*@}")
-    bv=$(tps_of "${b%@*}" "${b#*@}")
-    if [ -z "$av" ] || [ -z "$bv" ]; then
-        TARGET_ROWS+=("| $name | not measured | - |")
-        return
+N_PASS=0
+N_MISS=0
+N_UNMEASURED=0
+
+# judge VALUE OP LIMIT COUNTED: VERDICT=PASS when VALUE OP LIMIT holds (OP
+# is >= or <=), else MISS; counted when COUNTED is 1, else "(pass)" or
+# "(miss)"
+judge() {
+    if awk -v v="$1" -v op="$2" -v l="$3" 'BEGIN {exit !(op == ">=" ? v >= l : v <= l)}'; then
+        VERDICT=PASS
+    else
+        VERDICT=MISS
     fi
-    local ratio verdict
-    ratio=$(awk -v a="$av" -v b="$bv" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
-    verdict=$(awk -v r="$ratio" -v f="$factor" 'BEGIN {print (r >= f ? "PASS" : "MISS")}')
-    TARGET_ROWS+=("| $name | $(printf '%.0f' "$av") / $(printf '%.0f' "$bv") = ${ratio}× (need ≥ ${factor}×) | **$verdict** |")
+    if [ "$4" = 1 ]; then
+        if [ "$VERDICT" = PASS ]; then N_PASS=$((N_PASS + 1)); else N_MISS=$((N_MISS + 1)); fi
+    else
+        VERDICT="(${VERDICT,,})"
+    fi
 }
-target "deduct, sync on ≥ 15× hot-row UPDATE, sync_commit on" deduct_hot_on@32 update_hot_on@32 15
-target "deduct, sync on ≥ 1.0× Redis Lua, appendfsync always" deduct_hot_on@32 redis_always@32 1.0
-target "deduct, sync off ≥ 0.8× SELECT 1" deduct_hot_off@32 select1@32 0.8
-target "order txn with deduct ≥ 10× order txn with hot-row UPDATE" order_deduct@32 order_update@32 10
-target "order txn with deduct ≥ 0.8× INSERT-only floor" order_deduct@32 order_insert@32 0.8
-if [ -n "$DRAIN_HOT_RATE" ]; then
-    TARGET_ROWS+=("| drain ≥ 100,000 records/s (one hot SKU, backlog $BACKLOG) | $DRAIN_HOT_RATE records/s | **$(awk -v r="$DRAIN_HOT_RATE" 'BEGIN {print (r >= 100000 ? "PASS" : "MISS")}')** |")
-else
-    TARGET_ROWS+=("| drain ≥ 100,000 records/s | not measured | - |")
-fi
+
+# unmeasured COUNTED [WHY]: UNMEASURED="not measured[ (WHY)]", counted
+unmeasured() {
+    UNMEASURED="not measured${2:+ ($2)}"
+    [ "$1" = 1 ] && N_UNMEASURED=$((N_UNMEASURED + 1))
+    return 0
+}
+
+# ratio_row LEG A B NEED_1 NEED_MORE [COUNTED]: tps of scenario A over tps
+# of B at each client count, at least NEED_1 at 1 client and NEED_MORE at
+# more ("-": no target there)
+ratio_row() {
+    local leg=$1 a=$2 b=$3 need1=$4 needn=$5 counted=${6:-1}
+    local target row c need av bv ratio
+    if [ "$need1" = "$needn" ]; then
+        target="≥ ${need1}×"
+    elif [ "$need1" = - ]; then
+        target="≥ ${needn}× at more than 1 client"
+    else
+        target="≥ ${need1}× at 1 client, ≥ ${needn}× at more"
+    fi
+    row="| $leg | $target |"
+    for c in "${CLIENTS_SORTED[@]}"; do
+        if [ "$c" = 1 ]; then need=$need1; else need=$needn; fi
+        if [ "$need" = - ]; then
+            row+=" — |"
+            continue
+        fi
+        av=$(tps_of "$a" "$c")
+        bv=$(tps_of "$b" "$c")
+        if [ -z "$av" ] || [ -z "$bv" ] || awk -v b="$bv" 'BEGIN {exit !(b <= 0)}'; then
+            unmeasured "$counted"
+            row+=" $UNMEASURED |"
+            continue
+        fi
+        ratio=$(awk -v a="$av" -v b="$bv" 'BEGIN {printf "%.2f", a / b}')
+        judge "$ratio" ">=" "$need" "$counted"
+        row+=" ${ratio}× $VERDICT |"
+    done
+    TARGET_ROWS+=("$row — |")
+}
+
+# scale_row LEG SCENARIO NEED: tps at 128 clients over tps at 32, in the
+# column of 128
+scale_row() {
+    local leg=$1 scen=$2 need=$3 row c a b ratio last="—"
+    row="| $leg | ≥ ${need}× |"
+    for c in "${CLIENTS_SORTED[@]}"; do
+        if [ "$c" != 128 ]; then
+            row+=" — |"
+            continue
+        fi
+        a=$(tps_of "$scen" 128)
+        b=$(tps_of "$scen" 32)
+        if [ -z "$a" ] || [ -z "$b" ] || awk -v b="$b" 'BEGIN {exit !(b <= 0)}'; then
+            unmeasured 1 "$([ -z "$b" ] && echo "no cell at 32 clients")"
+            row+=" $UNMEASURED |"
+            continue
+        fi
+        ratio=$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f", a / b}')
+        judge "$ratio" ">=" "$need" 1
+        row+=" ${ratio}× $VERDICT |"
+    done
+    if ! has_clients 128; then
+        unmeasured 1 "128 clients not run"
+        last=$UNMEASURED
+    fi
+    TARGET_ROWS+=("$row $last |")
+}
+
+# p50_row LEG SCENARIO: its p50 at 1 client, at most pg_test_fsync's
+# fdatasync latency + 50 µs
+p50_row() {
+    local leg=$1 scen=$2 row c p50 limit="" last="—"
+    [ -n "${FDATASYNC_US:-}" ] && limit=$(awk -v f="$FDATASYNC_US" 'BEGIN {printf "%.0f", f + 50}')
+    row="| $leg | ≤ fdatasync ${FDATASYNC_US:-?} µs + 50 µs = ${limit:-?} µs |"
+    for c in "${CLIENTS_SORTED[@]}"; do
+        if [ "$c" != 1 ]; then
+            row+=" — |"
+            continue
+        fi
+        p50=$(field_of "$scen" 1 9)
+        if [ -z "$p50" ] || [ "$p50" = nan ] || [ -z "$limit" ]; then
+            unmeasured 1 "$([ -z "$limit" ] && echo "no fdatasync figure")"
+            row+=" $UNMEASURED |"
+            continue
+        fi
+        p50=$(awk -v p="$p50" 'BEGIN {printf "%.0f", p * 1000}')
+        judge "$p50" "<=" "$limit" 1
+        row+=" ${p50} µs $VERDICT |"
+    done
+    if ! has_clients 1; then
+        unmeasured 1 "1 client not run"
+        last=$UNMEASURED
+    fi
+    TARGET_ROWS+=("$row $last |")
+}
+
+# thousands N: N with a comma between groups of three digits
+thousands() { sed ':a; s/\B[0-9]\{3\}\>/,&/; ta' <<<"$1"; }
+
+# rate_row LEG RATE NEED WHY_MISSING: a drain rate (records/s), in the
+# last column
+rate_row() {
+    local leg=$1 rate=$2 need=$3 row c
+    row="| $leg | ≥ $(thousands "$need") records/s |"
+    for c in "${CLIENTS_SORTED[@]}"; do
+        row+=" — |"
+    done
+    if [ -n "$rate" ]; then
+        judge "$rate" ">=" "$need" 1
+        row+=" $(thousands "$rate")/s $VERDICT |"
+    else
+        unmeasured 1 "$4"
+        row+=" $UNMEASURED |"
+    fi
+    TARGET_ROWS+=("$row")
+}
+
+ratio_row "deduct, sync on / hot-row UPDATE, synchronous_commit on" deduct_hot_on update_hot_on 1.0 15
+ratio_row "deduct, sync on / Redis Lua, appendfsync always" deduct_hot_on redis_always 0.8 1.0
+ratio_row "deduct, sync off / SELECT 1" deduct_hot_off select1 0.8 0.8
+ratio_row "order txn with deduct / INSERT-only floor" order_deduct order_insert 0.8 0.8
+ratio_row "order txn with deduct / order txn with hot-row UPDATE (informational, not counted)" \
+    order_deduct order_update 10 10 0
+scale_row "deduct, sync on: tps at 128 clients / at 32" deduct_hot_on 0.9
+scale_row "deduct, sync off: tps at 128 clients / at 32" deduct_hot_off 0.9
+p50_row "deduct, sync on: p50 latency at 1 client" deduct_hot_on
+DRAIN_WHY=$(wanted drain || echo "BENCH_ONLY skipped the drain")
+rate_row "drain, one hot SKU, backlog of $(thousands "$BACKLOG")" "$DRAIN_HOT_RATE" 100000 "$DRAIN_WHY"
+rate_row "drain, 10,000 SKUs, backlog of $(thousands "$BACKLOG")" "$DRAIN_10K_RATE" 250000 \
+    "${DRAIN_WHY:-$([ "$QUICK" = 1 ] && echo "quick mode drains one hot SKU only")}"
+TARGET_HEAD="| leg | target |"
+TARGET_RULE="| --- | --- |"
+for c in "${CLIENTS_SORTED[@]}"; do
+    TARGET_HEAD+=" $c client$([ "$c" = 1 ] || echo s) |"
+    TARGET_RULE+=" --- |"
+done
+TARGET_HEAD+=" once per run |"
+TARGET_RULE+=" --- |"
 
 {
     echo "# hotstock benchmark"
@@ -770,10 +921,14 @@ fi
     echo "All PostgreSQL cells: pgbench -M prepared on one private PostgreSQL 15 cluster with hotstockd; Redis 7 private instance on loopback; raw numbers in [raw.csv](raw.csv)."
     [ "$CELL_ERRORS" -eq 0 ] || echo "**$CELL_ERRORS cell(s) failed: see bench.log.**"
     echo
-    echo "## Targets (32 clients, one hot SKU)"
+    echo "## Targets at every client count"
     echo
-    echo "| target | measured | result |"
-    echo "| --- | --- | --- |"
+    echo "From the issue \"Performance at every concurrency\", one hot SKU. A ratio is the first scenario's tps over the second's at the same client count (the 128/32 rows: the same scenario at 128 clients over 32); the p50 target is pg_test_fsync's fdatasync latency at the start of the run plus 50 µs. — : no target there. Rows marked informational are not counted; their verdicts are in parentheses."
+    echo
+    echo "**$N_PASS PASS, $N_MISS MISS**$([ "$N_UNMEASURED" -eq 0 ] || echo ", $N_UNMEASURED not measured")"
+    echo
+    echo "$TARGET_HEAD"
+    echo "$TARGET_RULE"
     printf '%s\n' "${TARGET_ROWS[@]}"
     echo
     echo "## Throughput and latency"

@@ -61,7 +61,9 @@ else
 fi
 BACKLOG=${BENCH_BACKLOG:-1000000}
 ONLY=${BENCH_ONLY:-}
-SAMPLING=${BENCH_SAMPLING:-0.1} # fraction of transactions logged for p50/p99
+SAMPLING=${BENCH_SAMPLING:-0.1} # fraction of transactions logged for p50/p99/p99.9
+PERF=${BENCH_PERF:-0}
+PERF_CELLS=${BENCH_PERF_CELLS:-"deduct_hot_off@32 deduct_hot_off@128 deduct_hot_on@1 deduct_hot_on@128 order_deduct@1"}
 NPROC=$(nproc)
 WORK=$RUN_DIR/bench # pgbench logs and scratch; not part of the results
 
@@ -101,7 +103,12 @@ if [ -n "${MISSING_TOOL:-}" ]; then
         redis-server redis-tools gnuplot-nox >/dev/null
 fi
 
+if [ "$PERF" = 1 ] && ! command -v perf >/dev/null 2>&1; then
+    die "BENCH_PERF=1 needs perf (apt-get install linux-perf)"
+fi
+
 mkdir -p "$OUT"
+rm -rf "$OUT/perf" # profiles of an earlier run would not match this one
 exec > >(tee "$OUT/bench.log") 2>&1
 
 # ---------------------------------------------------------------------------
@@ -110,6 +117,7 @@ exec > >(tee "$OUT/bench.log") 2>&1
 
 CLUSTER_STARTED=0
 REDIS_PID=
+PERF_PIDS=() # perf record and perf stat of the current cell (BENCH_PERF=1)
 LOCK_PID=
 SHM_RESTORE= # /dev/shm's huge= option to put back, when this run changed it
 
@@ -117,6 +125,10 @@ cleanup() {
     local rc=$?
     set +e
     trap - EXIT INT TERM
+    local pid
+    for pid in "${PERF_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    done
     if [ -n "$LOCK_PID" ] && kill -0 "$LOCK_PID" 2>/dev/null; then
         psql -X -q -tA -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity
             WHERE application_name = 'hotstock-bench-hold-drain'" >/dev/null 2>&1
@@ -354,6 +366,80 @@ ctxt() { awk '$1 == "ctxt" {print $2}' /proc/stat; }
 # cs_per_tx DELTA TRANSACTIONS: "-" when nothing was counted
 cs_per_tx() { awk -v d="$1" -v n="$2" 'BEGIN {if (n > 0) printf "%.2f", d / n; else print "-"}'; }
 
+# ---- perf evidence (BENCH_PERF=1), for the cells named in BENCH_PERF_CELLS
+# ("scenario@clients").  perf_start starts, beside the cell's load, a
+# system-wide `perf record -a -g -F 999` and `perf stat -a` that count from
+# a quarter to three quarters of the cell (their -D delay, then the rest of
+# a sleep); perf_finish waits for both and writes $OUT/perf/SCEN-CLIENTS.txt
+# (perf stat, then perf report's top entries and call chains).  Only these
+# cells run beside perf, and their figures include its cost.
+
+PERF_DONE=()   # cells with a profile in $OUT/perf
+PERF_FAILED=() # cells whose perf failed
+PERF_WINDOW=
+
+# clients_text N: "1 client", "N clients"
+clients_text() { if [ "$1" = 1 ]; then echo "1 client"; else echo "$1 clients"; fi; }
+
+perf_wanted() { [ "$PERF" = 1 ] && [[ " $PERF_CELLS " == *" $1@$2 "* ]]; }
+
+# perf_start SCENARIO CLIENTS CELL_SECONDS
+perf_start() {
+    perf_wanted "$1" "$2" || return 0
+    local delay_ms total
+    delay_ms=$(awk -v s="$3" 'BEGIN {printf "%d", s * 250}')
+    total=$(awk -v s="$3" 'BEGIN {printf "%.3f", s * 0.75}')
+    PERF_WINDOW=$(awk -v d="$delay_ms" -v t="$total" 'BEGIN {printf "from %.2f s to %.2f s", d / 1000, t}')
+    rm -f "$WORK/perf.data" "$WORK/perf.data.old" "$WORK/perf.stat"
+    perf record -a -g -F 999 -D "$delay_ms" -o "$WORK/perf.data" -- sleep "$total" \
+        >"$WORK/perf.record.log" 2>&1 &
+    PERF_PIDS+=($!)
+    perf stat -a -D "$delay_ms" -e context-switches,cpu-migrations,task-clock \
+        -o "$WORK/perf.stat" -- sleep "$total" >"$WORK/perf.stat.log" 2>&1 &
+    PERF_PIDS+=($!)
+}
+
+# perf_finish SCENARIO CLIENTS: after the cell; nothing when perf_start did not start
+perf_finish() {
+    [ "${#PERF_PIDS[@]}" -gt 0 ] || return 0
+    local pid rc=0 f=$OUT/perf/$1-$2.txt
+    for pid in "${PERF_PIDS[@]}"; do
+        wait "$pid" || rc=$?
+    done
+    PERF_PIDS=()
+    if [ $rc -ne 0 ] || [ ! -s "$WORK/perf.data" ]; then
+        log "perf of $1 at $(clients_text "$2") failed (exit $rc): $(tail -n 2 "$WORK/perf.record.log" "$WORK/perf.stat.log" 2>/dev/null | tr '\n' ' ')"
+        PERF_FAILED+=("$1@$2")
+        rm -f "$WORK/perf.data" "$WORK/perf.data.old" "$WORK/perf.stat"
+        return 0
+    fi
+    # perf report's padding and empty IPC columns, cut at the line's end
+    local trim='s/[[:space:]]+-[[:space:]]+-[[:space:]]*$//; s/[[:space:]]+$//'
+    perf report -i "$WORK/perf.data" --no-children --sort comm,dso,symbol --stdio -g none \
+        2>/dev/null | sed -E "$trim" >"$WORK/perf.flat" || true
+    perf report -i "$WORK/perf.data" --no-children --sort comm,dso,symbol --stdio \
+        --percent-limit 5 2>/dev/null | sed -E "$trim" >"$WORK/perf.graph" || true
+    mkdir -p "$OUT/perf"
+    {
+        echo "# $1, $(clients_text "$2"): system-wide (every process on the machine), $PERF_WINDOW of a $SECS s cell"
+        echo
+        echo "## perf stat -a -e context-switches,cpu-migrations,task-clock"
+        grep -v -e '^#' -e '^[[:space:]]*$' "$WORK/perf.stat" | sed -E "$trim" || true
+        echo
+        echo "## perf record -a -g -F 999; perf report --no-children --sort comm,dso,symbol -g none (top 40)"
+        echo
+        grep -E '^# (Samples|Event count)' "$WORK/perf.flat" || true
+        grep -v -e '^#' -e '^$' "$WORK/perf.flat" | head -n 40 || true
+        echo
+        echo "## call chains of the entries over 5 % (perf report --no-children --sort comm,dso,symbol --percent-limit 5)"
+        echo
+        grep -v '^#' "$WORK/perf.graph" | cat -s | head -n 200 || true
+    } >"$f"
+    rm -f "$WORK/perf.data" "$WORK/perf.data.old" "$WORK/perf.stat" "$WORK/perf.flat" "$WORK/perf.graph"
+    PERF_DONE+=("$1@$2")
+    log "perf of $1 at $(clients_text "$2"): $f"
+}
+
 # run_pg GROUP SCENARIO LABEL SCRIPT CLIENTS [PGOPTIONS]
 run_pg() {
     local group=$1 scen=$2 label=${3//,/;} script=$BENCH/pgbench/$4 c=$5 opts=${6:-}
@@ -379,6 +465,7 @@ run_pg() {
     before=$(stock_units "$scen")
     log "$scen: $c clients, $SECS s"
     cs0=$(ctxt)
+    perf_start "$scen" "$c" "$SECS"
     PGOPTIONS="$opts" pgbench -n -M prepared -T "$SECS" -c "$c" -j "$j" -f "$script" \
         -D sku=hot -D n=0 -D base=$((CELL * 1000000000000)) \
         -l --sampling-rate="$SAMPLING" --log-prefix="$dir/log" >"$dir/out" 2>&1 || rc=$?
@@ -409,6 +496,7 @@ run_pg() {
     fi
     echo "$group,$scen,$label,$c,$j,$SECS,${tps:-0},${lat:-nan},$p50,$p99,${xacts:-0},${failed:-0},$check,$p999,$((cs1 - cs0)),$cspt" >>"$RAW"
     log "$scen: $c clients: ${tps:-0} tps, p50 $p50 ms, p99 $p99 ms, p99.9 $p999 ms, $cspt cs/tx ($check)"
+    perf_finish "$scen" "$c"
     rm -rf "$dir"
 }
 
@@ -495,6 +583,7 @@ run_redis() {
     before=$(rcli get hot)
     log "$scen: $c clients, $n calls"
     cs0=$(ctxt)
+    perf_start "$scen" "$c" "$SECS"
     read -r rps avg p50 p99 p999 < <(redis_bench "$c" "$j" "$n")
     cs1=$(ctxt)
     after=$(rcli get hot)
@@ -512,6 +601,7 @@ run_redis() {
     cspt=$(cs_per_tx $((cs1 - cs0)) "$([ -n "${rps:-}" ] && echo "$n" || echo 0)")
     echo "hot,$scen,$label,$c,$j,$secs,${rps:-0},${avg:-nan},${p50:-nan},${p99:-nan},$n,0,$check,${p999:-nan},$((cs1 - cs0)),$cspt" >>"$RAW"
     log "$scen: $c clients: ${rps:-0} calls/s, p50 ${p50:-nan} ms, p99 ${p99:-nan} ms, p99.9 ${p999:-nan} ms, $cspt cs/tx ($check)"
+    perf_finish "$scen" "$c"
 }
 
 if wanted redis_always || wanted redis_everysec; then
@@ -905,7 +995,7 @@ rate_row "drain, 10,000 SKUs, backlog of $(thousands "$BACKLOG")" "$DRAIN_10K_RA
 TARGET_HEAD="| leg | target |"
 TARGET_RULE="| --- | --- |"
 for c in "${CLIENTS_SORTED[@]}"; do
-    TARGET_HEAD+=" $c client$([ "$c" = 1 ] || echo s) |"
+    TARGET_HEAD+=" $(clients_text "$c") |"
     TARGET_RULE+=" --- |"
 done
 TARGET_HEAD+=" once per run |"
@@ -937,7 +1027,7 @@ TARGET_RULE+=" --- |"
     echo
     echo "| group | scenario | clients | tps | avg ms | p50 ms | p99 ms | p99.9 ms | cs/tx | ratio | × SELECT 1 | check |"
     echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
-    awk -F, '
+    awk -F, -v perf=" ${PERF_DONE[*]} " '
         NR == 1 {next}
         {row[NR] = $0; tps[$2 "@" $4] = $7}
         END {
@@ -948,8 +1038,9 @@ TARGET_RULE+=" --- |"
                 b = tps[base[f[1]] "@" f[4]]; s = tps["select1@" f[4]]
                 r = (b > 0 ? sprintf("%.2f", f[7] / b) : "-")
                 r1 = (s > 0 ? sprintf("%.2f", f[7] / s) : "-")
-                printf "| %s | %s | %d | %.0f | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-                    f[1], f[3], f[4], f[7], f[8], f[9], f[10], f[14], f[16], r, r1, f[13]
+                mark = (index(perf, " " f[2] "@" f[4] " ") ? " †" : "")
+                printf "| %s | %s%s | %d | %.0f | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+                    f[1], f[3], mark, f[4], f[7], f[8], f[9], f[10], f[14], f[16], r, r1, f[13]
             }
         }' "$RAW"
     echo
@@ -974,6 +1065,22 @@ TARGET_RULE+=" --- |"
     echo "## Memory of the segment"
     echo
     printf -- '- %s\n' "${MEMORY_LINES[@]}"
+    if [ "$PERF" = 1 ]; then
+        echo
+        echo "## perf"
+        echo
+        echo "BENCH_PERF=1: a system-wide \`perf record -a -g -F 999\` and \`perf stat -a -e context-switches,cpu-migrations,task-clock\` over the middle half of each cell below (from a quarter to three quarters of its seconds); the file has perf stat's counts, perf report's top 40 entries (--no-children --sort comm,dso,symbol) and the call chains of those over 5 %. These cells ran beside perf: their figures in the table (marked †) include its cost."
+        echo
+        for cell in $PERF_CELLS; do
+            if [[ " ${PERF_DONE[*]} " == *" $cell "* ]]; then
+                echo "- [${cell%@*} at $(clients_text "${cell#*@}")](perf/${cell%@*}-${cell#*@}.txt)"
+            elif [[ " ${PERF_FAILED[*]} " == *" $cell "* ]]; then
+                echo "- ${cell%@*} at $(clients_text "${cell#*@}"): perf failed (see bench.log)"
+            else
+                echo "- ${cell%@*} at $(clients_text "${cell#*@}"): not run"
+            fi
+        done
+    fi
 } >"$OUT/results.md"
 
 # plot: one line per scenario, tps against clients, log-log

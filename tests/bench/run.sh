@@ -17,23 +17,56 @@
 # of BENCH_BACKLOG records, the daemon's recovery time per million queue
 # records, the segment's bytes per SKU and per order.
 #
-# Results (tests/bench/results/): results.md (tables, ratios, PASS/MISS of
-# the targets at 32 clients), plot.png (tps against clients), raw.csv (one
-# line per cell), machine.txt (cores, CPU, memory, kernel, versions,
-# fdatasync latency), bench.log (this run's output).
+# Every cell records tps, pgbench's average latency, p50, p99 and p99.9 (of
+# the transactions pgbench logs, sampled at BENCH_SAMPLING; redis-benchmark's
+# own for Redis) and context switches per transaction: the ctxt line of
+# /proc/stat before and after the cell, over its transactions, machine-wide
+# (every process counts, not only the benchmark's).
+#
+# Targets (issue "Performance at every concurrency"), evaluated at every
+# client count run, PASS or MISS, reported and not enforced:
+#   deduct sync on / hot-row UPDATE sync on      >= 1.0x at 1 client, >= 15x at more
+#   deduct sync on / Redis Lua appendfsync always >= 0.8x at 1 client, >= 1.0x at more
+#   deduct sync off / SELECT 1                   >= 0.8x
+#   order txn with deduct / INSERT-only floor    >= 0.8x
+#   deduct sync on and off: tps at 128 clients / at 32   >= 0.9x
+#   deduct sync on: p50 at 1 client <= pg_test_fsync's fdatasync + 50 us
+#   drain of the backlog: >= 100,000 records/s on one hot SKU, >= 250,000 on
+#   10,000 SKUs
+# and, informational only, order txn with deduct / with hot-row UPDATE >= 10x.
+#
+# Results (tests/bench/results/, or BENCH_OUT): results.md (the targets as a
+# table of legs by client count with a PASS/MISS count, the cells with
+# ratios, latency percentiles and cs/tx, libbench, drain, recovery, memory,
+# perf), plot.png (tps against clients), raw.csv (one line per cell; columns
+# group,scenario,label,clients,threads,seconds,tps,lat_avg_ms,p50_ms,p99_ms,
+# transactions,failed,check,p999_ms,context_switches,cs_per_tx), machine.txt
+# (cores, CPU, memory, kernel, versions, fdatasync latency), bench.log (this
+# run's output) and, with BENCH_PERF=1, perf/SCENARIO-CLIENTS.txt.
 #
 # Knobs (environment):
 #   BENCH_QUICK=1        -T 3, clients 1 and 32, one drain backlog: to try it out
 #   BENCH_SECONDS=N      seconds per pgbench/redis cell (10; quick 3)
 #   BENCH_CLIENTS="..."  client counts (1 8 32 128; quick 1 32)
 #   BENCH_BACKLOG=N      drain backlog records (1000000)
+#   BENCH_SAMPLING=F     fraction of transactions pgbench logs for the
+#                        percentiles (0.1)
 #   BENCH_ONLY=REGEX     run only the cells whose scenario matches (e.g.
 #                        'select1|deduct_hot'); the drain/recovery part runs
 #                        when REGEX matches 'drain', libbench when 'libbench'
 #   BENCH_RUN_DIR, BENCH_PORT, BENCH_REDIS_PORT   where the private cluster
 #                        (default <repo>/.run-bench, 55452) and Redis (56452)
 #                        live: never the user's own cluster
+#   BENCH_OUT=DIR        where the results go (tests/bench/results)
 #   BENCH_KEEP=1         keep BENCH_RUN_DIR (logs, data) after the run
+#   BENCH_PERF=1         profile the cells of BENCH_PERF_CELLS: a system-wide
+#                        perf record -a -g -F 999 and perf stat -a over the
+#                        middle half of each, written to perf/SCEN-CLIENTS.txt;
+#                        those cells' figures include perf's cost (marked †).
+#                        Off by default: no other cell runs beside perf
+#   BENCH_PERF_CELLS="scenario@clients ..."   the cells BENCH_PERF=1 profiles
+#                        (deduct_hot_off@32 deduct_hot_off@128 deduct_hot_on@1
+#                        deduct_hot_on@128 order_deduct@1)
 #   BENCH_HUGE=0         leave /dev/shm alone (default: as root, remount it
 #                        huge=advise for the run so the segment gets 2 MB pages)
 #
@@ -1023,7 +1056,7 @@ TARGET_RULE+=" --- |"
     echo
     echo "## Throughput and latency"
     echo
-    echo "Ratio: to the group's baseline at the same client count (floor: SELECT 1; hot: hot-row UPDATE, synchronous_commit on; 10k: UPDATE of 1 in 10k rows, synchronous_commit on; order: order txn with hot-row UPDATE). × SELECT 1: to the protocol floor at the same client count. avg: pgbench's latency average (clients × time / transactions; redis-benchmark's own for Redis). p50/p99/p99.9: from pgbench's per-transaction log, sampled at $SAMPLING (redis-benchmark's own for Redis, its p99.9 an HDR bucket); pgbench reads the clock once per batch of ready clients, so sub-0.1 ms percentiles with many clients per thread read low, and a p99.9 of fewer than 10,000 sampled transactions rests on fewer than 10 of them. cs/tx: context switches of the whole machine (/proc/stat ctxt, every process, not only this benchmark's) during the cell, per transaction. check: units taken from the counter = transactions counted."
+    echo "Ratio: to the group's baseline at the same client count (floor: SELECT 1; hot: hot-row UPDATE, synchronous_commit on; 10k: UPDATE of 1 in 10k rows, synchronous_commit on; order: order txn with hot-row UPDATE). × SELECT 1: to the protocol floor at the same client count. avg: pgbench's latency average (clients × time / transactions; redis-benchmark's own for Redis). p50/p99/p99.9: from pgbench's per-transaction log, sampled at $SAMPLING (redis-benchmark's own for Redis, its p99.9 an HDR bucket); pgbench reads the clock once per batch of ready clients, so sub-0.1 ms percentiles with many clients per thread read low, and a p99.9 of fewer than 10,000 sampled transactions rests on fewer than 10 of them. cs/tx: context switches of the whole machine (/proc/stat ctxt, every process, not only this benchmark's) during the cell, per transaction; a round trip between a client and a server that both sleep while they wait costs about 4 (each is switched out, then in), as SELECT 1 at 1 client shows. check: units taken from the counter = transactions counted."
     echo
     echo "| group | scenario | clients | tps | avg ms | p50 ms | p99 ms | p99.9 ms | cs/tx | ratio | × SELECT 1 | check |"
     echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"

@@ -53,7 +53,7 @@ HotstockDrainShared *hotstock_drain_shared = NULL;
 
 char *hotstock_data_directory = NULL;
 bool hotstock_synchronous = true;
-int hotstock_drain_batch_size = 10000;
+int hotstock_drain_batch_size = 100000;
 int hotstock_drain_naptime = 100;
 char *hotstock_drain_database = NULL;
 
@@ -77,7 +77,7 @@ hotstock_define_gucs(void)
 
     DefineCustomIntVariable(
         "hotstock.drain_batch_size", "Most queue records the drain applies in one transaction.",
-        NULL, &hotstock_drain_batch_size, 10000, 1, 1000000, PGC_SIGHUP, 0, NULL, NULL, NULL);
+        NULL, &hotstock_drain_batch_size, 100000, 1, 1000000, PGC_SIGHUP, 0, NULL, NULL, NULL);
 
     DefineCustomIntVariable(
         "hotstock.drain_naptime", "Time the drain sleeps when it has caught up.", NULL,

@@ -187,7 +187,7 @@ typedef struct PendingAction {
 
 /* The extension version (hotstock.control) this build's SQL statements
  * are written for. */
-#define HOTSTOCK_EXT_VERSION "1.4"
+#define HOTSTOCK_EXT_VERSION "1.5"
 
 /* The drain sleeps this long after a problem, or while the extension is
  * missing; settles deductions at most every HOTSTOCK_SETTLE_MS; applies

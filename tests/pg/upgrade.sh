@@ -59,6 +59,7 @@ SELECT 'function ' || p.oid::regprocedure || ' (' || pg_get_function_arguments(p
 FROM pg_proc p WHERE p.pronamespace = 'hotstock'::regnamespace
 UNION ALL
 SELECT 'relation ' || c.relname || ' ' || c.relkind::text || ' acl=' || coalesce(c.relacl::text, '-')
+       || ' options=' || coalesce(c.reloptions::text, '-')
 FROM pg_class c WHERE c.relnamespace = 'hotstock'::regnamespace AND c.relkind IN ('r', 'v')
 ORDER BY 1"
 

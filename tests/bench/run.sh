@@ -1157,7 +1157,12 @@ order_insert|#bcbd22|3|2|6
 EOF
     echo
 } >"$WORK/plot.gp"
-gnuplot "$WORK/plot.gp" || die "gnuplot failed ($WORK/plot.gp)"
+# a run of no throughput cell (BENCH_ONLY=drain, say) has nothing to plot
+if [ "$(wc -l <"$RAW")" -gt 1 ]; then
+    gnuplot "$WORK/plot.gp" || die "gnuplot failed ($WORK/plot.gp)"
+else
+    log "no throughput cell ran: no plot"
+fi
 
 cat "$OUT/results.md"
 log "done: $OUT/results.md, $OUT/plot.png, $OUT/raw.csv, $OUT/machine.txt"

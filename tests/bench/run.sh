@@ -216,8 +216,8 @@ bash scripts/setup.sh >"$OUT/setup.out" 2>&1 || {
 }
 # the bench's C programs are built by the Makefile (make all, which
 # setup.sh ran), with header dependencies
-make -s tests/bench/hsprobe tests/bench/backlog tests/bench/libbench 2>/dev/null ||
-    die "building tests/bench/hsprobe, backlog or libbench failed (run make)"
+make -s tests/bench/hsprobe tests/bench/backlog tests/bench/libbench tests/bench/syncprobe 2>/dev/null ||
+    die "building tests/bench/hsprobe, backlog, libbench or syncprobe failed (run make)"
 HAVE_LIBBENCH=1
 
 # dsync_us: microseconds per 8 kB O_DSYNC write in $RUN_DIR (200 writes):
@@ -255,8 +255,15 @@ rm -f "$RUN_DIR/pg_test_fsync.tmp"
 # "fdatasync  N ops/sec  M usecs/op" of the one-8kB-write section
 FDATASYNC_US=$(awk '/one 8kB write/ {s = 1} s && $1 == "fdatasync" {print $(NF - 1); exit}' \
     "$RUN_DIR/pg_test_fsync.out")
+# what a 512-byte write + fdatasync costs appended to a growing file (the
+# queue's way) against an overwrite (PostgreSQL's WAL's, pg_test_fsync's)
+"$BENCH/syncprobe" "$RUN_DIR" 1000 >"$RUN_DIR/syncprobe.out" 2>&1 ||
+    log "syncprobe failed: $(cat "$RUN_DIR/syncprobe.out")"
+SYNC_APPEND_US=$(sed -n 's/^append_us=//p' "$RUN_DIR/syncprobe.out")
+SYNC_OVERWRITE_US=$(sed -n 's/^overwrite_us=//p' "$RUN_DIR/syncprobe.out")
 {
     echo "fdatasync latency (pg_test_fsync, one 8kB write): ${FDATASYNC_US:-?} usecs/op"
+    echo "512-byte write + fdatasync (tests/bench/syncprobe, 1000 each): ${SYNC_APPEND_US:-?} µs appended to a growing file, ${SYNC_OVERWRITE_US:-?} µs overwriting a written file, $(sed -n 's/^fallocate_us=//p' "$RUN_DIR/syncprobe.out") µs into a posix_fallocate'd one"
     echo
     echo "---- pg_test_fsync -s 1 ----"
     cat "$RUN_DIR/pg_test_fsync.out"
@@ -1040,7 +1047,7 @@ TARGET_RULE+=" --- |"
     QUICK_NOTE=
     [ "$QUICK" = 1 ] && QUICK_NOTE="**quick mode** (BENCH_QUICK=1), "
     echo "$(date -u '+%Y-%m-%d %H:%M UTC'); $QUICK_NOTE${SECS} s per cell, clients: $CLIENTS."
-    echo "Machine: $(sed -n 's/^nproc: //p' "$OUT/machine.txt") cores, $(sed -n 's/^cpu: //p' "$OUT/machine.txt"), fdatasync ${FDATASYNC_US:-?} µs/op (pg_test_fsync); an 8 kB O_DSYNC write took ${DSYNC_START} µs at the start and ${DSYNC_END} µs at the end of the run (a drift means the disk was shared: the synchronous rows move with it); details in [machine.txt](machine.txt)."
+    echo "Machine: $(sed -n 's/^nproc: //p' "$OUT/machine.txt") cores, $(sed -n 's/^cpu: //p' "$OUT/machine.txt"), fdatasync ${FDATASYNC_US:-?} µs/op (pg_test_fsync; a 512-byte append + fdatasync, as the queue's, ${SYNC_APPEND_US:-?} µs against ${SYNC_OVERWRITE_US:-?} µs for an overwrite, as PostgreSQL's WAL's); an 8 kB O_DSYNC write took ${DSYNC_START} µs at the start and ${DSYNC_END} µs at the end of the run (a drift means the disk was shared: the synchronous rows move with it); details in [machine.txt](machine.txt)."
     echo "All PostgreSQL cells: pgbench -M prepared on one private PostgreSQL 15 cluster with hotstockd; Redis 7 private instance on loopback; raw numbers in [raw.csv](raw.csv)."
     [ "$CELL_ERRORS" -eq 0 ] || echo "**$CELL_ERRORS cell(s) failed: see bench.log.**"
     echo

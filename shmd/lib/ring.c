@@ -259,13 +259,33 @@ append_group(hs_client *c, hs_header *h, hs_ring_record *recs, uint32_t n, hs_ls
  *-------------------------------------------------------------------------
  */
 
+/* Spin up to HS_DURABLE_SPIN_US for durable_lsn >= lsn, while no other
+ * waiter comes.  True when it came; false (nothing changed) when the
+ * caller must sleep for it. */
+static bool
+durable_spin(hs_header *h, hs_lsn lsn)
+{
+    uint64_t deadline = hs_now_monotonic_ns() + (uint64_t)HS_DURABLE_SPIN_US * 1000;
+
+    for (unsigned i = 1;; i++) {
+        /* Acquire: pairs with the spiller's release store after fdatasync. */
+        if (atomic_load_explicit(&h->durable_lsn, memory_order_acquire) >= lsn)
+            return true;
+        /* Relaxed: company is only a hint to stop spinning. */
+        if (i % 64 == 0 && (hs_now_monotonic_ns() >= deadline ||
+                            atomic_load_explicit(&h->sync_waiters, memory_order_relaxed) > 1))
+            return false;
+        hs_cpu_relax();
+    }
+}
+
 hs_result
 hs_wait_durable(hs_client *c, hs_lsn lsn, int timeout_ms)
 {
     hs_header *h;
     uint64_t start, waited;
     hs_result r = HS_OK;
-    bool done = false, idle = false;
+    bool done = false, idle = false, alone;
 
     if (c == NULL) {
         hs_set_error("hs_wait_durable: no client");
@@ -287,8 +307,12 @@ hs_wait_durable(hs_client *c, hs_lsn lsn, int timeout_ms)
     }
     /* seq_cst: the spiller flushes at once while sync_waiters > 0; pairs
      * with its seq_cst load of it after setting spiller_sleeping. */
-    atomic_fetch_add_explicit(&h->sync_waiters, 1, memory_order_seq_cst);
+    alone = atomic_fetch_add_explicit(&h->sync_waiters, 1, memory_order_seq_cst) == 0;
     spiller_wake(h, false);
+    if (alone && durable_spin(h, lsn)) {
+        atomic_fetch_sub_explicit(&h->sync_waiters, 1, memory_order_release);
+        return HS_OK;
+    }
     start = hs_now_monotonic_ms();
     for (;;) {
         /* Load the futex word before the LSN (both acquire; the spiller

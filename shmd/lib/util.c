@@ -119,6 +119,15 @@ hs_now_monotonic_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+uint64_t
+hs_now_monotonic_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000 + (uint64_t)ts.tv_nsec;
+}
+
 /* CLOCK_REALTIME in microseconds since the epoch: record timestamps. */
 uint64_t
 hs_now_unix_us(void)

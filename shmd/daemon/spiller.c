@@ -79,12 +79,14 @@
 #define HSD_GROUP_PID_CHECK_MS 10
 /* After a failed write(2), how often to try again. */
 #define HSD_WRITE_RETRY_MS 1000
-/* How long the spiller polls for work after its last write or flush before
- * it sleeps.  A lone synchronous client sends its next record one round
- * trip after its flush; waking a sleeping thread costs tens of
- * microseconds on a virtual machine, as much as a fast fdatasync.  While
- * records stream in it never gets here; an idle daemon spins this long
- * once, then sleeps. */
+/* How long the spiller polls for work after a flush that someone waited
+ * for, before it sleeps.  A lone synchronous client sends its next record
+ * one round trip after its flush; waking a sleeping thread costs tens of
+ * microseconds on a virtual machine, as much as a fast fdatasync.  Not
+ * after a write or an interval flush that nobody waits for: asynchronous
+ * records gain nothing from a prompt spiller, and on a busy machine the
+ * poll takes CPU from the backends (8 clients, synchronous off: 10-30 %
+ * fewer deducts/s when it polled after every write). */
 #define HSD_IDLE_SPIN_US 200
 
 typedef struct hsd_batch_entry {
@@ -569,20 +571,24 @@ hsd_write_batch(hsd_spiller *sp)
  *     HS_DAEMON_DOWN, which means "unknown" (hotstock.h).  While write(2)
  *     fails (spill_errno set) nothing new is written, so nothing is synced
  *     or acknowledged; waiters answer HS_IO_ERROR, also "unknown".
+ *
+ * Returns true when it flushed for someone who waits or asked (not for
+ * the interval, nor only for a checkpoint or a stop).
  */
-static void
+static bool
 hsd_group_commit(hsd_spiller *sp, bool force, uint64_t now_ms)
 {
     hsd_daemon *d = sp->d;
     hs_lsn upto = sp->next - 1;
     uint64_t t0, us;
+    bool wanted;
 
     if (upto == sp->synced || d->writer == NULL)
-        return;
-    if (!force && atomic_load_explicit(&sp->h->sync_waiters, memory_order_acquire) == 0 &&
-        atomic_load_explicit(&sp->h->flush_wanted, memory_order_acquire) <= sp->synced &&
-        now_ms - sp->last_sync_ms < d->settings.flush_interval_ms)
-        return;
+        return false;
+    wanted = atomic_load_explicit(&sp->h->sync_waiters, memory_order_acquire) > 0 ||
+             atomic_load_explicit(&sp->h->flush_wanted, memory_order_acquire) > sp->synced;
+    if (!force && !wanted && now_ms - sp->last_sync_ms < d->settings.flush_interval_ms)
+        return false;
 
     t0 = hs_now_unix_us();
     if (hs_qf_writer_sync(d->writer) != 0)
@@ -600,6 +606,7 @@ hsd_group_commit(hsd_spiller *sp, bool force, uint64_t now_ms)
     atomic_store_explicit(&d->stats.last_flush_us, us, memory_order_relaxed);
     if (us > atomic_load_explicit(&d->stats.max_flush_us, memory_order_relaxed))
         atomic_store_explicit(&d->stats.max_flush_us, us, memory_order_relaxed);
+    return wanted;
 }
 
 /*-------------------------------------------------------------------------
@@ -746,7 +753,6 @@ hsd_spiller_main(void *arg)
         uint32_t n;
         int timeout;
         uint32_t seq0;
-        hs_lsn synced0;
 
         hsd_spiller_take_requests(sp);
         n = 0;
@@ -758,9 +764,7 @@ hsd_spiller_main(void *arg)
                 n = hsd_write_batch(sp);
         }
 
-        synced0 = sp->synced;
-        hsd_group_commit(sp, sp->checkpoints != NULL || sp->stop != NULL, now_ms);
-        if (n > 0 || sp->synced != synced0)
+        if (hsd_group_commit(sp, sp->checkpoints != NULL || sp->stop != NULL, now_ms))
             sp->spin_until_ns = hs_now_monotonic_ns() + (uint64_t)HSD_IDLE_SPIN_US * 1000;
         if (sp->checkpoints != NULL && sp->synced == sp->next - 1)
             hsd_spiller_checkpoint(sp);

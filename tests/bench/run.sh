@@ -23,7 +23,7 @@
 # /proc/stat before and after the cell, over its transactions, machine-wide
 # (every process counts, not only the benchmark's).
 #
-# Targets (issue "Performance at every concurrency"), evaluated at every
+# Targets (hotstock's performance targets), evaluated at every
 # client count run, PASS or MISS, reported and not enforced:
 #   deduct sync on / hot-row UPDATE sync on      >= 1.0x at 1 client, >= 15x at more
 #   deduct sync on / Redis Lua appendfsync always >= 0.8x at 1 client, >= 1.0x at more
@@ -865,8 +865,8 @@ DSYNC_END=$(dsync_us)
     echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >>"$OUT/machine.txt"
 
-# ---- targets, at every client count run (issue "Performance at every
-# concurrency").  One row per leg, one column per client count and one for
+# ---- targets, at every client count run (hotstock's performance
+# targets).  One row per leg, one column per client count and one for
 # what does not depend on clients (the drain).  A cell holds the measured
 # figure and PASS or MISS against the leg's target at that client count;
 # "—" where the leg has none there; "not measured" where a cell it needs
@@ -1053,7 +1053,7 @@ TARGET_RULE+=" --- |"
     echo
     echo "## Targets at every client count"
     echo
-    echo "From the issue \"Performance at every concurrency\", one hot SKU. A ratio is the first scenario's tps over the second's at the same client count (the 128/32 rows: the same scenario at 128 clients over 32); the p50 target is pg_test_fsync's fdatasync latency at the start of the run plus 50 µs. — : no target there. Rows marked informational are not counted; their verdicts are in parentheses."
+    echo "hotstock's performance targets, one hot SKU. A ratio is the first scenario's tps over the second's at the same client count (the 128/32 rows: the same scenario at 128 clients over 32); the p50 target is pg_test_fsync's fdatasync latency at the start of the run plus 50 µs. — : no target there. Rows marked informational are not counted; their verdicts are in parentheses."
     echo
     echo "**$N_PASS PASS, $N_MISS MISS**$([ "$N_UNMEASURED" -eq 0 ] || echo ", $N_UNMEASURED not measured")"
     echo

@@ -66,6 +66,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -670,7 +671,8 @@ hsd_spiller_checkpoint(hsd_spiller *sp)
  */
 
 /* Is there anything to do right now?  Called after spiller_sleeping was
- * set, so a publisher that did not see the flag is visible here. */
+ * set, so a publisher that did not see the flag is visible here; and by
+ * spiller_spin() before it is set, as a mere poll. */
 static bool
 hsd_spiller_has_work(hsd_spiller *sp)
 {
@@ -693,16 +695,24 @@ hsd_spiller_has_work(hsd_spiller *sp)
     return !cds_wfcq_empty(&d->req_head, &d->req_tail);
 }
 
-/* Poll for work until spin_until_ns.  True when there is some. */
+/* Poll for work until spin_until_ns.  True when there is some.  Never
+ * while a group's members are awaited: has_work() does not see them
+ * arrive, and their publishers, seeing spiller_sleeping 0, would not wake
+ * the sleep that follows the poll (the group would wait for its 1 ms
+ * timeout).  Each round yields the CPU to any thread that wants it (the
+ * clients about to publish the next records, on a machine of few cores);
+ * with none, sched_yield returns at once. */
 static bool
 spiller_spin(hsd_spiller *sp)
 {
+    if (sp->group_wait && sp->stall_lsn == sp->next)
+        return false;
     for (unsigned i = 1;; i++) {
         if (hsd_spiller_has_work(sp))
             return true;
         if (i % 16 == 0 && hs_now_monotonic_ns() >= sp->spin_until_ns)
             return false;
-        hs_cpu_relax();
+        sched_yield();
     }
 }
 
@@ -782,7 +792,8 @@ hsd_spiller_main(void *arg)
             continue;
         /* busy a moment ago: poll before sleeping (HSD_IDLE_SPIN_US).
          * spiller_sleeping stays 0, so publishers skip the wake-up; the
-         * re-check below still covers a record published after the spin. */
+         * re-check below still covers a record published after the spin
+         * (a group's members are never polled for: spiller_spin()). */
         if (spiller_spin(sp))
             continue;
 

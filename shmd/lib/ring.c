@@ -259,23 +259,31 @@ append_group(hs_client *c, hs_header *h, hs_ring_record *recs, uint32_t n, hs_ls
  *-------------------------------------------------------------------------
  */
 
-/* Spin up to HS_DURABLE_SPIN_US for durable_lsn >= lsn, while no other
- * waiter comes.  True when it came; false (nothing changed) when the
- * caller must sleep for it. */
+/* Spin up to HS_DURABLE_SPIN_US (and no longer than timeout_ms, when it
+ * is >= 0) for durable_lsn >= lsn, while no other waiter comes.  True
+ * when it came; false (nothing changed) when the caller must sleep for
+ * it.  Each round yields the CPU to any thread that wants it (the spiller
+ * itself, on a machine of few cores); with none, sched_yield returns at
+ * once. */
 static bool
-durable_spin(hs_header *h, hs_lsn lsn)
+durable_spin(hs_header *h, hs_lsn lsn, int timeout_ms)
 {
-    uint64_t deadline = hs_now_monotonic_ns() + (uint64_t)HS_DURABLE_SPIN_US * 1000;
+    uint64_t spin_ns = (uint64_t)HS_DURABLE_SPIN_US * 1000;
+    uint64_t deadline;
+
+    if (timeout_ms >= 0 && (uint64_t)timeout_ms * 1000000 < spin_ns)
+        spin_ns = (uint64_t)timeout_ms * 1000000;
+    deadline = hs_now_monotonic_ns() + spin_ns;
 
     for (unsigned i = 1;; i++) {
         /* Acquire: pairs with the spiller's release store after fdatasync. */
         if (atomic_load_explicit(&h->durable_lsn, memory_order_acquire) >= lsn)
             return true;
         /* Relaxed: company is only a hint to stop spinning. */
-        if (i % 64 == 0 && (hs_now_monotonic_ns() >= deadline ||
+        if (i % 16 == 0 && (hs_now_monotonic_ns() >= deadline ||
                             atomic_load_explicit(&h->sync_waiters, memory_order_relaxed) > 1))
             return false;
-        hs_cpu_relax();
+        sched_yield();
     }
 }
 
@@ -309,7 +317,7 @@ hs_wait_durable(hs_client *c, hs_lsn lsn, int timeout_ms)
      * with its seq_cst load of it after setting spiller_sleeping. */
     alone = atomic_fetch_add_explicit(&h->sync_waiters, 1, memory_order_seq_cst) == 0;
     spiller_wake(h, false);
-    if (alone && durable_spin(h, lsn)) {
+    if (alone && durable_spin(h, lsn, timeout_ms)) {
         atomic_fetch_sub_explicit(&h->sync_waiters, 1, memory_order_release);
         return HS_OK;
     }

@@ -69,15 +69,24 @@ if [ "$RUN_DIR" = "$REPO/.run" ] && [ ${#RUN_DIR} -gt $RUN_DIR_MAX ]; then
 fi
 export RUN_DIR
 
-# claim_port NAME FIRST LAST: a port of FIRST..LAST for one run of NAME:
-# nothing listens on it and no other run holds it (the lock file
-# /tmp/hs-NAME-<port>.lock, held on fd 9 for the rest of the caller's
-# life), in CLAIMED_PORT.  Returns 1 when every port is taken.
+# claim_port NAME FIRST LAST [WIDTH]: a port of FIRST..LAST (every
+# WIDTH-th from FIRST; WIDTH 1 by default) for one run of NAME, with the
+# WIDTH - 1 ports after it: nothing listens on any of them and no other
+# run holds the first (the lock file /tmp/hs-NAME-<port>.lock, held on fd
+# 9 for the rest of the caller's life), in CLAIMED_PORT.  Returns 1 when
+# every port is taken.
 claim_port() {
-    local port
+    local port width=${4:-1} i busy
     CLAIMED_PORT=
-    for port in $(seq "$2" "$3"); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && continue
+    for port in $(seq "$2" "$width" "$3"); do
+        busy=0
+        for ((i = 0; i < width; i++)); do
+            if (exec 3<>"/dev/tcp/127.0.0.1/$((port + i))") 2>/dev/null; then
+                busy=1
+                break
+            fi
+        done
+        [ "$busy" = 0 ] || continue
         exec 9>"/tmp/hs-$1-$port.lock"
         if flock -n 9; then
             CLAIMED_PORT=$port

@@ -50,24 +50,11 @@ DIR_BASE=${SHARD_TEST_DIR:-$(short_run_dir shard-test)}
 RUN=r$(date +%s)$$
 
 # ---- two free ports, held for this run ----
-claim_pair() {
-    local base
-    for base in ${SHARD_TEST_PORT:-55490 55492 55494 55496 55498}; do
-        (exec 3<>"/dev/tcp/127.0.0.1/$base") 2>/dev/null && continue
-        (exec 3<>"/dev/tcp/127.0.0.1/$((base + 1))") 2>/dev/null && continue
-        exec 9>"/tmp/hs-shard-$base.lock"
-        if flock -n 9; then
-            PORT0=$base
-            return 0
-        fi
-        exec 9>&-
-    done
-    return 1
-}
-if ! claim_pair; then
+if ! claim_port shard "${SHARD_TEST_PORT:-55490}" "${SHARD_TEST_PORT:-55498}" 2; then
     fail "two free ports in 55490..55499 (set SHARD_TEST_PORT)"
     finish
 fi
+PORT0=$CLAIMED_PORT
 # the folder of the ports this run holds: no other run uses it now
 DIR=$DIR_BASE-$PORT0
 

@@ -57,6 +57,16 @@ hs_self_pid_first(void)
  *-------------------------------------------------------------------------
  */
 
+static inline void
+cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 /* One step of a wait: spin, then yield, then sleep 50 us .. 1 ms. */
 void
 backoff(unsigned *round)
@@ -64,7 +74,7 @@ backoff(unsigned *round)
     unsigned n = (*round)++;
 
     if (n < HS_SPIN_ROUNDS) {
-        hs_cpu_relax();
+        cpu_relax();
     } else if (n < HS_SPIN_ROUNDS + HS_YIELD_ROUNDS) {
         sched_yield();
     } else {

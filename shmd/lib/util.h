@@ -47,17 +47,6 @@ uint64_t hs_now_unix_us(void);
 /* CRC32C (Castagnoli), hardware-accelerated where the CPU has SSE4.2. */
 uint32_t hs_crc32c(uint32_t crc, const void *data, size_t len);
 
-/* One step of a busy wait: tells the CPU (and a hypervisor) we spin. */
-static inline void
-hs_cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
 /* Linux futex wrappers on a 32-bit shared word. */
 int hs_futex_wait(_Atomic uint32_t *word, uint32_t expected, int timeout_ms);
 void hs_futex_wake_all(_Atomic uint32_t *word);

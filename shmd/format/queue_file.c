@@ -13,9 +13,11 @@
  * (hs_queue_*).  Nothing is shared in memory; the ordering that protects a
  * reader is the order of system calls in the writer:
  *
- *   - a record is appended with write(2) only after every record before it;
+ *   - a record is written (pwrite(2), at the end of the records) only after
+ *     every record before it;
  *   - a file is created (O_EXCL) only after the whole of the previous file
- *     was written, so "file k+1 exists" implies "file k is complete";
+ *     was written, cut to its records and synced, so "file k+1 exists"
+ *     implies "file k is complete";
  *   - durable_lsn (segment.h) is published only after fdatasync, so every
  *     LSN <= durable_lsn lies whole in the files.
  *
@@ -161,13 +163,35 @@
  * CRC match, the reserved bytes are zero and first_lsn >= 1 equals the
  * name.
  *
+ * PREALLOCATED SPACE.  The newest file may end in zero bytes after its
+ * last record: the writer allocates the file ahead of its records
+ * (posix_fallocate, QF_PREALLOC_BYTES = 1 MiB at a time, never more than
+ * queue_file_size), so that a record's write and fdatasync overwrite
+ * blocks the file already has instead of growing it.  An fdatasync that
+ * grows a file must also make its new size durable (a journal commit on
+ * ext4); one that does not flushes data only: 95 us against 138 us for a
+ * 72-byte record on a virtual machine's disk (tests/bench/syncprobe.c
+ * measures it), and that flush is most of what a single synchronous
+ * deduct waits for.  So a file's records end at the
+ * first 8-byte-aligned offset from which every byte to the end of the
+ * file is zero (or at the end of the file): that is the clean end, not a
+ * torn tail, and the writer writes its next record there.  When the
+ * writer rotates it first cuts the file to its records (ftruncate) and
+ * fdatasyncs it, and a clean close cuts the newest file too; so zero
+ * bytes after the records of a file that is not the newest are
+ * corruption.  Where the file system cannot allocate (no space left),
+ * the writer appends past the end as before.  Older builds read such a
+ * file too: their recovery scan cuts the zeros as a torn tail.
+ *
  * TORN TAIL.  A crash (or power loss) while the spiller writes leaves at
  * most the end of the NEWEST file incomplete.  In the newest file only, the
- * first record that fails rules 1-4 is a torn tail when no valid record
- * (rules 1-4) starts at any 8-byte-aligned offset after it in that file.
- * When that record, or the end of the newest file, falls inside a group,
- * the torn tail starts at the group's FIRST record instead: the whole
- * partial group is cut, and the queue continues at its first LSN.
+ * first record that fails rules 1-4, where the bytes from it to the end
+ * of the file are not all zero (PREALLOCATED SPACE), is a torn tail when
+ * no valid record (rules 1-4) starts at any 8-byte-aligned offset after
+ * it in that file.  When that record, or the end of the newest file's
+ * records, falls inside a group, the torn tail starts at the group's
+ * FIRST record instead: the whole partial group is cut, and the queue
+ * continues at its first LSN.
  * The recovery scan cuts a torn tail with ftruncate at its offset and fsync,
  * and reports the file, offset and byte count it removed.  Likewise a newest
  * file whose header is short or all zeros with no valid record after it (a
@@ -177,7 +201,8 @@
  * record with a valid record somewhere after it; any invalid record or
  * trailing bytes in a file that is not the newest; a group cut by the end
  * of a file that is not the newest; a group longer than 128 records; a
- * record that fails rule 5 (a CRC-valid record cannot be torn); a
+ * record that fails rule 5 (a CRC-valid record cannot be torn); zero
+ * bytes after the records of a file that is not the newest; a
  * missing, garbage or
  * other-version file header; a gap or overlap in LSNs between files.  The
  * message names the file, the byte offset and the LSN expected there.  (So
@@ -190,8 +215,9 @@
  * (or is a group of one), the writer starts a new file (named by that
  * record's LSN, created with O_EXCL, header written at once) when the
  * current one has reached segment_bytes, so a file may exceed it by up to
- * one group; the old file is written completely first and fdatasync'ed at
- * the next sync, together with the directory.  hs_qf_recycle() removes a file once the drain has
+ * one group; the old file is written completely first, cut to its records
+ * and fdatasync'ed when it had space allocated past them (otherwise
+ * fdatasync'ed at the next sync), and the directory at the next sync.  hs_qf_recycle() removes a file once the drain has
  * applied every record in it, i.e. when (first_lsn of the next file) - 1
  * <= applied LSN.  The newest file is never removed, so the directory
  * always tells where the LSN sequence continues.

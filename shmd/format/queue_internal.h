@@ -26,6 +26,9 @@
 #define QF_READ_BUF_SIZE (1024 * 1024)                /* a reader's window */
 #define QF_NAME_LEN 20                                /* "%016llx.hsq" */
 #define QF_DEFAULT_SEGMENT_BYTES (UINT64_C(64) << 20) /* segment_bytes 0 */
+/* How far the writer allocates ahead of its records (queue_file.c,
+ * PREALLOCATED SPACE); never more than segment_bytes at a time. */
+#define QF_PREALLOC_BYTES (UINT64_C(1) << 20)
 #define QF_RECORD_LEN(sku_len, order_len)                                                          \
     ((size_t)(HS_QF_RECORD_HEADER_SIZE + (sku_len) + (order_len) + 7) & ~(size_t)7)
 #define QF_RECORD_LEN_MAX QF_RECORD_LEN(HS_SKU_MAX, HS_ORDER_ID_MAX)
@@ -59,6 +62,10 @@ typedef struct qf_window {
 typedef enum qf_file_end {
     QF_END_CLEAN,       /* every byte after the header is a valid record,
                          * and the last one ends its group */
+    QF_END_ZEROS,       /* as QF_END_CLEAN up to st.end, and zero bytes
+                         * from there to the end of the file: the writer's
+                         * preallocated space (only the newest file may
+                         * have it) */
     QF_END_TORN,        /* invalid record at st.bad_off, no valid record after
                          * it; or (st.group_cut) a group from st.bad_off on
                          * that the file's end or such a record cuts */
@@ -69,6 +76,8 @@ typedef enum qf_file_end {
 
 typedef struct qf_file_state {
     uint64_t size;           /* file size at the scan */
+    uint64_t end;            /* QF_END_CLEAN, QF_END_ZEROS: offset after the
+                              * last record (where the next one goes) */
     uint64_t bad_off;        /* QF_END_TORN: where the torn tail starts (the
                               * torn record, or the cut group's first) */
     hs_lsn next_lsn;         /* LSN after the last whole group (the LSN
@@ -104,6 +113,7 @@ HS_INTERNAL int qf_window_init(qf_window *w, size_t cap);
 HS_INTERNAL void qf_window_reset(qf_window *w, int fd);
 HS_INTERNAL ssize_t qf_window_get(qf_window *w, uint64_t pos, size_t need, const uint8_t **p);
 HS_INTERNAL int qf_find_valid(qf_window *w, uint64_t from, uint64_t *found);
+HS_INTERNAL int qf_zeros_to_end(qf_window *w, uint64_t from);
 /* What is wrong at the torn end st describes, for messages: "partial
  * record at offset 640, expected LSN 9", or for a cut group "group of LSN
  * 7.. at offset 512 cut by the end of the file at offset 640, expected LSN 9". */

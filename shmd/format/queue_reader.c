@@ -256,6 +256,11 @@ qf_reader_check_previous(hs_queue_reader *r, const hs_qf_file *prev)
                      "..%" PRIu64 " are missing (a gap)",
                      prev->path, st.size, st.next_lsn - 1, r->path, r->file_first, st.next_lsn,
                      r->file_first - 1);
+    else if (end == QF_END_ZEROS)
+        hs_set_error("queue file %s: zeroed bytes at offset %" PRIu64 " to its end (offset %" PRIu64
+                     "), expected LSN %" PRIu64 ", in the file before queue file %s, where the "
+                     "reader starts",
+                     prev->path, st.end, st.size, st.next_lsn, r->path);
     else if (end == QF_END_TORN) {
         char torn[320];
         qf_describe_torn(&st, torn, sizeof(torn));

@@ -116,6 +116,27 @@ qf_find_valid(qf_window *w, uint64_t from, uint64_t *found)
     }
 }
 
+/*
+ * Are the bytes from `from` to the end of the file all zero (the writer's
+ * preallocated space, queue_file.c)?  1, 0, -1 on a read error.  1 also
+ * when `from` is at the end.
+ */
+int
+qf_zeros_to_end(qf_window *w, uint64_t from)
+{
+    for (uint64_t off = from;;) {
+        const uint8_t *p;
+        ssize_t avail = qf_window_get(w, off, 1, &p);
+        if (avail < 0)
+            return -1;
+        if (avail == 0)
+            return 1;
+        if (!all_zero(p, (size_t)avail))
+            return 0;
+        off += (uint64_t)avail;
+    }
+}
+
 /*-------------------------------------------------------------------------
  * Scanning one file (the recovery scan and the writer's open)
  *
@@ -182,6 +203,16 @@ qf_scan_records(qf_window *w, const char *path, hs_lsn from_lsn, hs_qf_visit vis
         /* a group member is decoded straight into its place in g->rec */
         into = g->n > 0 && g->rec != NULL && g->kept < QF_GROUP_MAX ? &g->rec[g->kept] : &rec;
         d = hs_qf_decode(p, (size_t)avail, into, &len);
+        if (d != HS_QF_OK && p[0] == 0) {
+            v = qf_zeros_to_end(w, pos);
+            if (v < 0)
+                goto read_error;
+            if (v == 1) {
+                end = QF_END_ZEROS;
+                st->why = HS_QF_ZERO; /* if a group is open: the zeros cut it */
+                break;
+            }
+        }
         if (d != HS_QF_OK) {
             v = qf_find_valid(w, pos + 8, &found);
             if (v < 0)
@@ -253,6 +284,8 @@ qf_scan_records(qf_window *w, const char *path, hs_lsn from_lsn, hs_qf_visit vis
         st->cut_lsn = expected;
         st->bad_off = g->off;
         end = QF_END_TORN;
+    } else if (end != QF_END_TORN) {
+        st->end = pos;
     }
     return end;
 
@@ -397,6 +430,12 @@ hs_qf_scan(const char *dir, hs_lsn from_lsn, bool cut_tail, hs_qf_visit visit, v
             res->first_lsn = st.first_seen;
         res->last_lsn = st.next_lsn - 1;
 
+        if (end == QF_END_ZEROS && !newest) {
+            hs_set_error("queue file %s: zeroed bytes at offset %" PRIu64 " to its end (offset %" PRIu64
+                         "), expected LSN %" PRIu64 ", in a file that is not the newest",
+                         path, st.end, st.size, st.next_lsn);
+            end = QF_END_ERROR;
+        }
         if ((end == QF_END_TORN || end == QF_END_TORN_HEADER) && !newest) {
             char torn[320];
             qf_describe_torn(&st, torn, sizeof(torn));

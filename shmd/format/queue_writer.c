@@ -3,10 +3,11 @@
  * queue_writer.c
  *      The queue format's one writer (the spiller's) and recycling.
  *
- * Writes the format described at the top of queue_file.c: appends encoded
- * records to the newest file, rotates at queue_file_size (never inside a
- * group: a group lies in one file), fdatasyncs (the caller owns the
- * policy: spiller.c), and removes drained files.
+ * Writes the format described at the top of queue_file.c: writes encoded
+ * records at the end of the newest file's records, into space allocated
+ * ahead (PREALLOCATED SPACE there), rotates at queue_file_size (never
+ * inside a group: a group lies in one file), fdatasyncs (the caller owns
+ * the policy: spiller.c), and removes drained files.
  *
  * Linked by hotstockd and by tools that forge queues for tests; never by
  * libhotstock or the extension (tests/layout/check.sh checks hotstock.so).
@@ -63,8 +64,9 @@ hs_qf_recycle(const char *dir, hs_lsn upto)
 struct hs_qf_writer {
     char qdir[PATH_MAX];
     char path[PATH_MAX]; /* current file */
-    int fd;              /* current file, O_APPEND */
-    uint64_t file_bytes; /* its size including what is buffered */
+    int fd;              /* current file */
+    uint64_t file_bytes; /* its records' end, including what is buffered */
+    uint64_t alloc_end;  /* its size: records, then preallocated zeros */
     uint64_t segment_bytes;
     hs_lsn last_lsn; /* last LSN appended (buffered or written) */
     int group_len;   /* records of the open group appended (0: none open,
@@ -86,19 +88,20 @@ qf_writer_create(hs_qf_writer *w, hs_lsn first_lsn)
     uint8_t hdr[HS_QF_HEADER_SIZE];
 
     qf_file_path(w->path, sizeof(w->path), w->qdir, first_lsn);
-    w->fd = open(w->path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+    w->fd = open(w->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (w->fd < 0) {
         hs_set_error("cannot create queue file %s: %s", w->path, strerror(errno));
         return -1;
     }
     w->dir_dirty = true;
     hs_qf_encode_header(hdr, first_lsn);
-    if (hs_write_all(w->fd, hdr, sizeof(hdr)) != 0) {
+    if (hs_pwrite_all(w->fd, hdr, sizeof(hdr), 0) != 0) {
         hs_set_error("cannot write the header of queue file %s: %s", w->path, strerror(errno));
         return -1;
     }
     w->dirty = true;
     w->file_bytes = HS_QF_HEADER_SIZE;
+    w->alloc_end = HS_QF_HEADER_SIZE;
     return 0;
 }
 
@@ -173,7 +176,7 @@ hs_qf_writer_open(const char *dir, hs_lsn last_lsn, uint64_t segment_bytes)
         qf_file_end end;
 
         snprintf(w->path, sizeof(w->path), "%s", f->path);
-        w->fd = open(f->path, O_RDWR | O_APPEND | O_CLOEXEC);
+        w->fd = open(f->path, O_RDWR | O_CLOEXEC);
         if (w->fd < 0) {
             hs_set_error("cannot open queue file %s: %s", f->path, strerror(errno));
             goto fail;
@@ -183,7 +186,7 @@ hs_qf_writer_open(const char *dir, hs_lsn last_lsn, uint64_t segment_bytes)
         end = qf_scan_file(&win, w->fd, f->path, f->first_lsn, HS_LSN_MAX, NULL, NULL, &st);
         if (end == QF_END_ERROR)
             goto fail;
-        if (end != QF_END_CLEAN) {
+        if (end != QF_END_CLEAN && end != QF_END_ZEROS) {
             hs_set_error("queue file %s: torn tail at offset %" PRIu64 ", expected LSN %" PRIu64
                          ": run the recovery scan (hs_qf_scan with cut_tail) before writing",
                          f->path, end == QF_END_TORN ? st.bad_off : 0, st.next_lsn);
@@ -192,10 +195,11 @@ hs_qf_writer_open(const char *dir, hs_lsn last_lsn, uint64_t segment_bytes)
         if (st.next_lsn - 1 != last_lsn) {
             hs_set_error("queue file %s ends at LSN %" PRIu64 " (offset %" PRIu64
                          "), but the writer was asked to continue after LSN %" PRIu64,
-                         f->path, st.next_lsn - 1, st.size, last_lsn);
+                         f->path, st.next_lsn - 1, st.end, last_lsn);
             goto fail;
         }
-        w->file_bytes = st.size;
+        w->file_bytes = st.end;
+        w->alloc_end = st.size;
         if (qf_writer_upgrade(w, f, st.next_lsn) != 0)
             goto fail;
     }
@@ -213,6 +217,29 @@ fail:
     return NULL;
 }
 
+/*
+ * Allocate the current file ahead of its records, so that the writes and
+ * fdatasyncs that follow overwrite blocks already in the file instead of
+ * growing it (queue_file.c, PREALLOCATED SPACE).  Best effort: where the
+ * file system cannot (no space left, no fallocate), records are appended
+ * past the end as before, and a full disk shows at the write.
+ */
+static void
+qf_writer_prealloc(hs_qf_writer *w)
+{
+    uint64_t ahead = w->segment_bytes < QF_PREALLOC_BYTES ? w->segment_bytes : QF_PREALLOC_BYTES;
+    struct stat sb;
+
+    if (posix_fallocate(w->fd, (off_t)w->alloc_end,
+                        (off_t)(w->file_bytes + ahead - w->alloc_end)) == 0) {
+        w->alloc_end = w->file_bytes + ahead;
+        return;
+    }
+    /* it may have allocated part of it */
+    if (fstat(w->fd, &sb) == 0 && (uint64_t)sb.st_size > w->alloc_end)
+        w->alloc_end = (uint64_t)sb.st_size;
+}
+
 /* See queue_file.h.  The writer's own failure is sticky: after any -1 it
  * refuses every further call, as the file may end in a partial write. */
 int
@@ -224,24 +251,40 @@ hs_qf_writer_write(hs_qf_writer *w)
     }
     if (w->len == 0)
         return 0;
-    if (hs_write_all(w->fd, w->buf, w->len) != 0) {
-        hs_set_error("cannot write %zu bytes to queue file %s: %s", w->len, w->path,
-                     strerror(errno));
+    if (w->file_bytes > w->alloc_end)
+        qf_writer_prealloc(w);
+    if (hs_pwrite_all(w->fd, w->buf, w->len, w->file_bytes - w->len) != 0) {
+        hs_set_error("cannot write %zu bytes to queue file %s at offset %" PRIu64 ": %s", w->len,
+                     w->path, w->file_bytes - w->len, strerror(errno));
         w->failed = true;
         return -1;
     }
+    if (w->file_bytes > w->alloc_end)
+        w->alloc_end = w->file_bytes;
     w->len = 0;
     w->dirty = true;
     return 0;
 }
 
 /* Close the current file after writing its buffer; it stays on the pending
- * list until the next sync when it has unsynced data. */
+ * list until the next sync when it has unsynced data.  Space allocated
+ * past its records is cut off and the file synced first: only the newest
+ * file may end in zeros, so a file next to a newer one is whole. */
 static int
 qf_writer_rotate(hs_qf_writer *w, hs_lsn next_lsn)
 {
     if (hs_qf_writer_write(w) != 0)
         return -1;
+    if (w->alloc_end > w->file_bytes) {
+        if (ftruncate(w->fd, (off_t)w->file_bytes) != 0 || fdatasync(w->fd) != 0) {
+            hs_set_error("cannot cut queue file %s to its records at offset %" PRIu64 ": %s",
+                         w->path, w->file_bytes, strerror(errno));
+            w->failed = true;
+            return -1;
+        }
+        w->alloc_end = w->file_bytes;
+        w->dirty = false;
+    }
     if (w->dirty) {
         if (w->npending == w->cap_pending) {
             int cap = w->cap_pending ? w->cap_pending * 2 : 8;
@@ -357,15 +400,16 @@ hs_qf_writer_last_lsn(const hs_qf_writer *w)
     return w->last_lsn;
 }
 
-/* Write what is buffered (best effort, no sync: call hs_qf_writer_sync()
- * first for durability) and free the writer.  NULL is allowed. */
+/* Write what is buffered and cut the space allocated past it (best
+ * effort, no sync: call hs_qf_writer_sync() first for durability), and
+ * free the writer.  NULL is allowed. */
 void
 hs_qf_writer_close(hs_qf_writer *w)
 {
     if (w == NULL)
         return;
-    if (!w->failed)
-        (void)hs_qf_writer_write(w);
+    if (!w->failed && hs_qf_writer_write(w) == 0 && w->fd >= 0 && w->alloc_end > w->file_bytes)
+        (void)ftruncate(w->fd, (off_t)w->file_bytes);
     for (int i = 0; i < w->npending; i++)
         close(w->pending[i]);
     if (w->fd >= 0)

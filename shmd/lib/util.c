@@ -281,6 +281,26 @@ hs_write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
+/* See util.h. */
+int
+hs_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+    const char *p = buf;
+
+    while (len > 0) {
+        ssize_t n = pwrite(fd, p, len, (off_t)off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
 /* 1 when no process pid exists (kill(pid, 0) fails with ESRCH), else 0.  A
  * pid <= 0 names no owner at all and counts as gone.  EPERM (a process of
  * another user) counts as alive. */

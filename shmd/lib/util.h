@@ -54,6 +54,8 @@ void hs_futex_wake_all(_Atomic uint32_t *word);
 /* write(2) all len bytes of buf, retrying short writes and EINTR.  0, or
  * -1 with errno set. */
 int hs_write_all(int fd, const void *buf, size_t len);
+/* pwrite(2) all len bytes of buf at offset off, the same way. */
+int hs_pwrite_all(int fd, const void *buf, size_t len, uint64_t off);
 
 /* Little-endian stores and loads: the on-disk formats (queue files,
  * checkpoint) are little-endian whatever the CPU. */

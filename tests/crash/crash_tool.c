@@ -8,8 +8,11 @@
  *                                    (maps it directly: works while the
  *                                    daemon is stopped or dead)
  *   crash_tool powercut DIR LSN      drop every queue record after LSN:
- *                                    truncate the file holding it, delete
- *                                    the files that start after it
+ *                                    zero the bytes after it in the file
+ *                                    holding it (the file keeps its size:
+ *                                    the writer allocated it ahead, and a
+ *                                    power loss leaves those blocks zero),
+ *                                    delete the files that start after it
  *   crash_tool unlink DIR            remove the shm segment of DIR
  *   crash_tool mkqueue DIR N BYTES SEED
  *                                    write a consistent queue of N records
@@ -172,12 +175,19 @@ cmd_powercut(const char *dir, hs_lsn upto)
         size_t off = cut_offset(buf, len, upto, &last);
         free(buf);
         if (off < len) {
-            if (truncate(path, (off_t)off) != 0) {
-                fprintf(stderr, "crash_tool: truncate %s: %s\n", path, strerror(errno));
+            int fd = open(path, O_WRONLY | O_CLOEXEC);
+            uint8_t *zeros = calloc(1, len - off);
+            bool ok = fd >= 0 && zeros != NULL &&
+                      pwrite(fd, zeros, len - off, (off_t)off) == (ssize_t)(len - off);
+            if (!ok) {
+                fprintf(stderr, "crash_tool: zero %s from offset %zu: %s\n", path, off,
+                        strerror(errno));
                 return 1;
             }
-            printf("truncated %s at %zu (was %zu bytes, last lsn kept %llu)\n", path, off, len,
-                   (unsigned long long)last);
+            free(zeros);
+            close(fd);
+            printf("zeroed %s from offset %zu to its end at %zu (last lsn kept %llu)\n", path, off,
+                   len, (unsigned long long)last);
         }
     }
     free(files);

@@ -77,6 +77,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -1079,28 +1080,77 @@ def short(msg):
     return msg.strip()[:150]
 
 
-def fill_disk(path):
-    """Fill the filesystem of path with one file (unbuffered writes until
-    ENOSPC); returns the bytes written."""
-    written = 0
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        for size in (1 << 20, 4096, 512):
-            chunk = b"\xa5" * size
-            try:
-                while True:
-                    written += os.write(fd, chunk)
-            except OSError:
-                pass
-    finally:
-        os.close(fd)
-    return written
+class DiskFiller(threading.Thread):
+    """Keep the filesystem of path full with one file: unbuffered writes
+    until ENOSPC, again every 5 ms until stopped, so that space the daemon
+    frees (queue files the drain applied, recycled) is taken back at once."""
+
+    def __init__(self, path):
+        super().__init__(daemon=True)
+        self.path = path
+        self.halt = threading.Event()
+        self.full = threading.Event()  # set once the first fill hit ENOSPC
+
+    def run(self):
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        try:
+            while not self.halt.is_set():
+                for size in (1 << 20, 4096, 512):
+                    chunk = b"\xa5" * size
+                    try:
+                        while True:
+                            os.write(fd, chunk)
+                    except OSError:
+                        pass
+                self.full.set()
+                self.halt.wait(0.005)
+        finally:
+            os.close(fd)
+
+    def stop(self):
+        self.halt.set()
+        self.join()
+        os.unlink(self.path)
 
 
 def disk_full_fault(c, load, it, note, fails):
     qdir = os.path.join(c.hs_dir, "queue")
-    filler = os.path.join(qdir, "filler")
-    fill_disk(filler)
+    filler = DiskFiller(os.path.join(qdir, "filler"))
+    filler.start()
+    filler.full.wait(30)
+    # The writer allocates its newest file up to 1 MiB ahead of its records
+    # (shmd/format/queue_file.c, PREALLOCATED SPACE), and records written
+    # into that space need no more of the disk.  Use it up: 20,000
+    # durable deductions take more than 1 MiB.  The one whose record cannot
+    # be written waits until space returns (nothing published is dropped),
+    # so the statement runs beside the checks and ends after them.
+    fill = subprocess.Popen(["psql", "-X", "-tA", "-c",
+                             f"SELECT count(hotstock.deduct('{PROBE_SKU}', 1, "
+                             f"'probe-fill-{it}-{now_us()}-' || g)) "
+                             "FROM generate_series(1, 20000) g"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=c.env,
+                            cwd="/")
+    try:
+        disk_full_while_filled(c, it, note, fails)
+    finally:
+        filler.stop()
+        try:
+            fill.wait(60)
+        except subprocess.TimeoutExpired:
+            fill.kill()
+            fill.wait()
+            fails.append("disk full: the statement that used up the allocated space did not "
+                         "end within 60 s of space returning")
+    try:
+        wait_until("spill_errno cleared", lambda: c.header().get("spill_errno") == 0, 30, 0.05)
+        answer = wait_until("a deduction succeeds again",
+                            lambda: (lambda a: a if a.startswith("ok") else None)(probe(c, it)),
+                            30, 0.2)
+    except TimeoutError as e:
+        fails.append(f"disk full: service did not resume once space returned: {e}")
+
+
+def disk_full_while_filled(c, it, note, fails):
     try:
         h = wait_until("spill_errno published", lambda: (lambda h: h if h.get("spill_errno") else None)
                        (c.header()), 20, 0.05)
@@ -1122,14 +1172,6 @@ def disk_full_fault(c, load, it, note, fails):
     else:
         note.append("SQL deduct -> " + short(err))
     time.sleep(1.0)  # the load meets the full disk for a while
-    os.unlink(filler)
-    try:
-        wait_until("spill_errno cleared", lambda: c.header().get("spill_errno") == 0, 30, 0.05)
-        answer = wait_until("a deduction succeeds again",
-                            lambda: (lambda a: a if a.startswith("ok") else None)(probe(c, it)),
-                            30, 0.2)
-    except TimeoutError as e:
-        fails.append(f"disk full: service did not resume once space returned: {e}")
 
 
 # -------------------------------------------------------------------------

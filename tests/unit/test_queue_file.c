@@ -519,12 +519,31 @@ test_torn_tail(void)
     CHECK(write_records(dir, 200, 250, 1 << 20));
     CHECK(scan_ok(dir, 1, 250, NULL));
 
-    /* 3. zeros appended (a file extended before its data reached disk) */
+    /* 3. zeros after the last record (the writer's preallocated space, or
+     * a file extended before its data reached disk): the records end
+     * there cleanly, and the zeros stay for the writer to write into */
     size = hs_test_file_size(path);
     memset(garbage, 0, sizeof(garbage));
     CHECK_EQ(hs_test_pwrite(path, size, garbage, 200), 0);
     CHECK(scan_ok(dir, 1, 250, &res));
+    CHECK(!res.tail_cut);
+    CHECK_EQ(res.tail_bytes, 0);
+    CHECK_EQ(hs_test_file_size(path), size + 200);
+    CHECK(read_ok(dir, 1, 250));
+
+    /* 3b. part of a record written into those zeros, the rest of them
+     * still zero (a crash in the middle of a write): a torn tail, cut
+     * with the zeros after it */
+    {
+        uint8_t enc[HS_QF_RECORD_MAX];
+        hs_record r;
+        gen_rec(251, &r);
+        hs_qf_encode(&r, enc);
+        CHECK_EQ(hs_test_pwrite(path, size + 8, enc + 8, 16), 0);
+    }
+    CHECK(scan_ok(dir, 1, 250, &res));
     CHECK(res.tail_cut);
+    CHECK_EQ(res.tail_offset, size);
     CHECK_EQ(res.tail_bytes, 200);
     CHECK_EQ(hs_test_file_size(path), size);
 
@@ -760,9 +779,108 @@ test_corruption(void)
 }
 
 /*-------------------------------------------------------------------------
- * Overlaps and gaps between files: the reader refuses them like the scan
+ * Preallocated space: a writer that dies leaves zeros after its records;
+ * the scan, the reader and the next writer take them as the end
  *-------------------------------------------------------------------------
  */
+
+/* Write gen_rec(last + 1 .. upto) and sync in a child that then exits
+ * without closing its writer, as a killed daemon would. */
+static bool
+write_records_and_die(const char *dir, hs_lsn last, hs_lsn upto, uint64_t segment_bytes)
+{
+    int status;
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        hs_qf_writer *w = hs_qf_writer_open(dir, last, segment_bytes);
+        hs_record r;
+        bool ok = w != NULL;
+        for (hs_lsn l = last + 1; ok && l <= upto; l++) {
+            gen_rec(l, &r);
+            ok = hs_qf_writer_append(w, &r) == 0;
+        }
+        _exit(ok && hs_qf_writer_sync(w) == 0 ? 0 : 1);
+    }
+    return pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+           WEXITSTATUS(status) == 0;
+}
+
+static void
+test_prealloc(void)
+{
+    char dir[256], path[4200], second[4200];
+    hs_qf_scan_result res;
+    hs_qf_file *files;
+    long long end;
+    int n;
+
+    hs_test_tmpdir("qf-prealloc", dir);
+    queue_path(dir, 1, path);
+
+    /* 100 records, and space allocated past them */
+    CHECK(write_records_and_die(dir, 0, 100, 1 << 20));
+    end = rec_offset(1, 101);
+    CHECK(hs_test_file_size(path) > end);
+    CHECK_EQ(hs_test_file_size(path), end + (1 << 20));
+    /* the scan ends there cleanly and cuts nothing; the reader reads them */
+    CHECK(scan_ok(dir, 1, 100, &res));
+    CHECK(!res.tail_cut);
+    CHECK_EQ(hs_test_file_size(path), end + (1 << 20));
+    CHECK(read_ok(dir, 1, 100));
+    /* the next writer writes into the space, and its close cuts the rest */
+    CHECK(write_records(dir, 100, 150, 1 << 20));
+    CHECK_EQ(hs_test_file_size(path), rec_offset(1, 151));
+    CHECK(scan_ok(dir, 1, 150, NULL));
+    CHECK(read_ok(dir, 1, 150));
+
+    /* a segment smaller than the space ahead: never more than it at once */
+    hs_test_rmrf(dir);
+    hs_test_tmpdir("qf-prealloc", dir);
+    queue_path(dir, 1, path);
+    CHECK(write_records_and_die(dir, 0, 10, 4096));
+    CHECK_EQ(hs_test_file_size(path), rec_offset(1, 11) + 4096);
+
+    /* rotation: the file before the new one is cut to its records, so
+     * only the newest has space after them */
+    CHECK(write_records_and_die(dir, 10, 200, 4096));
+    n = hs_qf_list(dir, &files);
+    CHECK(n >= 3);
+    for (int i = 0; i + 1 < n; i++)
+        CHECK_EQ(hs_test_file_size(files[i].path),
+                 rec_offset(files[i].first_lsn, files[i + 1].first_lsn));
+    CHECK(hs_test_file_size(files[n - 1].path) > rec_offset(files[n - 1].first_lsn, 201));
+    CHECK(scan_ok(dir, 1, 200, NULL));
+    CHECK(read_ok(dir, 1, 200));
+
+    /* zeros after the records of a file that is not the newest: refused
+     * by the scan and by a reader that starts in the file after it,
+     * naming the file, the offset and the LSN expected there */
+    if (n >= 3) {
+        char want[128];
+        long long size = hs_test_file_size(files[n - 2].path);
+        uint8_t zeros[64] = {0};
+        snprintf(second, sizeof(second), "%s", files[n - 2].path);
+        CHECK_EQ(hs_test_pwrite(second, size, zeros, sizeof(zeros)), 0);
+        CHECK_EQ(hs_qf_scan(dir, 1, true, NULL, NULL, &res), -1);
+        CHECK_CONTAINS(hs_last_error(), second);
+        snprintf(want, sizeof(want), "zeroed bytes at offset %lld", size);
+        CHECK_CONTAINS(hs_last_error(), want);
+        CHECK_CONTAINS(hs_last_error(), "not the newest");
+        snprintf(want, sizeof(want), "expected LSN %" PRIu64, files[n - 1].first_lsn);
+        CHECK_CONTAINS(hs_last_error(), want);
+        {
+            hs_queue_reader *r;
+            CHECK_EQ(hs_queue_open(dir, files[n - 1].first_lsn, &r), HS_IO_ERROR);
+            CHECK_CONTAINS(hs_last_error(), second);
+            CHECK_CONTAINS(hs_last_error(), "zeroed bytes");
+        }
+        CHECK_EQ(hs_test_file_size(second), size + 64);
+    }
+    free(files);
+    hs_test_rmrf(dir);
+}
+
 
 /*-------------------------------------------------------------------------
  * Size and speed
@@ -867,6 +985,7 @@ main(void)
     test_versions();
     test_rotation_and_recycling();
     test_torn_tail();
+    test_prealloc();
     test_corruption();
     test_perf();
     return hs_test_done();

@@ -66,6 +66,12 @@ static const hsd_setting_def hsd_setting_defs[] = {
      "to a power of 2)"},
     {"hot_k", 0, HS_HOT_K_MAX, HS_HOT_K_DEFAULT, false, FIELD(hot_k),
      "SKUs in the hot-SKU table (hotstock.hot_skus; 0: no hot-SKU tracking)"},
+    {"spiller_poll_us", 0, 10000, 200, false, FIELD(spiller_poll_us),
+     "microseconds the spiller polls for the next record after a flush someone waited for, "
+     "before it sleeps (0: sleeps at once)"},
+    {"waiter_spin_us", 0, 10000, 300, false, FIELD(waiter_spin_us),
+     "microseconds a lone synchronous client spins for its flush before it sleeps "
+     "(0: sleeps at once)"},
 };
 #define HSD_NSETTINGS (sizeof(hsd_setting_defs) / sizeof(hsd_setting_defs[0]))
 

@@ -201,7 +201,8 @@ hsd_status(hsd_daemon *d, bool json, hsd_buf *b)
             ", \"recovered_records\": %" PRIu64 ", \"salvaged_records\": %" PRIu64
             ", \"jemalloc_allocated\": %" PRIu64
             ", \"settings\": {\"flush_interval_ms\": %u, \"queue_file_size\": %" PRIu64
-            ", \"checkpoint_interval_s\": %u, \"order_retention\": %u}, \"log\": ",
+            ", \"checkpoint_interval_s\": %u, \"order_retention\": %u"
+            ", \"spiller_poll_us\": %u, \"waiter_spin_us\": %u}, \"log\": ",
             (int)h->daemon_pid, h->generation, hs_segment_state_name(state),
             (next & HS_LSN_FENCED) ? "true" : "false", next & ~HS_LSN_FENCED, spilled, durable,
             applied, ckpt, evicted, evictions, evict_passes, filter_ids, filter_bytes, filter_lsn,
@@ -210,7 +211,8 @@ hsd_status(hsd_daemon *d, bool json, hsd_buf *b)
             max_flush_us, flushes, records_spilled, abandoned, checkpoints, recycled, hb_age,
             spill_errno, uptime_s, d->recovery_ms, d->recovery_cpu_ms, d->recovered_records,
             d->salvaged_records, allocated, d->settings.flush_interval_ms, d->settings.queue_file_size,
-            d->settings.checkpoint_interval_s, d->settings.order_retention_s);
+            d->settings.checkpoint_interval_s, d->settings.order_retention_s,
+            d->settings.spiller_poll_us, d->settings.waiter_spin_us);
         hsd_buf_json_string(b, d->log_path);
         hsd_buf_printf(b, "}\n");
         return;

@@ -86,6 +86,10 @@ typedef struct hsd_settings {
     uint32_t order_retention_s;     /* drained orders stay indexed this long (evictor.c) */
     uint64_t evicted_filter_size;   /* bytes of the evicted-order filter (a new one) */
     uint32_t hot_k;                 /* entries of the hot-SKU table (hot.c); 0: off */
+    uint32_t spiller_poll_us;       /* the spiller polls this long after a flush that
+                                     * someone waited for (spiller.c); 0: off */
+    uint32_t waiter_spin_us;        /* a lone durability waiter spins this long
+                                     * (header.waiter_spin_us, ring.c); 0: off */
 } hsd_settings;
 
 typedef enum hsd_command {

@@ -482,11 +482,12 @@ hsd_start(const hsd_cli *cli)
     hsd_log(HSD_LOG,
             "hotstockd starting in %s (pid %d): sku_capacity %u, order_capacity %u, "
             "ring_capacity %u, flush_interval_ms %u, queue_file_size %" PRIu64
-            ", checkpoint_interval_s %u",
+            ", checkpoint_interval_s %u, spiller_poll_us %u, waiter_spin_us %u",
             d->dir, (int)getpid(), hsd_pow2_ceil(d->settings.sku_capacity),
             hsd_pow2_ceil(d->settings.order_capacity), hsd_pow2_ceil(d->settings.ring_capacity),
             d->settings.flush_interval_ms, d->settings.queue_file_size,
-            d->settings.checkpoint_interval_s);
+            d->settings.checkpoint_interval_s, d->settings.spiller_poll_us,
+            d->settings.waiter_spin_us);
 
     if (hsd_expirer_init(d) != 0 || hsd_recover(d) != 0) {
         if (!d->foreground)

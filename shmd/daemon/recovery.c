@@ -534,6 +534,8 @@ hsd_build_segment(hsd_daemon *d, hsd_replay *rp, hs_lsn last, const hs_filter_me
         return -1;
     }
     d->seg = h;
+    /* immutable once READY, like the layout (segment.h) */
+    h->waiter_spin_us = d->settings.waiter_spin_us;
 
     if (rp->orders.count > 65536) {
         /* the order table and the ring; each page is faulted once, by

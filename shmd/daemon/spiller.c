@@ -80,15 +80,6 @@
 #define HSD_GROUP_PID_CHECK_MS 10
 /* After a failed write(2), how often to try again. */
 #define HSD_WRITE_RETRY_MS 1000
-/* How long the spiller polls for work after a flush that someone waited
- * for, before it sleeps.  A lone synchronous client sends its next record
- * one round trip after its flush; waking a sleeping thread costs tens of
- * microseconds on a virtual machine, as much as a fast fdatasync.  Not
- * after a write or an interval flush that nobody waits for: asynchronous
- * records gain nothing from a prompt spiller, and on a busy machine the
- * poll takes CPU from the backends (8 clients, synchronous off: 10-30 %
- * fewer deducts/s when it polled after every write). */
-#define HSD_IDLE_SPIN_US 200
 
 typedef struct hsd_batch_entry {
     hs_record rec;
@@ -695,17 +686,25 @@ hsd_spiller_has_work(hsd_spiller *sp)
     return !cds_wfcq_empty(&d->req_head, &d->req_tail);
 }
 
-/* Poll for work until spin_until_ns.  True when there is some.  Never
- * while a group's members are awaited: has_work() does not see them
- * arrive, and their publishers, seeing spiller_sleeping 0, would not wake
- * the sleep that follows the poll (the group would wait for its 1 ms
- * timeout).  Each round yields the CPU to any thread that wants it (the
- * clients about to publish the next records, on a machine of few cores);
- * with none, sched_yield returns at once. */
+/* Poll for work until spin_until_ns, set spiller_poll_us after a flush
+ * that someone waited for.  True when there is some.  Why: a lone
+ * synchronous client sends its next record one round trip after its
+ * flush, and waking a sleeping thread costs tens of microseconds on a
+ * virtual machine, as much as a fast fdatasync.  Not after a write or an
+ * interval flush that nobody waits for: asynchronous records gain nothing
+ * from a prompt spiller, and on a busy machine the poll takes CPU from the
+ * backends (8 clients, synchronous off: 10-30 % fewer deducts/s when it
+ * polled after every write).  Never while a group's members are awaited:
+ * has_work() does not see them arrive, and their publishers, seeing
+ * spiller_sleeping 0, would not wake the sleep that follows the poll (the
+ * group would wait for its 1 ms timeout).  Each round yields the CPU to
+ * any thread that wants it (the clients about to publish the next
+ * records, on a machine of few cores); with none, sched_yield returns at
+ * once. */
 static bool
 spiller_spin(hsd_spiller *sp)
 {
-    if (sp->group_wait && sp->stall_lsn == sp->next)
+    if (sp->d->settings.spiller_poll_us == 0 || (sp->group_wait && sp->stall_lsn == sp->next))
         return false;
     for (unsigned i = 1;; i++) {
         if (hsd_spiller_has_work(sp))
@@ -775,7 +774,8 @@ hsd_spiller_main(void *arg)
         }
 
         if (hsd_group_commit(sp, sp->checkpoints != NULL || sp->stop != NULL, now_ms))
-            sp->spin_until_ns = hs_now_monotonic_ns() + (uint64_t)HSD_IDLE_SPIN_US * 1000;
+            sp->spin_until_ns =
+                hs_now_monotonic_ns() + (uint64_t)d->settings.spiller_poll_us * 1000;
         if (sp->checkpoints != NULL && sp->synced == sp->next - 1)
             hsd_spiller_checkpoint(sp);
 
@@ -790,7 +790,7 @@ hsd_spiller_main(void *arg)
             continue;
         if (n > 0 && hsd_spiller_has_work(sp))
             continue;
-        /* busy a moment ago: poll before sleeping (HSD_IDLE_SPIN_US).
+        /* busy a moment ago: poll before sleeping (spiller_poll_us).
          * spiller_sleeping stays 0, so publishers skip the wake-up; the
          * re-check below still covers a record published after the spin
          * (a group's members are never polled for: spiller_spin()). */

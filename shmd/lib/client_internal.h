@@ -81,13 +81,6 @@
 #define HS_RESOLVE_WAIT_MS (HS_STALL_ABANDON_MS + 8000)
 /* Longest single sleep of a durability waiter between liveness checks. */
 #define HS_DURABLE_POLL_MS 10
-/* How long a lone durability waiter (no other waiter when it came) spins
- * for its flush before it sleeps: about two fdatasyncs of a fast disk.  A
- * futex wake-up costs tens of microseconds on a virtual machine, as much
- * as such a flush; with other waiters it sleeps at once, so the spinners
- * never take the CPU the others need. */
-#define HS_DURABLE_SPIN_US 300
-
 struct hs_client {
     /* Current mapping.  Acquire loads pair with the release store in
      * client_reattach(), which publishes a fully mapped segment. */

@@ -259,18 +259,23 @@ append_group(hs_client *c, hs_header *h, hs_ring_record *recs, uint32_t n, hs_ls
  *-------------------------------------------------------------------------
  */
 
-/* Spin up to HS_DURABLE_SPIN_US (and no longer than timeout_ms, when it
- * is >= 0) for durable_lsn >= lsn, while no other waiter comes.  True
- * when it came; false (nothing changed) when the caller must sleep for
- * it.  Each round yields the CPU to any thread that wants it (the spiller
- * itself, on a machine of few cores); with none, sched_yield returns at
- * once. */
+/* Spin up to the daemon's waiter_spin_us (and no longer than timeout_ms,
+ * when it is >= 0) for durable_lsn >= lsn, while no other waiter comes.
+ * A lone waiter's flush is about one fdatasync away, and a futex wake-up
+ * costs tens of microseconds on a virtual machine, as much as a fast
+ * disk's fdatasync; with other waiters it sleeps at once, so spinners
+ * never take the CPU the others need.  True when it came; false (nothing
+ * changed) when the caller must sleep for it.  Each round yields the CPU
+ * to any thread that wants it (the spiller itself, on a machine of few
+ * cores); with none, sched_yield returns at once. */
 static bool
 durable_spin(hs_header *h, hs_lsn lsn, int timeout_ms)
 {
-    uint64_t spin_ns = (uint64_t)HS_DURABLE_SPIN_US * 1000;
+    uint64_t spin_ns = (uint64_t)h->waiter_spin_us * 1000;
     uint64_t deadline;
 
+    if (spin_ns == 0)
+        return false;
     if (timeout_ms >= 0 && (uint64_t)timeout_ms * 1000000 < spin_ns)
         spin_ns = (uint64_t)timeout_ms * 1000000;
     deadline = hs_now_monotonic_ns() + spin_ns;

@@ -392,7 +392,10 @@ typedef struct hs_header {
     uint32_t filter_legacy; /* 1: ids evicted before the filter existed (see above) */
     uint64_t created_unix_ms;
     uint32_t buyer_capacity;  /* slots of the buyer table, a power of two */
-    uint32_t pad_buyer_;
+    /* hotstockd's waiter_spin_us: how long a lone durability waiter spins
+     * before it sleeps (ring.c); 0 (also from a daemon of before this
+     * field, which left it zero) sleeps at once */
+    uint32_t waiter_spin_us;
     uint64_t buyer_offset;    /* the buyer table (hs_buyer_slot) */
     uint64_t order_buyer_offset; /* one hs_order_buyer per order slot */
     char data_dir[256]; /* realpath of the data directory, for status */

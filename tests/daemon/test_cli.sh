@@ -101,6 +101,7 @@ expect 2 "--order-capacity \"-5\": not a number" "$BIN" start -D "$D" --order-ca
 expect 2 "--queue-file-size \"10X\": unknown unit" "$BIN" start -D "$D" --queue-file-size 10X
 expect 2 "--segment-size \"10X\": unknown unit" "$BIN" start -D "$D" --segment-size 10X
 expect 2 "--flush-interval-ms \"0\": out of range" "$BIN" start -D "$D" --flush-interval-ms 0
+expect 2 "--waiter-spin-us \"10001\": out of range" "$BIN" start -D "$D" --waiter-spin-us 10001
 expect 2 "unknown option \"--bogus\"" "$BIN" start -D "$D" --bogus
 expect 2 "option --json does not apply to \"start\"" "$BIN" start -D "$D" --json
 expect 2 "option --sku-capacity does not apply to \"stop\"" "$BIN" stop -D "$D" --sku-capacity 8
@@ -120,13 +121,16 @@ printf 'order_capacity = 1\nflush_interval_ms = 100000 # too long\n' >"$D/hotsto
 expect 2 "hotstockd.conf:2: flush_interval_ms = \"100000\": out of range (1..10000)" \
     "$BIN" start -D "$D"
 # a good conf; a flag wins over it
-printf 'sku_capacity = 128   # SKUs\nflush_interval_ms = 5\ncheckpoint_interval_s = 0\n' \
+printf 'sku_capacity = 128   # SKUs\nflush_interval_ms = 5\ncheckpoint_interval_s = 0\nwaiter_spin_us = 0\n' \
     >"$D/hotstockd.conf"
 started+=("$D")
-expect 0 "ready in $D" "$BIN" start -D "$D" --sku-capacity 512 --order-capacity 1024
+expect 0 "ready in $D" "$BIN" start -D "$D" --sku-capacity 512 --order-capacity 1024 \
+    --spiller-poll-us 50
 expect 0 "\"sku_capacity\": 512" "$BIN" status -D "$D" --json
 check "conf flush_interval_ms applied" grep -qF '"flush_interval_ms": 5,' <<<"$LAST_OUT"
 check "conf checkpoint_interval_s applied" grep -qF '"checkpoint_interval_s": 0,' <<<"$LAST_OUT"
+check "conf waiter_spin_us applied" grep -qF '"waiter_spin_us": 0}' <<<"$LAST_OUT"
+check "flag spiller_poll_us applied" grep -qF '"spiller_poll_us": 50,' <<<"$LAST_OUT"
 stop "$D"
 rm -f "$D/hotstockd.conf"
 

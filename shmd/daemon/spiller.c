@@ -553,9 +553,9 @@ hsd_write_batch(hsd_spiller *sp)
  *     published in the ring.  It survives a crash of the daemon or of the
  *     client (the next daemon salvages the ring), not power loss: at most
  *     flush_interval_ms of such records may be lost then.
- *   - We flush at once while anyone waits (sync_waiters > 0: group commit,
- *     every record spilled by then rides on the same fdatasync) or asked
- *     for it without waiting (flush_wanted > the synced LSN), otherwise
+ *   - We flush at once while a client waits or asked for it without
+ *     waiting (flush_wanted > the synced LSN: group commit, every record
+ *     spilled by then rides on the same fdatasync), otherwise
  *     flush_interval_ms after the previous flush, and whenever a checkpoint
  *     or a stop needs a durable point.
  *   - A failed fdatasync is FATAL: the daemon aborts and never stores a
@@ -577,8 +577,7 @@ hsd_group_commit(hsd_spiller *sp, bool force, uint64_t now_ms)
 
     if (upto == sp->synced || d->writer == NULL)
         return false;
-    wanted = atomic_load_explicit(&sp->h->sync_waiters, memory_order_acquire) > 0 ||
-             atomic_load_explicit(&sp->h->flush_wanted, memory_order_acquire) > sp->synced;
+    wanted = atomic_load_explicit(&sp->h->flush_wanted, memory_order_acquire) > sp->synced;
     if (!force && !wanted && now_ms - sp->last_sync_ms < d->settings.flush_interval_ms)
         return false;
 
@@ -680,8 +679,7 @@ hsd_spiller_has_work(hsd_spiller *sp)
     if (seq == sp->next && !(sp->group_wait && sp->stall_lsn == sp->next))
         return true;
     if (sp->synced != sp->next - 1 &&
-        (atomic_load_explicit(&sp->h->sync_waiters, memory_order_seq_cst) > 0 ||
-         atomic_load_explicit(&sp->h->flush_wanted, memory_order_seq_cst) > sp->synced))
+        atomic_load_explicit(&sp->h->flush_wanted, memory_order_seq_cst) > sp->synced)
         return true;
     return !cds_wfcq_empty(&d->req_head, &d->req_tail);
 }
@@ -802,7 +800,7 @@ hsd_spiller_main(void *arg)
         atomic_store_explicit(&sp->h->spiller_sleeping, 1, memory_order_seq_cst);
         /* store-load: the re-check below must not be ordered before the
          * flag.  Pairs with the publishers' seq_cst CAS of a slot (or of
-         * sync_waiters) followed by their seq_cst load of the flag: either
+         * flush_wanted) followed by their seq_cst load of the flag: either
          * we see their record or they see us asleep and wake us. */
         atomic_thread_fence(memory_order_seq_cst);
         if (!hsd_spiller_has_work(sp)) {

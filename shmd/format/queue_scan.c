@@ -431,8 +431,9 @@ hs_qf_scan(const char *dir, hs_lsn from_lsn, bool cut_tail, hs_qf_visit visit, v
         res->last_lsn = st.next_lsn - 1;
 
         if (end == QF_END_ZEROS && !newest) {
-            hs_set_error("queue file %s: zeroed bytes at offset %" PRIu64 " to its end (offset %" PRIu64
-                         "), expected LSN %" PRIu64 ", in a file that is not the newest",
+            hs_set_error("queue file %s: zeroed bytes at offset %" PRIu64
+                         " to its end (offset %" PRIu64 "), expected LSN %" PRIu64
+                         ", in a file that is not the newest",
                          path, st.end, st.size, st.next_lsn);
             end = QF_END_ERROR;
         }

@@ -27,9 +27,9 @@
 
 /*
  * Wake the spiller if it sleeps (or always, with force).  Callers have just
- * done a seq_cst RMW (publishing a record, or raising sync_waiters); the
+ * done a seq_cst RMW (publishing a record, or raising flush_wanted); the
  * seq_cst load of spiller_sleeping pairs with the spiller's seq_cst store of
- * spiller_sleeping before it re-checks the ring and sync_waiters: one of the
+ * spiller_sleeping before it re-checks the ring and flush_wanted: one of the
  * two sides sees the other, so no wake-up is lost.
  */
 void
@@ -40,6 +40,17 @@ spiller_wake(hs_header *h, bool force)
         atomic_fetch_add_explicit(&h->spiller_seq, 1, memory_order_release);
         hs_futex_wake_all(&h->spiller_seq);
     }
+}
+
+/* Ask the spiller to flush up to lsn at once: a max of flush_wanted.
+ * seq_cst, for spiller_wake() after it. */
+static void
+flush_wanted_raise(hs_header *h, hs_lsn lsn)
+{
+    uint64_t cur = atomic_load(&h->flush_wanted);
+
+    while (cur < lsn && !atomic_compare_exchange_weak(&h->flush_wanted, &cur, lsn))
+        ;
 }
 
 /*
@@ -318,9 +329,12 @@ hs_wait_durable(hs_client *c, hs_lsn lsn, int timeout_ms)
         report_not_serving(c, h);
         return HS_DAEMON_DOWN;
     }
-    /* seq_cst: the spiller flushes at once while sync_waiters > 0; pairs
-     * with its seq_cst load of it after setting spiller_sleeping. */
-    alone = atomic_fetch_add_explicit(&h->sync_waiters, 1, memory_order_seq_cst) == 0;
+    /* The spiller flushes at once while flush_wanted is above what it
+     * synced: raised here, it ends by itself once lsn is durable, also
+     * when this process dies inside the wait.  sync_waiters is only the
+     * spin's hint (a dead waiter leaves it raised: segment.h). */
+    alone = atomic_fetch_add_explicit(&h->sync_waiters, 1, memory_order_relaxed) == 0;
+    flush_wanted_raise(h, lsn);
     spiller_wake(h, false);
     if (alone && durable_spin(h, lsn, timeout_ms)) {
         atomic_fetch_sub_explicit(&h->sync_waiters, 1, memory_order_release);
@@ -367,23 +381,19 @@ hs_wait_durable(hs_client *c, hs_lsn lsn, int timeout_ms)
     return done ? HS_OK : r;
 }
 
-/* See hotstock.h.  seq_cst max of flush_wanted, then the wake: the same
- * pairing with the spiller's sleep as raising sync_waiters. */
+/* See hotstock.h.  The raise, then the wake (spiller_wake). */
 void
 hs_flush_soon(hs_client *c, hs_lsn lsn)
 {
     hs_result r;
     hs_header *h;
-    uint64_t cur;
 
     if (c == NULL || lsn == 0)
         return;
     h = client_segment(c, &r);
     if (h == NULL)
         return;
-    cur = atomic_load(&h->flush_wanted);
-    while (cur < lsn && !atomic_compare_exchange_weak(&h->flush_wanted, &cur, lsn))
-        ;
+    flush_wanted_raise(h, lsn);
     spiller_wake(h, false);
 }
 

@@ -48,9 +48,17 @@
  *                     durable_seq and FUTEX_WAKEs it.  Waiters load
  *                     durable_seq, then durable_lsn (acquire), then sleep on
  *                     durable_seq (so no wake-up is lost).
- *  header.sync_waiters clients, fetch_add/sub around a durability wait; the
- *                     spiller flushes at once while it is non-zero (group
- *                     commit).
+ *  header.flush_wanted clients, a seq_cst max: a durability waiter raises it
+ *                     to its LSN (hs_wait_durable), a caller that will wait
+ *                     later too (hs_flush_soon).  The spiller flushes at
+ *                     once while it is above the synced LSN (group
+ *                     commit); it needs no lowering, so a client that dies
+ *                     inside a wait leaves nothing behind.
+ *  header.sync_waiters clients, fetch_add/sub around a durability wait: a
+ *                     hint only, for a lone waiter's spin (ring.c).  A
+ *                     client killed inside a wait leaves it raised, and
+ *                     lone waiters then sleep at once until the next
+ *                     segment; nothing else reads it.
  *  header.spiller_seq clients bump it and FUTEX_WAKE when spiller_sleeping
  *                     is set, after publishing a record that leaves at
  *                     least ring_capacity / 8 records unspilled, when they
@@ -415,9 +423,9 @@ typedef struct hs_header {
 
     alignas(HS_CACHE_LINE) _Atomic uint64_t durable_lsn; /* last LSN fdatasync'ed */
     _Atomic uint32_t durable_seq;                        /* futex word, bumped per flush */
-    _Atomic uint32_t sync_waiters;
-    /* clients (seq_cst max, hs_flush_soon): flush at once up to here too,
-     * though nobody waits yet */
+    _Atomic uint32_t sync_waiters;                       /* the lone waiter's spin hint (above) */
+    /* clients (seq_cst max: hs_wait_durable, hs_flush_soon): flush at once
+     * up to here */
     _Atomic uint64_t flush_wanted;
 
     alignas(HS_CACHE_LINE) _Atomic uint32_t spiller_seq; /* futex word: work arrived */

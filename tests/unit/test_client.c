@@ -765,6 +765,70 @@ test_spin_settings(void)
     hs_test_rmrf(dd.dir);
 }
 
+/*
+ * A client killed inside a durability wait leaves nothing that makes the
+ * spiller flush at once: afterwards an asynchronous record waits for the
+ * flush interval (2 s here), as before the wait.  (sync_waiters, the
+ * spin's hint, did make it flush every record at once, for the rest of
+ * the segment's life.)
+ */
+static void
+test_killed_waiter(void)
+{
+    static const char *const flags[] = {"--flush-interval-ms", "2000", "--checkpoint-interval-s",
+                                        "0", NULL};
+    hsd_ctl d = {0};
+    hs_client *c = NULL;
+    char real[4096];
+    hs_header *h = NULL;
+    hs_lsn lsn = 0, mine;
+    pid_t child;
+    double t0;
+
+    if (!client_test_start(&d, "client-killed-waiter", &c, flags))
+        return;
+    if (!CHECK(realpath(d.dir, real) != NULL) || !CHECK_R(hs_segment_map(real, &h), HS_OK))
+        goto out;
+    CHECK_R(hs_put_sku(c, S("kw"), 100, NULL), HS_OK);
+    if (!CHECK_EQ(hsd_ctl_pause(&d), 0))
+        goto out;
+    child = fork();
+    if (child == 0) {
+        hs_client *cc;
+        hs_lsn l;
+        if (hs_attach(d.dir, &cc) != HS_OK ||
+            hs_deduct(cc, S("kw"), 1, S("kw-child"), 0, &l) != HS_OK)
+            _exit(1);
+        hs_wait_durable(cc, l, -1); /* the spiller is stopped: waits */
+        _exit(2);
+    }
+    /* the child is inside its wait once it counts as a waiter */
+    t0 = now_s();
+    while (atomic_load(&h->sync_waiters) == 0 && now_s() - t0 < 10)
+        hsd_ctl_nap_ms(1);
+    CHECK_EQ(atomic_load(&h->sync_waiters), 1);
+    lsn = atomic_load(&h->next_lsn) - 1;
+    CHECK(child > 0 && kill(child, SIGKILL) == 0);
+    CHECK(child > 0 && waitpid(child, NULL, 0) == child);
+    hsd_ctl_resume(&d);
+    /* its record is flushed at once all the same */
+    CHECK_R(hs_wait_durable(c, lsn, 1000), HS_OK);
+
+    CHECK_R(hs_deduct(c, S("kw"), 1, S("kw-async"), 0, &mine), HS_OK);
+    hsd_ctl_nap_ms(300);
+    if (!CHECK(atomic_load(&h->durable_lsn) < mine))
+        fprintf(stderr, "    an asynchronous record was flushed within 300 ms of a 2000 ms "
+                        "interval after a waiter was killed\n");
+    CHECK_R(hs_wait_durable(c, mine, 5000), HS_OK);
+    CHECK_EQ(avail(c, "kw"), 98);
+out:
+    if (h != NULL)
+        hs_segment_unmap(h);
+    hs_detach(c);
+    CHECK_EQ(hsd_ctl_stop(&d), 0);
+    hs_test_rmrf(d.dir);
+}
+
 /* Tiny tables and ring: HS_TABLE_FULL and HS_QUEUE_FULL. */
 static void
 test_capacity(void)
@@ -912,5 +976,6 @@ main(void)
 
     test_capacity();
     test_spin_settings();
+    test_killed_waiter();
     return hs_test_done();
 }

@@ -496,6 +496,11 @@ hsd_write_batch(hsd_spiller *sp)
         if (rec->lsn <= sp->disk_last)
             continue; /* written whole before a failed write */
         if (hs_qf_writer_append(d->writer, rec) != 0) {
+            /* a rotation's fdatasync: fatal like any other (see
+             * hsd_group_commit) */
+            if (hs_qf_writer_sync_failed(d->writer))
+                hsd_fatal("fdatasync of the queue failed, durable LSN stays %" PRIu64 ": %s",
+                          sp->synced, hs_last_error());
             hsd_write_failed(sp, errno, hs_last_error());
             return 0;
         }

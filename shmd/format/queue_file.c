@@ -16,8 +16,8 @@
  *   - a record is written (pwrite(2), at the end of the records) only after
  *     every record before it;
  *   - a file is created (O_EXCL) only after the whole of the previous file
- *     was written, cut to its records and synced, so "file k+1 exists"
- *     implies "file k is complete";
+ *     was written (and, if space was allocated past its records, cut to
+ *     them and synced), so "file k+1 exists" implies "file k is complete";
  *   - durable_lsn (segment.h) is published only after fdatasync, so every
  *     LSN <= durable_lsn lies whole in the files.
  *
@@ -165,23 +165,23 @@
  *
  * PREALLOCATED SPACE.  The newest file may end in zero bytes after its
  * last record: the writer allocates the file ahead of its records
- * (posix_fallocate, QF_PREALLOC_BYTES = 1 MiB at a time, never more than
- * queue_file_size), so that a record's write and fdatasync overwrite
- * blocks the file already has instead of growing it.  An fdatasync that
- * grows a file must also make its new size durable (a journal commit on
- * ext4); one that does not flushes data only: 95 us against 138 us for a
- * 72-byte record on a virtual machine's disk (tests/bench/syncprobe.c
- * measures it), and that flush is most of what a single synchronous
- * deduct waits for.  So a file's records end at the
- * first 8-byte-aligned offset from which every byte to the end of the
- * file is zero (or at the end of the file): that is the clean end, not a
- * torn tail, and the writer writes its next record there.  When the
- * writer rotates it first cuts the file to its records (ftruncate) and
- * fdatasyncs it, and a clean close cuts the newest file too; so zero
- * bytes after the records of a file that is not the newest are
- * corruption.  Where the file system cannot allocate (no space left),
- * the writer appends past the end as before.  Older builds read such a
- * file too: their recovery scan cuts the zeros as a torn tail.
+ * (posix_fallocate, QF_PREALLOC_BYTES = 1 MiB at a time, never past
+ * queue_file_size, where it rotates), so that a record's write and
+ * fdatasync overwrite blocks the file already has instead of growing it.
+ * An fdatasync that grows a file must also make its new size durable (a
+ * journal commit on ext4); one that does not flushes data only, tens of
+ * microseconds sooner (tests/bench/syncprobe.c measures both; figures in
+ * shmd/README.md), and that flush is most of what a single synchronous
+ * deduct waits for.  So a file's records end at the first 8-byte-aligned
+ * offset from which every byte to the end of the file is zero (or at the
+ * end of the file): that is the clean end, not a torn tail, and the
+ * writer writes its next record there.  When the writer rotates it first
+ * cuts the file to its records (ftruncate) and fdatasyncs it, and a clean
+ * close cuts the newest file too; so zero bytes after the records of a
+ * file that is not the newest are corruption.  Where the file system
+ * cannot allocate (no space left), records extend the file as they are
+ * written.  Older builds read such a file too: their recovery scan cuts
+ * the zeros as a torn tail.
  *
  * TORN TAIL.  A crash (or power loss) while the spiller writes leaves at
  * most the end of the NEWEST file incomplete.  In the newest file only, the
@@ -217,9 +217,11 @@
  * current one has reached segment_bytes, so a file may exceed it by up to
  * one group; the old file is written completely first, cut to its records
  * and fdatasync'ed when it had space allocated past them (otherwise
- * fdatasync'ed at the next sync), and the directory at the next sync.  hs_qf_recycle() removes a file once the drain has
- * applied every record in it, i.e. when (first_lsn of the next file) - 1
- * <= applied LSN.  The newest file is never removed, so the directory
+ * fdatasync'ed at the next sync), and the directory at the next sync.  A
+ * newest file of an older format version is cut the same way before the
+ * writer starts the next file (VERSIONS).  hs_qf_recycle() removes a file
+ * once the drain has applied every record in it, i.e. when (first_lsn of
+ * the next file) - 1 <= applied LSN.  The newest file is never removed, so the directory
  * always tells where the LSN sequence continues.
  *
  *-------------------------------------------------------------------------

@@ -77,7 +77,10 @@ hs_qf_writer *hs_qf_writer_open(const char *dir, hs_lsn last_lsn, uint64_t segme
  * over whole groups before hs_qf_writer_sync(), as a partial group at
  * the end of the queue is a torn tail to every reader.
  * Returns 0, or -1 with hs_last_error() set (write failure, or a record
- * readers would refuse: queue_file.c VALIDITY rule 4; nothing appended). */
+ * readers would refuse: queue_file.c VALIDITY rule 4; nothing appended).
+ * A rotation syncs the file it leaves: when that fdatasync failed,
+ * hs_qf_writer_sync_failed() says so, and the caller treats it as a
+ * failed hs_qf_writer_sync(). */
 int hs_qf_writer_append(hs_qf_writer *w, const hs_record *rec);
 
 /* write(2) everything buffered (survives a process crash).  0 / -1. */
@@ -86,6 +89,11 @@ int hs_qf_writer_write(hs_qf_writer *w);
 /* fdatasync every file written since the last sync (and the directory when
  * a file was created).  0 / -1; the caller treats -1 as fatal. */
 int hs_qf_writer_sync(hs_qf_writer *w);
+
+/* Did an fdatasync of this writer fail (in a rotation)?  The kernel may
+ * have dropped the pages it could not write, and a later fdatasync would
+ * not say so: the caller must not go on (as for hs_qf_writer_sync()). */
+bool hs_qf_writer_sync_failed(const hs_qf_writer *w);
 
 hs_lsn hs_qf_writer_last_lsn(const hs_qf_writer *w);
 void hs_qf_writer_close(hs_qf_writer *w);

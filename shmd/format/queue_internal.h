@@ -23,7 +23,7 @@
 #define HS_INTERNAL __attribute__((visibility("hidden")))
 
 #define QF_WRITE_BUF_SIZE (256 * 1024)                /* the writer's buffer */
-#define QF_READ_BUF_SIZE (1024 * 1024)                /* a reader's window */
+#define QF_READ_BUF_SIZE (64 * 1024)                  /* a reader's window */
 #define QF_NAME_LEN 20                                /* "%016llx.hsq" */
 #define QF_DEFAULT_SEGMENT_BYTES (UINT64_C(64) << 20) /* segment_bytes 0 */
 /* How far the writer allocates ahead of its records (queue_file.c,
@@ -118,6 +118,9 @@ HS_INTERNAL int qf_zeros_to_end(qf_window *w, uint64_t from);
  * record at offset 640, expected LSN 9", or for a cut group "group of LSN
  * 7.. at offset 512 cut by the end of the file at offset 640, expected LSN 9". */
 HS_INTERNAL void qf_describe_torn(const qf_file_state *st, char *out, size_t outlen);
+/* The same for QF_END_ZEROS (zeros where a file that is not the newest
+ * must end): "zeroed bytes at offset ... to its end ...". */
+HS_INTERNAL void qf_describe_zeros(const qf_file_state *st, char *out, size_t outlen);
 HS_INTERNAL qf_file_end qf_scan_file(qf_window *w, int fd, const char *path, hs_lsn first_lsn,
                                      hs_lsn from_lsn, hs_qf_visit visit, void *arg,
                                      qf_file_state *st);

@@ -256,12 +256,13 @@ qf_reader_check_previous(hs_queue_reader *r, const hs_qf_file *prev)
                      "..%" PRIu64 " are missing (a gap)",
                      prev->path, st.size, st.next_lsn - 1, r->path, r->file_first, st.next_lsn,
                      r->file_first - 1);
-    else if (end == QF_END_ZEROS)
-        hs_set_error("queue file %s: zeroed bytes at offset %" PRIu64 " to its end (offset %" PRIu64
-                     "), expected LSN %" PRIu64 ", in the file before queue file %s, where the "
-                     "reader starts",
-                     prev->path, st.end, st.size, st.next_lsn, r->path);
-    else if (end == QF_END_TORN) {
+    else if (end == QF_END_ZEROS) {
+        char zeros[160];
+        qf_describe_zeros(&st, zeros, sizeof(zeros));
+        hs_set_error("queue file %s: %s, in the file before queue file %s, where the reader "
+                     "starts",
+                     prev->path, zeros, r->path);
+    } else if (end == QF_END_TORN) {
         char torn[320];
         qf_describe_torn(&st, torn, sizeof(torn));
         hs_set_error("queue file %s: %s, in the file before queue file %s, where the reader "
@@ -410,7 +411,7 @@ qf_reader_group_end(hs_queue_reader *r, size_t len, hs_lsn upto, qf_group_cut *c
 int
 hs_queue_next(hs_queue_reader *r, hs_lsn upto, hs_record *rec)
 {
-    bool surveyed = false;
+    bool surveyed = false, reread = false, resurveyed = false;
     qf_survey sv = {.newer = false};
     char why[160] = "";
 
@@ -474,8 +475,17 @@ hs_queue_next(hs_queue_reader *r, hs_lsn upto, hs_record *rec)
             }
         }
 
-        /* No valid header or record at pos (maybe not written yet).  Judge
-         * only bytes read after a survey of the directory. */
+        /* No valid header or record at pos (maybe not written yet).  The
+         * bytes may be stale: the window keeps what followed the last
+         * record it read, the zeros of preallocated space included, and
+         * the spiller may have written since.  Read once more before
+         * asking the directory, which costs more than a read. */
+        if (!reread) {
+            reread = true;
+            r->win.len = 0;
+            continue;
+        }
+        /* Judge only bytes read after a survey of the directory. */
         if (!surveyed) {
             int moved = qf_reader_relocate_if_removed(r);
             if (moved < 0)
@@ -511,6 +521,16 @@ hs_queue_next(hs_queue_reader *r, hs_lsn upto, hs_record *rec)
         promised = upto != HS_LSN_MAX && (group_cut ? cut.lsn : r->expected) <= upto;
         if (!sv.newer && !promised)
             return 0;
+        if (sv.newer && !resurveyed) {
+            /* Before calling it damage, make sure the newer file is still
+             * there: after a crash right after a rotation the daemon
+             * removes the empty newest file, then writes the file before
+             * it again (allocating zeros first), and the bytes just read
+             * may be of that moment. */
+            resurveyed = true;
+            surveyed = false;
+            continue;
+        }
         if (group_cut) {
             hs_set_error("queue file %s: group of LSN %" PRIu64 ".. at offset %" PRIu64
                          " cut at offset %" PRIu64 " (%s), expected LSN %" PRIu64 " (%s)",
@@ -544,22 +564,26 @@ hs_queue_next(hs_queue_reader *r, hs_lsn upto, hs_record *rec)
 }
 
 /*
- * See hotstock.h.  Sizes are taken before each fdatasync, so every byte
- * counted was synced; durable_upto is then the last LSN of the valid,
- * consecutive records found in those bytes from the reader's position on
- * that ends a group (a record without HS_REC_FLAG_GROUP_MORE): a group
- * cut by the end of the synced bytes, or by the end of a file, is not
- * counted.  When there are none it is the reader's last LSN (which is
- * inside a group when the caller stopped reading in one; hs_queue_next()
- * saw that group whole before it returned any of it).  Damage stops the
- * count there and is reported by hs_queue_next(), not here.
+ * See hotstock.h.  The valid records are counted first and the files
+ * fdatasync'ed after: every byte counted was in the page cache when the
+ * fdatasync began, so it is on disk when it returns.  (Not the other way
+ * round: a daemon that just started may write records into a file's
+ * preallocated zeros after an fdatasync, below the size seen before it.)
+ * durable_upto is then the last LSN of the valid, consecutive records from
+ * the reader's position on that ends a group (a record without
+ * HS_REC_FLAG_GROUP_MORE): a group cut by the end of the records, or by
+ * the end of a file, is not counted.  When there are none it is the
+ * reader's last LSN (which is inside a group when the caller stopped
+ * reading in one; hs_queue_next() saw that group whole before it
+ * returned any of it).  Damage stops the count there and is reported by
+ * hs_queue_next(), not here.
  */
 hs_result
 hs_queue_sync(hs_queue_reader *r, hs_lsn *durable_upto)
 {
     hs_qf_file *files = NULL;
-    uint64_t *sizes = NULL;
-    hs_lsn expected = r->expected;
+    int *fds = NULL;
+    hs_lsn expected = r->expected, counted = r->expected - 1;
     hs_result res = HS_IO_ERROR;
     qf_window w;
     bool group_open; /* the last record counted has HS_REC_FLAG_GROUP_MORE */
@@ -569,100 +593,82 @@ hs_queue_sync(hs_queue_reader *r, hs_lsn *durable_upto)
     n = hs_qf_list(r->dir, &files);
     if (n < 0)
         return HS_IO_ERROR;
-    sizes = calloc((size_t)(n > 0 ? n : 1), sizeof(*sizes));
-    if (sizes == NULL) {
+    fds = malloc((size_t)(n > 0 ? n : 1) * sizeof(*fds));
+    if (fds == NULL) {
         hs_set_error("out of memory syncing the queue");
         goto done;
     }
     for (int i = 0; i < n; i++) {
-        struct stat sb;
-        int fd;
-
+        fds[i] = -1;
         if (files[i].first_lsn < r->file_first)
             continue;
         if (first < 0)
             first = i;
-        fd = open(files[i].path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
+        fds[i] = open(files[i].path, O_RDONLY | O_CLOEXEC);
+        if (fds[i] < 0) {
             hs_set_error("cannot open queue file %s: %s", files[i].path, strerror(errno));
             goto done;
         }
-        if (fstat(fd, &sb) != 0 || fdatasync(fd) != 0) {
-            hs_set_error("cannot fdatasync queue file %s: %s", files[i].path, strerror(errno));
-            close(fd);
-            goto done;
-        }
-        close(fd);
-        sizes[i] = (uint64_t)sb.st_size;
     }
-    if (qf_fsync_dir(r->qdir) != 0)
-        goto done;
-    res = HS_OK;
-    if (first < 0 || files[first].first_lsn != r->file_first)
-        goto done;
 
-    /* Count the valid records in the synced bytes, the reader's window
-     * borrowed (it is invalidated after). */
+    /* Count the valid records, the reader's window borrowed (it is
+     * invalidated after). */
     w = r->win;
     group_open = false;
-    for (int i = first; i < n; i++) {
+    for (int i = first; first >= 0 && files[first].first_lsn == r->file_first && i < n; i++) {
         uint64_t pos;
         hs_lsn hdr_lsn;
         char why[160];
         const uint8_t *p;
         ssize_t avail;
-        int fd;
 
         if (i > first && files[i].first_lsn != expected)
             break;
-        if (i == first && r->header_ok) {
-            fd = r->fd;
-            pos = r->pos;
-        } else {
-            fd = open(files[i].path, O_RDONLY | O_CLOEXEC);
-            if (fd < 0)
-                break;
-            pos = 0;
-        }
-        qf_window_reset(&w, fd);
+        pos = i == first && r->header_ok ? r->pos : 0;
+        qf_window_reset(&w, fds[i]);
         if (pos == 0) {
             avail = qf_window_get(&w, 0, HS_QF_HEADER_SIZE, &p);
-            if (avail < HS_QF_HEADER_SIZE || sizes[i] < HS_QF_HEADER_SIZE ||
+            if (avail < HS_QF_HEADER_SIZE ||
                 !hs_qf_check_header(p, (size_t)avail, &hdr_lsn, why, sizeof(why)) ||
-                hdr_lsn != files[i].first_lsn) {
-                if (fd != r->fd)
-                    close(fd);
+                hdr_lsn != files[i].first_lsn)
                 break;
-            }
             pos = HS_QF_HEADER_SIZE;
         }
         for (;;) {
             hs_record rec;
             size_t len;
-            if (pos >= sizes[i])
-                break;
             avail = qf_window_get(&w, pos, HS_QF_RECORD_MAX, &p);
-            if (avail <= 0)
-                break;
-            if ((uint64_t)avail > sizes[i] - pos)
-                avail = (ssize_t)(sizes[i] - pos);
-            if (hs_qf_decode(p, (size_t)avail, &rec, &len) != HS_QF_OK || rec.lsn != expected)
+            if (avail <= 0 || hs_qf_decode(p, (size_t)avail, &rec, &len) != HS_QF_OK ||
+                rec.lsn != expected)
                 break;
             group_open = (rec.flags & HS_REC_FLAG_GROUP_MORE) != 0;
             if (!group_open)
-                *durable_upto = expected;
+                counted = expected;
             expected++;
             pos += len;
         }
-        if (fd != r->fd)
-            close(fd);
-        if (pos != sizes[i] || group_open)
-            break; /* not a clean end (a group never spans files): nothing after it counts */
+        if (group_open || qf_window_get(&w, pos, 1, &p) != 0)
+            break; /* not the end of the file (a group never spans files):
+                    * nothing after it counts */
     }
     r->win.len = 0;
 
+    for (int i = 0; i < n; i++) {
+        if (fds[i] >= 0 && fdatasync(fds[i]) != 0) {
+            hs_set_error("cannot fdatasync queue file %s: %s", files[i].path, strerror(errno));
+            goto done;
+        }
+    }
+    if (qf_fsync_dir(r->qdir) != 0)
+        goto done;
+    *durable_upto = counted;
+    res = HS_OK;
+
 done:
-    free(sizes);
+    for (int i = 0; fds != NULL && i < n; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    free(fds);
     free(files);
     return res;
 }

@@ -203,8 +203,12 @@ qf_scan_records(qf_window *w, const char *path, hs_lsn from_lsn, hs_qf_visit vis
         /* a group member is decoded straight into its place in g->rec */
         into = g->n > 0 && g->rec != NULL && g->kept < QF_GROUP_MAX ? &g->rec[g->kept] : &rec;
         d = hs_qf_decode(p, (size_t)avail, into, &len);
-        if (d != HS_QF_OK && p[0] == 0) {
-            v = qf_zeros_to_end(w, pos);
+        if (d != HS_QF_OK) {
+            /* Zeros from here to the end: the records end here
+             * (PREALLOCATED SPACE).  Tested by the first byte, not by
+             * HS_QF_ZERO: a run of fewer than 48 zero bytes decodes as
+             * HS_QF_SHORT. */
+            v = p[0] == 0 ? qf_zeros_to_end(w, pos) : 0;
             if (v < 0)
                 goto read_error;
             if (v == 1) {
@@ -212,8 +216,6 @@ qf_scan_records(qf_window *w, const char *path, hs_lsn from_lsn, hs_qf_visit vis
                 st->why = HS_QF_ZERO; /* if a group is open: the zeros cut it */
                 break;
             }
-        }
-        if (d != HS_QF_OK) {
             v = qf_find_valid(w, pos + 8, &found);
             if (v < 0)
                 goto read_error;
@@ -376,6 +378,16 @@ qf_describe_torn(const qf_file_state *st, char *out, size_t outlen)
                  st->cut_lsn);
 }
 
+/* See queue_internal.h. */
+void
+qf_describe_zeros(const qf_file_state *st, char *out, size_t outlen)
+{
+    snprintf(out, outlen,
+             "zeroed bytes at offset %" PRIu64 " to its end (offset %" PRIu64
+             "), expected LSN %" PRIu64,
+             st->end, st->size, st->next_lsn);
+}
+
 /*-------------------------------------------------------------------------
  * Recovery scan and recycling
  *-------------------------------------------------------------------------
@@ -431,10 +443,9 @@ hs_qf_scan(const char *dir, hs_lsn from_lsn, bool cut_tail, hs_qf_visit visit, v
         res->last_lsn = st.next_lsn - 1;
 
         if (end == QF_END_ZEROS && !newest) {
-            hs_set_error("queue file %s: zeroed bytes at offset %" PRIu64
-                         " to its end (offset %" PRIu64 "), expected LSN %" PRIu64
-                         ", in a file that is not the newest",
-                         path, st.end, st.size, st.next_lsn);
+            char zeros[160];
+            qf_describe_zeros(&st, zeros, sizeof(zeros));
+            hs_set_error("queue file %s: %s, in a file that is not the newest", path, zeros);
             end = QF_END_ERROR;
         }
         if ((end == QF_END_TORN || end == QF_END_TORN_HEADER) && !newest) {

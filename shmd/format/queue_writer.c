@@ -68,13 +68,15 @@ struct hs_qf_writer {
     uint64_t file_bytes; /* its records' end, including what is buffered */
     uint64_t alloc_end;  /* its size: records, then preallocated zeros */
     uint64_t segment_bytes;
-    hs_lsn last_lsn; /* last LSN appended (buffered or written) */
-    int group_len;   /* records of the open group appended (0: none open,
-                      * i.e. last_lsn had no HS_REC_FLAG_GROUP_MORE) */
-    bool dirty;      /* current file written since the last sync */
-    bool dir_dirty;  /* a file was created since the last sync */
-    bool failed;     /* a write or sync failed: the writer refuses work */
-    int *pending;    /* older files written since the last sync */
+    hs_lsn last_lsn;      /* last LSN appended (buffered or written) */
+    int group_len;        /* records of the open group appended (0: none open,
+                           * i.e. last_lsn had no HS_REC_FLAG_GROUP_MORE) */
+    bool dirty;           /* current file written since the last sync */
+    bool dir_dirty;       /* a file was created since the last sync */
+    bool failed;          /* a write or sync failed: the writer refuses work */
+    bool sync_failed;     /* an fdatasync failed (see hs_qf_writer_sync_failed) */
+    bool prealloc_failed; /* posix_fallocate failed: not again in this file */
+    int *pending;         /* older files written since the last sync */
     int npending, cap_pending;
     uint8_t *buf;
     size_t len;
@@ -102,12 +104,49 @@ qf_writer_create(hs_qf_writer *w, hs_lsn first_lsn)
     w->dirty = true;
     w->file_bytes = HS_QF_HEADER_SIZE;
     w->alloc_end = HS_QF_HEADER_SIZE;
+    w->prealloc_failed = false;
+    return 0;
+}
+
+/*
+ * Cut the current file to its records, dropping the space allocated past
+ * them (queue_file.c, PREALLOCATED SPACE), and with sync make that
+ * durable: before a newer file is created, so that only the newest file
+ * ends in zeros.  Without sync (a clean close) a crash may leave the
+ * zeros, which is fine in the newest file.  A failed fdatasync also sets
+ * sync_failed.
+ */
+static int
+qf_writer_cut(hs_qf_writer *w, bool sync)
+{
+    if (w->alloc_end > w->file_bytes) {
+        if (ftruncate(w->fd, (off_t)w->file_bytes) != 0) {
+            hs_set_error("cannot cut queue file %s to its records at offset %" PRIu64 ": %s",
+                         w->path, w->file_bytes, strerror(errno));
+            w->failed = true;
+            return -1;
+        }
+        w->alloc_end = w->file_bytes;
+        if (sync) {
+            if (fdatasync(w->fd) != 0) {
+                hs_set_error("cannot fdatasync queue file %s after cutting it at offset %" PRIu64
+                             ": %s",
+                             w->path, w->file_bytes, strerror(errno));
+                w->failed = true;
+                w->sync_failed = true;
+                return -1;
+            }
+            w->dirty = false;
+        }
+    }
     return 0;
 }
 
 /* The newest file w has open is of an older format version: never append
- * to it (queue_file.c, VERSIONS).  With records, start the next file now;
- * empty (a header only), replace it by one of this version. */
+ * to it (queue_file.c, VERSIONS).  With records, start the next file now,
+ * once zeros after them are cut (an older build's torn tail the scan kept
+ * as the end of its records); empty (a header only), replace it by one of
+ * this version. */
 static int
 qf_writer_upgrade(hs_qf_writer *w, const hs_qf_file *f, hs_lsn next_lsn)
 {
@@ -119,6 +158,8 @@ qf_writer_upgrade(hs_qf_writer *w, const hs_qf_file *f, hs_lsn next_lsn)
     }
     if (hs_get_u32(hdr + 8) == HS_QF_FORMAT_VERSION)
         return 0;
+    if (next_lsn != f->first_lsn && qf_writer_cut(w, true) != 0)
+        return -1;
     close(w->fd);
     w->fd = -1;
     if (next_lsn == f->first_lsn && unlink(f->path) != 0) {
@@ -218,23 +259,30 @@ fail:
 }
 
 /*
- * Allocate the current file ahead of its records, so that the writes and
- * fdatasyncs that follow overwrite blocks already in the file instead of
- * growing it (queue_file.c, PREALLOCATED SPACE).  Best effort: where the
- * file system cannot (no space left, no fallocate), records are appended
- * past the end as before, and a full disk shows at the write.
+ * Allocate the current file ahead of its records, QF_PREALLOC_BYTES at a
+ * time but not past segment_bytes, where it rotates, so that the writes
+ * and fdatasyncs that follow overwrite blocks already in the file instead
+ * of growing it (queue_file.c, PREALLOCATED SPACE).  Best effort: the
+ * group that may end past segment_bytes, and any write where the file
+ * system cannot allocate (no space left), extend the file as they are
+ * written, and a full disk shows at the write; after a failure, no
+ * further attempt until the next file.
  */
 static void
 qf_writer_prealloc(hs_qf_writer *w)
 {
-    uint64_t ahead = w->segment_bytes < QF_PREALLOC_BYTES ? w->segment_bytes : QF_PREALLOC_BYTES;
+    uint64_t want = w->file_bytes + QF_PREALLOC_BYTES;
     struct stat sb;
 
-    if (posix_fallocate(w->fd, (off_t)w->alloc_end,
-                        (off_t)(w->file_bytes + ahead - w->alloc_end)) == 0) {
-        w->alloc_end = w->file_bytes + ahead;
+    if (want > w->segment_bytes)
+        want = w->segment_bytes;
+    if (w->prealloc_failed || want <= w->file_bytes)
+        return;
+    if (posix_fallocate(w->fd, (off_t)w->alloc_end, (off_t)(want - w->alloc_end)) == 0) {
+        w->alloc_end = want;
         return;
     }
+    w->prealloc_failed = true;
     /* it may have allocated part of it */
     if (fstat(w->fd, &sb) == 0 && (uint64_t)sb.st_size > w->alloc_end)
         w->alloc_end = (uint64_t)sb.st_size;
@@ -273,18 +321,8 @@ hs_qf_writer_write(hs_qf_writer *w)
 static int
 qf_writer_rotate(hs_qf_writer *w, hs_lsn next_lsn)
 {
-    if (hs_qf_writer_write(w) != 0)
+    if (hs_qf_writer_write(w) != 0 || qf_writer_cut(w, true) != 0)
         return -1;
-    if (w->alloc_end > w->file_bytes) {
-        if (ftruncate(w->fd, (off_t)w->file_bytes) != 0 || fdatasync(w->fd) != 0) {
-            hs_set_error("cannot cut queue file %s to its records at offset %" PRIu64 ": %s",
-                         w->path, w->file_bytes, strerror(errno));
-            w->failed = true;
-            return -1;
-        }
-        w->alloc_end = w->file_bytes;
-        w->dirty = false;
-    }
     if (w->dirty) {
         if (w->npending == w->cap_pending) {
             int cap = w->cap_pending ? w->cap_pending * 2 : 8;
@@ -370,6 +408,7 @@ hs_qf_writer_sync(hs_qf_writer *w)
         if (fdatasync(w->pending[i]) != 0) {
             hs_set_error("cannot fdatasync a queue file before %s: %s", w->path, strerror(errno));
             w->failed = true;
+            w->sync_failed = true;
             return -1;
         }
         close(w->pending[i]);
@@ -380,6 +419,7 @@ hs_qf_writer_sync(hs_qf_writer *w)
         if (fdatasync(w->fd) != 0) {
             hs_set_error("cannot fdatasync queue file %s: %s", w->path, strerror(errno));
             w->failed = true;
+            w->sync_failed = true;
             return -1;
         }
         w->dirty = false;
@@ -392,6 +432,12 @@ hs_qf_writer_sync(hs_qf_writer *w)
         w->dir_dirty = false;
     }
     return 0;
+}
+
+bool
+hs_qf_writer_sync_failed(const hs_qf_writer *w)
+{
+    return w->sync_failed;
 }
 
 hs_lsn
@@ -408,8 +454,8 @@ hs_qf_writer_close(hs_qf_writer *w)
 {
     if (w == NULL)
         return;
-    if (!w->failed && hs_qf_writer_write(w) == 0 && w->fd >= 0 && w->alloc_end > w->file_bytes)
-        (void)ftruncate(w->fd, (off_t)w->file_bytes);
+    if (!w->failed && w->fd >= 0 && hs_qf_writer_write(w) == 0)
+        (void)qf_writer_cut(w, false);
     for (int i = 0; i < w->npending; i++)
         close(w->pending[i]);
     if (w->fd >= 0)

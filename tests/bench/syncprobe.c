@@ -2,16 +2,17 @@
  *
  * syncprobe.c
  *      What one small write plus fdatasync costs on this disk, three ways:
- *      appended to a growing file (hotstockd's queue files), overwriting a
- *      file written in full before (PostgreSQL's pre-zeroed WAL segments,
- *      and pg_test_fsync), and into a posix_fallocate'd file.
+ *      appended to a growing file, overwriting a file written in full
+ *      before (PostgreSQL's pre-zeroed WAL segments, and pg_test_fsync),
+ *      and into a posix_fallocate'd file (hotstockd's queue files, which
+ *      its writer allocates ahead of their records).
  *
  * Design note: the bench's single-client rows compare a synchronous deduct
- * (one fdatasync of the spiller's append) with PostgreSQL's own commit (one
+ * (one fdatasync of the spiller's write) with PostgreSQL's own commit (one
  * fdatasync of a WAL overwrite).  An append grows the file, so its
  * fdatasync must also make the new size durable (on ext4 a journal commit);
- * an overwrite flushes data only.  This program measures the difference on
- * the disk under DIR, for machine.txt.
+ * an overwrite, or a write into allocated space, flushes data only.  This
+ * program measures the three on the disk under DIR, for machine.txt.
  *
  *   syncprobe DIR [N]
  *

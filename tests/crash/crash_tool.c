@@ -7,12 +7,15 @@
  *   crash_tool header DIR            the segment header as key=value lines
  *                                    (maps it directly: works while the
  *                                    daemon is stopped or dead)
- *   crash_tool powercut DIR LSN      drop every queue record after LSN:
- *                                    zero the bytes after it in the file
- *                                    holding it (the file keeps its size:
- *                                    the writer allocated it ahead, and a
- *                                    power loss leaves those blocks zero),
- *                                    delete the files that start after it
+ *   crash_tool powercut DIR LSN [zero|truncate]
+ *                                    drop every queue record after LSN:
+ *                                    in the file holding it, zero the bytes
+ *                                    after it (default: the file keeps the
+ *                                    size the writer allocated ahead, and
+ *                                    a power loss leaves those blocks
+ *                                    zero) or cut them off (a file that
+ *                                    grew as it was written); delete the
+ *                                    files that start after it
  *   crash_tool unlink DIR            remove the shm segment of DIR
  *   crash_tool mkqueue DIR N BYTES SEED
  *                                    write a consistent queue of N records
@@ -151,7 +154,7 @@ cut_offset(const uint8_t *buf, size_t len, hs_lsn upto, hs_lsn *last)
 }
 
 static int
-cmd_powercut(const char *dir, hs_lsn upto)
+cmd_powercut(const char *dir, hs_lsn upto, bool truncate_it)
 {
     hs_qf_file *files;
     int n = hs_qf_list(dir, &files);
@@ -174,14 +177,19 @@ cmd_powercut(const char *dir, hs_lsn upto)
             return 1;
         size_t off = cut_offset(buf, len, upto, &last);
         free(buf);
-        if (off < len) {
-            int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (off < len && truncate_it) {
+            if (truncate(path, (off_t)off) != 0) {
+                fprintf(stderr, "crash_tool: truncate %s: %s\n", path, strerror(errno));
+                return 1;
+            }
+            printf("truncated %s at %zu (was %zu bytes, last lsn kept %llu)\n", path, off, len,
+                   (unsigned long long)last);
+        } else if (off < len) {
             uint8_t *zeros = calloc(1, len - off);
-            bool ok = fd >= 0 && zeros != NULL &&
-                      pwrite(fd, zeros, len - off, (off_t)off) == (ssize_t)(len - off);
-            if (!ok) {
+            int fd = open(path, O_WRONLY | O_CLOEXEC);
+            if (zeros == NULL || fd < 0 || hs_pwrite_all(fd, zeros, len - off, off) != 0) {
                 fprintf(stderr, "crash_tool: zero %s from offset %zu: %s\n", path, off,
-                        strerror(errno));
+                        zeros == NULL ? "out of memory" : strerror(errno));
                 return 1;
             }
             free(zeros);
@@ -485,8 +493,10 @@ main(int argc, char **argv)
 {
     if (argc >= 3 && strcmp(argv[1], "header") == 0)
         return cmd_header(argv[2]);
-    if (argc == 4 && strcmp(argv[1], "powercut") == 0)
-        return cmd_powercut(argv[2], strtoull(argv[3], NULL, 10));
+    if ((argc == 4 || argc == 5) && strcmp(argv[1], "powercut") == 0 &&
+        (argc == 4 || strcmp(argv[4], "zero") == 0 || strcmp(argv[4], "truncate") == 0))
+        return cmd_powercut(argv[2], strtoull(argv[3], NULL, 10),
+                            argc == 5 && strcmp(argv[4], "truncate") == 0);
     if (argc == 3 && strcmp(argv[1], "unlink") == 0)
         return cmd_unlink(argv[2]);
     if (argc == 6 && strcmp(argv[1], "mkqueue") == 0)

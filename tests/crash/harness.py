@@ -827,7 +827,10 @@ def fault_power_loss(sc, c, load, it, note, fails):
         f.write(f"{cut_us}\n")  # for a post-mortem check of a kept cluster
     if checkpoint > durable:
         fails.append(f"checkpoint_lsn {checkpoint} > durable_lsn {durable} at the power loss")
-    rc, out, err = tool(["powercut", c.hs_dir, str(durable)])
+    # the lost bytes read as zeros (the file was allocated ahead of its
+    # records) or are gone (a file that grew as it was written): both
+    mode = "zero" if it % 2 == 0 else "truncate"
+    rc, out, err = tool(["powercut", c.hs_dir, str(durable), mode])
     if rc != 0:
         raise RuntimeError(f"powercut failed: {err.strip()}")
     note.append(f"cut after LSN {durable} (next was {h.get('next_lsn')})")
@@ -1110,37 +1113,43 @@ class DiskFiller(threading.Thread):
     def stop(self):
         self.halt.set()
         self.join()
-        os.unlink(self.path)
+        if os.path.exists(self.path):
+            os.unlink(self.path)
 
 
 def disk_full_fault(c, load, it, note, fails):
     qdir = os.path.join(c.hs_dir, "queue")
     filler = DiskFiller(os.path.join(qdir, "filler"))
     filler.start()
-    filler.full.wait(30)
+    if not filler.full.wait(30):
+        fails.append("disk full: the filler did not fill the queue filesystem in 30 s")
     # The writer allocates its newest file up to 1 MiB ahead of its records
     # (shmd/format/queue_file.c, PREALLOCATED SPACE), and records written
     # into that space need no more of the disk.  Use it up: 20,000
-    # durable deductions take more than 1 MiB.  The one whose record cannot
-    # be written waits until space returns (nothing published is dropped),
-    # so the statement runs beside the checks and ends after them.
+    # durable deductions take more than 1 MiB.  The deduction whose record
+    # cannot be written keeps waiting in SQL (hotstock.deduct waits through
+    # the daemon's write errors: the record is published and will be
+    # written), so the statement runs beside the checks and ends once space
+    # returns; statement_timeout bounds it should psql be killed.
     fill = subprocess.Popen(["psql", "-X", "-tA", "-c",
                              f"SELECT count(hotstock.deduct('{PROBE_SKU}', 1, "
                              f"'probe-fill-{it}-{now_us()}-' || g)) "
                              "FROM generate_series(1, 20000) g"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=c.env,
-                            cwd="/")
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(c.env, PGOPTIONS="-c statement_timeout=120s"), cwd="/")
     try:
         disk_full_while_filled(c, it, note, fails)
     finally:
-        filler.stop()
         try:
-            fill.wait(60)
-        except subprocess.TimeoutExpired:
-            fill.kill()
-            fill.wait()
-            fails.append("disk full: the statement that used up the allocated space did not "
-                         "end within 60 s of space returning")
+            filler.stop()
+        finally:
+            try:
+                fill.wait(60)
+            except subprocess.TimeoutExpired:
+                fill.kill()
+                fill.wait()
+                fails.append("disk full: the statement that used up the allocated space did "
+                             "not end within 60 s of space returning")
     try:
         wait_until("spill_errno cleared", lambda: c.header().get("spill_errno") == 0, 30, 0.05)
         answer = wait_until("a deduction succeeds again",

@@ -11,7 +11,8 @@
  * Shapes: one record; a mixed file with the longest strings; three files
  * (rotation); a queue that starts at LSN 101 (older files recycled); a file
  * holding only its header; a torn tail (last record cut in half); a newest
- * file with a zeroed header.  Deterministic: the same inputs every run
+ * file with a zeroed header; a newest file with zeros after its records
+ * (the writer's preallocated space, as a killed daemon leaves it).  Deterministic: the same inputs every run
  * except the header's informational creation time, which is zeroed.
  *
  * Single-threaded, no shared state.
@@ -103,9 +104,10 @@ write_queue(const char *dir, hs_lsn first, hs_lsn last, uint64_t segment_bytes, 
 
 /* Concatenate dir's queue files into out; zero the creation times (bytes
  * 24..31 of each header) and re-seal the header CRC.  `tear`: drop that
- * many bytes from the end; `zero_last_header`: zero the newest header. */
+ * many bytes from the end; `zero_last_header`: zero the newest header;
+ * `zeros`: then add that many zero bytes. */
 static void
-flatten(const char *dir, const char *out, size_t tear, int zero_last_header)
+flatten(const char *dir, const char *out, size_t tear, int zero_last_header, size_t zeros)
 {
     hs_qf_file *files;
     int n = hs_qf_list(dir, &files);
@@ -132,6 +134,8 @@ flatten(const char *dir, const char *out, size_t tear, int zero_last_header)
     if (zero_last_header && n > 0)
         memset(buf + last_start, 0, HS_QF_HEADER_SIZE);
     len = tear < len ? len - tear : 0;
+    memset(buf + len, 0, zeros);
+    len += zeros;
     FILE *f = fopen(out, "wb");
     if (!f || fwrite(buf, 1, len, f) != len || fclose(f) != 0) {
         fprintf(stderr, "mkcorpus: write %s: %s\n", out, strerror(errno));
@@ -162,6 +166,7 @@ main(int argc, char **argv)
         int longest;
         size_t tear;
         int zero_last_header;
+        size_t zeros;
     } shapes[] = {
         {"one_record", 1, 1, 0, 0, 0, 0},
         {"mixed_longest", 1, 24, 0, 1, 0, 0},
@@ -170,6 +175,7 @@ main(int argc, char **argv)
         {"header_only", 1, 0, 0, 0, 0, 0},
         {"torn_tail", 1, 10, 0, 0, 37, 0},
         {"zeroed_newest_header", 1, 20, 600, 0, 0, 1},
+        {"preallocated_tail", 1, 10, 0, 0, 0, 0, 4096},
     };
     for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
         char dir[4096], out[4096];
@@ -191,7 +197,7 @@ main(int argc, char **argv)
             if (!f || fwrite(hdr, 1, sizeof(hdr), f) != sizeof(hdr) || fclose(f) != 0)
                 die(path);
         }
-        flatten(dir, out, shapes[i].tear, shapes[i].zero_last_header);
+        flatten(dir, out, shapes[i].tear, shapes[i].zero_last_header, shapes[i].zeros);
     }
     char cmd[4200];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmp);

@@ -123,6 +123,28 @@ write_records(const char *dir, hs_lsn last, hs_lsn upto, uint64_t segment_bytes)
     return ok;
 }
 
+/* Write gen_rec(last + 1 .. upto) and sync in a child that then exits
+ * without closing its writer, as a killed daemon would. */
+static __attribute__((unused)) bool
+write_records_and_die(const char *dir, hs_lsn last, hs_lsn upto, uint64_t segment_bytes)
+{
+    int status;
+    pid_t pid = fork();
+
+    if (pid == 0) {
+        hs_qf_writer *w = hs_qf_writer_open(dir, last, segment_bytes);
+        hs_record r;
+        bool ok = w != NULL;
+        for (hs_lsn l = last + 1; ok && l <= upto; l++) {
+            gen_rec(l, &r);
+            ok = hs_qf_writer_append(w, &r) == 0;
+        }
+        _exit(ok && hs_qf_writer_sync(w) == 0 ? 0 : 1);
+    }
+    return pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+           WEXITSTATUS(status) == 0;
+}
+
 static __attribute__((unused)) void
 queue_path(const char *dir, hs_lsn first, char *out)
 {

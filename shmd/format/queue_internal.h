@@ -23,7 +23,10 @@
 #define HS_INTERNAL __attribute__((visibility("hidden")))
 
 #define QF_WRITE_BUF_SIZE (256 * 1024)                /* the writer's buffer */
-#define QF_READ_BUF_SIZE (64 * 1024)                  /* a reader's window */
+#define QF_READ_BUF_SIZE (1024 * 1024)                /* a reader's window */
+/* A re-read of bytes the window held stale (queue_reader.c): where the
+ * records end, so most of a full window would be zeros. */
+#define QF_REREAD_SIZE (64 * 1024)
 #define QF_NAME_LEN 20                                /* "%016llx.hsq" */
 #define QF_DEFAULT_SEGMENT_BYTES (UINT64_C(64) << 20) /* segment_bytes 0 */
 /* How far the writer allocates ahead of its records (queue_file.c,
@@ -51,8 +54,9 @@ typedef struct qf_window {
     int fd;
     uint8_t *buf;
     size_t cap;
-    uint64_t off; /* file offset of buf[0] */
-    size_t len;   /* bytes valid in buf */
+    uint64_t off;     /* file offset of buf[0] */
+    size_t len;       /* bytes valid in buf */
+    size_t next_read; /* bytes the next read asks for; 0: cap */
 } qf_window;
 
 /*-------------------------------------------------------------------------
@@ -110,6 +114,9 @@ HS_INTERNAL bool qf_parse_name(const char *name, hs_lsn *lsn);
 /* fsync a directory; -1 with an error naming it. */
 HS_INTERNAL int qf_fsync_dir(const char *path);
 HS_INTERNAL int qf_window_init(qf_window *w, size_t cap);
+/* Forget what the window holds; the next read asks for `size` bytes (at
+ * least what its caller needs), then reads go back to the full window. */
+HS_INTERNAL void qf_window_drop(qf_window *w, size_t size);
 HS_INTERNAL void qf_window_reset(qf_window *w, int fd);
 HS_INTERNAL ssize_t qf_window_get(qf_window *w, uint64_t pos, size_t need, const uint8_t **p);
 HS_INTERNAL int qf_find_valid(qf_window *w, uint64_t from, uint64_t *found);

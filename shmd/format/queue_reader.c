@@ -482,7 +482,7 @@ hs_queue_next(hs_queue_reader *r, hs_lsn upto, hs_record *rec)
          * asking the directory, which costs more than a read. */
         if (!reread) {
             reread = true;
-            r->win.len = 0;
+            qf_window_drop(&r->win, QF_REREAD_SIZE);
             continue;
         }
         /* Judge only bytes read after a survey of the directory. */

@@ -43,6 +43,7 @@ qf_window_init(qf_window *w, size_t cap)
     w->cap = cap;
     w->off = 0;
     w->len = 0;
+    w->next_read = 0;
     w->buf = malloc(cap);
     if (w->buf == NULL) {
         hs_set_error("out of memory for a %zu-byte read buffer", cap);
@@ -57,6 +58,14 @@ qf_window_reset(qf_window *w, int fd)
     w->fd = fd;
     w->off = 0;
     w->len = 0;
+    w->next_read = 0;
+}
+
+void
+qf_window_drop(qf_window *w, size_t size)
+{
+    w->len = 0;
+    w->next_read = size;
 }
 
 /*
@@ -68,14 +77,17 @@ qf_window_reset(qf_window *w, int fd)
 ssize_t
 qf_window_get(qf_window *w, uint64_t pos, size_t need, const uint8_t **p)
 {
-    size_t got = 0;
+    size_t got = 0, want = w->cap;
 
     if (pos >= w->off && pos + need <= w->off + w->len) {
         *p = w->buf + (pos - w->off);
         return (ssize_t)(w->off + w->len - pos);
     }
-    while (got < w->cap) {
-        ssize_t n = pread(w->fd, w->buf + got, w->cap - got, (off_t)(pos + got));
+    if (w->next_read != 0 && w->next_read < want)
+        want = w->next_read > need ? w->next_read : need;
+    w->next_read = 0;
+    while (got < want) {
+        ssize_t n = pread(w->fd, w->buf + got, want - got, (off_t)(pos + got));
         if (n < 0) {
             if (errno == EINTR)
                 continue;

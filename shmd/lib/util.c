@@ -262,33 +262,15 @@ hs_futex_wake_all(_Atomic uint32_t *word)
     syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
-/* See segment.h. */
-int
-hs_write_all(int fd, const void *buf, size_t len)
+/* write(2) (at_end) or pwrite(2) at off all len bytes of buf, retrying
+ * short writes and EINTR.  0, or -1 with errno set. */
+static int
+write_all(int fd, const void *buf, size_t len, bool at_end, uint64_t off)
 {
     const char *p = buf;
 
     while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-/* See util.h. */
-int
-hs_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-    const char *p = buf;
-
-    while (len > 0) {
-        ssize_t n = pwrite(fd, p, len, (off_t)off);
+        ssize_t n = at_end ? write(fd, p, len) : pwrite(fd, p, len, (off_t)off);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -299,6 +281,20 @@ hs_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
         off += (uint64_t)n;
     }
     return 0;
+}
+
+/* See util.h. */
+int
+hs_write_all(int fd, const void *buf, size_t len)
+{
+    return write_all(fd, buf, len, true, 0);
+}
+
+/* See util.h. */
+int
+hs_pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
+{
+    return write_all(fd, buf, len, false, off);
 }
 
 /* 1 when no process pid exists (kill(pid, 0) fails with ESRCH), else 0.  A

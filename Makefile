@@ -133,8 +133,8 @@ tests/%: tests/%.c shmd/libhotstock.a shmd/libhotstock_writer.a $(DAEMON_OBJS)
 	$(CC) $(TEST_CFLAGS) $(DEPFLAGS) -o $@ $< $(filter-out $(DAEMON_MAIN_OBJ),$(DAEMON_OBJS)) \
 	    shmd/libhotstock_writer.a shmd/libhotstock.a $(DAEMON_LIBS) $(TEST_LDFLAGS)
 
-# writes records while hs_queue_sync() syncs (test_sync_while_written)
-tests/unit/test_queue_reader: TEST_LDFLAGS = -Wl,--wrap=fdatasync
+# writes records while hs_queue_sync() syncs
+tests/unit/test_queue_sync: TEST_LDFLAGS = -Wl,--wrap=fdatasync
 
 # the crash suite's libpq client (its own flags: it links libpq, not us)
 PQ_BINS = tests/crash/pq/crash_sqlload

@@ -164,6 +164,11 @@ hotstock_drain_main(Datum main_arg)
     pqsignal(SIGTERM, die);
     BackgroundWorkerUnblockSignals();
 
+    /* the xid counter this server start began with, first of all: exact
+     * while pg_control holds the checkpoint written as the start began
+     * (starts.c) */
+    (void)hotstock_starts_take_next_xid();
+
     BackgroundWorkerInitializeConnection(hotstock_drain_database, NULL, 0);
     pgstat_report_appname("hotstock drain");
     /* every name in our statements resolves in pg_catalog or is qualified */

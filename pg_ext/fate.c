@@ -23,7 +23,11 @@
  *
  * An xid at or past the xid counter never reached the WAL (a commit
  * record would have moved recovery past it): its transaction died in a
- * crash, aborted.  An xid whose commit-log page may have been truncated
+ * crash, aborted.  Such an xid may be handed out again after that crash;
+ * the deduction's xid carries the number of the server start it was taken
+ * in, and an xid of an earlier start at or above the counter the next
+ * start began with reads as aborted whatever its new transaction does
+ * (starts.c).  An xid whose commit-log page may have been truncated
  * (older than the oldest xid the commit log keeps, or from an earlier
  * epoch) has no answer: HS_FATE_UNKNOWN, which every caller treats as
  * committed.  So
@@ -32,7 +36,7 @@
  * commit-log look-up, as pg_xact_status() does.
  *
  * Shares nothing; reads PostgreSQL's transaction state only.  Calls
- * nothing of this extension (the bottom room, beside guc.c).
+ * starts.c only.
  *
  *-------------------------------------------------------------------------
  */
@@ -69,23 +73,28 @@ xid_in_recent_past(FullTransactionId fxid, FullTransactionId next, TransactionId
     return !TransactionIdPrecedes(*xid, ShmemVariableCache->oldestClogXid);
 }
 
-/* See the file header. */
+/* See the file header.  fxid_u64: as hotstock_deduct_xid() made it. */
 HotstockXidFate
 hotstock_xid_fate(uint64 fxid_u64, TransactionId *xid_out)
 {
-    FullTransactionId fxid = FullTransactionIdFromU64(fxid_u64);
+    FullTransactionId fxid;
     FullTransactionId next;
     TransactionId xid = InvalidTransactionId;
     HotstockXidFate fate;
+    bool died;
 
     if (xid_out != NULL)
         *xid_out = InvalidTransactionId;
     if (fxid_u64 == 0)
         return HS_FATE_NONE;
+    died = hotstock_xid_decode(fxid_u64, &fxid);
 
     LWLockAcquire(XactTruncationLock, LW_SHARED);
     next = ReadNextFullTransactionId();
-    if (!FullTransactionIdPrecedes(fxid, next))
+    if (died)
+        fate = HS_FATE_ABORTED; /* of an earlier start, never in the WAL (maybe handed out
+                                 * again since) */
+    else if (!FullTransactionIdPrecedes(fxid, next))
         fate = HS_FATE_ABORTED; /* past the counter: it never reached the WAL, so never
                                  * committed (a crash lost it) */
     else if (!xid_in_recent_past(fxid, next, &xid))
@@ -142,31 +151,34 @@ static FullTransactionId xid_logged = {0};
  * SELECT of a function that deducts and then writes is such a statement
  * too: call it in a transaction block to tie the deduction to it.
  *
- * The xid must not be handed out again: PostgreSQL's crash recovery
- * restarts its xid counter past the last xid found in the WAL, and an xid
- * assigned but never written there (a transaction that deducted and was
- * killed before writing anything) would go to a new transaction, whose
- * fate the queue record would then inherit.  So the first deduct of each
- * (sub)transaction writes a no-op WAL record carrying its xid and, with
- * hotstock.synchronous on, flushes it before the deduction is made: when
- * the queue record is on disk, so is the xid, and recovery moves past it.
- * (With synchronous off a crash in the few milliseconds before the WAL
- * writer flushes can still hand the xid out again: the deduction then
- * follows that transaction's fate, which at worst holds units back.)
- * Assigning an xid makes the commit write a commit record: a transaction
- * block that deducts pays one WAL flush at COMMIT, which an order
- * transaction (deduct + INSERT) pays anyway, and one at its first deduct.
+ * The xid carries the number of this server start (starts.c): if the
+ * server dies before the xid reaches the WAL, recovery may hand it out
+ * again, and the number tells the deduction's xid from the new one.  So
+ * nothing is written to the WAL here, and the queue's flush is the only
+ * one a deduct adds to its transaction's commit.  Assigning an xid makes
+ * the commit write a commit record: a transaction block that deducts pays
+ * one WAL flush at COMMIT, which an order transaction (deduct + INSERT)
+ * pays anyway.
+ *
+ * An xid whose epoch is too large to carry the number (2^16 epochs, 2.8e14
+ * xids) is made durable in the WAL instead, before the deduction: a no-op
+ * record carrying it, flushed (with hotstock.synchronous on), so that
+ * recovery moves past it.
  */
 uint64
 hotstock_deduct_xid(void)
 {
     FullTransactionId fxid;
+    uint64 encoded;
 
     if (!IsTransactionBlock() && !IsSubTransaction() &&
         !FullTransactionIdIsValid(GetTopFullTransactionIdIfAny()) &&
         (ActivePortal == NULL || ActivePortal->commandTag == CMDTAG_SELECT))
         return 0;
     fxid = GetCurrentFullTransactionId();
+    encoded = hotstock_xid_encode(fxid);
+    if (encoded != 0)
+        return encoded;
     if (!FullTransactionIdEquals(fxid, xid_logged)) {
         XLogRecPtr lsn;
 

@@ -19,12 +19,14 @@
  *        apply.c     the drain's batch into the tables
  *        ledger.c    the ledger's statements (refund marks, lookups, settling)
  *        session.c   this backend's client handle, durability waits
- *        fate.c      what became of a deduction's transaction (bottom)
+ *        fate.c      what became of a deduction's transaction
+ *        starts.c    the server's starts and the xid counter each began
+ *                    with (bottom)
  *        guc.c       GUCs, error codes, process-wide shared state (bottom)
  *
  * Calls point down that list (sale.c -> api.c, basket.c -> hold.c -> api.c ->
- * xact.c -> session.c -> guc.c, drain.c -> settle.c -> ledger.c -> fate.c,
- * drain.c -> apply.c -> ledger.c); tests/layout/check.sh fails on a cycle.
+ * xact.c -> session.c -> guc.c, drain.c -> settle.c -> ledger.c -> fate.c ->
+ * starts.c, drain.c -> apply.c -> ledger.c, module.c -> starts.c); tests/layout/check.sh fails on a cycle.
  *
  * Shared between them, per process:
  *  - the GUC variables (defined in guc.c);
@@ -256,6 +258,14 @@ extern void hotstock_subxact_callback(SubXactEvent event, SubTransactionId mySub
 extern HotstockXidFate hotstock_xid_fate(uint64 fxid, TransactionId *xid);
 extern const char *hotstock_xid_fate_name(HotstockXidFate fate);
 extern uint64 hotstock_deduct_xid(void);
+
+/* starts.c: a start's number in an xid takes 1 .. HS_START_FIELDS */
+#define HS_START_FIELDS 32767
+extern void hotstock_starts_request(void);
+extern void hotstock_starts_startup(void);
+extern uint64 hotstock_starts_take_next_xid(void);
+extern uint64 hotstock_xid_encode(FullTransactionId fxid);
+extern bool hotstock_xid_decode(uint64 encoded, FullTransactionId *fxid);
 
 /* ledger.c */
 extern SPIPlanPtr hotstock_prepare(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes);

@@ -4,10 +4,10 @@
  *      Module init: load checks, GUCs, shared memory, callbacks, the drain.
  *
  * Owns _PG_init and the shared-memory hooks that allocate
- * HotstockDrainShared (see hotstock_ext.h).  Runs in the postmaster while
+ * HotstockDrainShared (see hotstock_ext.h) and starts.c's struct.  Runs in the postmaster while
  * preloading; shares nothing at run time.
  *
- * The top of the extension's call graph: it calls guc.c, xact.c and
+ * The top of the extension's call graph: it calls guc.c, xact.c, starts.c and
  * drain.c, and nothing calls it.  Must not hold any logic of its own.
  *
  *-------------------------------------------------------------------------
@@ -80,9 +80,11 @@ hotstock_shmem_request(void)
     if (prev_shmem_request_hook)
         prev_shmem_request_hook();
     RequestAddinShmemSpace(MAXALIGN(sizeof(HotstockDrainShared)));
+    hotstock_starts_request();
 }
 
-/* Create or attach the drain's report struct. */
+/* Create or attach the drain's report struct; number this start
+ * (starts.c). */
 static void
 hotstock_shmem_startup(void)
 {
@@ -97,5 +99,6 @@ hotstock_shmem_startup(void)
         memset(hotstock_drain_shared, 0, sizeof(HotstockDrainShared));
         SpinLockInit(&hotstock_drain_shared->mutex);
     }
+    hotstock_starts_startup();
     LWLockRelease(AddinShmemInitLock);
 }

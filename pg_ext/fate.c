@@ -43,9 +43,6 @@
 #include "postgres.h"
 
 #include "access/transam.h"
-#include "access/xlog.h"
-#include "access/xloginsert.h"
-#include "catalog/pg_control.h"
 #include "access/xact.h"
 #include "storage/lwlock.h"
 #include "storage/procarray.h"
@@ -135,9 +132,6 @@ hotstock_xid_fate_name(HotstockXidFate fate)
     return "unknown";
 }
 
-/* The last (sub)transaction xid this backend wrote to the WAL for a deduct. */
-static FullTransactionId xid_logged = {0};
-
 /*
  * The xid a deduction made now carries: the current (sub)transaction's,
  * assigned now if need be, when the call runs inside a transaction block,
@@ -159,35 +153,13 @@ static FullTransactionId xid_logged = {0};
  * the commit write a commit record: a transaction block that deducts pays
  * one WAL flush at COMMIT, which an order transaction (deduct + INSERT)
  * pays anyway.
- *
- * An xid whose epoch is too large to carry the number (2^16 epochs, 2.8e14
- * xids) is made durable in the WAL instead, before the deduction: a no-op
- * record carrying it, flushed (with hotstock.synchronous on), so that
- * recovery moves past it.
  */
 uint64
 hotstock_deduct_xid(void)
 {
-    FullTransactionId fxid;
-    uint64 encoded;
-
     if (!IsTransactionBlock() && !IsSubTransaction() &&
         !FullTransactionIdIsValid(GetTopFullTransactionIdIfAny()) &&
         (ActivePortal == NULL || ActivePortal->commandTag == CMDTAG_SELECT))
         return 0;
-    fxid = GetCurrentFullTransactionId();
-    encoded = hotstock_xid_encode(fxid);
-    if (encoded != 0)
-        return encoded;
-    if (!FullTransactionIdEquals(fxid, xid_logged)) {
-        XLogRecPtr lsn;
-
-        XLogBeginInsert();
-        XLogRegisterData((char *)&fxid, sizeof(fxid));
-        lsn = XLogInsert(RM_XLOG_ID, XLOG_NOOP); /* xl_xid: this xid */
-        if (hotstock_synchronous)
-            XLogFlush(lsn);
-        xid_logged = fxid;
-    }
-    return U64FromFullTransactionId(fxid);
+    return hotstock_xid_encode(GetCurrentFullTransactionId());
 }

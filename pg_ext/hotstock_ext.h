@@ -266,6 +266,7 @@ extern void hotstock_starts_startup(void);
 extern uint64 hotstock_starts_take_next_xid(void);
 extern uint64 hotstock_xid_encode(FullTransactionId fxid);
 extern bool hotstock_xid_decode(uint64 encoded, FullTransactionId *fxid);
+extern uint64 hotstock_xid_full(uint64 encoded);
 
 /* ledger.c */
 extern SPIPlanPtr hotstock_prepare(SPIPlanPtr *slot, const char *sql, int nargs, Oid *argtypes);

@@ -165,7 +165,7 @@ hotstock_settle_deductions(hs_client *drain_client, int *delay_ms)
         case HS_OK:
             ereport(LOG, (errmsg("hotstock drain returned the %d units of order \"%s\": its "
                                  "transaction %llu did not commit",
-                                 qty, u->order_id, (unsigned long long)u->xid)));
+                                 qty, u->order_id, (unsigned long long)hotstock_xid_full(u->xid))));
             wait_lsn = Max(wait_lsn, lsn);
             u->settle = true;
             break;
@@ -196,14 +196,14 @@ hotstock_settle_deductions(hs_client *drain_client, int *delay_ms)
             hotstock_drain_problem(ERRCODE_HOTSTOCK_ORDER_MISMATCH, hs_last_error(),
                           "hotstock drain cannot compensate order \"%s\" of aborted transaction "
                           "%llu: the daemon holds another deduction of it",
-                          u->order_id, (unsigned long long)u->xid);
+                          u->order_id, (unsigned long long)hotstock_xid_full(u->xid));
             u->settle = true;
             break;
         default:
             hotstock_drain_problem(ERRCODE_HOTSTOCK_DAEMON_DOWN, hs_last_error(),
                           "hotstock drain could not compensate order \"%s\" of aborted "
                           "transaction %llu: %s",
-                          u->order_id, (unsigned long long)u->xid, hs_result_name(r));
+                          u->order_id, (unsigned long long)hotstock_xid_full(u->xid), hs_result_name(r));
             daemon_problem = true;
             left++;
             break;
@@ -263,7 +263,7 @@ hotstock_settle_deductions(hs_client *drain_client, int *delay_ms)
         if (r == HS_OK)
             ereport(LOG, (errmsg("hotstock drain returned the %d units of evicted order \"%s\": "
                                  "its transaction %llu did not commit",
-                                 rows[i].qty, rows[i].order_id, (unsigned long long)rows[i].xid)));
+                                 rows[i].qty, rows[i].order_id, (unsigned long long)hotstock_xid_full(rows[i].xid))));
         else if (r != HS_ALREADY_REFUNDED)
             hotstock_drain_problem(ERRCODE_HOTSTOCK_DAEMON_DOWN, hs_last_error(),
                           "hotstock drain could not return the units of order \"%s\" (marked "

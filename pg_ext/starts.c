@@ -46,8 +46,8 @@
  *
  * Shares StartsShared (PostgreSQL shared memory): `start` set by the
  * postmaster before any other process runs; `next_xid_taken`/`next_xid`
- * written once under the lock.  Calls nothing of this extension (a bottom
- * room, beside fate.c and guc.c).
+ * written once under the lock.  Calls nothing of this extension (the
+ * bottom room, under fate.c, beside guc.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -261,13 +261,21 @@ start_next_xid_now(void)
 
 /*
  * Take V of this start now if nobody has (the drain worker calls this as
- * it starts): into the file, then into shared memory.  Returns it.
+ * it starts): into the file, then into shared memory.  Returns it (0
+ * while WAL is still replayed).
  */
 uint64
 hotstock_starts_take_next_xid(void)
 {
     uint64 v;
 
+    /* Not while WAL is replayed (a hot standby, archive recovery): the
+     * counter is not the one this start will hand out xids from, and
+     * xids of the start before may still come in with commit records.
+     * 0: nobody has an answer from this file yet (the plain one holds,
+     * and nothing is written that a later judgement would contradict). */
+    if (RecoveryInProgress())
+        return 0;
     LWLockAcquire(starts_shared->lock, LW_EXCLUSIVE);
     if (!starts_shared->next_xid_taken) {
         StartEntry *e;
@@ -323,16 +331,27 @@ start_next_xid(uint64 start)
     return 0;
 }
 
-/* See the file header.  0 for an xid that cannot carry it (an epoch of
- * 2^16 or more): the caller then makes the xid durable in the WAL itself. */
+/* See the file header.  An xid of epoch 2^16 or more (2.8e14 xids into
+ * the cluster's life) cannot carry the number: refused. */
 uint64
 hotstock_xid_encode(FullTransactionId fxid)
 {
     uint64 v = U64FromFullTransactionId(fxid);
 
     if ((v & ~XID_FXID_MASK) != 0)
-        return 0;
+        ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+                        errmsg("hotstock cannot tie a deduction to transaction " UINT64_FORMAT
+                               ": its xid epoch %u is past 65535",
+                               v, EpochFromFullTransactionId(fxid)),
+                        errhint("Deduct in autocommit SELECT statements (no xid).")));
     return v | ((uint64)start_field(starts_shared->start) << XID_START_SHIFT);
+}
+
+/* The full xid in an encoded one, for messages. */
+uint64
+hotstock_xid_full(uint64 encoded)
+{
+    return encoded & XID_FXID_MASK;
 }
 
 /*

@@ -535,7 +535,7 @@ hs_result hs_order_status(hs_client *c, const char *order_id, size_t order_len,
 typedef struct hs_order_info {
     hs_order_status_code status; /* any but UNKNOWN */
     int32_t qty;
-    uint64_t xid;         /* full xid of the (sub)transaction its DEDUCT carries, 0 for none */
+    uint64_t xid;         /* the caller's transaction id its DEDUCT carries (opaque here), 0 for none */
     hs_lsn deducted_lsn;  /* the record that settled its state (DEDUCT, RESERVE, CONFIRM);
                              0 when it was not deducted in this segment */
     uint64_t expires_at_ms; /* a hold's deadline (unix ms), also once settled; 0 for a deduction */

@@ -20,8 +20,9 @@
  *                     record up to it: their slots may be reused (pairs with
  *                     the acquire load in the clients' reserving CAS loop).
  *   durable_lsn       spiller, release, after fdatasync; then durable_seq is
- *                     bumped (release) and FUTEX_WAKEd.  Never ahead of the
- *                     disk: see hsd_group_commit().
+ *                     bumped (release) and the waiters of the LSNs now
+ *                     durable are woken (FUTEX_WAKE_BITSET, segment.h).
+ *                     Never ahead of the disk: see hsd_group_commit().
  *   spiller_sleeping  spiller, seq_cst, before it re-checks for work and
  *                     sleeps on spiller_seq; clients load it after they
  *                     publish (Dekker-style: one of the two sees the other).
@@ -591,12 +592,13 @@ hsd_group_commit(hsd_spiller *sp, bool force, uint64_t now_ms)
         hsd_fatal("fdatasync of the queue failed, durable LSN stays %" PRIu64 ": %s", sp->synced,
                   hs_last_error());
     us = hs_now_unix_us() - t0;
-    sp->synced = upto;
-    sp->last_sync_ms = hs_now_monotonic_ms();
     /* pairs with the waiters' acquire load of durable_lsn */
     atomic_store_explicit(&sp->h->durable_lsn, upto, memory_order_release);
     atomic_fetch_add_explicit(&sp->h->durable_seq, 1, memory_order_release);
-    hs_futex_wake_all(&sp->h->durable_seq);
+    /* only the waiters of what became durable (segment.h) */
+    hs_futex_wake_bits(&sp->h->durable_seq, hs_durable_bits(sp->synced, upto));
+    sp->synced = upto;
+    sp->last_sync_ms = hs_now_monotonic_ms();
     atomic_store_explicit(&sp->h->last_flush_unix_ms, (t0 + us) / 1000, memory_order_relaxed);
     atomic_fetch_add_explicit(&d->stats.flushes, 1, memory_order_relaxed);
     atomic_store_explicit(&d->stats.last_flush_us, us, memory_order_relaxed);

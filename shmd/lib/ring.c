@@ -369,7 +369,7 @@ hs_wait_durable(hs_client *c, hs_lsn lsn, int timeout_ms)
             if ((uint64_t)timeout_ms - waited < (uint64_t)nap)
                 nap = (int)((uint64_t)timeout_ms - waited);
         }
-        if (hs_futex_wait(&h->durable_seq, seq, nap) != 0) {
+        if (hs_futex_wait_bits(&h->durable_seq, seq, hs_durable_bit(lsn), nap) != 0) {
             r = HS_IO_ERROR;
             break;
         }

@@ -45,9 +45,13 @@
  *                     handed to write(2): their ring slots are free again.
  *                     Pairs with the acquire load in the reserving CAS loop.
  *  header.durable_lsn spiller (release) after fdatasync; then it bumps
- *                     durable_seq and FUTEX_WAKEs it.  Waiters load
- *                     durable_seq, then durable_lsn (acquire), then sleep on
- *                     durable_seq (so no wake-up is lost).
+ *                     durable_seq and wakes the waiters of the LSNs it made
+ *                     durable (FUTEX_WAKE_BITSET, hs_durable_bits).  Waiters
+ *                     load durable_seq, then durable_lsn (acquire), then
+ *                     sleep on durable_seq with their LSN's bit (so no
+ *                     wake-up is lost: a flush that covers the LSN after
+ *                     the load either changed the word first, or wakes the
+ *                     bit).  A stop or a death wakes every bit.
  *  header.flush_wanted clients, a seq_cst max: a durability waiter raises it
  *                     to its LSN (hs_wait_durable), a caller that will wait
  *                     later too (hs_flush_soon).  The spiller flushes at
@@ -275,6 +279,31 @@ hs_segment_state_name(uint32_t state)
 
 /* top bit of next_lsn: no more reservations in this segment */
 #define HS_LSN_FENCED (UINT64_C(1) << 63)
+
+/* The futex bit a durability waiter for lsn sleeps with on durable_seq
+ * (FUTEX_WAIT_BITSET): a flush wakes only the bits of the LSNs it made
+ * durable, so a waiter whose record came after the flush started sleeps
+ * on (one LSN in 32 shares its bit). */
+static inline uint32_t
+hs_durable_bit(uint64_t lsn)
+{
+    return UINT32_C(1) << (lsn & 31);
+}
+
+/* The bits of the LSNs after `from` up to `upto` (every bit from 32 on). */
+static inline uint32_t
+hs_durable_bits(uint64_t from, uint64_t upto)
+{
+    uint32_t bits = 0;
+
+    if (upto <= from)
+        return 0;
+    if (upto - from >= 32)
+        return UINT32_MAX;
+    for (uint64_t l = from + 1; l <= upto; l++)
+        bits |= hs_durable_bit(l);
+    return bits;
+}
 /* top bit of ring seq: the slot for (seq & ~bit) was abandoned */
 #define HS_SEQ_ABANDONED (UINT64_C(1) << 63)
 /* bit 62 of ring seq: claimed by a writer that is filling it; bits 32-61

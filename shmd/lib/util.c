@@ -255,11 +255,47 @@ hs_futex_wait(_Atomic uint32_t *word, uint32_t expected, int timeout_ms)
     return -1;
 }
 
-/* Wake every process sleeping on word. */
+/* Wake every process sleeping on word (whatever bits it sleeps with). */
 void
 hs_futex_wake_all(_Atomic uint32_t *word)
 {
     syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+/*
+ * hs_futex_wait, sleeping with `bits` (non-zero): only a hs_futex_wake_bits
+ * whose bits share one of them wakes it (or hs_futex_wake_all).  Same
+ * returns.  FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline.
+ */
+int
+hs_futex_wait_bits(_Atomic uint32_t *word, uint32_t expected, uint32_t bits, int timeout_ms)
+{
+    struct timespec ts, *tsp = NULL;
+
+    if (timeout_ms >= 0) {
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_sec += timeout_ms / 1000;
+        ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        tsp = &ts;
+    }
+    if (syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET, expected, tsp, NULL, bits) == 0)
+        return 0;
+    if (errno == EAGAIN || errno == ETIMEDOUT || errno == EINTR)
+        return 0;
+    hs_set_error("futex wait failed: %s", strerror(errno));
+    return -1;
+}
+
+/* Wake the processes sleeping on word with any of `bits` (and those
+ * sleeping in plain hs_futex_wait). */
+void
+hs_futex_wake_bits(_Atomic uint32_t *word, uint32_t bits)
+{
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_BITSET, INT_MAX, NULL, NULL, bits);
 }
 
 /* write(2) (at_end) or pwrite(2) at off all len bytes of buf, retrying

@@ -50,6 +50,8 @@ uint32_t hs_crc32c(uint32_t crc, const void *data, size_t len);
 /* Linux futex wrappers on a 32-bit shared word. */
 int hs_futex_wait(_Atomic uint32_t *word, uint32_t expected, int timeout_ms);
 void hs_futex_wake_all(_Atomic uint32_t *word);
+int hs_futex_wait_bits(_Atomic uint32_t *word, uint32_t expected, uint32_t bits, int timeout_ms);
+void hs_futex_wake_bits(_Atomic uint32_t *word, uint32_t bits);
 
 /* write(2) all len bytes of buf, retrying short writes and EINTR.  0, or
  * -1 with errno set. */

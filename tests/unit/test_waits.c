@@ -3,8 +3,9 @@
  * test_waits.c
  *      Unit tests of durability waits against a real hotstockd: the two
  *      spin settings (waiter_spin_us reaches clients through the header,
- *      0 turns a spin off), and a waiter killed inside its wait, which
- *      must leave nothing that makes the spiller flush at once.
+ *      0 turns a spin off), a waiter killed inside its wait, which
+ *      must leave nothing that makes the spiller flush at once, and a
+ *      flush that wakes only the waiters of what it made durable.
  *
  *-------------------------------------------------------------------------
  */
@@ -149,10 +150,99 @@ out:
     hs_test_rmrf(d.dir);
 }
 
+/* voluntary_ctxt_switches of process pid (/proc), -1 when unreadable */
+static long
+voluntary_switches(pid_t pid)
+{
+    char path[64], line[256];
+    long n = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (sscanf(line, "voluntary_ctxt_switches: %ld", &n) == 1)
+            break;
+    fclose(f);
+    return n;
+}
+
+/*
+ * A flush wakes only the waiters of the LSNs it made durable: a waiter for
+ * an LSN far ahead sleeps through 64 flushes of other records (it wakes for
+ * its 10 ms poll, and for the two flushes whose LSN shares its bit, one in
+ * 32).  Woken by every flush, it slept again 64 times.  The daemon's
+ * directory is on /dev/shm, so that 64 flushes take a few milliseconds
+ * whatever the disk.
+ */
+static void
+test_wake_only_durable(void)
+{
+    hsd_ctl d = {0};
+    hs_client *c = NULL;
+    char real[4096];
+    hs_header *h = NULL;
+    hs_lsn far, lsn;
+    pid_t child;
+    long before, after;
+    double t0, ms;
+
+    signal(SIGPIPE, SIG_IGN);
+    snprintf(d.dir, sizeof(d.dir), "/dev/shm/hs-test-wake-XXXXXX");
+    if (!CHECK(mkdtemp(d.dir) != NULL))
+        return;
+    hsd_ctl_flag(&d, "--flush-interval-ms", "20");
+    if (!CHECK_EQ(hsd_ctl_start(&d, &c), 0))
+        goto rm;
+    if (!CHECK(realpath(d.dir, real) != NULL) || !CHECK_R(hs_segment_map(real, &h), HS_OK))
+        goto out;
+    CHECK_R(hs_put_sku(c, S("wk"), 1000, NULL), HS_OK);
+    CHECK_R(hs_wait_durable(c, atomic_load(&h->next_lsn) - 1, 5000), HS_OK);
+    far = atomic_load(&h->next_lsn) + 500;
+    child = fork();
+    if (child == 0) {
+        hs_client *cc;
+        if (hs_attach(d.dir, &cc) != HS_OK)
+            _exit(1);
+        hs_wait_durable(cc, far, 5000); /* never comes: times out */
+        _exit(2);
+    }
+    /* asleep in its wait: counted as a waiter, past its spin */
+    t0 = hs_test_seconds();
+    while (atomic_load(&h->sync_waiters) == 0 && hs_test_seconds() - t0 < 10)
+        hsd_ctl_nap_ms(1);
+    hsd_ctl_nap_ms(20);
+    before = voluntary_switches(child);
+    t0 = hs_test_seconds();
+    for (int i = 0; i < 64; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "wk-%d", i);
+        CHECK_R(hs_deduct(c, S("wk"), 1, id, strlen(id), 0, &lsn), HS_OK);
+        CHECK_R(hs_wait_durable(c, lsn, 5000), HS_OK);
+    }
+    ms = (hs_test_seconds() - t0) * 1000;
+    after = voluntary_switches(child);
+    if (!CHECK(before >= 0 && after - before <= 8 + (long)(ms / 10)))
+        fprintf(stderr, "    a waiter for a later LSN slept %ld times during 64 flushes "
+                        "(%.1f ms)\n", after - before, ms);
+    CHECK(child > 0 && kill(child, SIGKILL) == 0);
+    CHECK(child > 0 && waitpid(child, NULL, 0) == child);
+out:
+    if (h != NULL)
+        hs_segment_unmap(h);
+    hs_detach(c);
+    CHECK_EQ(hsd_ctl_stop(&d), 0);
+rm:
+    hs_test_rmrf(d.dir);
+}
+
 int
 main(void)
 {
     test_spin_settings();
     test_killed_waiter();
+    test_wake_only_durable();
     return hs_test_done();
 }

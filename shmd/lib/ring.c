@@ -343,9 +343,11 @@ hs_wait_durable(hs_client *c, hs_lsn lsn, int timeout_ms)
     start = hs_now_monotonic_ms();
     for (;;) {
         /* Load the futex word before the LSN (both acquire; the spiller
-         * stores durable_lsn, then bumps durable_seq): if the LSN we read is
-         * old, the bump is still ahead and the futex wait below returns at
-         * once or is woken by it. */
+         * stores durable_lsn, then bumps durable_seq, then wakes the bits of
+         * the LSNs it made durable): if the LSN we read is old, the bump is
+         * still ahead, and the futex wait below returns at once, or is woken
+         * by the flush that covers lsn (its bit), or sleeps on through a
+         * flush that does not. */
         uint32_t seq = atomic_load_explicit(&h->durable_seq, memory_order_acquire);
         int nap = HS_DURABLE_POLL_MS;
 

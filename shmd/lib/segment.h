@@ -51,7 +51,8 @@
  *                     sleep on durable_seq with their LSN's bit (so no
  *                     wake-up is lost: a flush that covers the LSN after
  *                     the load either changed the word first, or wakes the
- *                     bit).  A stop or a death wakes every bit.
+ *                     bit).  A stop, and the next daemon's recovery after a
+ *                     crash, wake every bit.
  *  header.flush_wanted clients, a seq_cst max: a durability waiter raises it
  *                     to its LSN (hs_wait_durable), a caller that will wait
  *                     later too (hs_flush_soon).  The spiller flushes at

@@ -186,6 +186,7 @@ test_wake_only_durable(void)
     hs_header *h = NULL;
     hs_lsn far, lsn;
     pid_t child;
+    int status = 0;
     long before, after;
     double t0, ms;
 
@@ -214,6 +215,7 @@ test_wake_only_durable(void)
     while (atomic_load(&h->sync_waiters) == 0 && hs_test_seconds() - t0 < 10)
         hsd_ctl_nap_ms(1);
     hsd_ctl_nap_ms(20);
+    CHECK_EQ(atomic_load(&h->sync_waiters), 1);
     before = voluntary_switches(child);
     t0 = hs_test_seconds();
     for (int i = 0; i < 64; i++) {
@@ -227,8 +229,10 @@ test_wake_only_durable(void)
     if (!CHECK(before >= 0 && after - before <= 8 + (long)(ms / 10)))
         fprintf(stderr, "    a waiter for a later LSN slept %ld times during 64 flushes "
                         "(%.1f ms)\n", after - before, ms);
+    /* still inside its wait (it times out after 5 s), then killed */
+    CHECK(child > 0 && waitpid(child, &status, WNOHANG) == 0);
     CHECK(child > 0 && kill(child, SIGKILL) == 0);
-    CHECK(child > 0 && waitpid(child, NULL, 0) == child);
+    CHECK(child > 0 && waitpid(child, &status, 0) == child && WIFSIGNALED(status));
 out:
     if (h != NULL)
         hs_segment_unmap(h);

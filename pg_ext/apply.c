@@ -289,7 +289,15 @@ apply_refunds(const Columns *c)
     return done;
 }
 
-/* Statement 5: each SKU's sums into hotstock.stock. */
+/* qsort: SkuDelta pointers by SKU, in byte order. */
+static int
+sku_delta_cmp(const void *a, const void *b)
+{
+    return strcmp((*(SkuDelta *const *)a)->sku, (*(SkuDelta *const *)b)->sku);
+}
+
+/* Statement 5: each SKU's sums into hotstock.stock, in SKU order (the
+ * primary key's leaf pages one after the other, not at random). */
 static void
 apply_stock(HTAB *skus)
 {
@@ -311,14 +319,21 @@ apply_stock(HTAB *skus)
     int ns = (int)hash_get_num_entries(skus);
     HASH_SEQ_STATUS seq;
     SkuDelta *delta;
+    SkuDelta **sorted;
     Columns c;
     Datum values[6];
+    int k = 0;
 
     if (ns == 0)
         return;
-    columns_init(&c, 6, ns);
+    sorted = palloc(ns * sizeof(SkuDelta *));
     hash_seq_init(&seq, skus);
-    while ((delta = hash_seq_search(&seq)) != NULL) {
+    while ((delta = hash_seq_search(&seq)) != NULL)
+        sorted[k++] = delta;
+    qsort(sorted, ns, sizeof(SkuDelta *), sku_delta_cmp);
+    columns_init(&c, 6, ns);
+    for (k = 0; k < ns; k++) {
+        delta = sorted[k];
         c.col[0][c.n] = CStringGetTextDatum(delta->sku);
         c.col[1][c.n] = Int64GetDatum(delta->available);
         c.col[2][c.n] = Int64GetDatum(delta->reserved);

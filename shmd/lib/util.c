@@ -240,19 +240,7 @@ hs_crc32c(uint32_t crc, const void *data, size_t len)
 int
 hs_futex_wait(_Atomic uint32_t *word, uint32_t expected, int timeout_ms)
 {
-    struct timespec ts, *tsp = NULL;
-
-    if (timeout_ms >= 0) {
-        ts.tv_sec = timeout_ms / 1000;
-        ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
-        tsp = &ts;
-    }
-    if (syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT, expected, tsp, NULL, 0) == 0)
-        return 0;
-    if (errno == EAGAIN || errno == ETIMEDOUT || errno == EINTR)
-        return 0;
-    hs_set_error("futex wait failed: %s", strerror(errno));
-    return -1;
+    return hs_futex_wait_bits(word, expected, FUTEX_BITSET_MATCH_ANY, timeout_ms);
 }
 
 /* Wake every process sleeping on word (whatever bits it sleeps with). */
@@ -264,8 +252,9 @@ hs_futex_wake_all(_Atomic uint32_t *word)
 
 /*
  * hs_futex_wait, sleeping with `bits` (non-zero): only a hs_futex_wake_bits
- * whose bits share one of them wakes it (or hs_futex_wake_all).  Same
- * returns.  FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline.
+ * whose bits share one of them wakes it (or hs_futex_wake_all; plain
+ * hs_futex_wait sleeps with every bit).  Same returns.  FUTEX_WAIT_BITSET
+ * takes an absolute CLOCK_MONOTONIC deadline.
  */
 int
 hs_futex_wait_bits(_Atomic uint32_t *word, uint32_t expected, uint32_t bits, int timeout_ms)

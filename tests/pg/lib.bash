@@ -94,6 +94,16 @@ sqlstate() {
 
 pg_ready() { "$PGBIN/pg_isready" -q >/dev/null 2>&1 && q "SELECT 1" >/dev/null 2>&1; }
 
+drain_pid() { q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'hotstock drain'" 2>/dev/null; }
+
+# serving_after_reset OLD_DRAIN_PID: the crash reset a kill set off is over.
+# Right after the kill, the old postmaster may still answer and still list
+# the dead drain: only a drain with another pid shows that the reset ran.
+serving_after_reset() {
+    local now
+    pg_ready && now=$(drain_pid) && [ -n "$now" ] && [ "$now" != "$1" ] && daemon_up
+}
+
 drain_running() {
     [ "$(q "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'hotstock drain'" 2>/dev/null)" = 1 ]
 }

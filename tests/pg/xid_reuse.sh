@@ -36,11 +36,6 @@ cluster_start || {
     finish
 }
 check "drain running" wait_for 30 drain_running
-drain_pid() { q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'hotstock drain'" 2>/dev/null; }
-serving_after_reset() {
-    local now
-    pg_ready && now=$(drain_pid) && [ -n "$now" ] && [ "$now" != "$1" ] && daemon_up
-}
 
 SKU=xid-$RUN_ID
 ORDER=X$RUN_ID-dead

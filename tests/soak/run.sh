@@ -406,13 +406,7 @@ run_segment() {
     [ $rc -eq 0 ] || grep -m 3 'aborted' "$out" | sed 's/^/  /'
 }
 
-drain_pid() { q "SELECT pid FROM pg_stat_activity WHERE backend_type = 'hotstock drain'" 2>/dev/null; }
 serving() { pg_ready && drain_running && daemon_up; }
-# The crash reset a kill set off is over: a drain with another pid serves.
-serving_after_reset() {
-    local now
-    pg_ready && now=$(drain_pid) && [ -n "$now" ] && [ "$now" != "$1" ] && daemon_up
-}
 lsn_past() { [ "$(q "SELECT last_lsn >= $1 FROM hotstock.status" 2>/dev/null)" = t ]; }
 VICTIM_PID=
 VICTIM_ORDER=

@@ -97,6 +97,8 @@ static StartsShared *starts_shared = NULL;
 /* This backend's copy of the file's earlier starts (they never change). */
 static StartEntry *known = NULL;
 static int known_count = -1; /* -1: not read yet */
+/* This backend's copy of this start's V once taken (0: not yet). */
+static uint64 this_start_next_xid = 0;
 
 /* The field a start number takes in an xid: 1 .. HS_START_FIELDS. */
 static uint32
@@ -309,8 +311,14 @@ start_next_xid(uint64 start)
 {
     int lo = 0, hi;
 
-    if (start == starts_shared->start)
-        return hotstock_starts_take_next_xid();
+    if (start == starts_shared->start) {
+        /* taken once per start, never changed after: kept here, so that a
+         * drain judging many records of the start before takes the
+         * exclusive lock once, not once a record */
+        if (this_start_next_xid == 0)
+            this_start_next_xid = hotstock_starts_take_next_xid();
+        return this_start_next_xid;
+    }
     if (known_count < 0) {
         MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 
